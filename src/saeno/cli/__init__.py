@@ -1,0 +1,1 @@
+"""The ``saeno`` command line: one small module per verb, parsing and printing only."""
