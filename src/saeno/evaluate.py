@@ -1,0 +1,339 @@
+"""Evaluate an SAE on captured activations: reconstruction, sparsity, operator loss recovered.
+
+Metrics (``../shared/METHOD.md`` section 4), each computed over the store's rows at every resolution
+given:
+
+- reconstruction on raw activations: ``mse``, ``rel_l2`` (mean over samples of
+  ``||a - a_hat|| / ||a||``), ``explained_variance`` ``1 - E||a - a_hat||^2 / E||a - mean(a)||^2``
+  where ``mean(a)`` is the per-channel mean over the store's samples and grid points (its captured
+  statistics); the same two on the SAE's
+  normalised scale (``mse_normalized``, ``explained_variance_normalized``);
+- sparsity of the codes: ``L0_concepts``, ``domain_fraction``, ``L0_per_point``, ``dead_fraction``
+  (never active in the evaluated samples) and the log10 activation-density histogram;
+- operator loss recovered, when the FNO is given: splice ``a_hat`` in place of ``a`` at the hook and
+  run the rest of the FNO; with ``L`` the mean relative L2 error of the FNO's output against the
+  dataset's target ``y``, ``loss_recovered = (L_ablate - L_sae) / (L_ablate - L_clean)`` where the
+  ablation replaces ``a`` by its mean field over the evaluated samples, reported beside the error
+  added by splicing ``splice_added_error = L_sae / L_clean - 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from saeno.errors import SaenoError, StoreError
+from saeno.sae.base import SparseAutoencoder
+from saeno.sae.code_stats import CodeStats
+
+DENSITY_BINS = np.linspace(-6.0, 0.0, 25)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _batches(n: int, batch_size: int, rows: np.ndarray | None) -> list[np.ndarray]:
+    idx = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+def _read(store: Any, name: str, rows: np.ndarray) -> np.ndarray:
+    if len(rows) and np.all(np.diff(rows) == 1):
+        return store.read(name, slice(int(rows[0]), int(rows[-1]) + 1))
+    return store.read(name, rows)
+
+
+def _rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample relative L2 error ``||pred - target|| / ||target||``."""
+    diff = (pred - target).flatten(1).abs().pow(2).sum(1).sqrt()
+    norm = target.flatten(1).abs().pow(2).sum(1).sqrt().clamp_min(1e-12)
+    return diff / norm
+
+
+def check_model_matches_store(hooked: Any, store: Any) -> None:
+    """Raise StoreError when the FNO given for splicing is not the one that produced ``store``."""
+    from saeno.hooking import fingerprint
+
+    model = getattr(hooked, "model", hooked)
+    got = fingerprint(model)
+    if got != store.fingerprint:
+        raise StoreError(
+            f"the model given for splicing (fingerprint {got[:12]}) is not the model that produced "
+            f"the store {store.url} (fingerprint {store.fingerprint[:12]}): pass the same FNO "
+            "that was captured"
+        )
+
+
+def _mean_field(store: Any, hook: str, batches: list[np.ndarray]) -> torch.Tensor:
+    total = None
+    count = 0
+    for rows in batches:
+        a = _read(store, hook, rows)
+        s = a.astype(np.complex128 if np.iscomplexobj(a) else np.float64).sum(0)
+        total = s if total is None else total + s
+        count += len(rows)
+    return torch.from_numpy((total / max(count, 1)))
+
+
+@torch.no_grad()
+def evaluate_store(
+    sae: SparseAutoencoder,
+    store: Any,
+    hook: str,
+    *,
+    hooked: Any = None,
+    rows: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """All metrics of ``sae`` on one store (one resolution).
+
+    Parameters
+    ----------
+    sae
+        A trained SAE (any architecture).
+    store
+        An :class:`saeno.ActivationStore` holding ``hook``.
+    hook
+        The hook the SAE reconstructs.
+    hooked
+        The FNO as a :class:`saeno.HookedOperator` for the operator metrics (None skips them); must be
+        the model that produced the store.
+    rows
+        Store rows to evaluate (default all), e.g. a test split.
+    batch_size
+        Samples per batch.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        Metrics (floats), ``density`` (per-concept share of active samples), ``density_histogram``.
+    """
+    if hook not in store.hooks:
+        raise StoreError(f"hook {hook!r} is not in the store {store.url}; it holds {store.hooks}")
+    if hooked is not None:
+        check_model_matches_store(hooked, store)
+    device = _device_of(sae)
+    rows_arr = None if rows is None else np.asarray(rows, dtype=np.int64)
+    batches = _batches(store.n_rows, batch_size, rows_arr)
+    if not batches:
+        raise StoreError(f"no rows to evaluate in {store.url}")
+
+    stats = CodeStats(sae.n_concepts)
+    sums = {"se": 0.0, "se_norm": 0.0, "rel": 0.0, "n": 0, "values": 0}
+    channel_mean, channel_var = store.stats(hook)
+    ch_mean = torch.as_tensor(channel_mean)
+    var_sum = 0.0
+    norm_sum = norm_sq = torch.zeros((), dtype=torch.float64)  # per normalised channel, over rows
+    norm_count = 0  # values per normalised channel
+    ops = None
+    if hooked is not None:
+        if "y" not in store:
+            raise StoreError(f"the store {store.url} has no dataset targets 'y': capture it from a "
+                             "dataset with targets to compute the operator loss")
+        mean_field = _mean_field(store, hook, batches).to(device)
+        ops = {"clean": 0.0, "sae": 0.0, "ablate": 0.0}
+
+    bar = tqdm(batches, desc=f"eval {hook} @ {'x'.join(map(str, store.grid))}", disable=not progress,
+               unit="batch")
+    for idx in bar:
+        a = torch.from_numpy(_read(store, hook, idx)).to(device)
+        if not a.is_complex():
+            a = a.float()
+        z = sae.encode(a)
+        a_hat = sae.decode(z)
+        stats.update(z)
+        err = (a - a_hat).abs().pow(2)
+        sums["se"] += err.sum().item()
+        sums["rel"] += _rel_l2(a_hat, a).sum().item()
+        sums["n"] += a.shape[0]
+        sums["values"] += a.numel()
+        centred = a - ch_mean.to(device=device, dtype=a.dtype).view(1, -1, *([1] * (a.dim() - 2)))
+        var_sum += centred.abs().pow(2).sum().item()
+        na, nh = sae.normalize(a), sae.normalize(a_hat)
+        sums["se_norm"] += (na - nh).pow(2).sum().item()
+        na64 = na.double().transpose(0, 1).reshape(na.shape[1], -1)
+        norm_sum = norm_sum + na64.sum(1)
+        norm_sq = norm_sq + na64.pow(2).sum(1)
+        norm_count += na64.shape[1]
+        if ops is not None:
+            x = torch.from_numpy(_read(store, "x", idx)).to(device)
+            y = torch.from_numpy(_read(store, "y", idx)).to(device)
+            ops["clean"] += _rel_l2(hooked(x), y).sum().item()
+
+            def splice(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
+                return sae(act).to(act.dtype)
+
+            def ablate(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
+                return mean_field.to(act.dtype).expand_as(act)
+
+            ops["sae"] += _rel_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)]), y).sum().item()
+            ops["ablate"] += _rel_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, ablate)]), y).sum().item()
+
+    n = sums["n"]
+    var_sum_norm = float((norm_sq - norm_sum.pow(2) / max(norm_count, 1)).sum())
+    code = stats.compute()
+    density = code.pop("density").numpy()
+    log_density = np.log10(np.clip(density, 10.0 ** DENSITY_BINS[0], None))
+    counts, _ = np.histogram(log_density[density > 0], bins=DENSITY_BINS)
+    result: dict[str, Any] = {
+        "grid": list(store.grid),
+        "n_samples": n,
+        "space": "raw activations (normalised metrics marked _normalized)",
+        "mse": sums["se"] / sums["values"],
+        "mse_normalized": sums["se_norm"] / sums["values"],
+        "rel_l2": sums["rel"] / n,
+        "explained_variance": 1.0 - sums["se"] / var_sum if var_sum > 0 else math.nan,
+        "explained_variance_normalized": (1.0 - sums["se_norm"] / var_sum_norm
+                                          if var_sum_norm > 0 else math.nan),
+        **{k: float(v) for k, v in code.items()},
+        "dead_concepts": int((density == 0).sum()),
+        "density": density.tolist(),
+        "density_histogram": {"log10_edges": DENSITY_BINS.tolist(), "counts": counts.tolist(),
+                              "never_active": int((density == 0).sum())},
+    }
+    if ops is not None:
+        clean, with_sae, ablated = (ops[k] / n for k in ("clean", "sae", "ablate"))
+        denom = ablated - clean
+        result.update({
+            "L_clean": clean,
+            "L_sae": with_sae,
+            "L_ablate": ablated,
+            "loss_recovered": (ablated - with_sae) / denom if abs(denom) > 1e-12 else math.nan,
+            "splice_added_error": with_sae / clean - 1.0 if clean > 0 else math.nan,
+        })
+    return result
+
+
+def evaluate(
+    sae: SparseAutoencoder,
+    store: Any,
+    hook: str | None = None,
+    *,
+    hooked: Any = None,
+    other_stores: Sequence[Any] = (),
+    rows: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate an SAE at its training resolution and at other resolutions.
+
+    Parameters
+    ----------
+    sae
+        A trained SAE; ``sae.hook`` is used when ``hook`` is None.
+    store
+        The store at the training resolution (an :class:`saeno.ActivationStore` or its path).
+    hook
+        Hook name (default: the one the SAE was trained on).
+    hooked
+        The FNO (a :class:`saeno.HookedOperator`, or a plain module that is wrapped) for the operator
+        metrics; None skips them.
+    other_stores
+        Stores of the same FNO and hook captured at other resolutions (objects or paths).
+    rows
+        Rows of ``store`` to evaluate (e.g. a held-out split); other stores are evaluated whole.
+    batch_size
+        Samples per batch.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``{"hook", "architecture", "results": [one dict per resolution]}``; a resolution the SAE
+        cannot run at (a FlatSAE off its training grid) has ``"skipped"`` with the reason.
+    """
+    from saeno.store import ActivationStore
+
+    def _open(s: Any) -> Any:
+        return ActivationStore.open(s) if not hasattr(s, "hooks") else s
+
+    store = _open(store)
+    hook = hook or sae.hook
+    if hook is None:
+        raise SaenoError("this SAE does not record its hook: pass hook=NAME (CLI: --hook NAME)")
+    if sae.model_fingerprint and sae.model_fingerprint != store.fingerprint:
+        raise StoreError(
+            f"the SAE was trained on activations of model {sae.model_fingerprint[:12]} but the "
+            f"store {store.url} comes from model {store.fingerprint[:12]}: evaluate on a store "
+            "captured from the same FNO")
+    if hooked is not None and not hasattr(hooked, "run_with_hooks"):
+        from saeno.hooking import HookedOperator
+
+        hooked = HookedOperator(hooked)
+    sae.eval()
+    results = [evaluate_store(sae, store, hook, hooked=hooked, rows=rows, batch_size=batch_size,
+                              progress=progress) | {"training_resolution": True}]
+    for other in other_stores:
+        other = _open(other)
+        if other.fingerprint != store.fingerprint:
+            raise StoreError(f"{other.url} was captured from another model than {store.url}: "
+                             "other resolutions must come from the same FNO")
+        try:
+            res = evaluate_store(sae, other, hook, hooked=hooked, batch_size=batch_size,
+                                 progress=progress)
+        except SaenoError as exc:
+            if isinstance(exc, StoreError):
+                raise
+            res = {"grid": list(other.grid), "skipped": str(exc)}
+        results.append(res | {"training_resolution": False})
+    return {"hook": hook, "architecture": sae.config()["architecture"], "results": results}
+
+
+SUMMARY_KEYS = ("explained_variance", "rel_l2", "L0_concepts", "L0_per_point", "domain_fraction",
+                "dead_fraction", "loss_recovered", "splice_added_error")
+
+
+def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per resolution with the headline metrics (for tables and CSV)."""
+    rows = []
+    for res in report["results"]:
+        row: dict[str, Any] = {"architecture": report["architecture"], "hook": report["hook"],
+                               "grid": "x".join(map(str, res["grid"]))}
+        if "skipped" in res:
+            row["skipped"] = res["skipped"]
+        else:
+            row.update({k: res.get(k, math.nan) for k in SUMMARY_KEYS})
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`summary_rows` rows (what ``saeno eval`` prints)."""
+    cols = ["architecture", "grid", *SUMMARY_KEYS]
+    header = ["model", "grid", "EV", "relL2", "L0_c", "L0_pt", "domain", "dead", "loss_rec", "splice+"]
+    lines = [header]
+    for r in rows:
+        if "skipped" in r:
+            lines.append([r["architecture"], r["grid"], f"n/a: {r['skipped']}"])
+            continue
+        cells = [str(r[c]) if c in ("architecture", "grid") else _fmt(r[c]) for c in cols]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines if i < len(line) and len(line) == len(header))
+              for i in range(len(header))]
+    out = []
+    for line in lines:
+        if len(line) != len(header):
+            out.append("  ".join(line))
+        else:
+            out.append("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.3f}"

@@ -1,0 +1,577 @@
+"""``export_concepts``: per-concept statistics, arrays, figures, ``concepts.json`` and ``report.html``.
+
+The export folder::
+
+    <out>/concepts.json        statistics of every concept (schema: saeno.export.schema)
+    <out>/arrays.zarr          Zarr v3 group with the arrays behind it (see ``_write_arrays``)
+    <out>/figures/*.png        figures of the exported concepts
+    <out>/report.html          index with a sortable table; <out>/concepts/concept_NNNNN.html pages
+
+Statistics (density, histogram, examples, correlations, parameter and label enrichment) are
+computed for every concept; figures, arrays of atoms and code maps, and ablation effects only for
+the ``max_concepts`` most active ones, so that exporting a large dictionary stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saeno.errors import SaenoError, ShapeError, StoreError
+from saeno.export import figures as F
+from saeno.export import stats as S
+from saeno.export.ablation import ABLATION_METHOD, Effect, ablation_effect
+from saeno.export.html_report import page_path, write_report
+from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, clean_number, validate_concepts
+
+DEFAULT_MAX_CONCEPTS = 16
+FIG_SAMPLES = 4  # samples drawn in the code-map and effect figures (arrays keep all n_top)
+
+
+class ExportError(SaenoError):
+    """An export that cannot be made with the given SAE, store and model."""
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def _load_sae(sae: Any) -> tuple[torch.nn.Module, str | None]:
+    if isinstance(sae, torch.nn.Module):
+        return sae, None
+    from saeno.train.checkpoint import load_sae
+
+    return load_sae(sae), str(sae)
+
+
+def _open_store(store: Any) -> tuple[Any, str | None]:
+    if isinstance(store, (str, Path)):
+        from saeno.store.activation_store import ActivationStore
+
+        return ActivationStore.open(store), str(store)
+    return store, getattr(store, "path", None) and str(store.path)
+
+
+def _pick_hook(store: Any, sae: torch.nn.Module, hook: str | None) -> str:
+    hooks = list(store.hooks)
+    if hook is None:
+        meta = getattr(sae, "metadata", None) or {}
+        hook = meta.get("hook") if isinstance(meta, Mapping) else None
+        if hook is None and len(hooks) == 1:
+            hook = hooks[0]
+    if hook is None:
+        raise ExportError(f"the store holds several hooks ({', '.join(hooks)}): name the one the "
+                          "SAE was trained on with hook= (--hook on the command line)")
+    if hook not in hooks:
+        raise ExportError(f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
+                          "of these, or capture that hook first")
+    return hook
+
+
+def _resolve_model(model: Any, trust: bool) -> tuple[Any | None, str | None]:
+    """``(HookedOperator or None, display name)``."""
+    if model is None:
+        return None, None
+    from saeno.hooking.hooked_operator import HookedOperator
+
+    name = None
+    if isinstance(model, (str, Path)):
+        from saeno.zoo import load_model
+
+        name = str(model)
+        model = load_model(model, trust=trust)
+    if isinstance(model, HookedOperator):
+        return model, name or type(model.model).__name__
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"model must be a zoo name, a path or a torch module, got {type(model)}")
+    return HookedOperator(model), name or type(model).__name__
+
+
+def _check_fingerprint(hooked: Any, store: Any) -> str:
+    from saeno.hooking import fingerprint
+
+    fp = fingerprint(hooked.model)
+    stored = getattr(store, "fingerprint", None)
+    if stored and fp != stored:
+        raise ExportError(
+            f"the model's fingerprint ({fp[:12]}...) differs from the store's ({stored[:12]}...): "
+            "the activations were captured from another model. Pass the model the store was "
+            "captured from, or export without --model (no ablation effects)")
+    return fp
+
+
+def _as_tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.as_tensor(np.asarray(value))
+
+
+def _read(store: Any, name: str, rows: Sequence[int]) -> torch.Tensor:
+    """Rows of a hook or of the ``x``/``y``/``y_pred`` arrays, in the order asked."""
+    rows = [int(r) for r in rows]
+    if not rows:
+        raise ValueError("no rows to read")
+    if name in store.hooks:
+        return _as_tensor(store.read(name, rows))
+    arr = store[name]
+    uniq = sorted(set(rows))
+    lo, hi = uniq[0], uniq[-1] + 1
+    block = np.asarray(arr[lo:hi])
+    return torch.as_tensor(block[[r - lo for r in rows]])
+
+
+def _has_array(store: Any, name: str) -> bool:
+    try:
+        store[name]
+    except (KeyError, SaenoError, FileNotFoundError):
+        return False
+    return True
+
+
+def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
+                           flat: bool) -> list[tuple[int, ...]]:
+    if resolutions is None:
+        base = tuple(int(g) for g in grid)
+        return [base] if flat else [base, tuple(2 * g for g in base)]
+    out = []
+    for r in resolutions:
+        res = (int(r),) * ndim if isinstance(r, (int, np.integer)) else tuple(int(v) for v in r)
+        if len(res) != ndim or min(res) < 1:
+            raise ExportError(f"resolution {r!r} does not fit a {ndim}D SAE: give an int or "
+                              f"{ndim} positive ints")
+        out.append(res)
+    return out
+
+
+def _labels_per_sample(store: Any, n: int) -> dict[str, list[str]]:
+    labels = getattr(store, "labels", None) or {}
+    out = {}
+    for factor, values in dict(labels).items():
+        values = list(values) if not isinstance(values, str) else []
+        if len(values) >= n:
+            out[str(factor)] = [str(v) for v in values[:n]]
+    return out
+
+
+def _params_per_sample(store: Any, n: int) -> dict[str, np.ndarray]:
+    params = getattr(store, "params", None) or {}
+    out = {}
+    for name, values in dict(params).items():
+        arr = np.asarray(values[:n] if not isinstance(values, np.ndarray) else values[:n],
+                         dtype=np.float64)
+        if arr.shape == (n,):
+            out[str(name)] = arr
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# passes over the store
+
+
+@torch.no_grad()
+def _scan(sae: torch.nn.Module, store: Any, hook: str, n_rows: int, batch_size: int,
+          device: torch.device, progress: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Encode every row: per-sample activations ``(N, p)``, non-zero code counts, points per sample."""
+    from tqdm.auto import tqdm
+
+    acts = np.zeros((n_rows, sae.n_concepts), dtype=np.float32)
+    nonzero = None
+    n_points = 1
+    for start in tqdm(range(0, n_rows, batch_size), desc=f"encode {hook}", disable=not progress,
+                      unit="batch"):
+        rows = list(range(start, min(start + batch_size, n_rows)))
+        a = _read(store, hook, rows).to(device=device, dtype=torch.float32)
+        z = sae.encode(a)
+        acts[rows[0]:rows[-1] + 1] = S.concept_activations(z).float().cpu().numpy()
+        nz = S.nonzero_points(z)
+        if nz is not None:
+            nonzero = nz.cpu().numpy() if nonzero is None else nonzero + nz.cpu().numpy()
+            n_points = int(np.prod(z.shape[2:]))
+    return acts, nonzero, n_points
+
+
+@torch.no_grad()
+def _code_maps(sae: torch.nn.Module, store: Any, hook: str, concepts: Sequence[int],
+               top_rows: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
+    """``(n_exp, n_top, *code_grid)`` code maps of each concept on its top rows (zeros where -1)."""
+    wanted = sorted({int(r) for r in top_rows.ravel() if r >= 0})
+    codes: dict[int, torch.Tensor] = {}
+    for start in range(0, len(wanted), batch_size):
+        rows = wanted[start:start + batch_size]
+        z = sae.encode(_read(store, hook, rows).to(device=device, dtype=torch.float32)).cpu()
+        for i, r in enumerate(rows):
+            codes[r] = z[i]
+    shape = next(iter(codes.values())).shape[1:] if codes else ()
+    out = np.zeros((len(concepts), top_rows.shape[1], *shape), dtype=np.float32)
+    for i, k in enumerate(concepts):
+        for j, r in enumerate(top_rows[i]):
+            if r >= 0:
+                out[i, j] = codes[int(r)][k].numpy()
+    return out
+
+
+@torch.no_grad()
+def _render_atoms(sae: torch.nn.Module, concepts: Sequence[int],
+                  resolutions: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray]:
+    """Atoms of the chosen concepts at each resolution the SAE can render (others are skipped)."""
+    atoms = {}
+    idx = torch.as_tensor(list(concepts), dtype=torch.long)
+    for res in resolutions:
+        try:
+            rendered = sae.concepts(res if len(res) > 1 else res[0])
+        except (SaenoError, ValueError, RuntimeError):
+            continue
+        atoms[res] = rendered.detach().index_select(0, idx.to(rendered.device)).float().cpu().numpy()
+    if not atoms:
+        raise ExportError(f"the SAE could not render its concepts at any of {list(resolutions)}: "
+                          "pass resolutions= with its training grid")
+    return atoms
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def _res_label(res: Sequence[int]) -> str:
+    return "x".join(str(int(r)) for r in res)
+
+
+def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts: Sequence[int],
+                  top_rows: np.ndarray, code_maps: np.ndarray,
+                  atoms: Mapping[tuple[int, ...], np.ndarray], spectra: np.ndarray,
+                  radial: np.ndarray, corr: np.ndarray,
+                  effects: Mapping[int, Effect]) -> None:
+    import zarr
+
+    if path.exists():
+        shutil.rmtree(path)
+    g = zarr.open_group(str(path), mode="w")
+    g.attrs["description"] = ("saeno concept export: per-concept arrays; 'exported' lists the concepts "
+                              "(axis 0) of atoms, spectra, code_maps, top_rows and effect")
+    g.create_array("activations", data=acts.astype(np.float32))
+    g.create_array("sample_density", data=st.sample_density)
+    pd = st.point_density if st.point_density is not None else np.full(acts.shape[1], np.nan)
+    g.create_array("point_density", data=pd)
+    g.create_array("mean_activation", data=st.mean_activation)
+    g.create_array("histogram_counts", data=st.hist_counts)
+    g.create_array("histogram_edges", data=st.hist_edges)
+    g.create_array("exported", data=np.asarray(concepts, dtype=np.int64))
+    g.create_array("top_rows", data=top_rows.astype(np.int64))
+    g.create_array("code_maps", data=code_maps.astype(np.float32))
+    g.create_array("correlation", data=corr.astype(np.float32))
+    atoms_g = g.require_group("atoms")
+    for res, arr in atoms.items():
+        atoms_g.create_array(_res_label(res), data=arr.astype(np.float32))
+    g.create_array("spectra", data=spectra.astype(np.float32))
+    g.create_array("radial_spectra", data=radial.astype(np.float32))
+    if effects:
+        eg = g.require_group("effect")
+        order = [k for k in concepts if k in effects]
+        eg.create_array("concepts", data=np.asarray(order, dtype=np.int64))
+        width = max(effects[k].y_clean.shape[0] for k in order)
+        sample_shape = effects[order[0]].y_clean.shape[1:]
+        y_clean = np.full((len(order), width, *sample_shape), np.nan, dtype=np.float32)
+        y_abl = np.full_like(y_clean, np.nan)
+        for i, k in enumerate(order):
+            n = effects[k].y_clean.shape[0]
+            y_clean[i, :n] = effects[k].y_clean
+            y_abl[i, :n] = effects[k].y_ablated
+        eg.create_array("y_clean", data=y_clean)
+        eg.create_array("y_ablated", data=y_abl)
+
+
+def _concept_name(sae: torch.nn.Module, k: int) -> tuple[str, str | None]:
+    names = getattr(sae, "concept_names", None)
+    if isinstance(names, Sequence) and not isinstance(names, str) and len(names) == sae.n_concepts:
+        return f"concept {k}", str(names[k])
+    return f"concept {k}", None
+
+
+def _effect_json(eff: Effect, rows: Sequence[int]) -> dict:
+    def mean(a: np.ndarray | None) -> float | None:
+        return None if a is None else clean_number(np.mean(a))
+
+    per = []
+    for i, r in enumerate(rows):
+        per.append({"row": int(r), "rel_change": clean_number(eff.rel_change[i]) or 0.0,
+                    "err_clean": None if eff.err_clean is None else clean_number(eff.err_clean[i]),
+                    "err_ablated": None if eff.err_ablated is None
+                    else clean_number(eff.err_ablated[i])})
+    return {"n_samples": len(rows), "rel_change": mean(eff.rel_change) or 0.0,
+            "err_clean": mean(eff.err_clean), "err_ablated": mean(eff.err_ablated),
+            "per_sample": per}
+
+
+def _sae_config(sae: torch.nn.Module) -> dict:
+    try:
+        cfg = sae.config()
+    except (AttributeError, NotImplementedError):
+        cfg = {}
+    return json.loads(json.dumps(cfg, default=str))
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point
+
+
+def export_concepts(
+    sae: Any,
+    store: Any,
+    out: str | Path,
+    *,
+    hook: str | None = None,
+    model: Any = None,
+    n_top: int = 8,
+    resolutions: Sequence[int | Sequence[int]] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    max_concepts: int | None = DEFAULT_MAX_CONCEPTS,
+    n_rows: int | None = None,
+    batch_size: int = 32,
+    trust: bool = False,
+    dpi: int = F.DEFAULT_DPI,
+) -> Path:
+    """Export an SAE's concepts: statistics, arrays, figures, ``concepts.json`` and ``report.html``.
+
+    Parameters
+    ----------
+    sae : SparseAutoencoder or path-like
+        The SAE, or a folder written by ``saeno.save_sae``.
+    store : ActivationStore or path-like
+        The activation store the statistics are computed on (its ``x``, ``y`` and ``y_pred``
+        arrays are drawn beside the code maps).
+    out : path-like
+        Export folder (created; files of an earlier export there are overwritten).
+    hook : str, optional
+        Hook point of the SAE; defaults to the SAE's metadata or the store's only hook.
+    model : nn.Module, HookedOperator, str or path-like, optional
+        The FNO the store was captured from (a zoo name or model path is loaded with
+        ``saeno.zoo.load_model``). Needed for the ablation effects; without it they are skipped and
+        the report says so. Its fingerprint must match the store's.
+    n_top : int
+        Top-activating samples per concept (examples, code maps, ablation).
+    resolutions : sequence, optional
+        Grids to render the atoms on (ints or tuples); default: the store's grid and twice it
+        (only the store's grid for a flat SAE). Resolutions the SAE cannot render are skipped.
+    device : str or torch.device, optional
+        Where the SAE and the model run; default: the SAE's device.
+    progress : bool
+        Show progress bars.
+    max_concepts : int or None
+        Figures, pages, atoms, code maps and ablations for this many concepts, the most active first
+        (``None``: all live concepts). Statistics cover every concept.
+    n_rows : int, optional
+        Use only the first ``n_rows`` rows of the store.
+    batch_size : int
+        Samples per encoder batch.
+    trust : bool
+        Allow unpickling when ``model`` is a neuraloperator checkpoint.
+    dpi : int
+        Resolution of the PNG figures.
+
+    Returns
+    -------
+    pathlib.Path
+        Path of the written ``report.html``.
+
+    Raises
+    ------
+    ExportError
+        If the hook is ambiguous or missing, the model does not match the store, or the SAE
+        cannot render its atoms.
+    ShapeError
+        If the SAE's channel count differs from the hook's.
+    """
+    from tqdm.auto import tqdm
+
+    if n_top < 1:
+        raise ExportError(f"n_top must be at least 1, got {n_top}")
+    if max_concepts is not None and max_concepts < 0:
+        raise ExportError(f"max_concepts must be >= 0 or None, got {max_concepts}")
+    sae, sae_path = _load_sae(sae)
+    store, store_path = _open_store(store)
+    hook = _pick_hook(store, sae, hook)
+    arr = store[hook]
+    total = int(getattr(store, "n_rows", arr.shape[0]))
+    n = total if n_rows is None else min(int(n_rows), total)
+    if n < 1:
+        raise StoreError(f"the store has no rows for {hook!r}: capture some samples first")
+    if int(arr.shape[1]) != int(sae.in_channels):
+        raise ShapeError(f"the SAE reads {sae.in_channels} channels but hook {hook!r} has "
+                         f"{arr.shape[1]}: pass the store and hook the SAE was trained on")
+    grid = tuple(int(g) for g in arr.shape[2:])
+    dev = torch.device(device) if device is not None else next(
+        (p.device for p in sae.parameters()), torch.device("cpu"))
+    sae = sae.to(dev).eval()
+    hooked, model_name = _resolve_model(model, trust)
+    model_fp = None
+    if hooked is not None:
+        model_fp = _check_fingerprint(hooked, store)
+        hooked.model.to(dev).eval()
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig_dir = out / "figures"
+    if fig_dir.exists():
+        shutil.rmtree(fig_dir)
+    pages_dir = out / "concepts"
+    if pages_dir.exists():
+        shutil.rmtree(pages_dir)
+
+    # statistics of every concept
+    acts, nonzero, n_points = _scan(sae, store, hook, n, batch_size, dev, progress)
+    flat = nonzero is None
+    st = S.summarize(acts, nonzero, n_points)
+    p = acts.shape[1]
+    order = np.argsort(st.rank)
+    live = [int(k) for k in order if st.sample_density[k] > 0]
+    chosen = live if max_concepts is None else live[:max_concepts]
+    tops = {k: S.top_examples(acts[:, k], n_top) for k in range(p)}
+    correlated = S.top_correlated(acts, range(p))
+    params = _params_per_sample(store, n)
+    labels = _labels_per_sample(store, n)
+
+    top_rows = np.full((len(chosen), n_top), -1, dtype=np.int64)
+    for i, k in enumerate(chosen):
+        for j, (r, _) in enumerate(tops[k]):
+            top_rows[i, j] = r
+
+    # arrays and figures of the chosen concepts
+    res_list = _normalize_resolutions(resolutions, grid, int(sae.ndim), flat)
+    atoms = _render_atoms(sae, chosen, res_list) if chosen else {}
+    finest = max(atoms, key=lambda r: int(np.prod(r))) if atoms else None
+    spectra = np.stack([F.amplitude_spectrum(a) for a in atoms[finest]]) if chosen else np.zeros((0,))
+    radial = np.stack([F.radial_spectrum(s) for s in spectra]) if chosen else np.zeros((0,))
+    code_maps = (_code_maps(sae, store, hook, chosen, top_rows, dev, batch_size) if chosen
+                 else np.zeros((0, n_top)))
+    corr = S.correlation_matrix(acts[:, chosen]) if chosen else np.zeros((0, 0))
+    fields = {name: _has_array(store, name) for name in ("x", "y", "y_pred")}
+
+    effects: dict[int, Effect] = {}
+    ablation_reason = None
+    if hooked is None:
+        ablation_reason = "no model was given (pass --model / model= to compute ablation effects)"
+    elif not fields["x"]:
+        ablation_reason = "the store has no model inputs 'x' to run the model on"
+    elif not chosen:
+        ablation_reason = "no concept is active on the exported samples"
+
+    fig_paths: dict[int, dict[str, str | None]] = {}
+    for i, k in enumerate(tqdm(chosen, desc="concepts", disable=not progress, unit="concept")):
+        rows = [int(r) for r in top_rows[i] if r >= 0]
+        title = f"concept {k}"
+        figs: dict[str, str | None] = {}
+        stem = f"figures/concept_{k:05d}"
+        F.plot_atom({_res_label(r): a[i] for r, a in atoms.items()}, out / f"{stem}_atom.png",
+                    title=title, dpi=dpi)
+        figs["atom"] = f"{stem}_atom.png"
+        F.plot_spectrum(spectra[i], out / f"{stem}_spectrum.png",
+                        title=f"{title} at {_res_label(finest)}", dpi=dpi)
+        figs["spectrum"] = f"{stem}_spectrum.png"
+        show = rows[:FIG_SAMPLES]
+        side = {name: _read(store, name, show).float().numpy() if fields[name] and show else None
+                for name in ("x", "y", "y_pred")}
+        F.plot_code_maps(code_maps[i, :len(show)], out / f"{stem}_codes.png", rows=show,
+                         activations=[acts[r, k] for r in show], x=side["x"],
+                         y_pred=side["y_pred"], y=side["y"], title=title, dpi=dpi)
+        figs["code_maps"] = f"{stem}_codes.png"
+        quant = [q[2] for q in S.quantile_examples(acts[:, k])]
+        F.plot_density(st.hist_counts[k], st.hist_edges[k], out / f"{stem}_density.png",
+                       sample_density=float(st.sample_density[k]),
+                       point_density=None if flat else float(st.point_density[k]),
+                       quantiles=quant, title=title, dpi=dpi)
+        figs["density"] = f"{stem}_density.png"
+        figs["effect"] = None
+        if ablation_reason is None and rows:
+            x = _read(store, "x", rows).to(dev, torch.float32)
+            y = _read(store, "y", rows).to(dev, torch.float32) if fields["y"] else None
+            eff = ablation_effect(hooked, sae, hook, k, x, y)
+            effects[k] = eff
+            m = min(len(rows), FIG_SAMPLES)
+            F.plot_effect(eff.y_clean[:m], eff.y_ablated[:m], out / f"{stem}_effect.png",
+                          rows=rows[:m],
+                          err_clean=None if eff.err_clean is None else eff.err_clean[:m],
+                          err_ablated=None if eff.err_ablated is None else eff.err_ablated[:m],
+                          title=f"{title} ablated", dpi=dpi)
+            figs["effect"] = f"{stem}_effect.png"
+        fig_paths[k] = figs
+    overview = F.plot_density_overview(st.sample_density, out / "figures/density_overview.png",
+                                       title="all concepts", dpi=dpi)
+
+    _write_arrays(out / "arrays.zarr", acts=acts, st=st, concepts=chosen, top_rows=top_rows,
+                  code_maps=code_maps, atoms=atoms, spectra=spectra, radial=radial, corr=corr,
+                  effects=effects)
+
+    concepts_json = []
+    for k in range(p):
+        name, label = _concept_name(sae, k)
+        top_k = tops[k]
+        top_r = [r for r, _ in top_k]
+        entry = {
+            "index": k,
+            "name": name,
+            "label": label,
+            "rank": int(st.rank[k]),
+            "stats": {
+                "mean_activation": float(st.mean_activation[k]),
+                "max_activation": float(st.max_activation[k]),
+                "sample_density": float(st.sample_density[k]),
+                "point_density": None if flat else float(st.point_density[k]),
+                "dead": bool(st.sample_density[k] == 0),
+            },
+            "histogram": {"edges": [float(e) for e in st.hist_edges[k]],
+                          "counts": [int(c) for c in st.hist_counts[k]]},
+            "top_examples": [{"row": r, "activation": a} for r, a in top_k],
+            "quantile_examples": [{"quantile": q, "row": r, "activation": a}
+                                  for q, r, a in S.quantile_examples(acts[:, k])],
+            "correlated": [{"index": j, "correlation": c} for j, c in correlated[k]],
+            "effect": _effect_json(effects[k], top_r) if k in effects else None,
+            "params": {name_: {key: clean_number(v) if v is not None else None
+                               for key, v in vals.items()}
+                       for name_, vals in S.param_enrichment(acts[:, k], top_r, params).items()}
+            if top_r else {},
+            "labels": S.label_enrichment(top_r, labels) if top_r else {},
+            "figures": fig_paths.get(k, {}),
+            "page": page_path(k) if k in fig_paths else None,
+        }
+        for vals in entry["params"].values():  # a param without top samples has no top mean
+            for key in ("top_mean", "overall_mean", "overall_std"):
+                if vals[key] is None:
+                    vals[key] = 0.0
+        concepts_json.append(entry)
+
+    from saeno import __version__
+
+    doc = {
+        "schema": SCHEMA_NAME,
+        "version": SCHEMA_VERSION,
+        "saeno_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "sae": {"architecture": str(_sae_config(sae).get("architecture", type(sae).__name__)),
+                "n_concepts": int(p), "in_channels": int(sae.in_channels), "ndim": int(sae.ndim),
+                "config": _sae_config(sae), "path": sae_path},
+        "store": {"path": store_path, "hook": hook,
+                  "fingerprint": getattr(store, "fingerprint", None), "grid": list(grid),
+                  "n_rows": int(n)},
+        "model": None if hooked is None else {"name": str(model_name), "fingerprint": model_fp},
+        "ablation": {"done": bool(effects), "method": ABLATION_METHOD, "reason": ablation_reason},
+        "definitions": dict(S.DEFINITIONS),
+        "resolutions": [list(r) for r in atoms],
+        "arrays": "arrays.zarr",
+        "figures_for": [int(k) for k in chosen],
+        "overview": {"density_figure": str(overview.relative_to(out).as_posix())},
+        "concepts": concepts_json,
+    }
+    validate_concepts(doc)
+    (out / "concepts.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return write_report(doc, out)
+
+
+__all__ = ["DEFAULT_MAX_CONCEPTS", "ExportError", "export_concepts"]

@@ -1,0 +1,433 @@
+"""PNG figures of one concept, drawn with matplotlib's Agg backend from plain numpy arrays.
+
+Every function takes arrays (no SAE, store or model), writes one PNG and returns its path. Fields
+are ``(*grid)`` arrays of 1 to 3 dimensions: 1D fields are drawn as curves, 2D fields as images
+and 3D fields as their middle slice along the last axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+DEFAULT_DPI = 72
+_PANEL = 2.0  # inches per panel
+
+
+def _as_2d(field: np.ndarray) -> np.ndarray:
+    """Reduce a 2D or 3D field to a 2D image (3D: middle slice along the last axis)."""
+    field = np.asarray(field)
+    while field.ndim > 2:
+        field = field[..., field.shape[-1] // 2]
+    return field
+
+
+def show_field(ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "viridis",
+               symmetric: bool = False) -> None:
+    """Draw one field on ``ax``: a curve for 1D, an image for 2D, the middle slice for 3D.
+
+    Images carry no colour bar (they are expensive to draw); the title ends with the value range.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Target axes.
+    field : numpy.ndarray
+        Array of shape ``(*grid)`` with 1 to 3 dimensions (a 0-d array is drawn as one bar).
+    title : str
+        Axes title.
+    cmap : str
+        Colour map for images.
+    symmetric : bool
+        Centre the colour scale on zero (for signed fields such as atoms and differences).
+    """
+    field = np.asarray(field, dtype=np.float64)
+    if field.ndim == 0:
+        ax.bar([0], [float(field)])
+        ax.set_xticks([])
+        ax.tick_params(labelsize=6)
+    elif field.ndim == 1:
+        ax.plot(np.linspace(0.0, 1.0, field.shape[0]), field, lw=1.0)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=6)
+        if symmetric:
+            ax.axhline(0.0, color="0.6", lw=0.5)
+    else:
+        img = _as_2d(field)
+        finite = img[np.isfinite(img)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if symmetric:
+            vmax = max(abs(lo), abs(hi)) or 1.0
+            kwargs = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
+        else:
+            kwargs = dict(vmin=lo, vmax=hi if hi > lo else lo + 1.0, cmap=cmap)
+        ax.imshow(img.T, origin="lower", interpolation="nearest", **kwargs)
+        ax.set_axis_off()
+        title = f"{title}\n[{lo:.3g}, {hi:.3g}]" if title else f"[{lo:.3g}, {hi:.3g}]"
+    if title:
+        ax.set_title(title, fontsize=6)
+
+
+def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
+    """Write ``fig`` as PNG and close it (no tight layout: it costs a second draw)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> None:
+    """Fixed margins in inches (cheap, unlike tight_layout): room for titles and, if asked, labels."""
+    w, h = fig.get_size_inches()
+    top = 1.0 - (0.45 if suptitle else 0.3) / h
+    if labelled:
+        fig.subplots_adjust(left=0.5 / w, right=1.0 - 0.15 / w, bottom=0.45 / h, top=top,
+                            wspace=0.45, hspace=0.6)
+    else:
+        fig.subplots_adjust(left=0.05 / w, right=1.0 - 0.05 / w, bottom=0.05 / h, top=top,
+                            wspace=0.1, hspace=0.5)
+
+
+def _grid_label(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def _top_channels(atom: np.ndarray, n: int) -> list[int]:
+    energy = (np.asarray(atom, dtype=np.float64) ** 2).reshape(atom.shape[0], -1).sum(axis=1)
+    return [int(c) for c in np.argsort(-energy, kind="stable")[:n]]
+
+
+def is_spatially_constant(atom: np.ndarray, rtol: float = 1e-5) -> bool:
+    """Whether an atom ``(C, *grid)`` is the same vector at every grid point (a pointwise concept)."""
+    atom = np.asarray(atom, dtype=np.float64)
+    if atom.ndim < 2:
+        return True
+    flat = atom.reshape(atom.shape[0], -1)
+    spread = np.abs(flat - flat.mean(axis=1, keepdims=True)).max()
+    return bool(spread <= rtol * max(np.abs(flat).max(), 1e-30))
+
+
+def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str = "",
+              n_channels: int = 2, dpi: int = DEFAULT_DPI) -> Path:
+    """Draw one concept's atom rendered at several resolutions.
+
+    One row per resolution: the channel norm ``|kappa_k(x)|`` and the ``n_channels`` channels with the
+    most energy (chosen at the first resolution, signed colour scale). A spatially constant atom
+    (pointwise SAE) is drawn as a bar chart of its channel weights instead.
+
+    Parameters
+    ----------
+    atoms : mapping of str to numpy.ndarray
+        Resolution label (e.g. ``"16x16"``) to the atom rendered there, shape ``(C, *grid)``.
+    path : path-like
+        PNG file to write.
+    title : str
+        Figure title.
+    n_channels : int
+        How many individual channels to show beside the norm.
+    dpi : int
+        Resolution of the PNG.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    if not atoms:
+        raise ValueError("plot_atom needs at least one rendered atom")
+    labels = list(atoms)
+    first = np.asarray(atoms[labels[0]], dtype=np.float64)
+    if all(is_spatially_constant(a) for a in atoms.values()):
+        vec = first.reshape(first.shape[0], -1).mean(axis=1)
+        fig, ax = plt.subplots(figsize=(max(3.0, 0.12 * vec.size + 1.0), 2.2))
+        ax.bar(np.arange(vec.size), vec, color=np.where(vec >= 0, "tab:red", "tab:blue"))
+        ax.set_xlabel("channel", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_title((title + ": " if title else "") + "constant over the grid at "
+                     + ", ".join(labels), fontsize=7)
+        _adjust(fig, labelled=True)
+        return _save(fig, path, dpi)
+    channels = _top_channels(first, min(n_channels, first.shape[0]))
+    ncols = 1 + len(channels)
+    fig, axes = plt.subplots(len(labels), ncols, figsize=(_PANEL * ncols, _PANEL * len(labels)),
+                             squeeze=False)
+    for row, label in enumerate(labels):
+        atom = np.asarray(atoms[label], dtype=np.float64)
+        norm = np.sqrt((atom ** 2).sum(axis=0))
+        show_field(axes[row, 0], norm, title=f"{label}: |atom|")
+        for col, c in enumerate(channels, start=1):
+            show_field(axes[row, col], atom[c], title=f"{label}: channel {c}", symmetric=True)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _adjust(fig, suptitle=bool(title))
+    return _save(fig, path, dpi)
+
+
+def amplitude_spectrum(atom: np.ndarray) -> np.ndarray:
+    """Fourier amplitude spectrum of an atom ``(C, *grid)``, summed in energy over channels.
+
+    Returns ``sqrt(sum_c |FFT(atom_c)|^2)`` with the zero frequency shifted to the centre
+    (``numpy.fft.fftshift``), shape ``(*grid)``, normalised by the number of grid points so that
+    renderings of the same function at different resolutions are comparable.
+    """
+    atom = np.asarray(atom, dtype=np.float64)
+    axes = tuple(range(1, atom.ndim))
+    if not axes:
+        return np.abs(atom)
+    spec = np.fft.fftn(atom, axes=axes) / np.prod([atom.shape[a] for a in axes])
+    amp = np.sqrt((np.abs(spec) ** 2).sum(axis=0))
+    return np.fft.fftshift(amp)
+
+
+def radial_spectrum(spectrum: np.ndarray) -> np.ndarray:
+    """Average a centred amplitude spectrum ``(*grid)`` over shells of integer frequency ``|w|``.
+
+    Returns an array whose entry ``r`` is the root-mean-square amplitude of the modes with
+    ``round(|w|) == r``, for ``r = 0 .. min(grid) // 2``.
+    """
+    spectrum = np.asarray(spectrum, dtype=np.float64)
+    freqs = [np.fft.fftshift(np.fft.fftfreq(n, d=1.0 / n)) for n in spectrum.shape]
+    mesh = np.meshgrid(*freqs, indexing="ij")
+    radius = np.rint(np.sqrt(sum(m ** 2 for m in mesh))).astype(int)
+    n_bins = min(spectrum.shape) // 2 + 1
+    out = np.zeros(n_bins)
+    for r in range(n_bins):
+        sel = radius == r
+        if sel.any():
+            out[r] = np.sqrt(np.mean(spectrum[sel] ** 2))
+    return out
+
+
+def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "",
+                  dpi: int = DEFAULT_DPI) -> Path:
+    """Draw a centred amplitude spectrum (log scale) and its radial average.
+
+    Parameters
+    ----------
+    spectrum : numpy.ndarray
+        Output of :func:`amplitude_spectrum`, shape ``(*grid)``.
+    path : path-like
+        PNG file to write.
+    title : str
+        Figure title.
+    dpi : int
+        Resolution of the PNG.
+    """
+    spectrum = np.asarray(spectrum, dtype=np.float64)
+    radial = radial_spectrum(spectrum)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * _PANEL + 0.6, _PANEL))
+    floor = max(float(spectrum.max()) * 1e-6, 1e-30)
+    if spectrum.ndim == 1:
+        freqs = np.fft.fftshift(np.fft.fftfreq(spectrum.shape[0], d=1.0 / spectrum.shape[0]))
+        axes[0].semilogy(freqs, np.maximum(spectrum, floor), lw=1.0)
+        axes[0].set_xlabel("frequency", fontsize=7)
+        axes[0].tick_params(labelsize=6)
+        axes[0].set_title("amplitude", fontsize=7)
+    else:
+        img = np.log10(np.maximum(_as_2d(spectrum), floor))
+        half = [s // 2 for s in img.shape]
+        axes[0].imshow(img.T, origin="lower", interpolation="nearest",
+                            extent=(-half[0] - 0.5, img.shape[0] - half[0] - 0.5,
+                                    -half[1] - 0.5, img.shape[1] - half[1] - 0.5))
+        axes[0].tick_params(labelsize=6)
+        axes[0].set_title(f"log10 amplitude [{img.min():.2g}, {img.max():.2g}]", fontsize=7)
+    axes[1].semilogy(np.arange(radial.size), np.maximum(radial, floor), marker=".", lw=1.0)
+    axes[1].set_xlabel("|frequency|", fontsize=7)
+    axes[1].set_title("radial average", fontsize=7)
+    axes[1].tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _adjust(fig, labelled=True, suptitle=bool(title))
+    return _save(fig, path, dpi)
+
+
+def _channel_field(field: np.ndarray) -> np.ndarray:
+    """First channel of a ``(C, *grid)`` sample (the usual single-channel PDE field)."""
+    field = np.asarray(field, dtype=np.float64)
+    return field[0] if field.ndim >= 2 else field
+
+
+def plot_code_maps(code_maps: np.ndarray, path: Path | str, *, rows: Sequence[int],
+                   activations: Sequence[float], x: np.ndarray | None = None,
+                   y_pred: np.ndarray | None = None, y: np.ndarray | None = None,
+                   title: str = "", dpi: int = DEFAULT_DPI) -> Path:
+    """Draw a concept's code maps ``z_k(x)`` on its top samples beside the FNO's input and output.
+
+    One row per sample: the code map, then (when given) the input field ``x``, the FNO output
+    ``y_pred`` and the target ``y`` (first channel of each).
+
+    Parameters
+    ----------
+    code_maps : numpy.ndarray
+        ``(n, *grid)`` code maps, or ``(n,)`` scalar codes for a flat SAE.
+    path : path-like
+        PNG file to write.
+    rows : sequence of int
+        Store row of each sample (for the titles).
+    activations : sequence of float
+        The concept's activation on each sample (for the titles).
+    x, y_pred, y : numpy.ndarray, optional
+        ``(n, C, *grid)`` fields of the same samples.
+    title : str
+        Figure title.
+    dpi : int
+        Resolution of the PNG.
+    """
+    code_maps = np.asarray(code_maps, dtype=np.float64)
+    n = code_maps.shape[0]
+    extra = [(name, arr) for name, arr in (("input x", x), ("FNO output", y_pred), ("target y", y))
+             if arr is not None]
+    ncols = 1 + len(extra)
+    fig, axes = plt.subplots(max(n, 1), ncols, figsize=(_PANEL * ncols, _PANEL * max(n, 1) * 0.9),
+                             squeeze=False)
+    for i in range(n):
+        label = f"row {int(rows[i])}: z={float(activations[i]):.3g}"
+        show_field(axes[i, 0], code_maps[i], title=label, cmap="magma")
+        for col, (name, arr) in enumerate(extra, start=1):
+            show_field(axes[i, col], _channel_field(arr[i]), title=name)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _adjust(fig, labelled=code_maps.ndim < 3, suptitle=bool(title))
+    return _save(fig, path, dpi)
+
+
+def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
+                 sample_density: float, point_density: float | None = None,
+                 quantiles: Sequence[float] = (), title: str = "",
+                 dpi: int = DEFAULT_DPI) -> Path:
+    """Draw a concept's activation histogram over the samples where it is active.
+
+    Parameters
+    ----------
+    counts, edges : numpy.ndarray
+        Histogram counts ``(n_bins,)`` and bin edges ``(n_bins + 1,)``.
+    path : path-like
+        PNG file to write.
+    sample_density : float
+        Fraction of samples where the concept is active.
+    point_density : float, optional
+        Fraction of grid points (over all samples) where its code is non-zero.
+    quantiles : sequence of float
+        Activation values to mark with vertical lines (the quantile examples).
+    title : str
+        Figure title.
+    dpi : int
+        Resolution of the PNG.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(3.6, 2.2))
+    if counts.sum() > 0:
+        ax.stairs(counts, edges, fill=True, alpha=0.7)
+        for q in quantiles:
+            ax.axvline(float(q), color="tab:red", lw=0.7, ls="--")
+    else:
+        ax.text(0.5, 0.5, "never active", ha="center", va="center", transform=ax.transAxes)
+    text = f"active on {100 * sample_density:.1f}% of samples"
+    if point_density is not None:
+        text += f", {100 * point_density:.2f}% of points"
+    ax.set_xlabel("activation (per sample, when active)", fontsize=7)
+    ax.set_ylabel("samples", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title((title + "\n" if title else "") + text, fontsize=7)
+    _adjust(fig, labelled=True, suptitle=bool(title))
+    return _save(fig, path, dpi)
+
+
+def plot_density_overview(densities: np.ndarray, path: Path | str, *, title: str = "",
+                          dpi: int = DEFAULT_DPI) -> Path:
+    """Draw the log10 activation-density histogram over all concepts (dead concepts counted apart).
+
+    Parameters
+    ----------
+    densities : numpy.ndarray
+        ``(p,)`` fraction of samples where each concept is active.
+    path : path-like
+        PNG file to write.
+    title : str
+        Figure title.
+    dpi : int
+        Resolution of the PNG.
+    """
+    densities = np.asarray(densities, dtype=np.float64)
+    alive = densities[densities > 0]
+    fig, ax = plt.subplots(figsize=(4.0, 2.4))
+    if alive.size:
+        ax.hist(np.log10(alive), bins=min(30, max(5, alive.size)), alpha=0.8)
+    ax.set_xlabel("log10 activation density (fraction of samples)", fontsize=7)
+    ax.set_ylabel("concepts", fontsize=7)
+    ax.tick_params(labelsize=6)
+    dead = int((densities <= 0).sum())
+    ax.set_title((title + ": " if title else "") + f"{dead} of {densities.size} concepts never active",
+                 fontsize=7)
+    _adjust(fig, labelled=True)
+    return _save(fig, path, dpi)
+
+
+def plot_effect(y_clean: np.ndarray, y_ablated: np.ndarray, path: Path | str, *,
+                rows: Sequence[int], err_clean: Sequence[float] | None = None,
+                err_ablated: Sequence[float] | None = None, title: str = "",
+                dpi: int = DEFAULT_DPI) -> Path:
+    """Draw the effect of ablating a concept on the FNO's prediction.
+
+    One row per sample: the clean output, the output with the concept ablated, and their difference
+    (signed colour scale); titles give the relative L2 errors against the target when known.
+
+    Parameters
+    ----------
+    y_clean, y_ablated : numpy.ndarray
+        ``(n, C, *grid)`` FNO outputs without and with the ablation.
+    path : path-like
+        PNG file to write.
+    rows : sequence of int
+        Store row of each sample.
+    err_clean, err_ablated : sequence of float, optional
+        Relative L2 error of each output against the stored target.
+    title : str
+        Figure title.
+    dpi : int
+        Resolution of the PNG.
+    """
+    y_clean = np.asarray(y_clean, dtype=np.float64)
+    y_ablated = np.asarray(y_ablated, dtype=np.float64)
+    n = y_clean.shape[0]
+    fig, axes = plt.subplots(max(n, 1), 3, figsize=(_PANEL * 3, _PANEL * max(n, 1) * 0.9),
+                             squeeze=False)
+    for i in range(n):
+        clean_t = f"row {int(rows[i])}: clean"
+        abl_t = "ablated"
+        if err_clean is not None and err_ablated is not None:
+            clean_t += f" (err {float(err_clean[i]):.3g})"
+            abl_t += f" (err {float(err_ablated[i]):.3g})"
+        show_field(axes[i, 0], _channel_field(y_clean[i]), title=clean_t)
+        show_field(axes[i, 1], _channel_field(y_ablated[i]), title=abl_t)
+        show_field(axes[i, 2], _channel_field(y_ablated[i] - y_clean[i]), title="ablated - clean",
+                   symmetric=True)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _adjust(fig, labelled=y_clean.ndim < 4, suptitle=bool(title))
+    return _save(fig, path, dpi)
+
+
+__all__ = [
+    "DEFAULT_DPI",
+    "amplitude_spectrum",
+    "is_spatially_constant",
+    "plot_atom",
+    "plot_code_maps",
+    "plot_density",
+    "plot_density_overview",
+    "plot_effect",
+    "plot_spectrum",
+    "radial_spectrum",
+    "show_field",
+]

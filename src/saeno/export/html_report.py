@@ -1,0 +1,308 @@
+"""The self-contained HTML report of an export: an index with a sortable table and a page per concept.
+
+Pages reference the PNG figures by relative paths (``figures/...``), carry their CSS and the table's
+sorting script inline, and load nothing from the network, so the export folder can be zipped,
+moved and opened offline. Every string that comes from the data (concept names, labels, parameter
+and hook names) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from saeno.export.schema import validate_concepts
+
+PAGES_DIR = "concepts"
+
+_CSS = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 80em; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.4em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; }
+td.text, th.text { text-align: left; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; }
+th[aria-sort="descending"]::after { content: " \\25BC"; }
+tr.dead td { color: #999; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }
+.note { background: #fff6dd; border: 1px solid #e8d9a8; padding: 0.4em 0.7em; }
+.meta td { text-align: left; }
+nav a { margin-right: 1em; }
+"""
+
+# Sort the table whose header was clicked: numbers by value (empty cells last), text by locale.
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = th.getAttribute('aria-sort') !== 'ascending';
+      table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+      var numeric = th.dataset.type === 'number';
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var cell = row.cells[col];
+        var v = cell.hasAttribute('data-value') ? cell.getAttribute('data-value') : cell.textContent;
+        if (!numeric) { return v; }
+        var f = parseFloat(v);
+        return isNaN(f) ? null : f;
+      }
+      rows.sort(function (a, b) {
+        var ka = key(a), kb = key(b);
+        if (ka === kb) { return 0; }
+        if (ka === null) { return 1; }
+        if (kb === null) { return -1; }
+        var c = numeric ? ka - kb : String(ka).localeCompare(String(kb));
+        return asc ? c : -c;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (quotes included) for text and attribute contexts."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _num_cell(value: Any, digits: int = 3) -> str:
+    data = "" if value is None else repr(float(value))
+    return f'<td data-value="{esc(data)}">{esc(_fmt(value, digits))}</td>'
+
+
+def _text_cell(value: Any, inner_html: str | None = None) -> str:
+    return f'<td class="text">{inner_html if inner_html is not None else esc(value)}</td>'
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
+        f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
+        f"<script>{_SORT_JS}</script>\n</body>\n</html>\n"
+    )
+
+
+def _table(headers: Iterable[tuple[str, str]], rows: Iterable[str], *, sortable: bool = True,
+           table_id: str = "") -> str:
+    head = "".join(
+        f'<th data-type="{kind}" class="{"text" if kind == "text" else ""}">{esc(name)}</th>'
+        for name, kind in headers)
+    cls = "sortable" if sortable else ""
+    ident = f' id="{esc(table_id)}"' if table_id else ""
+    return (f'<table class="{cls}"{ident}><thead><tr>{head}</tr></thead><tbody>\n'
+            + "\n".join(rows) + "\n</tbody></table>")
+
+
+def _meta_table(items: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th class=\"text\">{esc(k)}</th><td>{esc(_fmt(v))}</td></tr>"
+                   for k, v in items.items())
+    return f'<table class="meta">{rows}</table>'
+
+
+def concept_title(concept: Mapping[str, Any]) -> str:
+    """``name`` or ``name: label``, unescaped."""
+    label = concept.get("label")
+    return f"{concept['name']}: {label}" if label else str(concept["name"])
+
+
+def _enrichment_summary(concept: Mapping[str, Any]) -> str:
+    parts = []
+    for name, p in concept.get("params", {}).items():
+        if p.get("correlation") is not None:
+            parts.append(f"{name} r={p['correlation']:+.2f}")
+    for factor, lab in concept.get("labels", {}).items():
+        if lab.get("enriched"):
+            parts.append(f"{factor}={lab['enriched']}")
+    return ", ".join(parts)
+
+
+def _index_html(doc: Mapping[str, Any]) -> str:
+    sae, store = doc["sae"], doc["store"]
+    abl = doc["ablation"]
+    meta = {
+        "SAE": f"{sae['architecture']}, {sae['n_concepts']} concepts, {sae['in_channels']} channels, "
+               f"{sae['ndim']}D" + (f" ({sae['path']})" if sae.get("path") else ""),
+        "store": f"{store.get('path') or '(in memory)'}, hook {store['hook']}, grid "
+                 + "x".join(map(str, store["grid"])) + f", {store['n_rows']} samples",
+        "model": doc["model"]["name"] if doc.get("model") else "(none)",
+        "resolutions": ", ".join("x".join(map(str, r)) for r in doc["resolutions"]),
+        "exported": doc["created"] + f" by saeno {doc['saeno_version']}",
+    }
+    parts = [f"<h1>Concepts of {esc(sae['architecture'])} on {esc(store['hook'])}</h1>",
+             _meta_table(meta)]
+    if not abl["done"]:
+        parts.append(f'<p class="note">No ablation effects: {esc(abl.get("reason") or "")}</p>')
+    else:
+        parts.append(f'<p>Ablation: {esc(abl["method"])}</p>')
+    parts.append("<h2>Definitions</h2><ul>" + "".join(
+        f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["definitions"].items()) + "</ul>")
+    overview = doc.get("overview", {}).get("density_figure")
+    if overview:
+        parts.append(f'<img src="{esc(overview)}" alt="activation density of all concepts">')
+    headers = [("concept", "number"), ("name", "text"), ("rank", "number"),
+               ("sample density", "number"), ("point density", "number"),
+               ("mean activation", "number"), ("max activation", "number"),
+               ("output change (ablated)", "number"), ("error ablated / clean", "number"),
+               ("parameters and labels", "text")]
+    rows = []
+    for c in doc["concepts"]:
+        st, eff = c["stats"], c.get("effect")
+        name_html = esc(concept_title(c))
+        if c.get("page"):
+            name_html = f'<a href="{esc(c["page"])}">{name_html}</a>'
+        ratio = None
+        if eff and eff.get("err_clean") and eff.get("err_ablated") is not None:
+            ratio = eff["err_ablated"] / eff["err_clean"]
+        cls = ' class="dead"' if st["dead"] else ""
+        rows.append(
+            f"<tr{cls}>" + _num_cell(c["index"]) + _text_cell(None, name_html) + _num_cell(c["rank"])
+            + _num_cell(st["sample_density"]) + _num_cell(st["point_density"])
+            + _num_cell(st["mean_activation"]) + _num_cell(st["max_activation"])
+            + _num_cell(eff["rel_change"] if eff else None) + _num_cell(ratio)
+            + _text_cell(_enrichment_summary(c)) + "</tr>")
+    parts.append(f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(doc['concepts'])} "
+                 "concepts have a page (the most active ones). Click a column header to sort.</p>")
+    parts.append(_table(headers, rows, table_id="concepts"))
+    return _page(f"saeno concepts: {sae['architecture']} on {store['hook']}", "\n".join(parts))
+
+
+def _examples_table(concept: Mapping[str, Any]) -> str:
+    rows = [f"<tr>{_text_cell('top')}{_num_cell(e['row'])}{_num_cell(e['activation'])}</tr>"
+            for e in concept["top_examples"]]
+    rows += [f"<tr>{_text_cell('quantile ' + _fmt(q['quantile'], 2))}{_num_cell(q['row'])}"
+             f"{_num_cell(q['activation'])}</tr>" for q in concept["quantile_examples"]]
+    return _table([("kind", "text"), ("store row", "number"), ("activation", "number")], rows)
+
+
+def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
+                  prev_page: str | None, next_page: str | None) -> str:
+    up = "../"
+    by_index = {c["index"]: c for c in doc["concepts"]}
+    st = concept["stats"]
+    title = concept_title(concept)
+    nav = [f'<a href="{up}report.html">index</a>']
+    if prev_page:
+        nav.append(f'<a href="{esc(Path(prev_page).name)}">previous</a>')
+    if next_page:
+        nav.append(f'<a href="{esc(Path(next_page).name)}">next</a>')
+    parts = [f"<nav>{''.join(nav)}</nav>", f"<h1>{esc(title)}</h1>",
+             _meta_table({"index": concept["index"], "rank by activity": concept["rank"],
+                          "hook": doc["store"]["hook"],
+                          "sample density": st["sample_density"],
+                          "point density": st["point_density"],
+                          "mean activation (active samples)": st["mean_activation"],
+                          "max activation": st["max_activation"]})]
+    figs = concept.get("figures", {})
+
+    def fig(key: str, heading: str, alt: str) -> None:
+        if figs.get(key):
+            parts.append(f"<h2>{esc(heading)}</h2><img src=\"{up}{esc(figs[key])}\" alt=\"{esc(alt)}\">")
+
+    fig("atom", "Atom at several resolutions", f"atom of {title}")
+    fig("spectrum", "Fourier amplitude spectrum", f"spectrum of {title}")
+    fig("code_maps", "Code maps on the top samples, beside the FNO's input and output",
+        f"code maps of {title}")
+    fig("density", "Activation density and histogram", f"histogram of {title}")
+    parts.append("<h2>Top and quantile examples</h2>" + _examples_table(concept))
+    parts.append("<h2>Effect on the prediction</h2>")
+    eff = concept.get("effect")
+    if eff:
+        parts.append(f"<p>{esc(doc['ablation']['method'])}</p>")
+        parts.append(_meta_table({
+            "samples": eff["n_samples"],
+            "relative change of the output": eff["rel_change"],
+            "relative L2 error, clean": eff["err_clean"],
+            "relative L2 error, ablated": eff["err_ablated"]}))
+        fig("effect", "", f"ablation effect of {title}")
+    else:
+        reason = doc["ablation"].get("reason") or "no ablation for this concept"
+        parts.append(f'<p class="note">Not computed: {esc(reason)}</p>')
+    corr_rows = []
+    for item in concept["correlated"]:
+        other = by_index.get(item["index"])
+        name_html = esc(concept_title(other) if other else item["index"])
+        if other and other.get("page"):
+            name_html = f'<a href="{esc(Path(other["page"]).name)}">{name_html}</a>'
+        corr_rows.append(f"<tr>{_num_cell(item['index'])}{_text_cell(None, name_html)}"
+                         f"{_num_cell(item['correlation'])}</tr>")
+    parts.append("<h2>Correlated concepts</h2>" + _table(
+        [("concept", "number"), ("name", "text"), ("correlation", "number")], corr_rows))
+    if concept["params"]:
+        rows = [f"<tr>{_text_cell(name)}{_num_cell(p['top_mean'])}{_num_cell(p['overall_mean'])}"
+                f"{_num_cell(p['overall_std'])}{_num_cell(p['correlation'])}</tr>"
+                for name, p in concept["params"].items()]
+        parts.append("<h2>PDE parameters</h2>" + _table(
+            [("parameter", "text"), ("mean on top samples", "number"), ("mean overall", "number"),
+             ("std overall", "number"), ("correlation with activation", "number")], rows))
+    if concept["labels"]:
+        rows = []
+        for factor, lab in concept["labels"].items():
+            for value in sorted(set(lab["overall"]) | set(lab["top"])):
+                rows.append(f"<tr>{_text_cell(factor)}{_text_cell(value)}"
+                            f"{_num_cell(lab['top'].get(value, 0.0))}"
+                            f"{_num_cell(lab['overall'].get(value, 0.0))}</tr>")
+        parts.append("<h2>Labels</h2>" + _table(
+            [("factor", "text"), ("value", "text"), ("share on top samples", "number"),
+             ("share overall", "number")], rows))
+    return _page(f"saeno: {title}", "\n".join(parts))
+
+
+def write_report(doc: Mapping[str, Any], out: str | Path) -> Path:
+    """Write ``report.html`` and one page per concept that has ``page`` set.
+
+    Parameters
+    ----------
+    doc : mapping
+        A valid ``concepts.json`` document (see :mod:`saeno.export.schema`); figure and page paths
+        in it are relative to ``out``.
+    out : path-like
+        The export folder.
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.html``.
+    """
+    validate_concepts(json.loads(json.dumps(doc)))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with_pages = [c for c in doc["concepts"] if c.get("page")]
+    with_pages.sort(key=lambda c: c["rank"])
+    for i, concept in enumerate(with_pages):
+        prev_page = with_pages[i - 1]["page"] if i > 0 else None
+        next_page = with_pages[i + 1]["page"] if i + 1 < len(with_pages) else None
+        path = out / concept["page"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_concept_html(doc, concept, prev_page, next_page), encoding="utf-8")
+    index = out / "report.html"
+    index.write_text(_index_html(doc), encoding="utf-8")
+    return index
+
+
+def page_path(index: int) -> str:
+    """Relative path (from the export folder) of concept ``index``'s page."""
+    return f"{PAGES_DIR}/concept_{index:05d}.html"
+
+
+__all__ = ["PAGES_DIR", "concept_title", "esc", "page_path", "write_report"]

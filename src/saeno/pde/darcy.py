@@ -1,0 +1,107 @@
+"""2D Darcy flow ``-div(a grad u) = f`` on the unit square with ``u = 0`` on the boundary.
+
+Grid convention (shared by every resolution, so coarse grids are exact subsamples of fine ones): a field of
+resolution ``n`` holds the values at the vertices ``(i / n, j / n)``, ``i, j = 0 .. n - 1``. Row and column 0
+lie on the boundary (``u = 0`` there); the vertices at ``x = 1`` or ``y = 1`` are not stored: they equal the
+vertices at ``0`` because the coefficient is periodic and ``u`` vanishes on the whole boundary. Taking every
+second point of an ``n``-grid gives the ``n / 2``-grid.
+
+Discretisation: the standard 5-point finite-difference stencil with the coefficient at cell faces taken as
+the arithmetic mean of the two vertices, second-order accurate for smooth ``a``; one sparse LU solve
+(``scipy.sparse.linalg.spsolve``) per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from saeno.pde.grf import sample_grf
+
+
+def darcy_matrix(a: np.ndarray) -> sp.csc_matrix:
+    """Sparse matrix of ``-div(a grad .)`` on the interior vertices, scaled by ``h^2``.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        Coefficient ``(n, n)`` at the vertices ``(i / n, j / n)``, periodic (vertex ``n`` is vertex ``0``).
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix
+        ``((n - 1)^2, (n - 1)^2)`` matrix acting on the interior values in C order.
+    """
+    n = a.shape[0]
+    ap = np.pad(a, ((0, 1), (0, 1)), mode="wrap")  # vertices 0..n in both directions
+    m = n - 1
+    # face coefficients around interior vertex (i, j), i, j = 1..n-1
+    east = 0.5 * (ap[1:n, 1:n] + ap[2 : n + 1, 1:n])  # between i and i+1 (axis 0)
+    west = 0.5 * (ap[1:n, 1:n] + ap[0 : n - 1, 1:n])
+    north = 0.5 * (ap[1:n, 1:n] + ap[1:n, 2 : n + 1])  # between j and j+1 (axis 1)
+    south = 0.5 * (ap[1:n, 1:n] + ap[1:n, 0 : n - 1])
+    idx = np.arange(m * m).reshape(m, m)
+    rows = [idx.ravel()]
+    cols = [idx.ravel()]
+    vals = [(east + west + north + south).ravel()]
+    for coef, di, dj in ((east, 1, 0), (west, -1, 0), (north, 0, 1), (south, 0, -1)):
+        ii, jj = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+        ni, nj = ii + di, jj + dj
+        inside = (ni >= 0) & (ni < m) & (nj >= 0) & (nj < m)
+        rows.append(idx[ii[inside], jj[inside]])
+        cols.append(idx[ni[inside], nj[inside]])
+        vals.append(-coef[inside])
+    return sp.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m * m, m * m)
+    )
+
+
+def solve_darcy(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
+    """Solve ``-div(a grad u) = f``, ``u = 0`` on the boundary of the unit square.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        Positive coefficient ``(n, n)`` at the vertices ``(i / n, j / n)`` (see the module docstring).
+    f : float or numpy.ndarray
+        Right-hand side: a constant, or ``(n, n)`` values at the same vertices (only interior ones are used).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``u`` of shape ``(n, n)`` with zeros in row 0 and column 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"expected a square coefficient (n, n), got shape {a.shape}")
+    n = a.shape[0]
+    h = 1.0 / n
+    if np.isscalar(f) or np.ndim(f) == 0:
+        rhs = np.full((n - 1) * (n - 1), float(f))
+    else:
+        rhs = np.asarray(f, dtype=np.float64)[1:, 1:].ravel()
+    interior = spla.spsolve(darcy_matrix(a), rhs * h * h, permc_spec="MMD_AT_PLUS_A")
+    u = np.zeros((n, n))
+    u[1:, 1:] = interior.reshape(n - 1, n - 1)
+    return u
+
+
+def sample_coefficients(
+    n_samples: int,
+    n: int,
+    rng: np.random.Generator,
+    alpha: float = 2.0,
+    tau: float = 3.0,
+    high: float = 12.0,
+    low: float = 3.0,
+) -> np.ndarray:
+    """Draw the FNO paper's piecewise-constant coefficients: a GRF thresholded at zero to ``high`` / ``low``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_samples, n, n)`` float64 with values in ``{low, high}``.
+    """
+    field = sample_grf(n_samples, (n, n), alpha=alpha, tau=tau, rng=rng)
+    return np.where(field >= 0.0, high, low)

@@ -1,0 +1,320 @@
+"""The interface every sparse autoencoder of saeno implements.
+
+A model sees raw activations ``a`` (fields ``(B, C, *grid)``, or rows ``(N, C)`` for the pointwise SAE)
+and works in normalised space ``(a - norm_mean) / norm_scale`` (per channel, buffers saved with the
+weights). Internally it may re-arrange tensors ("packed layout": rows for the pointwise SAE); the
+training entry point :meth:`SparseAutoencoder.forward_train` returns everything the losses need in that
+layout, with channels or concepts on dimension 1.
+
+Complex activations (e.g. from an FNO with ``complex_data=True``) are refused unless the model was built
+with ``complex="realimag"``: the real and imaginary parts are then stacked as ``2C`` real channels
+(``[real_0..real_{C-1}, imag_0..imag_{C-1}]``), normalised, encoded and decoded as such, and the
+reconstruction is returned as a complex tensor again. ``norm_mean`` and ``norm_scale`` then have ``2C``
+entries.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from saeno.errors import SaenoError, ShapeError
+from saeno.sae.lifting import Lifting, channel_linear
+from saeno.sae.sparsity import Sparsity, make_sparsity, topk_codes
+
+COMPLEX_TREATMENTS = (None, "realimag")
+# keys that save_sae adds to cfg.json beside the constructor arguments
+META_KEYS = frozenset({"architecture", "hook", "model_fingerprint", "normalization", "versions",
+                       "metadata"})
+
+
+class ConfigError(SaenoError, ValueError):
+    """A model configuration that cannot be built."""
+
+
+@dataclass
+class SAEOutput:
+    """What the training losses need, in normalised space and the model's packed layout.
+
+    Attributes
+    ----------
+    recon : Tensor
+        Reconstruction of ``target``.
+    target : Tensor
+        The normalised input.
+    codes : Tensor
+        Sparse codes (concepts on dimension 1).
+    pre : Tensor
+        Pre-activations (before the sparsity mechanism), for AuxK.
+    penalty : Tensor or None
+        The sparsity mechanism's loss term.
+    """
+
+    recon: Tensor
+    target: Tensor
+    codes: Tensor
+    pre: Tensor
+    penalty: Tensor | None
+
+
+class SparseAutoencoder(nn.Module):
+    """Base class: normalisation, complex handling, lifting, sparsity and the public interface.
+
+    Subclasses implement ``_encode_pre(x)`` (pre-activations from packed, lifted, normalised input),
+    ``_decode(z, bias)`` (packed core-space output), ``_render(grid)`` (core-space atoms),
+    ``normalize_decoder_()`` and ``init_encoder_from_decoder_()``; and, when their layout differs from
+    ``(B, C, *grid)``, ``_pack``/``_unpack``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels C of the activations (complex channels when ``complex="realimag"``).
+    n_concepts : int
+        Dictionary size p.
+    ndim : int or None
+        Grid dimension (1 to 3); None for the pointwise SAE when unknown.
+    sparsity : str, dict, Sparsity or None
+        See :func:`saeno.sae.sparsity.make_sparsity`.
+    lifting : int or None
+        Width L of the learned pointwise lift (None: no lifting).
+    complex : {None, "realimag"}
+        Treatment of complex activations (see the module docstring).
+    """
+
+    architecture: ClassVar[str] = ""
+    #: the store view the trainer streams for this model: "points" (rows) or "field"
+    view: ClassVar[str] = "field"
+    default_group: ClassVar[str] = "point"
+
+    def __init__(self, in_channels: int, n_concepts: int, *, ndim: int | None,
+                 sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
+                 complex: str | None = None) -> None:
+        super().__init__()
+        if in_channels < 1 or n_concepts < 1:
+            raise ConfigError(f"in_channels and n_concepts must be >= 1, got {in_channels}, "
+                              f"{n_concepts}")
+        if ndim is not None and ndim not in (1, 2, 3):
+            raise ConfigError(f"ndim must be 1, 2 or 3, got {ndim}")
+        if complex not in COMPLEX_TREATMENTS:
+            raise ConfigError(f"complex={complex!r} is unknown: use None or 'realimag'")
+        self.in_channels = int(in_channels)
+        self.n_concepts = int(n_concepts)
+        self.ndim = ndim
+        self.complex = complex
+        self.real_channels = self.in_channels * (2 if complex else 1)
+        if lifting is not None and lifting < self.real_channels:
+            raise ConfigError(f"lifting={lifting} must be at least the channel count "
+                              f"{self.real_channels}")
+        self.lifting = None if lifting is None else int(lifting)
+        self.core_channels = self.lifting or self.real_channels
+        self.sparsity = make_sparsity(sparsity, self.n_concepts, self.default_group)
+        self.lift = Lifting(self.real_channels, self.lifting) if self.lifting else None
+        self.register_buffer("norm_mean", torch.zeros(self.real_channels))
+        self.register_buffer("norm_scale", torch.ones(self.real_channels))
+        self.hook: str | None = None
+        self.model_fingerprint: str | None = None
+        self.metadata: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- configuration
+    def extra_config(self) -> dict[str, Any]:
+        """Subclass constructor arguments beyond the common ones."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments plus ``architecture``."""
+        return {"architecture": self.architecture, "in_channels": self.in_channels,
+                "n_concepts": self.n_concepts, "sparsity": self.sparsity.config(),
+                "lifting": self.lifting, "complex": self.complex, **self.extra_config()}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> SparseAutoencoder:
+        """Rebuild a model (fresh weights) from :meth:`config` output or a ``cfg.json`` dict."""
+        arch = cfg.get("architecture", cls.architecture)
+        if arch != cls.architecture:
+            raise ConfigError(f"config is for architecture {arch!r}, not {cls.architecture!r}: "
+                              "load it with saeno.load_sae")
+        kwargs = {k: v for k, v in cfg.items() if k not in META_KEYS}
+        accepted = inspect.signature(cls.__init__).parameters
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ConfigError(f"unknown keys {unknown} in a {arch!r} config")
+        if "grid" in kwargs and kwargs["grid"] is not None:
+            kwargs["grid"] = tuple(kwargs["grid"])
+        return cls(**kwargs)
+
+    # ---------------------------------------------------------------- normalisation
+    def set_normalization(self, mean: Any, scale: Any) -> None:
+        """Set the per-channel mean and scale (array-likes of length ``real_channels``)."""
+        mean = torch.as_tensor(mean, dtype=self.norm_mean.dtype).reshape(-1)
+        scale = torch.as_tensor(scale, dtype=self.norm_scale.dtype).reshape(-1)
+        if mean.numel() != self.real_channels or scale.numel() != self.real_channels:
+            raise ShapeError(f"normalisation needs {self.real_channels} values per statistic, got "
+                             f"{mean.numel()} and {scale.numel()}")
+        if not torch.all(scale > 0) or not torch.all(torch.isfinite(mean)):
+            raise ShapeError("normalisation scale must be positive and mean finite")
+        self.norm_mean.copy_(mean)
+        self.norm_scale.copy_(scale)
+
+    def _bcast(self, v: Tensor, like: Tensor) -> Tensor:
+        return v.view(1, -1, *([1] * (like.dim() - 2)))
+
+    def _check_input(self, a: Tensor) -> None:
+        """Raise ShapeError when ``a`` (after complex stacking) does not fit the model."""
+        if self.ndim is not None and a.dim() != 2 + self.ndim:
+            raise ShapeError(f"{type(self).__name__} expects fields (B, C, *grid) with a "
+                             f"{self.ndim}D grid, got shape {tuple(a.shape)}")
+
+    def normalize(self, a: Tensor) -> Tensor:
+        """Raw activations -> normalised real tensor (complex parts stacked when declared)."""
+        if a.is_complex():
+            if self.complex != "realimag":
+                raise ShapeError("complex activations need a declared treatment: build the SAE "
+                                 "with complex='realimag' (CLI: --complex realimag) to stack real "
+                                 "and imaginary parts as channels")
+            a = torch.cat([a.real, a.imag], dim=1)
+        elif self.complex == "realimag":
+            raise ShapeError("this SAE was built for complex activations (complex='realimag') "
+                             "and got a real tensor")
+        if a.dim() < 2 or a.shape[1] != self.real_channels:
+            raise ShapeError(f"expected activations with {self.in_channels} channels on dimension "
+                             f"1, got shape {tuple(a.shape)}")
+        self._check_input(a)
+        a = a.to(self.norm_mean.dtype)
+        return (a - self._bcast(self.norm_mean, a)) / self._bcast(self.norm_scale, a)
+
+    def denormalize(self, y: Tensor) -> Tensor:
+        """Normalised real tensor -> raw activations (complex again when declared)."""
+        y = y * self._bcast(self.norm_scale, y) + self._bcast(self.norm_mean, y)
+        if self.complex == "realimag":
+            c = self.in_channels
+            y = torch.complex(y[:, :c], y[:, c:])
+        return y
+
+    # ---------------------------------------------------------------- core hooks
+    def _pack(self, x: Tensor) -> tuple[Tensor, Any]:
+        return x, None
+
+    def _unpack(self, y: Tensor, meta: Any) -> Tensor:
+        return y
+
+    def _encode_pre(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _decode(self, z: Tensor, bias: bool) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _render(self, grid: tuple[int, ...]) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def normalize_decoder_(self) -> None:  # pragma: no cover - abstract
+        """Rescale every decoder concept to unit norm (in place, no grad)."""
+        raise NotImplementedError
+
+    def init_encoder_from_decoder_(self) -> None:  # pragma: no cover - abstract
+        """Set the encoder to the decoder's transpose (adjoint)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- normalised space
+    def encode_pre(self, x: Tensor) -> Tensor:
+        """Pre-activations from packed normalised input."""
+        if self.lift is not None:
+            x = self.lift.up(x)
+        return self._encode_pre(x)
+
+    def decode_norm(self, z: Tensor, bias: bool = True) -> Tensor:
+        """Packed normalised reconstruction from packed codes (``bias=False``: the linear part)."""
+        y = self._decode(z, bias)
+        if self.lift is not None:
+            y = self.lift.down(y)
+        return y
+
+    def forward_train(self, a: Tensor) -> SAEOutput:
+        """Everything the training loss needs, from raw activations ``a``."""
+        target, _ = self._pack(self.normalize(a))
+        pre = self.encode_pre(target)
+        codes, penalty = self.sparsity(pre)
+        return SAEOutput(self.decode_norm(codes), target, codes, pre, penalty)
+
+    def aux_codes(self, pre: Tensor, dead: Tensor, k: int) -> Tensor:
+        """AuxK codes: the top ``k`` dead concepts (by the model's sparsity group) of ``pre``.
+
+        Parameters
+        ----------
+        pre : Tensor
+            Pre-activations, concepts on dimension 1.
+        dead : Tensor
+            Boolean ``(p,)`` mask of dead concepts.
+        k : int
+            Number of auxiliary concepts.
+        """
+        r = pre.relu() * dead.to(pre.dtype).view(1, -1, *([1] * (pre.dim() - 2)))
+        return topk_codes(r, min(k, self.n_concepts), self.sparsity.group)
+
+    # ---------------------------------------------------------------- public interface
+    def encode(self, a: Tensor) -> Tensor:
+        """Sparse codes of raw activations: ``(B, p, *grid)`` (pointwise, SAE-FNO) or ``(B, p)``."""
+        x, meta = self._pack(self.normalize(a))
+        z, _ = self.sparsity(self.encode_pre(x))
+        return self._unpack(z, meta)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Raw reconstruction from codes as returned by :meth:`encode`."""
+        zp, meta = self._pack(z)
+        return self.denormalize(self._unpack(self.decode_norm(zp), meta))
+
+    def forward(self, a: Tensor) -> Tensor:
+        """Raw reconstruction ``a_hat`` of raw activations ``a``."""
+        x, meta = self._pack(self.normalize(a))
+        z, _ = self.sparsity(self.encode_pre(x))
+        return self.denormalize(self._unpack(self.decode_norm(z), meta))
+
+    def _grid(self, resolution: int | tuple[int, ...] | None) -> tuple[int, ...]:
+        if resolution is None:
+            return ()
+        if isinstance(resolution, int):
+            if self.ndim is None:
+                raise ShapeError("this SAE does not know its grid dimension: pass the resolution "
+                                 "as a tuple, e.g. (64, 64)")
+            return (resolution,) * self.ndim
+        grid = tuple(int(n) for n in resolution)
+        if self.ndim is not None and len(grid) != self.ndim:
+            raise ShapeError(f"resolution {grid} has {len(grid)} dimensions, the SAE has "
+                             f"{self.ndim}")
+        return grid
+
+    @torch.no_grad()
+    def concepts(self, resolution: int | tuple[int, ...] | None = None) -> Tensor:
+        """The decoder atoms rendered on a grid, in raw units: ``(p, C, *grid)``.
+
+        Concept k is the decoder's response to a unit code of concept k concentrated at the origin
+        (a point mass): for an SAE-FNO its spectral kernel sampled on the grid plus its pointwise
+        column at the origin point; for a pointwise SAE its vector at the origin point (with
+        ``resolution=None``: the vectors ``(p, C)``); for a flat SAE its column on the training grid.
+        Values are the change of the raw reconstruction per unit code (scaled by ``norm_scale``,
+        without the mean); complex models return complex atoms.
+
+        Parameters
+        ----------
+        resolution : int, tuple of int, or None
+            Grid size (an int repeats over the dimensions).
+        """
+        grid = self._grid(resolution)
+        atoms = self._render(grid)
+        if self.lift is not None:
+            atoms = self.lift.down(atoms)
+        atoms = atoms * self._bcast(self.norm_scale, atoms)
+        if self.complex == "realimag":
+            c = self.in_channels
+            atoms = torch.complex(atoms[:, :c], atoms[:, c:])
+        return atoms
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, n_concepts={self.n_concepts}, ndim={self.ndim}, "
+                f"sparsity={self.sparsity.config()}, lifting={self.lifting}")
+
+
+__all__ = ["SparseAutoencoder", "SAEOutput", "ConfigError", "channel_linear", "META_KEYS"]

@@ -1,0 +1,380 @@
+"""Sparsity mechanisms: TopK, BatchTopK, ReLU + L1 and JumpReLU, with optional domain sparsity.
+
+Every mechanism is an ``nn.Module`` mapping pre-activations to codes: ``codes, penalty = s(pre)``.
+Pre-activations have the concepts on dimension 1: rows ``(N, p)`` (pointwise SAEs, flat SAEs) or
+function-valued codes ``(B, p, *grid)`` (SAE-FNO). ``penalty`` is a scalar tensor to add to the loss, or
+``None``.
+
+Two levels of sparsity (METHOD.md section 2):
+
+- ``group="point"``: the selection (TopK, BatchTopK) runs over the concepts at each grid point (the
+  pointwise SAE's "k per point"); for rows this is the only meaning.
+- ``group="concept"``: concepts are scored per sample by their norm ``||relu(z_k)||_{L2(Omega)}``
+  (root-mean-square over the grid, so that scores do not depend on the resolution) and the top ones are
+  kept whole: concept sparsity for function-valued codes.
+- domain sparsity, for function-valued codes: ``domain_l1`` adds ``lambda_d * sum_k ||z_k||_1`` (mean over
+  grid points and samples) to the loss; ``domain_frac`` keeps, inside each active concept, only the largest
+  ``ceil(domain_frac * n_points)`` grid points. ReLU and JumpReLU act per grid point and so are domain
+  sparsity mechanisms by themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from saeno.errors import SaenoError
+
+GROUPS = ("point", "concept")
+
+
+class SparsityConfigError(SaenoError, ValueError):
+    """A sparsity specification that cannot be built."""
+
+
+def concept_scores(r: Tensor) -> Tensor:
+    """Per-sample concept scores ``||r_k||_{L2(Omega)}`` (root mean square over the grid).
+
+    Parameters
+    ----------
+    r : Tensor
+        Non-negative codes ``(B, p, *grid)`` or rows ``(N, p)``.
+
+    Returns
+    -------
+    Tensor
+        ``(B, p)`` scores (``r`` itself for rows).
+    """
+    if r.dim() <= 2:
+        return r
+    return r.flatten(2).pow(2).mean(-1).sqrt()
+
+
+def _expand(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.view(*mask.shape, *([1] * (like.dim() - mask.dim())))
+
+
+def topk_codes(pre: Tensor, k: int, group: str = "point") -> Tensor:
+    """TopK activation: keep the ``k`` largest concepts (per point or per sample), ReLU on the rest.
+
+    Parameters
+    ----------
+    pre : Tensor
+        Pre-activations, concepts on dimension 1.
+    k : int
+        Concepts kept per point (``group="point"``) or per sample (``group="concept"``).
+    group : {"point", "concept"}
+        Where the selection runs (see the module docstring).
+
+    Returns
+    -------
+    Tensor
+        Codes of the same shape as ``pre`` with at most ``k`` non-zero concepts per point or sample.
+    """
+    if group == "point" or pre.dim() <= 2:
+        vals, idx = pre.topk(k, dim=1, sorted=False)
+        return torch.zeros_like(pre).scatter_(1, idx, vals.relu())
+    r = pre.relu()
+    idx = concept_scores(r).topk(k, dim=1, sorted=False).indices
+    mask = torch.zeros(r.shape[:2], dtype=r.dtype, device=r.device).scatter_(1, idx, 1.0)
+    return r * _expand(mask, r)
+
+
+def keep_top_domain(z: Tensor, frac: float) -> Tensor:
+    """Keep, per sample and concept, the ``ceil(frac * n_points)`` largest grid values of ``z``."""
+    if z.dim() <= 2:
+        return z
+    flat = z.flatten(2)
+    n = max(1, math.ceil(frac * flat.shape[-1]))
+    if n >= flat.shape[-1]:
+        return z
+    vals, idx = flat.topk(n, dim=-1, sorted=False)
+    return torch.zeros_like(flat).scatter_(-1, idx, vals).view_as(z)
+
+
+class Sparsity(nn.Module):
+    """Base class: ``forward(pre) -> (codes, penalty)``.
+
+    Parameters
+    ----------
+    group : {"point", "concept"}
+        Where selections run (only TopK and BatchTopK select).
+    domain_l1 : float
+        Weight ``lambda_d`` of the L1 domain penalty on function-valued codes (0: off).
+    domain_frac : float or None
+        Share of grid points kept inside each active concept (None: all).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, group: str = "point", domain_l1: float = 0.0,
+                 domain_frac: float | None = None) -> None:
+        super().__init__()
+        if group not in GROUPS:
+            raise SparsityConfigError(f"sparsity group {group!r} is unknown: use one of {GROUPS}")
+        if domain_l1 < 0:
+            raise SparsityConfigError(f"domain_l1 must be >= 0, got {domain_l1}")
+        if domain_frac is not None and not 0 < domain_frac <= 1:
+            raise SparsityConfigError(f"domain_frac must be in (0, 1], got {domain_frac}")
+        self.group = group
+        self.domain_l1 = float(domain_l1)
+        self.domain_frac = None if domain_frac is None else float(domain_frac)
+
+    def check(self, n_concepts: int) -> None:
+        """Raise if this mechanism cannot run with ``n_concepts`` concepts."""
+
+    def activate(self, pre: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Map pre-activations to codes (before domain sparsity)."""
+        raise NotImplementedError
+
+    def penalty(self, pre: Tensor, z: Tensor) -> Tensor | None:
+        """Mechanism-specific loss term (None when there is none)."""
+        return None
+
+    def forward(self, pre: Tensor) -> tuple[Tensor, Tensor | None]:
+        z = self.activate(pre)
+        if self.domain_frac is not None:
+            z = keep_top_domain(z, self.domain_frac)
+        pen = self.penalty(pre, z)
+        if self.domain_l1 > 0:
+            dom = self.domain_l1 * z.abs().sum(1).mean()
+            pen = dom if pen is None else pen + dom
+        return z, pen
+
+    def extra_config(self) -> dict[str, Any]:
+        """Mechanism-specific constructor arguments."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description that :func:`make_sparsity` turns back into this module."""
+        return {"type": self.name, "group": self.group, "domain_l1": self.domain_l1,
+                "domain_frac": self.domain_frac, **self.extra_config()}
+
+
+class TopK(Sparsity):
+    """TopK: exactly ``k`` concepts kept (per point, or per sample with ``group="concept"``)."""
+
+    name = "topk"
+
+    def __init__(self, k: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        if int(k) < 1:
+            raise SparsityConfigError(f"TopK needs k >= 1, got {k}")
+        self.k = int(k)
+
+    def check(self, n_concepts: int) -> None:
+        if self.k > n_concepts:
+            raise SparsityConfigError(
+                f"k={self.k} is larger than the number of concepts ({n_concepts}): lower k")
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return topk_codes(pre, self.k, self.group)
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+
+class BatchTopK(TopK):
+    """BatchTopK: ``k * rows`` activations kept over the whole batch while training.
+
+    A row is a grid point (``group="point"``) or a sample (``group="concept"``, scored by L2 norm). The
+    threshold for inference is an exponential moving average (decay 0.99) of the smallest kept value,
+    stored in the buffer ``threshold``; in ``eval()`` mode the module is a JumpReLU with that threshold.
+    """
+
+    name = "batchtopk"
+
+    def __init__(self, k: int, **kw: Any) -> None:
+        super().__init__(k, **kw)
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+
+    def _update_threshold(self, kept_min: Tensor) -> None:
+        kept_min = kept_min.detach().to(self.threshold.dtype)
+        first = self.n_updates == 0
+        self.threshold.copy_(torch.where(first, kept_min, 0.99 * self.threshold + 0.01 * kept_min))
+        self.n_updates.add_(1)
+
+    def activate(self, pre: Tensor) -> Tensor:
+        r = pre.relu()
+        by_concept = self.group == "concept" and pre.dim() > 2
+        scores = concept_scores(r) if by_concept else r
+        if not self.training:
+            keep = scores > self.threshold
+            return r * _expand(keep.to(r.dtype), r) if by_concept else r * keep
+        if by_concept:
+            rows = scores.shape[0]
+            flat = scores.reshape(-1)
+        else:
+            rows = r.numel() // r.shape[1]
+            flat = r.reshape(-1)  # contiguous view for rows; copies for point-wise fields
+        n = min(self.k * rows, flat.numel())
+        vals, idx = flat.topk(n, sorted=False)
+        mask = torch.zeros_like(flat).scatter_(0, idx, 1.0)
+        pos = vals > 0
+        kept_min = torch.where(pos, vals, torch.full_like(vals, float("inf"))).min()
+        self._update_threshold(torch.where(pos.any(), kept_min, self.threshold))
+        if by_concept:
+            return r * _expand(mask.view_as(scores), r)
+        return r * mask.view_as(r)
+
+
+class ReLUL1(Sparsity):
+    """ReLU codes with an L1 penalty ``l1 * sum_k |z_k|`` (mean over rows and grid points)."""
+
+    name = "relu"
+
+    def __init__(self, l1: float = 1e-3, **kw: Any) -> None:
+        super().__init__(**kw)
+        if l1 < 0:
+            raise SparsityConfigError(f"l1 must be >= 0, got {l1}")
+        self.l1 = float(l1)
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return pre.relu()
+
+    def penalty(self, pre: Tensor, z: Tensor) -> Tensor | None:
+        return self.l1 * z.sum(1).mean() if self.l1 > 0 else None
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"l1": self.l1}
+
+
+class _JumpReLUFn(torch.autograd.Function):
+    """``x * H(x - theta)`` with the rectangle-kernel pseudo-gradient for ``theta``.
+
+    Rajamanoharan et al. (2024), "Jumping ahead": d/dtheta = -(theta / eps) K((x - theta) / eps),
+    K the unit rectangle; the gradient for x is passed where the unit is active.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, theta: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(x, theta)
+        ctx.eps = eps
+        return x * (x > theta)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+        x, theta = ctx.saved_tensors
+        eps = ctx.eps
+        gx = g * (x > theta)
+        rect = ((x - theta).abs() < eps / 2).to(g.dtype)
+        gtheta = (-(theta / eps) * rect * g).sum_to_size(theta.shape)
+        return gx, gtheta, None
+
+
+class _StepFn(torch.autograd.Function):
+    """``H(x - theta)`` with pseudo-gradient ``-(1/eps) K((x - theta)/eps)`` for ``theta`` only."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, theta: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(x, theta)
+        ctx.eps = eps
+        return (x > theta).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+        x, theta = ctx.saved_tensors
+        eps = ctx.eps
+        rect = ((x - theta).abs() < eps / 2).to(g.dtype)
+        gtheta = (-(1.0 / eps) * rect * g).sum_to_size(theta.shape)
+        return torch.zeros_like(x), gtheta, None
+
+
+class JumpReLU(Sparsity):
+    """JumpReLU codes ``z = x H(x - theta_k)`` with a learned threshold per concept and an L0 penalty.
+
+    Parameters
+    ----------
+    n_concepts : int
+        Number of thresholds.
+    l0 : float
+        Weight of the L0 penalty ``l0 * sum_k H(x - theta_k)`` (mean over rows and grid points).
+    threshold : float
+        Initial threshold (in normalised units).
+    bandwidth : float
+        Width ``eps`` of the rectangle kernel of the pseudo-gradients.
+    """
+
+    name = "jumprelu"
+
+    def __init__(self, n_concepts: int, l0: float = 1e-3, threshold: float = 1e-3,
+                 bandwidth: float = 1e-3, **kw: Any) -> None:
+        super().__init__(**kw)
+        if threshold <= 0 or bandwidth <= 0 or l0 < 0:
+            raise SparsityConfigError("JumpReLU needs threshold > 0, bandwidth > 0 and l0 >= 0")
+        self.l0 = float(l0)
+        self.bandwidth = float(bandwidth)
+        self.n_concepts = int(n_concepts)
+        self.log_threshold = nn.Parameter(torch.full((n_concepts,), math.log(threshold)))
+
+    def check(self, n_concepts: int) -> None:
+        if n_concepts != self.n_concepts:
+            raise SparsityConfigError(
+                f"JumpReLU built for {self.n_concepts} concepts used with {n_concepts}")
+
+    def _theta(self, pre: Tensor) -> Tensor:
+        return self.log_threshold.exp().view(1, -1, *([1] * (pre.dim() - 2)))
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return _JumpReLUFn.apply(pre, self._theta(pre), self.bandwidth)
+
+    def penalty(self, pre: Tensor, z: Tensor) -> Tensor | None:
+        if self.l0 <= 0:
+            return None
+        return self.l0 * _StepFn.apply(pre, self._theta(pre), self.bandwidth).sum(1).mean()
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"n_concepts": self.n_concepts, "l0": self.l0, "bandwidth": self.bandwidth}
+
+
+MECHANISMS: dict[str, type[Sparsity]] = {
+    cls.name: cls for cls in (TopK, BatchTopK, ReLUL1, JumpReLU)
+}
+
+
+def make_sparsity(spec: str | dict[str, Any] | Sparsity | None, n_concepts: int,
+                  default_group: str = "point") -> Sparsity:
+    """Build a sparsity module from a name, a config dict or an existing module.
+
+    Parameters
+    ----------
+    spec : str, dict, Sparsity or None
+        ``"topk"`` etc. (defaults: k=8), ``{"type": "topk", "k": 16, "group": "concept", ...}``, a module
+        (returned as is), or None (TopK with k = min(8, n_concepts)).
+    n_concepts : int
+        The model's number of concepts (checked against k; JumpReLU's threshold count).
+    default_group : str
+        Group used when ``spec`` does not name one.
+
+    Returns
+    -------
+    Sparsity
+    """
+    if isinstance(spec, Sparsity):
+        spec.check(n_concepts)
+        return spec
+    if spec is None:
+        spec = {"type": "topk", "k": min(8, n_concepts)}
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    spec = dict(spec)
+    kind = str(spec.pop("type", "topk")).lower().replace("-", "").replace("_", "")
+    if kind not in MECHANISMS:
+        raise SparsityConfigError(
+            f"unknown sparsity {kind!r}: use one of {sorted(MECHANISMS)}")
+    spec.setdefault("group", default_group)
+    cls = MECHANISMS[kind]
+    if cls is JumpReLU:
+        spec["n_concepts"] = n_concepts
+    elif cls in (TopK, BatchTopK):
+        spec.setdefault("k", min(8, n_concepts))
+    try:
+        module = cls(**spec)
+    except TypeError as exc:
+        raise SparsityConfigError(f"bad options for sparsity {kind!r}: {exc}") from None
+    module.check(n_concepts)
+    return module

@@ -1,0 +1,328 @@
+"""``ActivationStore``: read access to a captured store (arrays, metadata, statistics, loaders)."""
+
+from __future__ import annotations
+
+import math
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.errors import NodeNotFoundError
+
+from saeno.errors import HookNameError, StoreError
+from saeno.store import layout
+from saeno.store.loader import StoreLoader
+from saeno.store.running_stats import RunningStats
+
+
+def store_url(store: str | PathLike) -> str:
+    """The location as a string Zarr understands (local paths made absolute)."""
+    text = str(store)
+    if "://" in text:
+        return text
+    return str(Path(text).expanduser().absolute())
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable byte count (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def open_group(url: str, mode: str = "r", missing_ok: bool = False) -> zarr.Group | None:
+    """Open the Zarr group at ``url``; None (``missing_ok``) or StoreError when there is none."""
+    if "://" not in url and not Path(url).exists():
+        if missing_ok:
+            return None
+        raise StoreError(f"no store at {url}: check the path, or run `saeno capture` to make one")
+    try:
+        return zarr.open_group(url, mode=mode)
+    except (FileNotFoundError, NodeNotFoundError):
+        if missing_ok:
+            return None
+        raise StoreError(f"no store at {url}: check the path or URL, or run `saeno capture` to make one") from None
+
+
+class ActivationStore:
+    """A captured activation store, read-only.
+
+    Use :meth:`open`. Only the first ``n_rows`` rows (those fully written and committed) are
+    exposed by :meth:`read`, :attr:`params` and :meth:`loader`; ``store[name]`` gives the raw
+    Zarr array (of a hook, or of ``"x"``, ``"y"``, ``"y_pred"``, ``"index"``, ``"params/<name>"``).
+    """
+
+    def __init__(self, group: zarr.Group, url: str) -> None:
+        attrs = dict(group.attrs)
+        if not layout.is_store_attrs(attrs):
+            raise StoreError(f"{url} is a Zarr group but not a saeno activation store")
+        version = attrs.get("format_version")
+        if version != layout.FORMAT_VERSION:
+            raise StoreError(
+                f"{url} has store format version {version}; this saeno reads version "
+                f"{layout.FORMAT_VERSION}: install the saeno version that wrote it "
+                f"({attrs.get('saeno_version')}) or capture again"
+            )
+        self.group = group
+        self.url = url
+        self._attrs = attrs
+
+    @classmethod
+    def open(cls, path_or_url: str | PathLike) -> ActivationStore:
+        """Open a store for reading (a local path or any URL Zarr and fsspec accept)."""
+        url = store_url(path_or_url)
+        return cls(open_group(url, mode="r"), url)
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """All metadata (the root group's attributes, as read at open)."""
+        return dict(self._attrs)
+
+    @property
+    def hooks(self) -> list[str]:
+        """Names of the captured hooks."""
+        return list(self._attrs["hooks"])
+
+    @property
+    def n_rows(self) -> int:
+        """Rows fully written (all arrays and statistics committed)."""
+        return int(self._attrs["rows_written"])
+
+    @property
+    def complete(self) -> bool:
+        """Whether the capture finished."""
+        return bool(self._attrs.get("complete"))
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Grid of the model inputs (each hook's own grid is in :meth:`hook_info`)."""
+        return tuple(self._attrs["grid"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the model that produced the store."""
+        return str(self._attrs["fingerprint"])
+
+    @property
+    def dtype(self) -> str:
+        """Storage dtype requested for hook activations."""
+        return str(self._attrs["dtype"])
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """Category names of the dataset's categorical factors (may be empty)."""
+        return dict(self._attrs.get("labels") or {})
+
+    def hook_info(self, hook: str) -> dict[str, Any]:
+        """Per-sample shape ``[C, *grid]``, grid, stored dtype and complex treatment of a hook."""
+        self._check_hook(hook)
+        return dict(self._attrs["hook_info"][hook])
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self._attrs["hooks"]:
+            raise HookNameError(f"hook {hook!r} is not in this store; it holds {self.hooks}")
+
+    # -- arrays ------------------------------------------------------------------------------
+
+    def array_names(self) -> list[str]:
+        """Every array: hooks first, then x, y, y_pred, index and params/<name>."""
+        names = self.hooks + [n for n in (layout.X, layout.Y, layout.Y_PRED, layout.INDEX) if n in self]
+        return names + [layout.param_path(p) for p in self._attrs.get("params", [])]
+
+    def __contains__(self, name: str) -> bool:
+        if name in self._attrs["hooks"]:
+            return True
+        try:
+            self.group[name]
+        except KeyError:
+            return False
+        return True
+
+    def __getitem__(self, name: str) -> zarr.Array:
+        """The Zarr array of a hook, or of ``x``, ``y``, ``y_pred``, ``index``, ``params/<name>``."""
+        path = layout.hook_path(name) if name in self._attrs["hooks"] else name
+        try:
+            node = self.group[path]
+        except KeyError:
+            raise HookNameError(
+                f"{name!r} is neither a hook nor an array of this store; it holds {self.array_names()}"
+            ) from None
+        if not isinstance(node, zarr.Array):
+            raise HookNameError(f"{name!r} is a group, not an array; arrays: {self.array_names()}")
+        return node
+
+    def _rows(self, rows: Any) -> Any:
+        n = self.n_rows
+        if rows is None:
+            return slice(0, n)
+        if isinstance(rows, (int, np.integer)):
+            if not -n <= rows < n:
+                raise StoreError(f"row {rows} is outside the store's {n} rows")
+            return int(rows) % n
+        if isinstance(rows, slice):
+            return slice(*rows.indices(n))
+        idx = np.asarray(rows)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise StoreError(f"a boolean row mask must have shape ({n},), got {idx.shape}")
+            return np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise StoreError(f"rows must lie in 0..{n - 1} (the store's committed rows)")
+        return idx % n if n else idx
+
+    def read(self, name: str, rows: Any = None) -> np.ndarray:
+        """Rows of an array as numpy (default all committed rows).
+
+        Parameters
+        ----------
+        name
+            A hook, or ``"x"``, ``"y"``, ``"y_pred"``, ``"index"``, ``"params/<name>"``.
+        rows
+            An int, a slice, an integer array or a boolean mask over the committed rows.
+        """
+        array = self[name]
+        sel = self._rows(rows)
+        if isinstance(sel, np.ndarray):
+            if sel.size == 0:
+                return np.empty((0, *array.shape[1:]), dtype=array.dtype)
+            order = np.argsort(sel, kind="stable")
+            values = array.get_orthogonal_selection((sel[order],))
+            out = np.empty_like(values)
+            out[order] = values
+            return out
+        return np.asarray(array[sel])
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Per-sample parameters of the committed rows: ``{name: (n_rows,)}``."""
+        return {p: self.read(layout.param_path(p)) for p in self._attrs.get("params", [])}
+
+    @property
+    def index(self) -> np.ndarray:
+        """Dataset sample index of each committed row."""
+        return self.read(layout.INDEX)
+
+    def nbytes_stored(self) -> int:
+        """Bytes the store occupies (compressed)."""
+        return int(sum(self[name].nbytes_stored() for name in self.array_names()))
+
+    # -- statistics and loading --------------------------------------------------------------
+
+    def running_stats(self, hook: str) -> RunningStats:
+        """The mergeable statistics of a hook over the committed rows."""
+        self._check_hook(hook)
+        return RunningStats.from_json(self._attrs["stats"][hook])
+
+    def stats(self, hook: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and population variance ``(C,)`` over committed rows and grid points."""
+        s = self.running_stats(hook)
+        return s.mean.copy(), s.var
+
+    def loader(
+        self,
+        hook: str,
+        view: str = "field",
+        batch_size: int = 32,
+        shuffle_buffer: int = 0,
+        normalize: bool = False,
+        seed: int = 0,
+        rows: Any = None,
+        drop_last: bool = False,
+        return_index: bool = False,
+        prefetch: int = 4,
+    ) -> StoreLoader:
+        """Stream torch batches of one array chunk by chunk (see :class:`StoreLoader`).
+
+        Parameters
+        ----------
+        hook
+            A hook (or another array such as ``"x"``).
+        view
+            ``"field"``: ``(B, C, *grid)``; ``"points"``: ``(B, C)``, one row per sample and grid point.
+        batch_size
+            Samples (field) or points per batch.
+        shuffle_buffer
+            Samples (field) or points mixed at a time; 0 keeps store order.
+        normalize
+            Apply ``(a - mean) / sqrt(var)`` with the stored per-channel statistics (hooks only;
+            channels with zero variance are only centred).
+        seed
+            Shuffling seed; each new iteration is a new epoch.
+        rows
+            Store rows to use (int array, boolean mask or slice), e.g. a train split.
+        drop_last
+            Drop each epoch's last, smaller batch.
+        return_index
+            Also yield each sample's store row (and, for points, its flat grid position).
+        prefetch
+            Batches prepared ahead in the prefetch thread.
+        """
+        mean = scale = None
+        if normalize:
+            if hook not in self._attrs["hooks"]:
+                raise StoreError(f"normalize=True needs a hook's statistics; {hook!r} is not a hook")
+            m, var = self.stats(hook)
+            if not np.all(np.isfinite(var)) or not np.all(np.isfinite(m)):
+                raise StoreError(f"the statistics of {hook!r} are not finite: load it with normalize=False")
+            sd = np.sqrt(var)
+            scale = np.where(sd > 0, sd, 1.0).astype(np.float32)
+            mean = m.astype(np.complex64 if np.iscomplexobj(m) else np.float32)
+        return StoreLoader(
+            self[hook],
+            self.n_rows,
+            view=view,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            mean=mean,
+            scale=scale,
+            seed=seed,
+            rows=rows,
+            drop_last=drop_last,
+            return_index=return_index,
+            prefetch=prefetch,
+        )
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """Several lines describing the store (what ``saeno store info`` prints)."""
+        a = self._attrs
+        ds = a.get("dataset") or {}
+        lines = [
+            f"store      {self.url}",
+            f"format     {a['format']} v{a['format_version']} (saeno {a.get('saeno_version')})",
+            f"rows       {self.n_rows} of {a.get('n_planned')} ({'complete' if self.complete else 'incomplete: resume to finish'})",
+            f"model      {a.get('model_class')} fingerprint {str(a.get('fingerprint'))[:16]}",
+            f"dataset    {ds.get('name')} split {ds.get('split')} resolution {a.get('resolution')}",
+            f"dtype      {a['dtype']}, {a['chunk_size']} samples per chunk",
+        ]
+        for hook in self.hooks:
+            info = a["hook_info"][hook]
+            mean, var = self.stats(hook)
+            lines.append(
+                f"hook       {hook}: {info['shape']} {info['dtype']}"
+                f"  mean|{_fmt(np.abs(mean).mean())}| sd {_fmt(np.sqrt(np.nanmean(var)))}"
+            )
+        for name in self.array_names()[len(self.hooks) :]:
+            arr = self[name]
+            lines.append(f"array      {name}: {list(arr.shape[1:])} {arr.dtype}")
+        if self.labels:
+            lines.append(f"labels     {self.labels}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ActivationStore({self.url!r}, hooks={self.hooks}, n_rows={self.n_rows})"
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+
+def _fmt(v: float) -> str:
+    return "nan" if not math.isfinite(float(v)) else f"{float(v):.4g}"

@@ -1,0 +1,173 @@
+"""Batch sources for the trainer: in-memory tensors, activation stores, or any iterable of tensors.
+
+Every source yields raw batches epoch by epoch and can start an epoch at a given batch, so that a
+resumed run sees exactly the batches the uninterrupted run would have seen:
+
+- :class:`TensorSource`: one tensor holding all samples; shuffled per epoch with a generator seeded by
+  ``(seed, epoch)``; the pointwise view packs fields into rows ``(N * n_points, C)`` once.
+- :class:`StoreSource`: ``store.loader(hook, view, batch_size, shuffle_buffer, normalize=False,
+  seed=seed + epoch)``; resuming skips the batches already consumed in the epoch.
+- :class:`IterableSource`: anything iterable (a list, a DataLoader): batches as given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from saeno.errors import HookNameError, SaenoError, ShapeError
+
+
+def _real_stack(a: Tensor) -> Tensor:
+    return torch.cat([a.real, a.imag], dim=1) if a.is_complex() else a
+
+
+def channel_moments(batches: Iterable[Tensor], max_batches: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance (over samples and grid points) of raw batches.
+
+    Complex batches count as ``2C`` real channels (real parts, then imaginary parts).
+    """
+    total = None
+    sq = None
+    count = 0
+    for i, batch in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = _real_stack(torch.as_tensor(batch)).detach().to(torch.float64)
+        x = x.movedim(1, -1).reshape(-1, x.shape[1])
+        s, s2 = x.sum(0), x.pow(2).sum(0)
+        total = s if total is None else total + s
+        sq = s2 if sq is None else sq + s2
+        count += x.shape[0]
+    if count == 0:
+        raise SaenoError("the training data is empty: no batch to train on")
+    mean = total / count
+    var = (sq / count - mean.pow(2)).clamp_min(0)
+    return mean.cpu().numpy(), var.cpu().numpy()
+
+
+class TensorSource:
+    """All samples in one tensor ``(N, C, *grid)`` (or rows ``(N, C)``), shuffled per epoch."""
+
+    def __init__(self, data: Tensor | np.ndarray, view: str, batch_size: int, seed: int) -> None:
+        data = torch.as_tensor(data)
+        if data.dim() < 2:
+            raise ShapeError(f"training data must be (N, C, *grid) or (N, C), got {tuple(data.shape)}")
+        if view == "points" and data.dim() > 2:
+            data = data.movedim(1, -1).reshape(-1, data.shape[1])
+        elif view == "field" and data.dim() == 2:
+            raise ShapeError("this SAE trains on fields (N, C, *grid); got rows (N, C)")
+        self.data = data
+        self.batch_size = min(batch_size, data.shape[0])
+        self.seed = seed
+        self.n_batches = data.shape[0] // self.batch_size
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
+        """Batches of epoch ``epoch`` from batch ``skip`` on."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.data.shape[0], generator=gen).to(self.data.device)
+        shuffled = self.data[perm]
+        b = self.batch_size
+        for i in range(skip, self.n_batches):
+            yield shuffled[i * b:(i + 1) * b]
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and variance of the whole tensor."""
+        return channel_moments(self.data.split(65536))
+
+    fingerprint = None
+
+
+class StoreSource:
+    """Batches streamed from an ``ActivationStore`` hook."""
+
+    def __init__(self, store: Any, hook: str | None, view: str, batch_size: int, seed: int,
+                 shuffle_buffer: int | None = None) -> None:
+        hooks = list(getattr(store, "hooks", []))
+        if hook is None:
+            if len(hooks) != 1:
+                raise HookNameError(f"the store holds several hooks {hooks}: choose one with hook= "
+                                    "(CLI: --hook NAME)")
+            hook = hooks[0]
+        if hook not in hooks:
+            raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
+                                "first (saeno capture --hooks ...) or pick one of those")
+        self.store, self.hook, self.view = store, hook, view
+        self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
+        self.fingerprint = getattr(store, "fingerprint", None)
+        self.n_batches = self._count()
+
+    def _count(self) -> int | None:
+        try:
+            n_rows = int(self.store.n_rows)
+            if self.view == "points":
+                n_rows *= math.prod(self.store.grid)
+        except (AttributeError, TypeError):
+            return None
+        return max(1, n_rows // self.batch_size)
+
+    def _loader(self, epoch: int) -> Iterable[Tensor]:
+        kw: dict[str, Any] = {"view": self.view, "batch_size": self.batch_size,
+                              "normalize": False, "seed": self.seed + epoch}
+        if self.shuffle_buffer is not None:
+            kw["shuffle_buffer"] = self.shuffle_buffer
+        return self.store.loader(self.hook, **kw)
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
+        """Batches of epoch ``epoch`` from batch ``skip`` on."""
+        for batch in itertools.islice(iter(self._loader(epoch)), skip, None):
+            yield torch.as_tensor(batch)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """The store's running statistics (a pass over a few batches for complex activations)."""
+        try:
+            mean, var = self.store.stats(self.hook)
+            mean, var = np.asarray(mean), np.asarray(var)
+            if not (np.iscomplexobj(mean) or np.iscomplexobj(var)):
+                return mean.astype(np.float64), var.astype(np.float64)
+        except (AttributeError, KeyError, NotImplementedError):
+            pass
+        return channel_moments(self._loader(0), max_batches=64)
+
+
+class IterableSource:
+    """Any iterable of raw tensors; re-iterated for every epoch (a one-shot iterator gives one)."""
+
+    def __init__(self, data: Iterable[Any]) -> None:
+        self.data = data
+        self.n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
+        """Batches of the next pass from batch ``skip`` on."""
+        for batch in itertools.islice(iter(self.data), skip, None):
+            yield torch.as_tensor(batch)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Statistics of up to 64 batches of a first pass (one-shot iterators: not allowed)."""
+        if iter(self.data) is self.data:
+            raise SaenoError("cannot estimate the normalisation from a one-shot iterator: pass a "
+                             "list, a tensor, a re-iterable loader, or normalize='none' after "
+                             "sae.set_normalization(mean, scale)")
+        return channel_moments(self.data, max_batches=64)
+
+    fingerprint = None
+
+
+def make_source(data: Any, *, view: str, batch_size: int, seed: int, hook: str | None,
+                shuffle_buffer: int | None = None) -> TensorSource | StoreSource | IterableSource:
+    """Pick the batch source for ``data`` (tensor/array, activation store, or iterable)."""
+    if isinstance(data, (Tensor, np.ndarray)):
+        return TensorSource(data, view, batch_size, seed)
+    if hasattr(data, "loader") and hasattr(data, "stats"):
+        return StoreSource(data, hook, view, batch_size, seed, shuffle_buffer)
+    if isinstance(data, Iterable):
+        return IterableSource(data)
+    raise SaenoError(f"cannot train on {type(data).__name__}: pass a tensor (N, C, *grid), an "
+                     "ActivationStore with hook=, or an iterable of tensors")

@@ -1,0 +1,101 @@
+"""report.html and the concept pages: escaping, offline resources, links and table contents."""
+
+import re
+from html.parser import HTMLParser
+
+from test_export_schema import make_doc
+
+from saeno.export.html_report import write_report
+
+EVIL = '<script>alert("x")</script>&'
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(path):
+    c = _Collect()
+    c.feed(path.read_text(encoding="utf-8"))
+    return c
+
+
+def _touch_figures(doc, out):
+    for c in doc["concepts"]:
+        for rel in c["figures"].values():
+            if rel:
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out / rel).write_bytes(b"png")
+
+
+def test_names_and_labels_are_escaped(tmp_path):
+    doc = make_doc(n=2, label=EVIL, name="concept <u>")
+    doc["concepts"][0]["params"] = {"<i>nu</i>": doc["concepts"][0]["params"]["nu"]}
+    doc["store"]["hook"] = "blocks.<1>.hook_out"
+    _touch_figures(doc, tmp_path)
+    index = write_report(doc, tmp_path)
+    pages = [index] + [tmp_path / c["page"] for c in doc["concepts"]]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "<script>alert" not in text
+        assert "<u>" not in text and "<i>nu" not in text and "<1>" not in text
+        parsed = _parse(page)
+        # the escaped text reads back as the original string
+        assert any(EVIL in t for t in parsed.text)
+        assert any("concept <u>" in t for t in parsed.text)
+        # only our own inline scripts: the sorter
+        scripts = [a for t, a in parsed.tags if t == "script"]
+        assert len(scripts) == 1 and "src" not in scripts[0]
+
+
+def test_report_is_offline_and_links_resolve(tmp_path):
+    doc = make_doc(n=3)
+    doc["concepts"][2]["page"] = None
+    doc["concepts"][2]["figures"] = {}
+    doc["figures_for"] = [0, 1]
+    _touch_figures(doc, tmp_path)
+    index = write_report(doc, tmp_path)
+    pages = [index] + [tmp_path / c["page"] for c in doc["concepts"] if c["page"]]
+    assert not (tmp_path / "concepts" / "concept_00002.html").exists()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"(src|href)\s*=\s*\"(https?:)?//", text)
+        assert "@import" not in text and "url(" not in text
+        for tag, attrs in _parse(page).tags:
+            ref = attrs.get("src") if tag == "img" else attrs.get("href") if tag == "a" else None
+            if ref:
+                assert (page.parent / ref).resolve().exists(), f"{page.name}: {ref}"
+
+
+def test_index_table_has_one_sortable_row_per_concept(tmp_path):
+    doc = make_doc(n=4)
+    doc["concepts"][3]["stats"]["dead"] = True
+    _touch_figures(doc, tmp_path)
+    parsed = _parse(write_report(doc, tmp_path))
+    tables = [a for t, a in parsed.tags if t == "table" and a.get("id") == "concepts"]
+    assert tables and "sortable" in tables[0]["class"]
+    rows = [a for t, a in parsed.tags if t == "tr"]
+    assert len(rows) == 1 + 4 + 5  # header, one per concept, the 5 rows of the meta table
+    assert sum(1 for a in rows if a.get("class") == "dead") == 1
+    numeric = [a for t, a in parsed.tags if t == "th" and a.get("data-type") == "number"]
+    assert len(numeric) >= 6
+
+
+def test_skipped_ablation_is_explained(tmp_path):
+    doc = make_doc(n=1)
+    doc["model"] = None
+    doc["ablation"] = {"done": False, "method": "m", "reason": "no model was given"}
+    doc["concepts"][0]["effect"] = None
+    _touch_figures(doc, tmp_path)
+    index = write_report(doc, tmp_path)
+    assert "no model was given" in index.read_text()
+    assert "Not computed: no model was given" in (tmp_path / doc["concepts"][0]["page"]).read_text()
