@@ -26,23 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_any_model(name_or_path: str, trust: bool = False):
-    """A built-in example model, or whatever ``saeno.zoo.load_model`` resolves."""
-    from saeno.errors import SaenoError
-    from saeno.hooking.examples import example_model, example_names
-
-    if name_or_path in example_names():
-        return example_model(name_or_path)
-    try:
-        from saeno.zoo import load_model
-    except ImportError as exc:
-        raise SaenoError(
-            f"cannot load {name_or_path!r}: the model zoo is not available ({exc}). "
-            f"Use one of the built-in examples: {', '.join(example_names())}."
-        ) from exc
-    return load_model(name_or_path, trust=trust)
-
-
 def format_table(rows: list[tuple[str, str, str]]) -> str:
     """Left-aligned text table with a header row."""
     rows = [("hook", "shape", "dtype")] + rows
@@ -56,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the hook table of ``args.model``."""
     import torch
 
+    from saeno.cli.common import load_any_model
     from saeno.errors import SaenoError
     from saeno.hooking import HookedOperator
 

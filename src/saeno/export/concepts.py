@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,18 @@ def _open_store(store: Any) -> tuple[Any, str | None]:
 def _pick_hook(store: Any, sae: torch.nn.Module, hook: str | None) -> str:
     hooks = list(store.hooks)
     if hook is None:
+        hook = getattr(sae, "hook", None)
         meta = getattr(sae, "metadata", None) or {}
-        hook = meta.get("hook") if isinstance(meta, Mapping) else None
+        if hook is None and isinstance(meta, Mapping):
+            hook = meta.get("hook")
         if hook is None and len(hooks) == 1:
             hook = hooks[0]
     if hook is None:
-        raise ExportError(f"the store holds several hooks ({', '.join(hooks)}): name the one the "
-                          "SAE was trained on with hook= (--hook on the command line)")
+        raise ExportError(f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
+                          "record its hook: name it with hook= (--hook on the command line)")
     if hook not in hooks:
         raise ExportError(f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
-                          "of these, or capture that hook first")
+                          "of these with hook= (--hook), or capture that hook first")
     return hook
 
 
@@ -107,32 +110,24 @@ def _check_fingerprint(hooked: Any, store: Any) -> str:
     return fp
 
 
-def _as_tensor(value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    return torch.as_tensor(np.asarray(value))
-
-
 def _read(store: Any, name: str, rows: Sequence[int]) -> torch.Tensor:
     """Rows of a hook or of the ``x``/``y``/``y_pred`` arrays, in the order asked."""
-    rows = [int(r) for r in rows]
-    if not rows:
-        raise ValueError("no rows to read")
-    if name in store.hooks:
-        return _as_tensor(store.read(name, rows))
-    arr = store[name]
-    uniq = sorted(set(rows))
-    lo, hi = uniq[0], uniq[-1] + 1
-    block = np.asarray(arr[lo:hi])
-    return torch.as_tensor(block[[r - lo for r in rows]])
+    value = store.read(name, np.asarray([int(r) for r in rows], dtype=np.int64))
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
 
 
 def _has_array(store: Any, name: str) -> bool:
     try:
-        store[name]
-    except (KeyError, SaenoError, FileNotFoundError):
+        return name in store
+    except TypeError:
         return False
-    return True
+
+
+def _real(atoms: torch.Tensor) -> torch.Tensor:
+    """Complex atoms as real ones: real and imaginary parts stacked along channels."""
+    if atoms.is_complex():
+        return torch.cat([atoms.real, atoms.imag], dim=1)
+    return atoms
 
 
 def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
@@ -150,25 +145,30 @@ def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
     return out
 
 
-def _labels_per_sample(store: Any, n: int) -> dict[str, list[str]]:
-    labels = getattr(store, "labels", None) or {}
-    out = {}
-    for factor, values in dict(labels).items():
-        values = list(values) if not isinstance(values, str) else []
-        if len(values) >= n:
-            out[str(factor)] = [str(v) for v in values[:n]]
-    return out
+def _params_and_labels(store: Any, n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Per-sample numeric parameters and categorical labels of the first ``n`` rows.
 
-
-def _params_per_sample(store: Any, n: int) -> dict[str, np.ndarray]:
-    params = getattr(store, "params", None) or {}
-    out = {}
-    for name, values in dict(params).items():
-        arr = np.asarray(values[:n] if not isinstance(values, np.ndarray) else values[:n],
-                         dtype=np.float64)
-        if arr.shape == (n,):
-            out[str(name)] = arr
-    return out
+    ``store.labels`` maps a factor to its category names; the per-sample category is the integer
+    code stored as the parameter of the same name (``params[factor][i]`` indexes the names). A
+    factor whose ``labels`` entry already lists one value per sample is taken as is.
+    """
+    params = {str(k): np.asarray(v)[:n] for k, v in dict(getattr(store, "params", None) or {}).items()}
+    names = dict(getattr(store, "labels", None) or {})
+    labels: dict[str, list[str]] = {}
+    for factor, cats in names.items():
+        cats = [str(c) for c in cats] if not isinstance(cats, str) else []
+        codes = params.get(str(factor))
+        if codes is not None and codes.shape == (n,) and np.all(np.mod(codes, 1) == 0):
+            ints = codes.astype(np.int64)
+            if cats and ints.min() >= 0 and ints.max() < len(cats):
+                labels[str(factor)] = [cats[i] for i in ints]
+                params.pop(str(factor))
+                continue
+        if len(cats) >= n and n > len(set(cats)):
+            labels[str(factor)] = cats[:n]
+    numeric = {k: v.astype(np.float64) for k, v in params.items()
+               if v.shape == (n,) and np.issubdtype(v.dtype, np.number)}
+    return numeric, labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,20 +219,37 @@ def _code_maps(sae: torch.nn.Module, store: Any, hook: str, concepts: Sequence[i
 
 @torch.no_grad()
 def _render_atoms(sae: torch.nn.Module, concepts: Sequence[int],
-                  resolutions: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray]:
-    """Atoms of the chosen concepts at each resolution the SAE can render (others are skipped)."""
-    atoms = {}
+                  resolutions: Sequence[tuple[int, ...]]
+                  ) -> tuple[dict[tuple[int, ...], np.ndarray], np.ndarray | None]:
+    """Atoms of the chosen concepts at each resolution the SAE can render (others are skipped).
+
+    Returns ``({resolution: (n, C, *grid)}, vectors)`` where ``vectors`` is ``(n, C)`` for an SAE
+    whose concepts are channel vectors (the pointwise SAE: rendered on a grid, such a concept is a
+    point mass at the origin), else None.
+    """
     idx = torch.as_tensor(list(concepts), dtype=torch.long)
+
+    def pick(rendered: torch.Tensor) -> np.ndarray:
+        return _real(rendered.detach().index_select(0, idx.to(rendered.device))).float().cpu().numpy()
+
+    vectors = None
+    try:
+        plain = sae.concepts(None)
+    except (SaenoError, ValueError, RuntimeError, TypeError):
+        plain = None
+    if plain is not None and plain.ndim == 2:
+        vectors = pick(plain)
+    atoms = {}
     for res in resolutions:
         try:
-            rendered = sae.concepts(res if len(res) > 1 else res[0])
+            rendered = sae.concepts(res)
         except (SaenoError, ValueError, RuntimeError):
             continue
-        atoms[res] = rendered.detach().index_select(0, idx.to(rendered.device)).float().cpu().numpy()
+        atoms[res] = pick(rendered)
     if not atoms:
         raise ExportError(f"the SAE could not render its concepts at any of {list(resolutions)}: "
-                          "pass resolutions= with its training grid")
-    return atoms
+                          "pass resolutions= (--resolutions) with its training grid")
+    return atoms, vectors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,8 +263,22 @@ def _res_label(res: Sequence[int]) -> str:
 def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts: Sequence[int],
                   top_rows: np.ndarray, code_maps: np.ndarray,
                   atoms: Mapping[tuple[int, ...], np.ndarray], spectra: np.ndarray,
-                  radial: np.ndarray, corr: np.ndarray,
-                  effects: Mapping[int, Effect]) -> None:
+                  radial: np.ndarray, corr: np.ndarray, effects: Mapping[int, Effect],
+                  vectors: np.ndarray | None = None) -> None:
+    """Write ``arrays.zarr``. ``N`` rows, ``p`` concepts, ``n`` exported concepts (``exported``)::
+
+        activations (N, p)             per-sample activation of every concept
+        sample_density, point_density, mean_activation (p,)   (point_density NaN for a flat SAE)
+        histogram_counts (p, bins), histogram_edges (p, bins + 1)
+        exported (n,)                  concept index of axis 0 of the arrays below
+        top_rows (n, n_top)            store rows of the top samples (-1: fewer active samples)
+        code_maps (n, n_top, *grid)    z_k(x) on those rows ((n, n_top) for a flat SAE)
+        correlation (n, n)             Pearson correlation of the exported concepts' activations
+        atoms/<H>x<W> (n, C, *grid)    atoms rendered at each resolution
+        atom_vectors (n, C)            channel vectors (pointwise SAE only)
+        spectra (n, *grid), radial_spectra (n, R)   amplitude spectra at the finest resolution
+        effect/concepts (m,), effect/y_clean, effect/y_ablated (m, n_top, C, *grid)
+    """
     import zarr
 
     if path.exists():
@@ -269,6 +300,8 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
     atoms_g = g.require_group("atoms")
     for res, arr in atoms.items():
         atoms_g.create_array(_res_label(res), data=arr.astype(np.float32))
+    if vectors is not None:
+        g.create_array("atom_vectors", data=vectors.astype(np.float32))
     g.create_array("spectra", data=spectra.astype(np.float32))
     g.create_array("radial_spectra", data=radial.astype(np.float32))
     if effects:
@@ -415,6 +448,13 @@ def export_concepts(
     if hooked is not None:
         model_fp = _check_fingerprint(hooked, store)
         hooked.model.to(dev).eval()
+    sae_fp = getattr(sae, "model_fingerprint", None)
+    store_fp = getattr(store, "fingerprint", None)
+    if sae_fp and store_fp and sae_fp != store_fp:
+        warnings.warn(f"the SAE was trained on activations of another model (fingerprint "
+                      f"{sae_fp[:12]}...) than the store's ({store_fp[:12]}...): its concepts may "
+                      "not mean anything here", stacklevel=2)
+    ndim = int(sae.ndim) if sae.ndim is not None else len(grid)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,8 +475,7 @@ def export_concepts(
     chosen = live if max_concepts is None else live[:max_concepts]
     tops = {k: S.top_examples(acts[:, k], n_top) for k in range(p)}
     correlated = S.top_correlated(acts, range(p))
-    params = _params_per_sample(store, n)
-    labels = _labels_per_sample(store, n)
+    params, labels = _params_and_labels(store, n)
 
     top_rows = np.full((len(chosen), n_top), -1, dtype=np.int64)
     for i, k in enumerate(chosen):
@@ -444,8 +483,8 @@ def export_concepts(
             top_rows[i, j] = r
 
     # arrays and figures of the chosen concepts
-    res_list = _normalize_resolutions(resolutions, grid, int(sae.ndim), flat)
-    atoms = _render_atoms(sae, chosen, res_list) if chosen else {}
+    res_list = _normalize_resolutions(resolutions, grid, ndim, flat)
+    atoms, vectors = _render_atoms(sae, chosen, res_list) if chosen else ({}, None)
     finest = max(atoms, key=lambda r: int(np.prod(r))) if atoms else None
     spectra = np.stack([F.amplitude_spectrum(a) for a in atoms[finest]]) if chosen else np.zeros((0,))
     radial = np.stack([F.radial_spectrum(s) for s in spectra]) if chosen else np.zeros((0,))
@@ -469,12 +508,16 @@ def export_concepts(
         title = f"concept {k}"
         figs: dict[str, str | None] = {}
         stem = f"figures/concept_{k:05d}"
-        F.plot_atom({_res_label(r): a[i] for r, a in atoms.items()}, out / f"{stem}_atom.png",
-                    title=title, dpi=dpi)
+        if vectors is not None:  # a channel vector: the same at every point and resolution
+            F.plot_atom({"every grid": vectors[i]}, out / f"{stem}_atom.png", title=title, dpi=dpi)
+            figs["spectrum"] = None  # a point mass in space: a flat spectrum says nothing
+        else:
+            F.plot_atom({_res_label(r): a[i] for r, a in atoms.items()}, out / f"{stem}_atom.png",
+                        title=title, centre=not flat, dpi=dpi)
+            F.plot_spectrum(spectra[i], out / f"{stem}_spectrum.png",
+                            title=f"{title} at {_res_label(finest)}", dpi=dpi)
+            figs["spectrum"] = f"{stem}_spectrum.png"
         figs["atom"] = f"{stem}_atom.png"
-        F.plot_spectrum(spectra[i], out / f"{stem}_spectrum.png",
-                        title=f"{title} at {_res_label(finest)}", dpi=dpi)
-        figs["spectrum"] = f"{stem}_spectrum.png"
         show = rows[:FIG_SAMPLES]
         side = {name: _read(store, name, show).float().numpy() if fields[name] and show else None
                 for name in ("x", "y", "y_pred")}
@@ -507,7 +550,7 @@ def export_concepts(
 
     _write_arrays(out / "arrays.zarr", acts=acts, st=st, concepts=chosen, top_rows=top_rows,
                   code_maps=code_maps, atoms=atoms, spectra=spectra, radial=radial, corr=corr,
-                  effects=effects)
+                  effects=effects, vectors=vectors)
 
     concepts_json = []
     for k in range(p):
@@ -555,7 +598,7 @@ def export_concepts(
         "saeno_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "sae": {"architecture": str(_sae_config(sae).get("architecture", type(sae).__name__)),
-                "n_concepts": int(p), "in_channels": int(sae.in_channels), "ndim": int(sae.ndim),
+                "n_concepts": int(p), "in_channels": int(sae.in_channels), "ndim": ndim,
                 "config": _sae_config(sae), "path": sae_path},
         "store": {"path": store_path, "hook": hook,
                   "fingerprint": getattr(store, "fingerprint", None), "grid": list(grid),

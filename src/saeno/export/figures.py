@@ -88,7 +88,7 @@ def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
 def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> None:
     """Fixed margins in inches (cheap, unlike tight_layout): room for titles and, if asked, labels."""
     w, h = fig.get_size_inches()
-    top = 1.0 - (0.45 if suptitle else 0.3) / h
+    top = 1.0 - (0.6 if suptitle else 0.4) / h
     if labelled:
         fig.subplots_adjust(left=0.5 / w, right=1.0 - 0.15 / w, bottom=0.45 / h, top=top,
                             wspace=0.45, hspace=0.6)
@@ -117,7 +117,7 @@ def is_spatially_constant(atom: np.ndarray, rtol: float = 1e-5) -> bool:
 
 
 def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str = "",
-              n_channels: int = 2, dpi: int = DEFAULT_DPI) -> Path:
+              n_channels: int = 2, centre: bool = False, dpi: int = DEFAULT_DPI) -> Path:
     """Draw one concept's atom rendered at several resolutions.
 
     One row per resolution: the channel norm ``|kappa_k(x)|`` and the ``n_channels`` channels with the
@@ -134,6 +134,9 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
         Figure title.
     n_channels : int
         How many individual channels to show beside the norm.
+    centre : bool
+        Roll the origin to the middle of the grid before drawing (for convolution kernels, whose
+        mass sits around the origin and would otherwise be split over the corners).
     dpi : int
         Resolution of the PNG.
 
@@ -152,8 +155,8 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
         ax.bar(np.arange(vec.size), vec, color=np.where(vec >= 0, "tab:red", "tab:blue"))
         ax.set_xlabel("channel", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.set_title((title + ": " if title else "") + "constant over the grid at "
-                     + ", ".join(labels), fontsize=7)
+        ax.set_title((title + ": " if title else "") + "channel vector, the same at every grid "
+                     "point (" + ", ".join(labels) + ")", fontsize=7)
         _adjust(fig, labelled=True)
         return _save(fig, path, dpi)
     channels = _top_channels(first, min(n_channels, first.shape[0]))
@@ -162,6 +165,9 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
                              squeeze=False)
     for row, label in enumerate(labels):
         atom = np.asarray(atoms[label], dtype=np.float64)
+        if centre:
+            atom = np.fft.fftshift(atom, axes=tuple(range(1, atom.ndim)))
+            label = f"{label} centred"
         norm = np.sqrt((atom ** 2).sum(axis=0))
         show_field(axes[row, 0], norm, title=f"{label}: |atom|")
         for col, c in enumerate(channels, start=1):

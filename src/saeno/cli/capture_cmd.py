@@ -1,0 +1,75 @@
+"""``saeno capture``: run a model over a dataset and stream hook activations into a Zarr store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``capture`` verb."""
+    p = subparsers.add_parser(
+        "capture",
+        help="capture hook activations of a model over a dataset into a Zarr store",
+        description="Run a model over a dataset and write the activation fields of the chosen hooks, the "
+        "inputs, targets and outputs to a resumable Zarr v3 store.",
+    )
+    p.add_argument("--model", required=True, help="zoo name, model folder or checkpoint, or example-fno2d ...")
+    p.add_argument("--dataset", required=True, help="dataset name or HDF5 path (see `saeno data`)")
+    p.add_argument("--hooks", required=True, help="hook name or glob, e.g. 'blocks.*.hook_out' (see `saeno hooks`)")
+    p.add_argument("--out", required=True, metavar="STORE", help="store path or URL (memory://, s3://, ...)")
+    p.add_argument("--resolution", type=int, default=None, help="grid resolution of the dataset")
+    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--n", type=int, default=None, help="capture only the first N samples")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage dtype")
+    p.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: about 4 MiB)")
+    p.add_argument("--device", default=None, help="device of the forward pass (default cpu, e.g. cuda)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted capture into STORE")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing saeno store at STORE")
+    p.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/inf activations instead of stopping")
+    p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _load_dataset(name_or_path: str, split: str, resolution: int | None):
+    from saeno.errors import SaenoError
+
+    try:
+        from saeno import datasets
+    except ImportError as exc:
+        raise SaenoError(f"cannot load dataset {name_or_path!r}: saeno.datasets is not available ({exc})") from exc
+    return datasets.load(name_or_path, split=split, resolution=resolution)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Capture ``args.hooks`` of ``args.model`` over ``args.dataset`` into ``args.out``."""
+    from saeno.cli.common import load_any_model
+    from saeno.hooking import HookedOperator
+    from saeno.store import capture
+    from saeno.store.activation_store import format_bytes
+
+    model = load_any_model(args.model, trust=args.trust)
+    if args.device:
+        model = model.to(args.device)
+    data = _load_dataset(args.dataset, args.split, args.resolution)
+    store = capture(
+        HookedOperator(model),
+        data,
+        args.hooks,
+        args.out,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        n=args.n,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        allow_nonfinite=args.allow_nonfinite,
+        device=args.device,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
+    print(
+        f"captured {store.n_rows} samples of {len(store.hooks)} hooks to {store.url} "
+        f"({format_bytes(store.nbytes_stored())} stored)"
+    )
+    return 0

@@ -1,0 +1,226 @@
+"""Generate a benchmark dataset from its card: deterministic by seed, cached as HDF5.
+
+Each sample ``i`` of split ``s`` draws its random input from its own generator
+``numpy.random.default_rng([seed, s, i])`` (``s`` = 0 for train, 1 for test), so the first ``n`` samples
+are the same whatever the total size. The PDE is solved once on the card's ``solve_resolution`` grid and
+every stored resolution is an exact subsample of it (every ``solve_resolution / r``-th point).
+
+File layout (``format = "saeno-dataset-1"``)::
+
+    attrs: format, card (JSON), seed, n_train, n_test, resolutions (JSON)
+    /{train,test}/x/{r}        (N, C_in, r[, r]) float32
+    /{train,test}/y/{r}        (N, C_out, r[, r]) float32
+    /{train,test}/params/{p}   (N,) float64   per-sample parameters
+    /{train,test}/labels/{f}   (N,) int64     category codes into card["labels"][f]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from saeno.errors import SaenoError
+from saeno.paths import data_dir
+from saeno.pde import burgers, darcy, navier_stokes
+from saeno.pde.cards import card_hash, load_card
+from saeno.pde.grf import sample_grf
+
+FORMAT = "saeno-dataset-1"
+SPLITS = {"train": 0, "test": 1}
+
+# a sampler returns (x, y, params); params may hold "_labels": {factor: int codes}
+Sampler = Callable[[dict[str, Any], list[np.random.Generator]], tuple[np.ndarray, np.ndarray, dict]]
+
+
+def _sample_darcy(card: dict[str, Any], rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, dict]:
+    p = card["parameters"]
+    n = int(card["solve_resolution"])
+    a = np.stack(
+        [darcy.sample_coefficients(1, n, r, p["alpha"], p["tau"], p["high"], p["low"])[0] for r in rngs]
+    )
+    u = np.stack([darcy.solve_darcy(ai, p.get("forcing", 1.0)) for ai in a])
+    return a[:, None], u[:, None], {"high_fraction": (a == p["high"]).mean(axis=(1, 2))}
+
+
+def _sample_burgers(card: dict[str, Any], rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, dict]:
+    p = card["parameters"]
+    n = int(card["solve_resolution"])
+    u0 = np.stack([sample_grf(1, (n,), p["alpha"], p["tau"], p["sigma"], rng=r)[0] for r in rngs])
+    u = burgers.solve_burgers(u0, p["t_final"], p["viscosity"], cfl=p.get("cfl", 0.5))
+    params = {"viscosity": np.full(len(rngs), p["viscosity"]), "u0_std": u0.std(axis=1)}
+    return u0[:, None], u[:, None], params
+
+
+def _sample_navier_stokes(
+    card: dict[str, Any], rngs: list[np.random.Generator]
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    p = card["parameters"]
+    n = int(card["solve_resolution"])
+    w0 = np.stack([sample_grf(1, (n, n), p["alpha"], p["tau"], p["sigma"], rng=r)[0] for r in rngs])
+    forcing = navier_stokes.fno_forcing(n, p.get("forcing_amplitude", 0.1))
+    w = navier_stokes.solve_navier_stokes(w0, p["t_final"], p["viscosity"], forcing, cfl=p.get("cfl", 0.5))
+    params = {
+        "viscosity": np.full(len(rngs), p["viscosity"]),
+        "w0_std": w0.std(axis=(1, 2)),
+        "wT_std": w.std(axis=(1, 2)),
+    }
+    return w0[:, None], w[:, None], params
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "darcy": _sample_darcy,
+    "burgers": _sample_burgers,
+    "navier_stokes": _sample_navier_stokes,
+}
+
+
+def restrict(field: np.ndarray, factor: int, ndim: int) -> np.ndarray:
+    """Subsample the last ``ndim`` axes of ``field`` by ``factor`` (every ``factor``-th point from 0)."""
+    index = (Ellipsis,) + (slice(None, None, factor),) * ndim
+    return field[index]
+
+
+def _sizes(card: dict[str, Any], n: int | None, n_test: int | None) -> tuple[int, int]:
+    n_train = int(card["n_train"]) if n is None else int(n)
+    if n_test is None:
+        n_test = int(card["n_test"]) if n is None else max(1, math.ceil(n_train * card["n_test"] / card["n_train"]))
+    if n_train < 1 or n_test < 1:
+        raise SaenoError(f"sizes must be positive, got n={n_train}, n_test={n_test}")
+    return n_train, int(n_test)
+
+
+def cache_path(card: dict[str, Any], n_train: int, n_test: int, seed: int, resolutions: Sequence[int]) -> Path:
+    """The cache file of a generated dataset (under ``saeno.paths.data_dir()``)."""
+    res = "-".join(str(int(r)) for r in sorted(resolutions))
+    return data_dir() / f"{card['name']}-s{seed}-n{n_train}-t{n_test}-r{res}-{card_hash(card)}.h5"
+
+
+def find_cached(
+    card: dict[str, Any], n_train: int, seed: int, resolution: int | None = None
+) -> Path | None:
+    """A cached file with at least ``n_train`` training samples (and ``resolution``, if given), else None."""
+    best = None
+    for path in sorted(data_dir().glob(f"{card['name']}-s{seed}-n*-{card_hash(card)}.h5")):
+        parts = path.stem.split("-")
+        try:
+            have = int(parts[2][1:])
+            stored = [int(r) for r in path.stem.split("-r", 1)[1].rsplit("-", 1)[0].split("-")]
+        except (IndexError, ValueError):
+            continue
+        if have >= n_train and (resolution is None or int(resolution) in stored):
+            if best is None or have < best[0]:
+                best = (have, path)
+    return None if best is None else best[1]
+
+
+def generate(
+    name: str | Path,
+    n: int | None = None,
+    resolutions: Sequence[int] | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    n_test: int | None = None,
+    chunk: int = 50,
+    force: bool = False,
+) -> Path:
+    """Generate (or find in the cache) the dataset described by a card.
+
+    Parameters
+    ----------
+    name : str or Path
+        Card name (``darcy``, ``burgers``, ``navier_stokes``) or path to a card JSON file.
+    n : int, optional
+        Training samples (default: the card's ``n_train``).
+    resolutions : sequence of int, optional
+        Stored resolutions, each dividing the card's ``solve_resolution`` (default: the card's).
+    seed : int, optional
+        Base seed (default: the card's).
+    progress : bool
+        Show a tqdm progress bar.
+    n_test : int, optional
+        Test samples (default: the card's ``n_test``, scaled by ``n / n_train`` when ``n`` is given).
+    chunk : int
+        Samples solved per batch.
+    force : bool
+        Regenerate even if the file is cached.
+
+    Returns
+    -------
+    Path
+        The HDF5 file.
+    """
+    card = load_card(name)
+    seed = int(card["seed"] if seed is None else seed)
+    n_train, n_test = _sizes(card, n, n_test)
+    fine = int(card["solve_resolution"])
+    resolutions = sorted({int(r) for r in (resolutions or card["resolutions"])})
+    bad = [r for r in resolutions if r <= 0 or fine % r]
+    if bad:
+        raise SaenoError(
+            f"resolutions {bad} do not divide the solve resolution {fine} of {card['name']!r}; "
+            f"choose among divisors of {fine} such as {card['resolutions']}"
+        )
+    path = cache_path(card, n_train, n_test, seed, resolutions)
+    if path.is_file() and not force:
+        return path
+    sampler = SAMPLERS.get(card["pde"])
+    if sampler is None:
+        raise SaenoError(f"card {card['name']!r} names an unknown pde {card['pde']!r}; known: {sorted(SAMPLERS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    ndim = int(card["ndim"])
+    factors = card.get("labels", {})
+    bar = tqdm(total=n_train + n_test, desc=f"generate {card['name']}", disable=not progress, unit="sample")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(
+                format=FORMAT,
+                card=json.dumps(card),
+                seed=seed,
+                n_train=n_train,
+                n_test=n_test,
+                resolutions=json.dumps(resolutions),
+            )
+            for split, split_id in SPLITS.items():
+                total = n_train if split == "train" else n_test
+                group = f.create_group(split)
+                for start in range(0, total, chunk):
+                    stop = min(total, start + chunk)
+                    rngs = [np.random.default_rng([seed, split_id, i]) for i in range(start, stop)]
+                    x, y, params = sampler(card, rngs)
+                    codes = params.pop("_labels", {})  # {factor: (B,) int codes}, for cards with labels
+                    for r in resolutions:
+                        for key, field in (("x", x), ("y", y)):
+                            data = restrict(field, fine // r, ndim).astype(np.float32)
+                            name_ = f"{key}/{r}"
+                            if name_ not in group:
+                                group.create_dataset(name_, shape=(total, *data.shape[1:]), dtype="float32")
+                            group[name_][start:stop] = data
+                    for key, values in params.items():
+                        if f"params/{key}" not in group:
+                            group.create_dataset(f"params/{key}", shape=(total,), dtype="float64")
+                        group[f"params/{key}"][start:stop] = values
+                    for factor in factors:
+                        if factor not in codes:
+                            raise SaenoError(
+                                f"card {card['name']!r} declares label factor {factor!r} but its pde "
+                                f"{card['pde']!r} does not produce it; remove it from the card's 'labels'"
+                            )
+                        if f"labels/{factor}" not in group:
+                            group.create_dataset(f"labels/{factor}", shape=(total,), dtype="int64")
+                        group[f"labels/{factor}"][start:stop] = codes[factor]
+                    bar.update(stop - start)
+        os.replace(tmp, path)
+    finally:
+        bar.close()
+        if tmp.exists():
+            tmp.unlink()
+    return path

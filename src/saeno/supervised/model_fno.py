@@ -1,0 +1,126 @@
+"""The benchmark's FNO (``burgers-labelled-fno``): trained on every label combination, cached on disk.
+
+Self-contained until the zoo offers a public training function: a neuraloperator 1D ``FNO`` (16 modes,
+hidden 32, 4 layers) maps ``x = (u0, log10 nu)`` to ``u(T)``, trained with Adam on the relative L2 loss.
+Saved as ``config.json`` + ``model.safetensors`` in ``saeno.paths.zoo_dir() / "burgers-labelled-fno"``
+(the zoo's folder convention), keyed by the training settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from saeno.errors import SaenoError
+from saeno.paths import zoo_dir
+
+NAME = "burgers-labelled-fno"
+FNO_KWARGS = {"n_modes": [16], "in_channels": 2, "out_channels": 1, "hidden_channels": 32,
+              "n_layers": 4}
+
+
+def build(kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A fresh neuraloperator FNO with the benchmark's (or the given) keyword arguments."""
+    from neuralop.models import FNO
+
+    kw = dict(FNO_KWARGS if kwargs is None else kwargs)
+    kw["n_modes"] = tuple(kw["n_modes"])
+    return FNO(**kw)
+
+
+def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample relative L2 error ``||pred - target|| / ||target||``: ``(B,)``."""
+    d = (pred - target).flatten(1).norm(dim=1)
+    return d / target.flatten(1).norm(dim=1).clamp_min(1e-12)
+
+
+def train_fno(x: np.ndarray, y: np.ndarray, *, epochs: int = 60, batch_size: int = 32,
+              lr: float = 3e-3, seed: int = 0, device: str | torch.device = "cpu",
+              progress: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train the benchmark FNO on ``x (N, 2, r)`` -> ``y (N, 1, r)``; returns ``(model, record)``."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    model = build().to(device)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
+    steps = epochs * math.ceil(len(xt) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in tqdm(range(epochs), desc="train fno", disable=not progress):
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = rel_l2(model(xt[idx].to(device)), yt[idx].to(device)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss))
+    model.eval()
+    return model, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                   "n_train": len(xt), "final_train_rel_l2": float(np.mean(losses[-20:]))}
+
+
+def save(model: torch.nn.Module, folder: str | Path, config: dict[str, Any]) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (tensors only, no pickle)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if isinstance(v, torch.Tensor)}
+    save_file(state, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def load_folder(folder: str | Path, device: str | torch.device | None = None) -> torch.nn.Module:
+    """Load a model saved by :func:`save`; sets ``.saeno_config`` and ``.saeno_record``."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise SaenoError(f"{folder} has no config.json + model.safetensors of a benchmark FNO")
+    cfg = json.loads((folder / "config.json").read_text())
+    model = build(cfg["fno"])
+    missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")),
+                                                strict=False)
+    if unexpected or [k for k in missing if not k.endswith("_metadata")]:
+        raise SaenoError(f"weights in {folder} do not match its config: missing {missing}, "
+                         f"unexpected {unexpected}")
+    model.saeno_config = cfg
+    model.saeno_record = cfg.get("record", {})
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def load_or_train(n_train: int = 810, epochs: int = 60, seed: int = 0, resolution: int = 64,
+                  device: str | torch.device | None = None, progress: bool = False) -> torch.nn.Module:
+    """The cached benchmark FNO for these settings (trained on first use, on all combinations)."""
+    from saeno.supervised import benchmark_data
+
+    folder = zoo_dir() / NAME / f"n{n_train}-e{epochs}-s{seed}-r{resolution}"
+    if (folder / "model.safetensors").is_file():
+        return load_folder(folder, device)
+    train = benchmark_data.load("train", n=n_train, resolution=resolution, progress=progress)
+    test = benchmark_data.load("test", n=n_train, resolution=resolution)
+    model, record = train_fno(train.x, train.y, epochs=epochs, seed=seed,
+                              device=device or "cpu", progress=progress)
+    with torch.no_grad():
+        dev = next(model.parameters()).device
+        pred = model(torch.as_tensor(test.x, device=dev))
+        record["test_rel_l2"] = float(rel_l2(pred.cpu(), torch.as_tensor(test.y)).mean())
+    cfg = {"name": NAME, "dataset": benchmark_data.CARD, "resolution": resolution,
+           "fno": FNO_KWARGS, "record": record}
+    save(model.cpu(), folder, cfg)
+    return load_folder(folder, device)
+
+
+__all__ = ["NAME", "FNO_KWARGS", "build", "rel_l2", "train_fno", "save", "load_folder",
+           "load_or_train"]
