@@ -467,6 +467,50 @@ def plot(summary: dict[str, Any], out_dir: Path) -> list[str]:
     return files
 
 
+# -- markdown -----------------------------------------------------------------------------------------
+
+
+def _pm(d: Any, digits: int = 3) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
+
+
+def markdown_tables(summary: dict[str, Any]) -> str:
+    """The result tables (mean ± std over seeds) as Markdown."""
+    lines = ["| setting | model | mean matched abs(cos) | worst abs(cos) | mean sine dist. | test rel. error | "
+             "coherence (true) | AUC of recovery curve | steps to 0.9 (per seed) | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for setting, models in summary.items():
+        for model, s in models.items():
+            st = s.get("steps_to_0.9", {}).get("values")
+            st_txt = "-" if st is None else ", ".join("never" if v is None else str(int(v)) for v in st)
+            lines.append(
+                f"| {setting} | {model} | {_pm(s['mean_cos'])} | {_pm(s['min_cos'])} | {_pm(s['mean_sine'])} | "
+                f"{_pm(s['rel_error']) if 'rel_error' in s else '-'} | {_pm(s['coherence'])} "
+                f"({s['true_coherence']['mean']:.3f}) | {_pm(s['auc_mean_cos']) if 'auc_mean_cos' in s else '-'} | "
+                f"{st_txt} | {s['train_s']['mean']:.0f} |")
+    out = "\n".join(lines)
+    if "conv-smooth" in summary:
+        models = {m: s for m, s in summary["conv-smooth"].items() if "resolution" in s}
+        if models:
+            grids = list(next(iter(models.values()))["resolution"])
+            res = ["", "| model | " + " | ".join(f"rel. error @ {g}" for g in grids) + " | "
+                   + " | ".join(f"abs(cos) @ {g}" for g in grids) + " |",
+                   "|---|" + "---|" * (2 * len(grids))]
+            for model, s in models.items():
+                r = s["resolution"]
+                errs = [_pm(r[g]["rel_error"]) if r[g]["rel_error"] != "n/a" else "n/a" for g in grids]
+                coss = [_pm(r[g]["mean_cos"]) if r[g]["rel_error"] != "n/a" else "n/a" for g in grids]
+                res.append(f"| {model} | " + " | ".join(errs) + " | " + " | ".join(coss) + " |")
+            na = [(m, g, s["resolution"][g]["error"]) for m, s in models.items() for g in grids
+                  if s["resolution"][g]["rel_error"] == "n/a"]
+            if na:
+                res += ["", f"n/a: {na[0][0]} at {na[0][1]} points raised `{na[0][2]}`"]
+            out += "\n" + "\n".join(res)
+    return out + "\n"
+
+
 # -- entry point ----------------------------------------------------------------------------------------
 
 
@@ -506,14 +550,19 @@ def run(quick: bool = False, workers: int = 1, seeds: list[int] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python benchmarks/recovery.py [--quick] [--workers N] [--out DIR]``."""
+    """Command line: ``python benchmarks/recovery.py [--quick] [--workers N] [--out DIR] [--tables JSON]``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small CI run (one seed, two checks)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--tables", type=Path, default=None, metavar="JSON",
+                    help="print the Markdown tables of an earlier run's JSON and exit")
     args = ap.parse_args(argv)
+    if args.tables is not None:
+        print(markdown_tables(json.loads(args.tables.read_text())["summary"]), end="")
+        return 0
     result = run(quick=args.quick, workers=args.workers, seeds=args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "recovery_quick.json" if args.quick else "recovery.json"

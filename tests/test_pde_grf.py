@@ -6,10 +6,10 @@ from saeno.pde.grf import grf_spectrum, sample_grf
 
 
 def test_pointwise_variance_matches_spectrum():
-    shape = (16, 16)
-    fields = sample_grf(4000, shape, alpha=2.0, tau=3.0, sigma=5.0, rng=np.random.default_rng(0))
+    shape = (8, 8)
+    fields = sample_grf(1500, shape, alpha=2.0, tau=3.0, sigma=5.0, rng=np.random.default_rng(0))
     expected = (grf_spectrum(shape, 2.0, 3.0, 5.0) ** 2).sum()
-    assert abs(fields.var() / expected - 1) < 0.03
+    assert abs(fields.var() / expected - 1) < 0.05
     assert abs(fields.mean()) < 0.05 * np.sqrt(expected)
     np.testing.assert_allclose(fields.mean(axis=(1, 2)), 0.0, atol=1e-10)  # constant mode removed
 

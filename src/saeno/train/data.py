@@ -85,6 +85,14 @@ class TensorSource:
     fingerprint = None
 
 
+def hook_grid(store: Any, hook: str) -> tuple[int, ...]:
+    """The grid of one hook's activations (``hook_info`` when the store has it, else ``grid``)."""
+    info = getattr(store, "hook_info", None)
+    if callable(info):
+        return tuple(info(hook)["shape"][1:])
+    return tuple(store.grid)
+
+
 class StoreSource:
     """Batches streamed from an ``ActivationStore`` hook."""
 
@@ -100,6 +108,8 @@ class StoreSource:
             raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
                                 "first (saeno capture --hooks ...) or pick one of those")
         self.store, self.hook, self.view = store, hook, view
+        if shuffle_buffer is None:  # the store's loader keeps store order with 0
+            shuffle_buffer = max(batch_size * 16, 65536) if view == "points" else max(batch_size * 8, 256)
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
         self.fingerprint = getattr(store, "fingerprint", None)
         self.n_batches = self._count()
@@ -108,17 +118,15 @@ class StoreSource:
         try:
             n_rows = int(self.store.n_rows)
             if self.view == "points":
-                n_rows *= math.prod(self.store.grid)
+                n_rows *= math.prod(hook_grid(self.store, self.hook))
         except (AttributeError, TypeError):
             return None
         return max(1, n_rows // self.batch_size)
 
     def _loader(self, epoch: int) -> Iterable[Tensor]:
-        kw: dict[str, Any] = {"view": self.view, "batch_size": self.batch_size,
-                              "normalize": False, "seed": self.seed + epoch}
-        if self.shuffle_buffer is not None:
-            kw["shuffle_buffer"] = self.shuffle_buffer
-        return self.store.loader(self.hook, **kw)
+        return self.store.loader(self.hook, view=self.view, batch_size=self.batch_size,
+                                 shuffle_buffer=self.shuffle_buffer, normalize=False,
+                                 seed=self.seed + epoch)
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""

@@ -289,6 +289,7 @@ def train_sae(
     done = total is not None and step >= total
     while not done:
         got_batch = False
+        resumed_mid_epoch = batch_in_epoch > 0
         for batch in source.epoch(epoch, skip=batch_in_epoch):
             got_batch = True
             batch = batch.to(device, non_blocking=True)
@@ -340,7 +341,7 @@ def train_sae(
         else:
             epoch += 1
             batch_in_epoch = 0
-            if not got_batch or (steps is None and epochs is not None and epoch >= epochs):
+            if (not got_batch and not resumed_mid_epoch) or (steps is None and epochs is not None and epoch >= epochs):
                 break
             continue
         break

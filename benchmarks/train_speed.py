@@ -1,0 +1,179 @@
+"""Training speed: saeno's trainer against SAELens's generic ``SAETrainer`` on identical data.
+
+Both train a pointwise TopK SAE (same d_in, number of latents, k, batch size, steps, Adam, AuxK on)
+on the same random activations, saved once to a ``.npy`` file. SAELens runs in its own virtual
+environment (sae-lens pins transformer-lens < 4), created by this script on first use::
+
+    python benchmarks/train_speed.py                 # creates /tmp/saeno-bench-saelens if needed
+    python benchmarks/train_speed.py --venv /path/to/venv --steps 200 --threads 1
+
+Prints the samples/s of each trainer and the ratio saeno / SAELens (target >= 1.0), measured in the
+same run, alternating the two trainers ``--repeats`` times; then SAE-FNO throughput (fields/s and
+grid points/s) on 2D fields for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SAELENS_RUNNER = r'''
+import json, sys, time
+import numpy as np
+import torch
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+torch.manual_seed(0)
+from sae_lens import SAETrainer
+from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+data = torch.from_numpy(np.load(cfg["data"]))
+n, d_in = data.shape
+bs = cfg["batch_size"]
+
+def provider():
+    epoch = 0
+    while True:
+        g = torch.Generator().manual_seed(epoch)
+        shuffled = data[torch.randperm(n, generator=g)]
+        for i in range(n // bs):
+            yield shuffled[i * bs:(i + 1) * bs]
+        epoch += 1
+
+def run(steps):
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=cfg["latents"], k=cfg["k"],
+                                                 dtype="float32", device="cpu"))
+    tcfg = SAETrainerConfig(total_training_samples=steps * bs, train_batch_size_samples=bs,
+                            lr=cfg["lr"], device="cpu", logger=LoggingConfig(log_to_wandb=False),
+                            n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False)
+    trainer = SAETrainer(tcfg, sae, provider())
+    t = time.perf_counter()
+    trainer.fit()
+    return time.perf_counter() - t
+
+run(5)  # warm-up
+elapsed = run(cfg["steps"])
+print(json.dumps({"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * bs / elapsed}))
+'''
+
+
+def ensure_venv(venv: Path) -> Path:
+    """The venv's python, creating the venv with torch==2.13.0 and sae-lens when missing."""
+    py = venv / "bin" / "python"
+    if py.exists():
+        ok = subprocess.run([str(py), "-c", "import sae_lens"], capture_output=True).returncode == 0
+        if ok:
+            return py
+    print(f"creating {venv} with sae-lens (once; several minutes)...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["torch==2.13.0"], check=True)  # CPU wheel first: never pull CUDA builds
+    subprocess.run(pip + ["sae-lens"], check=True)
+    return py
+
+
+def run_saelens(py: Path, cfg: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(SAELENS_RUNNER)
+    env = {**os.environ, "TQDM_DISABLE": "1", "WANDB_MODE": "disabled"}
+    out = subprocess.run([str(py), fh.name, json.dumps(cfg)], capture_output=True, text=True,
+                         env=env)
+    os.unlink(fh.name)
+    if out.returncode != 0:
+        raise RuntimeError(f"SAELens run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_saeno(cfg: dict) -> dict:
+    import torch
+
+    from saeno.sae import SAE
+    from saeno.train.trainer import train_sae
+
+    torch.set_num_threads(cfg["threads"])
+    data = torch.from_numpy(np.load(cfg["data"]))
+
+    def run(steps: int) -> float:
+        torch.manual_seed(0)
+        sae = SAE(data.shape[1], cfg["latents"], sparsity={"type": "topk", "k": cfg["k"]})
+        t = time.perf_counter()
+        train_sae(sae, data, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                  progress=False, log_every=100, normalize="channel")
+        return time.perf_counter() - t
+
+    run(5)
+    elapsed = run(cfg["steps"])
+    return {"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * cfg["batch_size"] / elapsed}
+
+
+def run_sae_fno(threads: int, steps: int) -> dict:
+    import torch
+
+    from saeno.sae import SAEFNO
+    from saeno.train.trainer import train_sae
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.randn(256, 32, 32, 32)
+    sae = SAEFNO(32, 64, ndim=2, modes=8, sparsity={"type": "topk", "k": 8})
+    train_sae(sae, x, steps=2, batch_size=16, progress=False)
+    t = time.perf_counter()
+    train_sae(sae, x, steps=steps, batch_size=16, progress=False, log_every=100)
+    el = time.perf_counter() - t
+    return {"fields_per_s": steps * 16 / el, "points_per_s": steps * 16 * 32 * 32 / el}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--venv", default="/tmp/saeno-bench-saelens", help="SAELens virtual env")
+    ap.add_argument("--d-in", type=int, default=64)
+    ap.add_argument("--latents", type=int, default=1024)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=4096)
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--fno-steps", type=int, default=20)
+    args = ap.parse_args()
+
+    py = ensure_venv(Path(args.venv))
+    tmp = Path(tempfile.mkdtemp(prefix="saeno-bench-"))
+    rng = np.random.default_rng(0)
+    # sparse combinations of a random dictionary plus noise and a per-channel offset
+    dic = rng.standard_normal((4 * args.d_in, args.d_in)).astype(np.float32)
+    codes = (rng.random((args.rows, dic.shape[0])) < 0.02) * rng.random((args.rows, dic.shape[0]))
+    acts = (codes.astype(np.float32) @ dic + 0.1 * rng.standard_normal((args.rows, args.d_in))
+            + rng.standard_normal(args.d_in)).astype(np.float32)
+    np.save(tmp / "acts.npy", acts)
+    cfg = {"data": str(tmp / "acts.npy"), "latents": args.latents, "k": args.k,
+           "batch_size": args.batch_size, "steps": args.steps, "threads": args.threads,
+           "lr": 2e-4}
+    print(f"pointwise TopK SAE: d_in={args.d_in} latents={args.latents} k={args.k} "
+          f"batch={args.batch_size} steps={args.steps} threads={args.threads}")
+    ours, theirs = [], []
+    for r in range(args.repeats):
+        theirs.append(run_saelens(py, cfg)["samples_per_s"])
+        ours.append(run_saeno(cfg)["samples_per_s"])
+        print(f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, SAELens {theirs[-1]:,.0f} "
+              f"samples/s, ratio {ours[-1] / theirs[-1]:.2f}")
+    best_ours, best_theirs = max(ours), max(theirs)
+    print(f"best: saeno {best_ours:,.0f} samples/s, SAELens {best_theirs:,.0f} samples/s")
+    print(f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f}")
+    fno = run_sae_fno(args.threads, args.fno_steps)
+    print(f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, TopK 8 concepts, batch 16): "
+          f"{fno['fields_per_s']:.1f} fields/s = {fno['points_per_s']:,.0f} grid points/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""``saeno train``: train a sparse autoencoder on one hook of an activation store."""
+
+from __future__ import annotations
+
+import argparse
+
+ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``train`` verb."""
+    p = subparsers.add_parser(
+        "train",
+        help="train an SAE (pointwise, flat or SAE-FNO) on a store's hook",
+        description="Train a sparse autoencoder on the activations of one hook and save it as a "
+        "folder (cfg.json + sae_weights.safetensors, checkpoints in OUT/checkpoints).",
+    )
+    p.add_argument("--store", required=True, help="activation store written by `saeno capture`")
+    p.add_argument("--hook", default=None, help="hook to train on (default: the store's only hook)")
+    p.add_argument("--arch", choices=sorted(set(ARCHS)), default="sae",
+                   help="sae (pointwise), flat (SAE-MLP baseline) or sae-fno")
+    p.add_argument("--concepts", type=int, required=True, metavar="P", help="dictionary size")
+    p.add_argument("--lifting", type=int, default=None, metavar="L", help="lifted width (L >= C)")
+    p.add_argument("--modes", type=int, default=8, metavar="K", help="SAE-FNO Fourier modes per dim")
+    p.add_argument("--sparsity", choices=["topk", "batchtopk", "relu", "jumprelu"], default="topk")
+    p.add_argument("--k", type=int, default=8, help="TopK/BatchTopK: concepts kept")
+    p.add_argument("--group", choices=["point", "concept"], default=None,
+                   help="where TopK selects (default: point for sae/flat, concept for sae-fno)")
+    p.add_argument("--l1", type=float, default=1e-3, help="ReLU: L1 coefficient")
+    p.add_argument("--l0", type=float, default=1e-3, help="JumpReLU: L0 coefficient")
+    p.add_argument("--domain-l1", type=float, default=0.0, metavar="LAMBDA",
+                   help="domain sparsity: L1 penalty on function-valued codes")
+    p.add_argument("--domain-frac", type=float, default=None, metavar="F",
+                   help="domain sparsity: keep this share of grid points in each active concept")
+    p.add_argument("--complex", choices=["realimag"], default=None,
+                   help="treatment of complex activations (stack real and imaginary parts)")
+    p.add_argument("--normalize", choices=["channel", "center", "none"], default="channel")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None)
+    length.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="points per batch (sae, default 4096) or fields per batch (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="default 2e-4/sqrt(P/16384), max 1e-2")
+    p.add_argument("--aux-k", type=int, default=None, help="AuxK dead concepts (0: off)")
+    p.add_argument("--dead-window", type=int, default=200, help="steps without firing = dead")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--wandb", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
+    """The model the arguments describe, for activations with ``channels`` and ``grid``."""
+    from saeno.sae import SAE, SAEFNO, FlatSAE
+
+    arch = ARCHS[args.arch]
+    spec: dict = {"type": args.sparsity, "domain_l1": args.domain_l1,
+                  "domain_frac": args.domain_frac}
+    if args.group:
+        spec["group"] = args.group
+    if args.sparsity in ("topk", "batchtopk"):
+        spec["k"] = args.k
+    elif args.sparsity == "relu":
+        spec["l1"] = args.l1
+    else:
+        spec["l0"] = args.l0
+    common = {"sparsity": spec, "lifting": args.lifting, "complex": args.complex}
+    if arch == "sae":
+        return SAE(channels, args.concepts, ndim=len(grid), **common)
+    if arch == "flat":
+        return FlatSAE(channels, args.concepts, grid=grid, **common)
+    return SAEFNO(channels, args.concepts, ndim=len(grid), modes=args.modes, **common)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save and print a summary."""
+    from pathlib import Path
+
+    from saeno.errors import HookNameError
+    from saeno.store import ActivationStore
+    from saeno.train.checkpoint import save_sae
+    from saeno.train.trainer import train_sae
+
+    store = ActivationStore.open(args.store)
+    hook = args.hook
+    if hook is None and len(store.hooks) == 1:
+        hook = store.hooks[0]
+    if hook not in store.hooks:
+        raise HookNameError(f"hook {hook!r} is not in the store; it holds {store.hooks}: "
+                            "pass one of them with --hook")
+    info = store.hook_info(hook)
+    channels, grid = int(info["shape"][0]), tuple(info["shape"][1:])
+    if info.get("complex") and args.complex is None:
+        from saeno.errors import ShapeError
+
+        raise ShapeError(f"hook {hook!r} holds complex activations: pass --complex realimag")
+    sae = build_sae(args, channels, grid)
+    out = Path(args.out)
+    res = train_sae(sae, store, hook=hook, steps=args.steps, epochs=args.epochs, lr=args.lr,
+                    batch_size=args.batch_size, device=args.device, normalize=args.normalize,
+                    aux_k=args.aux_k, dead_window=args.dead_window, seed=args.seed,
+                    checkpoint_dir=out / "checkpoints", checkpoint_every=args.checkpoint_every,
+                    resume=args.resume, log_csv=out / "train_log.csv",
+                    tensorboard=(out / "tensorboard") if args.tensorboard else False,
+                    wandb=args.wandb, progress=not args.no_progress)
+    save_sae(res.sae, out, metadata={"store": str(args.store), "steps": res.steps,
+                                     "samples": res.samples})
+    final = res.final
+    print(f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}: {res.steps} steps, "
+          f"{res.samples} {'points' if sae.view == 'points' else 'fields'}, "
+          f"{res.samples_per_s:.0f}/s")
+    if final:
+        print("last batch: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items()
+                                          if k in ("mse", "ev", "l0", "l0_concepts",
+                                                   "dead_fraction")))
+    print(f"saved: {out}")
+    return 0

@@ -1,0 +1,60 @@
+"""``saeno export`` on the command line: writes the report, explains skipped ablations, refuses bad
+input with a message and exit code 2."""
+
+import json
+
+import pytest
+from test_export_concepts import build_tiny_pipeline
+
+from saeno.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export_cli")
+    build_tiny_pipeline(root)
+    return root
+
+
+def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["export", "--sae", str(saved / "sae"), "--store", str(saved / "store.zarr"),
+               "--out", str(out), "--n-top", "2", "--max-concepts", "2", "--resolutions", "16",
+               "24x24", "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in text
+    assert "ablation effects skipped: no model was given" in text
+    doc = json.loads((out / "concepts.json").read_text())
+    assert doc["resolutions"] == [[16, 16], [24, 24]]
+    assert len(doc["figures_for"]) == 2
+    assert all(len(c["top_examples"]) <= 2 for c in doc["concepts"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--n-top", "0"], "n_top must be at least 1"),
+        (["--hook", "nope"], "not in the store"),
+        (["--max-concepts", "-1"], "max_concepts"),
+    ],
+)
+def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extra, message):
+    rc = main(["export", "--sae", str(saved / "sae"), "--store", str(saved / "store.zarr"),
+               "--out", str(tmp_path / "out"), "--quiet", *extra])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("saeno export: error:") and message in err
+
+
+def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys):
+    rc = main(["export", "--sae", str(tmp_path / "none"), "--store", str(saved / "store.zarr"),
+               "--out", str(tmp_path / "out"), "--quiet"])
+    assert rc == 2
+    assert "saeno export: error:" in capsys.readouterr().err
+
+
+def test_resolution_argument_is_validated(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--sae", "a", "--store", "b", "--out", "c", "--resolutions", "16xz"])
+    assert "16xz" in capsys.readouterr().err
