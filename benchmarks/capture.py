@@ -82,7 +82,7 @@ def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
     arrays["y_pred"] = np.concatenate(outs)
     for name, value in arrays.items():
         a = group.create_array(name, shape=value.shape, chunks=(16, *value.shape[1:]), dtype=value.dtype,
-                               compressors=BloscCodec(**COMPRESSOR))  # fmt: skip
+                               compressors=BloscCodec(**COMPRESSOR), config={"write_empty_chunks": True})  # fmt: skip
         a[:] = value
     return time.perf_counter() - t
 
@@ -147,7 +147,7 @@ def loader_points_per_s(store, hook: str, batch: int, shuffle_buffer: int) -> fl
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=96, help="samples for the timing runs (default 96)")
+    p.add_argument("--n", type=int, default=128, help="samples for the timing runs (default 128)")
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--modes", type=int, default=12)

@@ -310,6 +310,33 @@ def run_one(job: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
     return rec
 
 
+def chance_level(setting: str, cfg: dict[str, Any], seed: int) -> dict[str, float]:
+    """Recovery score of an untrained dictionary: fresh atoms of the same family (another seed) and
+    Gaussian noise, matched to the true atoms like a learned dictionary (both with and without shifts)."""
+    n = cfg["n"]
+    train, _ = make_setting(setting, {**cfg, "n_test": 1}, seed)
+    true = train.dictionary(n)
+    other = S.make_atoms(train.atoms.family, train.atoms.p, bandwidth=train.atoms.params.get("freqs", np.ones((1, 1))).max(),
+                         base=train.atoms.base, seed=1000 * seed + 999).render(n)
+    noise = torch.randn(true.shape, generator=torch.Generator().manual_seed(seed))
+    return {
+        "same_family": S.match_atoms(other, true).mean_cos,
+        "same_family_shift": S.match_atoms(other, true, shift_invariant=True).mean_cos,
+        "noise": S.match_atoms(noise, true).mean_cos,
+        "noise_shift": S.match_atoms(noise, true, shift_invariant=True).mean_cos,
+    }
+
+
+def add_chance(result: dict[str, Any]) -> dict[str, Any]:
+    """Add ``result["chance"][setting]`` (mean ± std over the seeds) to a run's result."""
+    cfg = result["config"]
+    result["chance"] = {}
+    for setting in {r["setting"] for r in result["records"]}:
+        levels = [chance_level(setting, cfg, seed) for seed in cfg["seeds"]]
+        result["chance"][setting] = {k: _ms([lv[k] for lv in levels]) for k in levels[0]}
+    return result
+
+
 # -- summary ------------------------------------------------------------------------------------------
 
 
@@ -545,8 +572,9 @@ def run(quick: bool = False, workers: int = 1, seeds: list[int] | None = None,
             if progress:
                 print(f"[{time.perf_counter() - t0:6.1f}s] {r['setting']:14s} {r['model']:12s} seed {r['seed']}"
                       f" mean|cos| {r['final']['mean_cos']:.3f}", flush=True)
-    return {"config": {k: v for k, v in cfg.items()}, "quick": quick, "records": records,
-            "summary": summarize(records), "elapsed_s": time.perf_counter() - t0}
+    result = {"config": {k: v for k, v in cfg.items()}, "quick": quick, "records": records,
+              "summary": summarize(records), "elapsed_s": time.perf_counter() - t0}
+    return add_chance(result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,7 +53,7 @@ def run(steps):
     sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=cfg["latents"], k=cfg["k"],
                                                  dtype="float32", device="cpu"))
     tcfg = SAETrainerConfig(total_training_samples=steps * bs, train_batch_size_samples=bs,
-                            lr=cfg["lr"], device="cpu", logger=LoggingConfig(log_to_wandb=False),
+                            lr=cfg["lr"], lr_end=cfg["lr"], device="cpu", logger=LoggingConfig(log_to_wandb=False),
                             n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False)
     trainer = SAETrainer(tcfg, sae, provider())
     t = time.perf_counter()
@@ -107,7 +107,7 @@ def run_saeno(cfg: dict) -> dict:
         sae = SAE(data.shape[1], cfg["latents"], sparsity={"type": "topk", "k": cfg["k"]})
         t = time.perf_counter()
         train_sae(sae, data, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
-                  progress=False, log_every=100, normalize="channel")
+                  progress=False, log_every=100, normalize="channel", lr_decay_frac=0.0)
         return time.perf_counter() - t
 
     run(5)

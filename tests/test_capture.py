@@ -254,3 +254,36 @@ def test_bad_arguments_raise_saeno_errors(hooked) -> None:
 def test_public_api_is_exported() -> None:
     assert saeno.capture is capture
     assert saeno.ActivationStore is ActivationStore
+
+
+def test_complex_activations_are_stored_as_complex64() -> None:
+    from neuralop.models import FNO
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, complex_data=True).eval()
+    hooked = HookedOperator(model)
+    x = torch.randn(5, 1, 16, 16, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    store = capture(hooked, x, "blocks.1.hook_out", mem_url(), batch_size=5, dtype="float16", progress=False)
+    assert store.hook_info("blocks.1.hook_out")["complex"] == "complex64"
+    _, cache = hooked.run_with_cache(x, names_filter="blocks.1.hook_out")
+    a = store.read("blocks.1.hook_out")
+    assert a.dtype == np.complex64 and np.array_equal(a, cache["blocks.1.hook_out"].numpy())
+    mean, var = store.stats("blocks.1.hook_out")
+    np.testing.assert_allclose(mean, a.astype(np.complex128).mean(axis=(0, 2, 3)), rtol=1e-10)
+    np.testing.assert_allclose(var, a.astype(np.complex128).var(axis=(0, 2, 3)), rtol=1e-10)
+
+
+def test_resume_after_kill_between_last_commits_and_complete_store(hooked) -> None:
+    import zarr
+
+    x = inputs(6)
+    url = mem_url()
+    done = capture(hooked, x, HOOKS, url, batch_size=3, progress=False)
+    zarr.open_group(url, mode="r+").attrs.update({"complete": False})  # all rows in, flag not yet
+    again = capture(hooked, x, HOOKS, url, batch_size=3, resume=True, progress=False)
+    assert again.complete and again.attrs == done.attrs
+    # resuming a complete store is a no-op; asking it for other samples is refused
+    assert capture(hooked, x, HOOKS, url, batch_size=3, resume=True, progress=False).n_rows == 6
+    with pytest.raises(StoreError, match="complete with 6 rows"):
+        capture(hooked, inputs(9), HOOKS, url, batch_size=3, resume=True, progress=False)

@@ -266,3 +266,24 @@ def test_pointwise_export_without_model_says_why(pipeline, tmp_path):
     page = (tmp_path / doc["concepts"][k]["page"]).read_text()
     assert "Not computed: no model was given" in page
     assert doc["sae"]["ndim"] == 2 and doc["sae"]["architecture"] == "sae"
+
+
+def test_flat_sae_renders_only_its_grid_and_has_scalar_codes(pipeline, tmp_path):
+    import saeno
+
+    _, _, store = pipeline
+    torch.manual_seed(0)
+    flat = saeno.FlatSAE(8, 5, grid=(16, 16), sparsity={"type": "topk", "k": 2})
+    flat.hook = HOOK
+    export_concepts(flat, store, tmp_path, n_top=2, max_concepts=1,
+                    resolutions=[16, 32], progress=False)
+    doc = load_concepts(tmp_path)
+    arrays = zarr.open_group(str(tmp_path / "arrays.zarr"), mode="r")
+    assert doc["resolutions"] == [[16, 16]]  # a flat SAE cannot run at 32x32
+    assert arrays["code_maps"].shape == (1, 2)
+    k = doc["figures_for"][0]
+    assert doc["concepts"][k]["stats"]["point_density"] is None
+    z = flat.encode(torch.as_tensor(store.read(HOOK))).detach().numpy()
+    top = [e["row"] for e in doc["concepts"][k]["top_examples"]]
+    np.testing.assert_allclose(arrays["code_maps"][0], z[top, k], rtol=1e-5)
+    assert top == [int(r) for r in np.argsort(-np.abs(z[:, k]), kind="stable")[:2]]

@@ -216,3 +216,20 @@ def test_config_round_trip(make):
     assert rebuilt.config() == m.config()
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
         {k: v.shape for k, v in m.state_dict().items()}
+
+
+def test_pointwise_sparse_topk_path_equals_the_dense_path():
+    from saeno.sae.base import SparseAutoencoder
+
+    sae = SAE(5, 20, sparsity={"type": "topk", "k": 3}, lifting=7)
+    _randomize(sae)
+    a = torch.randn(3, 5, 6, 4)
+    grads = []
+    for forward in (sae.forward_train, lambda x: SparseAutoencoder.forward_train(sae, x)):
+        sae.zero_grad()
+        out = forward(a)
+        (out.recon - out.target).pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in sae.named_parameters()})
+        grads[-1]["recon"], grads[-1]["codes"] = out.recon.detach(), out.codes.detach()
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=1e-5, msg=key)

@@ -57,7 +57,8 @@ def _open_store(store: Any) -> tuple[Any, str | None]:
         from saeno.store.activation_store import ActivationStore
 
         return ActivationStore.open(store), str(store)
-    return store, getattr(store, "path", None) and str(store.path)
+    where = getattr(store, "url", None) or getattr(store, "path", None)
+    return store, None if where is None else str(where)
 
 
 def _pick_hook(store: Any, sae: torch.nn.Module, hook: str | None) -> str:
@@ -116,6 +117,11 @@ def _read(store: Any, name: str, rows: Sequence[int]) -> torch.Tensor:
     return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
 
 
+def _to_device(a: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move to ``device``; real activations (float16 stores included) become float32, complex stay."""
+    return a.to(device) if a.is_complex() else a.to(device=device, dtype=torch.float32)
+
+
 def _has_array(store: Any, name: str) -> bool:
     try:
         return name in store
@@ -138,6 +144,8 @@ def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
     out = []
     for r in resolutions:
         res = (int(r),) * ndim if isinstance(r, (int, np.integer)) else tuple(int(v) for v in r)
+        if len(res) == 1:
+            res = res * ndim
         if len(res) != ndim or min(res) < 1:
             raise ExportError(f"resolution {r!r} does not fit a {ndim}D SAE: give an int or "
                               f"{ndim} positive ints")
@@ -187,7 +195,7 @@ def _scan(sae: torch.nn.Module, store: Any, hook: str, n_rows: int, batch_size: 
     for start in tqdm(range(0, n_rows, batch_size), desc=f"encode {hook}", disable=not progress,
                       unit="batch"):
         rows = list(range(start, min(start + batch_size, n_rows)))
-        a = _read(store, hook, rows).to(device=device, dtype=torch.float32)
+        a = _to_device(_read(store, hook, rows), device)
         z = sae.encode(a)
         acts[rows[0]:rows[-1] + 1] = S.concept_activations(z).float().cpu().numpy()
         nz = S.nonzero_points(z)
@@ -205,7 +213,7 @@ def _code_maps(sae: torch.nn.Module, store: Any, hook: str, concepts: Sequence[i
     codes: dict[int, torch.Tensor] = {}
     for start in range(0, len(wanted), batch_size):
         rows = wanted[start:start + batch_size]
-        z = sae.encode(_read(store, hook, rows).to(device=device, dtype=torch.float32)).cpu()
+        z = sae.encode(_to_device(_read(store, hook, rows), device)).cpu()
         for i, r in enumerate(rows):
             codes[r] = z[i]
     shape = next(iter(codes.values())).shape[1:] if codes else ()

@@ -97,6 +97,94 @@ def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> N
                             wspace=0.1, hspace=0.5)
 
 
+# A panel: (field (*grid), title, style) with style "seq" (viridis), "codes" (magma) or "sym"
+# (diverging, centred on zero).
+Panel = tuple[np.ndarray, str, str]
+_CMAPS = {"seq": "viridis", "codes": "magma", "sym": "RdBu_r"}
+#: layout of image mosaics, in pixels at 72 dpi (scaled by dpi / 72)
+PANEL_PX = 110
+TITLE_PX = 22
+GAP_PX = 10
+HEADER_PX = 18
+
+
+def _fit(img: np.ndarray, px: int) -> np.ndarray:
+    """Nearest-neighbour resample of a 2D image to fit a ``px`` box, keeping its aspect."""
+    h, w = img.shape
+    scale = px / max(h, w)
+    rows = np.minimum((np.arange(max(1, round(h * scale))) / scale).astype(int), h - 1)
+    cols = np.minimum((np.arange(max(1, round(w * scale))) / scale).astype(int), w - 1)
+    return img[np.ix_(rows, cols)]
+
+
+def _colour(img: np.ndarray, style: str) -> tuple[np.ndarray, str]:
+    """RGBA uint8 image and the value-range text of a field drawn in ``style``."""
+    finite = img[np.isfinite(img)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if style == "sym":
+        vmax = max(abs(lo), abs(hi)) or 1.0
+        vmin = -vmax
+    else:
+        vmin, vmax = lo, (hi if hi > lo else lo + 1.0)
+    normed = np.clip((np.nan_to_num(img, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
+    rgba = matplotlib.colormaps[_CMAPS[style]](normed, bytes=True)
+    rgba[~np.isfinite(img)] = 255
+    return rgba, f"[{lo:.3g}, {hi:.3g}]"
+
+
+def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int) -> Path:
+    """Draw rows of 2D panels as one image on a single axes (far cheaper than one axes each)."""
+    nrows = len(panels)
+    ncols = max(len(r) for r in panels)
+    cell_w, cell_h = PANEL_PX + GAP_PX, TITLE_PX + PANEL_PX + GAP_PX
+    width = GAP_PX + ncols * cell_w
+    height = HEADER_PX + nrows * cell_h
+    canvas = np.full((height, width, 4), 255, dtype=np.uint8)
+    texts = []
+    for i, row in enumerate(panels):
+        for j, (field, label, style) in enumerate(row):
+            rgba, rng = _colour(_fit(np.flipud(_as_2d(field).T), PANEL_PX), style)
+            top = HEADER_PX + i * cell_h + TITLE_PX
+            left = GAP_PX + j * cell_w
+            h, w = rgba.shape[:2]
+            oy, ox = top + (PANEL_PX - h) // 2, left + (PANEL_PX - w) // 2
+            canvas[oy:oy + h, ox:ox + w] = rgba
+            texts.append((left + PANEL_PX / 2, top - 2, f"{label}\n{rng}" if label else rng))
+    fig = plt.figure(figsize=(width / 72, height / 72), dpi=72)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas, interpolation="nearest", extent=(0, width, height, 0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
+    for x, y, text in texts:
+        ax.text(x, y, text, ha="center", va="bottom", fontsize=6, linespacing=1.1)
+    if title:
+        ax.text(width / 2, 2, title, ha="center", va="top", fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def _draw_panels(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str,
+                 dpi: int) -> Path:
+    """Rows of panels: a single-image mosaic for 2D/3D fields, matplotlib axes for 1D and scalars."""
+    if all(np.ndim(f) >= 2 for row in panels for f, _, _ in row):
+        return _mosaic(panels, path, title=title, dpi=dpi)
+    nrows, ncols = len(panels), max(len(r) for r in panels)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(_PANEL * ncols, _PANEL * nrows * 0.9),
+                             squeeze=False)
+    for i, row in enumerate(panels):
+        for j in range(ncols):
+            if j < len(row):
+                field, label, style = row[j]
+                show_field(axes[i, j], field, title=label, cmap=_CMAPS[style],
+                           symmetric=style == "sym")
+            else:
+                axes[i, j].set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _adjust(fig, labelled=True, suptitle=bool(title))
+    return _save(fig, path, dpi)
+
+
 def _grid_label(shape: Sequence[int]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
@@ -160,22 +248,16 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
         _adjust(fig, labelled=True)
         return _save(fig, path, dpi)
     channels = _top_channels(first, min(n_channels, first.shape[0]))
-    ncols = 1 + len(channels)
-    fig, axes = plt.subplots(len(labels), ncols, figsize=(_PANEL * ncols, _PANEL * len(labels)),
-                             squeeze=False)
-    for row, label in enumerate(labels):
+    panels = []
+    for label in labels:
         atom = np.asarray(atoms[label], dtype=np.float64)
         if centre:
             atom = np.fft.fftshift(atom, axes=tuple(range(1, atom.ndim)))
             label = f"{label} centred"
-        norm = np.sqrt((atom ** 2).sum(axis=0))
-        show_field(axes[row, 0], norm, title=f"{label}: |atom|")
-        for col, c in enumerate(channels, start=1):
-            show_field(axes[row, col], atom[c], title=f"{label}: channel {c}", symmetric=True)
-    if title:
-        fig.suptitle(title, fontsize=8)
-    _adjust(fig, suptitle=bool(title))
-    return _save(fig, path, dpi)
+        row = [(np.sqrt((atom ** 2).sum(axis=0)), f"{label}: |atom|", "seq")]
+        row += [(atom[c], f"{label}: channel {c}", "sym") for c in channels]
+        panels.append(row)
+    return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
 def amplitude_spectrum(atom: np.ndarray) -> np.ndarray:
@@ -289,21 +371,16 @@ def plot_code_maps(code_maps: np.ndarray, path: Path | str, *, rows: Sequence[in
         Resolution of the PNG.
     """
     code_maps = np.asarray(code_maps, dtype=np.float64)
-    n = code_maps.shape[0]
     extra = [(name, arr) for name, arr in (("input x", x), ("FNO output", y_pred), ("target y", y))
              if arr is not None]
-    ncols = 1 + len(extra)
-    fig, axes = plt.subplots(max(n, 1), ncols, figsize=(_PANEL * ncols, _PANEL * max(n, 1) * 0.9),
-                             squeeze=False)
-    for i in range(n):
-        label = f"row {int(rows[i])}: z={float(activations[i]):.3g}"
-        show_field(axes[i, 0], code_maps[i], title=label, cmap="magma")
-        for col, (name, arr) in enumerate(extra, start=1):
-            show_field(axes[i, col], _channel_field(arr[i]), title=name)
-    if title:
-        fig.suptitle(title, fontsize=8)
-    _adjust(fig, labelled=code_maps.ndim < 3, suptitle=bool(title))
-    return _save(fig, path, dpi)
+    panels = []
+    for i in range(code_maps.shape[0]):
+        row = [(code_maps[i], f"row {int(rows[i])}: z={float(activations[i]):.3g}", "codes")]
+        row += [(_channel_field(arr[i]), name, "seq") for name, arr in extra]
+        panels.append(row)
+    if not panels:
+        panels = [[(np.zeros((2, 2)), "no active sample", "seq")]]
+    return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
 def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
@@ -405,27 +482,22 @@ def plot_effect(y_clean: np.ndarray, y_ablated: np.ndarray, path: Path | str, *,
     """
     y_clean = np.asarray(y_clean, dtype=np.float64)
     y_ablated = np.asarray(y_ablated, dtype=np.float64)
-    n = y_clean.shape[0]
-    fig, axes = plt.subplots(max(n, 1), 3, figsize=(_PANEL * 3, _PANEL * max(n, 1) * 0.9),
-                             squeeze=False)
-    for i in range(n):
+    panels = []
+    for i in range(y_clean.shape[0]):
         clean_t = f"row {int(rows[i])}: clean"
         abl_t = "ablated"
         if err_clean is not None and err_ablated is not None:
             clean_t += f" (err {float(err_clean[i]):.3g})"
             abl_t += f" (err {float(err_ablated[i]):.3g})"
-        show_field(axes[i, 0], _channel_field(y_clean[i]), title=clean_t)
-        show_field(axes[i, 1], _channel_field(y_ablated[i]), title=abl_t)
-        show_field(axes[i, 2], _channel_field(y_ablated[i] - y_clean[i]), title="ablated - clean",
-                   symmetric=True)
-    if title:
-        fig.suptitle(title, fontsize=8)
-    _adjust(fig, labelled=y_clean.ndim < 4, suptitle=bool(title))
-    return _save(fig, path, dpi)
+        panels.append([(_channel_field(y_clean[i]), clean_t, "seq"),
+                       (_channel_field(y_ablated[i]), abl_t, "seq"),
+                       (_channel_field(y_ablated[i] - y_clean[i]), "ablated - clean", "sym")])
+    return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
 __all__ = [
     "DEFAULT_DPI",
+    "PANEL_PX",
     "amplitude_spectrum",
     "is_spatially_constant",
     "plot_atom",

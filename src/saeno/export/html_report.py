@@ -166,7 +166,7 @@ def _index_html(doc: Mapping[str, Any]) -> str:
                ("output change (ablated)", "number"), ("error ablated / clean", "number"),
                ("parameters and labels", "text")]
     rows = []
-    for c in doc["concepts"]:
+    for c in sorted(doc["concepts"], key=lambda c: c["rank"]):  # most active first
         st, eff = c["stats"], c.get("effect")
         name_html = esc(concept_title(c))
         if c.get("page"):
@@ -182,7 +182,8 @@ def _index_html(doc: Mapping[str, Any]) -> str:
             + _num_cell(eff["rel_change"] if eff else None) + _num_cell(ratio)
             + _text_cell(_enrichment_summary(c)) + "</tr>")
     parts.append(f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(doc['concepts'])} "
-                 "concepts have a page (the most active ones). Click a column header to sort.</p>")
+                 "concepts have a page (the most active ones). Rows are in order of activity; click a column "
+                 "header to sort.</p>")
     parts.append(_table(headers, rows, table_id="concepts"))
     return _page(f"saeno concepts: {sae['architecture']} on {store['hook']}", "\n".join(parts))
 

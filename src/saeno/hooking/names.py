@@ -43,6 +43,9 @@ def resolve_names(names_filter: NamesFilter, names: Sequence[str]) -> list[str]:
     names_filter : None, str, iterable of str, or callable
         ``None`` selects every name; a string is an exact name or an ``fnmatch`` glob; an iterable
         selects the union of its names and globs; a callable ``f(name) -> bool`` selects where true.
+        As in ``fnmatch``, ``*`` also matches dots: ``"blocks.*.hook_out"`` selects every point under
+        ``blocks`` (spectral, skip, mlp and block outputs); ``"blocks.?.hook_out"`` (or a list, or a
+        callable) selects only the block outputs.
     names : sequence of str
         Every hook name of the model, in order.
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from saeno.errors import ShapeError
-from saeno.sae.base import SparseAutoencoder
-from saeno.sae.sparsity import Sparsity
+from saeno.sae.base import SAEOutput, SparseAutoencoder
+from saeno.sae.sparsity import Sparsity, TopK
 
 
 class SAE(SparseAutoencoder):
@@ -75,6 +76,26 @@ class SAE(SparseAutoencoder):
 
     def _decode(self, z: Tensor, bias: bool) -> Tensor:
         return torch.addmm(self.b_dec, z, self.W_dec) if bias else z @ self.W_dec
+
+    def forward_train(self, a: Tensor) -> SAEOutput:
+        """As the base class; plain TopK takes a sparse decoding path.
+
+        The decoder then gathers the k selected concept vectors per row (``embedding_bag``) instead
+        of a dense ``(N, p) @ (p, C)`` product, which also removes the dense backward products.
+        ``codes`` is then returned without gradient (TopK has no penalty on codes).
+        """
+        sp = self.sparsity
+        if type(sp) is not TopK or sp.domain_frac is not None or sp.domain_l1 > 0:
+            return super().forward_train(a)
+        target, _ = self._pack(self.normalize(a))
+        pre = self.encode_pre(target)
+        vals, idx = pre.topk(sp.k, dim=1, sorted=False)
+        vals = vals.relu()
+        y = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
+        if self.lift is not None:
+            y = self.lift.down(y)
+        codes = torch.zeros_like(pre).scatter_(1, idx, vals.detach())
+        return SAEOutput(y, target, codes, pre, None)
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:
         if not grid:

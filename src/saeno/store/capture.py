@@ -292,10 +292,10 @@ def capture(
         _check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
         start = int(attrs["rows_written"])
         if attrs.get("complete"):
-            if n is not None and int(attrs["n_planned"]) < total:
+            if int(attrs["n_planned"]) != total:
                 raise StoreError(
-                    f"the store at {url} is complete with {start} rows; it cannot grow to {total}: "
-                    "capture the other samples into a new store"
+                    f"the store at {url} is complete with {start} rows; this call asks for {total}: "
+                    "capture other samples into a new store"
                 )
             return ActivationStore.open(url)
         if int(attrs["n_planned"]) != total:
@@ -310,6 +310,10 @@ def capture(
                 stacklevel=2,
             )
             batch_size = int(attrs["batch_size"])
+
+        if start >= total:  # killed between the last chunk's commit and the final one
+            group.attrs.update({"complete": True})
+            return ActivationStore.open(url)
 
     ds = None if isinstance(data, torch.Tensor) else dataset_of(data)
     card = dataset_card if dataset_card is not None else _attr(ds, "card")
@@ -431,6 +435,8 @@ def _create_store(
             dtype=stored,
             compressors=BloscCodec(**COMPRESSOR),
             fill_value=0,
+            # skip zarr's all-fill-value scan of every chunk (a full extra pass over the data)
+            config={"write_empty_chunks": True},
         )
     hook_info = _hook_info(specs, names)
     stats = {h: RunningStats.empty(hook_info[h]["shape"][0], hook_info[h]["complex"] is not None) for h in names}

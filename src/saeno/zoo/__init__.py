@@ -116,6 +116,7 @@ def train(
         "train_resolution": spec["resolution"],
         "train_loss": history["train_loss"],
         "wall_time_s": history["wall_time_s"],
+        "cpu_time_s": history["cpu_time_s"],
         "device": history["device"],
         "torch_threads": history["torch_threads"],
         "platform": history["platform"],

@@ -64,7 +64,7 @@ def fit(
     model : ZooOperator
         Trained, in eval mode, on ``device``.
     history : dict
-        ``{"train_loss": [per epoch], "wall_time_s": float}``.
+        ``{"train_loss": [per epoch], "wall_time_s", "cpu_time_s" (process CPU time, all threads), ...}``.
     """
     from neuralop.models import FNO
     from tqdm.auto import tqdm
@@ -88,6 +88,7 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
     start = time.perf_counter()
+    cpu_start = time.process_time()
     bar = tqdm(range(hp["epochs"]), desc=f"train {spec['name']}", disable=not progress, unit="epoch")
     for _ in bar:
         model.train()
@@ -106,10 +107,12 @@ def fit(
         history.append(total / len(x))
         bar.set_postfix(loss=f"{history[-1]:.4f}")
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     model.eval()
     return model, {
         "train_loss": history,
         "wall_time_s": wall,
+        "cpu_time_s": cpu,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

@@ -1,0 +1,269 @@
+"""Fit a :class:`~saeno.sae.supervised.SupervisedSAE` on activations and labels, holding out combinations.
+
+Held-out label combinations are removed from the training rows *before* any batch is drawn: no batch
+ever contains a held-out row (``on_batch`` lets a caller check that). A held-out specification is a dict
+``{factor: category}`` naming some or all factors; every sample that matches all its entries is held out
+(``{"viscosity": "low", "drift": "right"}`` holds out that pair under every ``ic``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saeno.errors import SaenoError
+from saeno.sae.supervised import LabelError, SupervisedSAE
+
+Holdout = Sequence[Mapping[str, str]]
+
+
+@dataclass
+class SupervisedFit:
+    """A trained supervised SAE and what it was trained on.
+
+    Attributes
+    ----------
+    sae : SupervisedSAE
+        The model (eval mode).
+    train_rows : numpy.ndarray
+        Rows the batches were drawn from (held-out rows excluded).
+    losses : list of float
+        Training loss (normalised MSE) per step.
+    """
+
+    sae: SupervisedSAE
+    train_rows: np.ndarray
+    losses: list[float] = field(default_factory=list)
+
+
+def parse_holdout(specs: Sequence[str] | None) -> list[dict[str, str]]:
+    """Parse CLI strings ``"viscosity=low,drift=right"`` into holdout dicts."""
+    out = []
+    for spec in specs or []:
+        d = {}
+        for part in spec.split(","):
+            if "=" not in part:
+                raise LabelError(f"held-out combination {spec!r}: write factor=category[,factor=...]")
+            k, v = part.split("=", 1)
+            d[k.strip()] = v.strip()
+        out.append(d)
+    return out
+
+
+def holdout_mask(codes: Mapping[str, np.ndarray], factors: Mapping[str, Sequence[str]],
+                 holdout: Holdout | None) -> np.ndarray:
+    """Boolean ``(N,)``: samples matching any held-out specification."""
+    n = len(next(iter(codes.values())))
+    out = np.zeros(n, dtype=bool)
+    for spec in holdout or []:
+        hit = np.ones(n, dtype=bool)
+        for f, cat in spec.items():
+            if f not in factors:
+                raise LabelError(f"held-out factor {f!r} is unknown: factors are {list(factors)}")
+            if cat not in factors[f]:
+                raise LabelError(f"held-out category {cat!r} of {f!r} is unknown: choose among "
+                                 f"{list(factors[f])}")
+            hit &= np.asarray(codes[f]) == list(factors[f]).index(cat)
+        out |= hit
+    return out
+
+
+def pick_holdout(factors: Mapping[str, Sequence[str]], k: int, seed: int = 0) -> list[dict[str, str]]:
+    """``k`` full label combinations to hold out, chosen at random among those that leave every
+    pair of category values (of two different factors) in the training set."""
+    combos = list(itertools.product(*[[(f, c) for c in cats] for f, cats in factors.items()]))
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        pick = [combos[i] for i in rng.choice(len(combos), size=k, replace=False)]
+        rest = [c for c in combos if c not in pick]
+        pairs = {p for c in rest for p in itertools.combinations(c, 2)}
+        need = {p for c in combos for p in itertools.combinations(c, 2)}
+        if pairs == need:
+            return [dict(c) for c in pick]
+    raise SaenoError(f"cannot hold out {k} combinations of {dict(factors)} and keep every pair "
+                     "of categories in training: hold out fewer")
+
+
+def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Per-row label codes and category names of an activation store.
+
+    Reads per-sample ``params/label_<factor>`` codes (written by labelled benchmarks) with the category
+    names of the dataset card in the store's attributes; else the ``labels`` attribute when it holds
+    per-sample category names (one list of ``n_rows`` names per factor).
+    """
+    attrs = dict(getattr(store, "attrs", {}) or {})
+    card = ((attrs.get("dataset") or {}).get("card") or {})
+    card_factors = {f: list(v) for f, v in (card.get("labels") or {}).items()}
+    params = store.params
+    codes, factors = {}, {}
+    for f, cats in card_factors.items():
+        if f"label_{f}" in params:
+            codes[f] = np.asarray(params[f"label_{f}"]).astype(np.int64)
+            factors[f] = cats
+    if codes:
+        return codes, factors
+    per_sample = store.labels
+    if per_sample and all(len(v) == store.n_rows and not isinstance(v, str) for v in per_sample.values()):
+        for f, names in per_sample.items():
+            cats = card_factors.get(f) or sorted(set(names))
+            factors[f] = cats
+            codes[f] = np.array([cats.index(s) for s in names], dtype=np.int64)
+        return codes, factors
+    raise LabelError("this store has no per-sample labels: capture a labelled dataset (e.g. "
+                     "burgers_labelled) or pass the labels explicitly")
+
+
+def fit_supervised(
+    acts: torch.Tensor | np.ndarray,
+    codes: Mapping[str, np.ndarray],
+    factors: Mapping[str, Sequence[str]],
+    *,
+    holdout: Holdout | None = None,
+    rows: np.ndarray | None = None,
+    steps: int = 2000,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    block_size: int = 4,
+    nuisance_size: int = 4,
+    modes: int = 8,
+    nuisance_modes: int | None = None,
+    hidden: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    on_batch: Callable[[np.ndarray], None] | None = None,
+) -> SupervisedFit:
+    """Train a supervised SAE by plain reconstruction, never showing it a held-out combination.
+
+    Parameters
+    ----------
+    acts : Tensor or ndarray
+        Raw activations ``(N, C, *grid)``.
+    codes : dict
+        ``{factor: (N,) int codes}``.
+    factors : dict
+        ``{factor: [category names]}`` (the SAE's concepts, in this order).
+    holdout : list of dict, optional
+        Label combinations never used in training (see the module docstring).
+    rows : ndarray, optional
+        Restrict training to these rows (before removing held-out ones).
+    steps, batch_size, lr : int, int, float
+        Adam steps, fields per batch, peak learning rate (cosine decay to 5%).
+    block_size, nuisance_size, modes, nuisance_modes, hidden : int
+        :class:`~saeno.sae.supervised.SupervisedSAE` sizes.
+    seed : int
+        Initialisation and batch order.
+    device : str or torch.device
+        Where to train.
+    progress : bool
+        Show a progress bar.
+    on_batch : callable, optional
+        Called with each batch's row indices (e.g. to audit what training saw).
+
+    Returns
+    -------
+    SupervisedFit
+    """
+    from tqdm.auto import tqdm
+
+    a = torch.as_tensor(np.asarray(acts), dtype=torch.float32)
+    n = a.shape[0]
+    factors = {f: list(c) for f, c in factors.items()}
+    for f in factors:
+        if f not in codes or len(codes[f]) != n:
+            raise LabelError(f"factor {f!r} needs {n} label codes, one per activation row")
+    pool = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    pool = pool[~holdout_mask({f: np.asarray(codes[f])[pool] for f in factors}, factors, holdout)]
+    if len(pool) == 0:
+        raise SaenoError("no training rows left after removing the held-out combinations")
+    torch.manual_seed(seed)
+    sae = SupervisedSAE(a.shape[1], factors=factors, ndim=a.dim() - 2, block_size=block_size,
+                        nuisance_size=nuisance_size, modes=modes, nuisance_modes=nuisance_modes,
+                        hidden=hidden)
+    train = a[torch.as_tensor(pool)]
+    dims = [0] + list(range(2, a.dim()))
+    sae.set_normalization(train.mean(dim=dims), train.std(dim=dims).clamp_min(1e-6))
+    sae.to(device)
+    mask_all = sae.label_mask({f: np.asarray(codes[f]) for f in factors}).cpu()
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for step in tqdm(range(steps), desc="train supervised SAE", disable=not progress):
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        idx = rng.choice(pool, size=min(batch_size, len(pool)), replace=False)
+        if on_batch is not None:
+            on_batch(idx)
+        t = torch.as_tensor(idx)
+        out = sae.forward_train(a[t].to(device), mask_all[t].to(device))
+        loss = (out.recon - out.target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    sae.metadata.update({"holdout": [dict(h) for h in holdout or []], "steps": steps,
+                         "n_train_rows": int(len(pool)), "seed": seed,
+                         "nuisance": "amortised band-limited spectral encoder"})
+    return SupervisedFit(sae.eval(), pool, losses)
+
+
+def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
+                     labels: Sequence[str] | None = None, holdout: Sequence[str] | None = None,
+                     steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, block_size: int = 4,
+                     nuisance_size: int = 4, modes: int = 8, hidden: int = 32, seed: int = 0,
+                     device: str | None = None, progress: bool = True) -> Path:
+    """Train a supervised SAE on one hook of a store and save it (the ``saeno train --arch supervised``
+    entry point).
+
+    Parameters
+    ----------
+    store : path or ActivationStore
+        A store captured from a labelled dataset.
+    hook : str
+        The hook to train on.
+    out : path
+        Output SAE folder (``cfg.json`` + ``sae_weights.safetensors``).
+    labels : list of str, optional
+        Factors to use as concepts (default: every factor of the store).
+    holdout : list of str, optional
+        Held-out combinations as ``"factor=category,factor=category"`` strings.
+    steps, batch_size, lr, block_size, nuisance_size, modes, hidden, seed, device, progress
+        See :func:`fit_supervised`.
+
+    Returns
+    -------
+    Path
+        The SAE folder.
+    """
+    from saeno.store.activation_store import ActivationStore
+    from saeno.train.checkpoint import save_sae
+
+    st = store if hasattr(store, "read") else ActivationStore.open(store)
+    if hook not in st.hooks:
+        raise SaenoError(f"hook {hook!r} is not in the store; it holds {st.hooks}")
+    codes, factors = store_labels(st)
+    if labels:
+        unknown = [f for f in labels if f not in factors]
+        if unknown:
+            raise LabelError(f"unknown label factors {unknown}: the store has {list(factors)}")
+        factors = {f: factors[f] for f in labels}
+    acts = st.read(hook, np.arange(st.n_rows))
+    fit = fit_supervised(acts, codes, factors, holdout=parse_holdout(holdout), steps=steps,
+                         batch_size=batch_size, lr=lr, block_size=block_size,
+                         nuisance_size=nuisance_size, modes=modes, hidden=hidden, seed=seed,
+                         device=device or "cpu", progress=progress)
+    fit.sae.hook = hook
+    fit.sae.model_fingerprint = st.fingerprint
+    fit.sae.metadata["final_loss"] = float(np.mean(fit.losses[-50:]))
+    return save_sae(fit.sae, out)
+
+
+__all__ = ["SupervisedFit", "parse_holdout", "holdout_mask", "pick_holdout", "store_labels",
+           "fit_supervised", "train_from_store"]
