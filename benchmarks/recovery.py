@@ -58,7 +58,7 @@ FULL: dict[str, Any] = {
                "lr": 1e-3, "bandwidth": 8, "lift_sae": 256, "lift_flat": 4, "modes": 12,
                "lift_fno": 4, "fno_batch": 32, "fno_steps": 1000, "fno_lr": 3e-3},
     "conv": {"p": 8, "s": 2, "n_locations": 2, "n_samples": 2048, "steps": 1000, "eval_every": 100,
-             "batch": 32, "lr": 3e-3, "bandwidth": 4, "modes": 8, "lift_fno": 4, "lift_flat": 4,
+             "batch": 32, "lr": 3e-3, "bandwidth": 12, "modes": 13, "lift_fno": 4, "lift_flat": 4,
              "kernel": 33},
     "n_test": 256,
     "dl_iter": 10,
@@ -191,9 +191,21 @@ def _as_input(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def _atoms(model: nn.Module, n: int) -> Tensor:
-    """Learned atoms as (p, 1, n)."""
+    """Learned atoms as (p, 1, n).
+
+    For the SAE-FNO this is the decoder's response to a unit code at one grid point (the origin), not
+    ``SAEFNO.concepts(n)``: that method adds the pointwise column ``W_d`` as a one-point value to the
+    spectral kernel rendered as the response to a unit-integral point mass, two scales that differ by the
+    factor n, so its shape is not the atom the decoder uses (reported to the lead).
+    """
     if isinstance(model, SAE):
         return model.concepts(None).reshape(model.n_concepts, 1, n)
+    if isinstance(model, SAEFNO):
+        p = model.n_concepts
+        z = torch.zeros(p, p, n)
+        z[torch.arange(p), torch.arange(p), 0] = 1.0
+        with torch.no_grad():
+            return model.decode(z) - model.decode(torch.zeros_like(z))
     return model.concepts(n)
 
 
@@ -549,11 +561,22 @@ def jobs_for(cfg: dict[str, Any]) -> list[tuple[str, str, int, dict[str, Any]]]:
 
 
 def run(quick: bool = False, workers: int = 1, seeds: list[int] | None = None,
+        settings: list[str] | None = None, models: list[str] | None = None,
         progress: bool = True) -> dict[str, Any]:
-    """Run the benchmark; returns ``{"config", "records", "summary", "elapsed_s"}``."""
+    """Run the benchmark; returns ``{"config", "records", "summary", "chance", "elapsed_s"}``.
+
+    ``settings`` and ``models`` restrict the run to some of :data:`SETTINGS` and of their models.
+    """
     cfg = dict(QUICK if quick else FULL)
     if seeds is not None:
         cfg["seeds"] = list(seeds)
+    if models is not None:
+        cfg["models"] = {k: [m for m in v if m in models] for k, v in (cfg["models"] or SETTINGS).items()}
+    if settings is not None:
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise SystemExit(f"unknown settings {unknown}: choose from {sorted(SETTINGS)}")
+        cfg["models"] = {k: v for k, v in (cfg["models"] or SETTINGS).items() if k in settings}
     jobs = jobs_for(cfg)
     t0 = time.perf_counter()
     if workers > 1:
@@ -583,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small CI run (one seed, two checks)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument("--settings", nargs="*", default=None, help=f"subset of {list(SETTINGS)}")
+    ap.add_argument("--models", nargs="*", default=None, help="subset of the models")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--tables", type=Path, default=None, metavar="JSON",
@@ -591,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables is not None:
         print(markdown_tables(json.loads(args.tables.read_text())["summary"]), end="")
         return 0
-    result = run(quick=args.quick, workers=args.workers, seeds=args.seeds)
+    result = run(quick=args.quick, workers=args.workers, seeds=args.seeds, settings=args.settings,
+                 models=args.models)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "recovery_quick.json" if args.quick else "recovery.json"
     (args.out / name).write_text(json.dumps(result, indent=1, default=float))

@@ -58,3 +58,28 @@ def test_resolution_argument_is_validated(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--sae", "a", "--store", "b", "--out", "c", "--resolutions", "16xz"])
     assert "16xz" in capsys.readouterr().err
+
+
+def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, capsys):
+    import saeno
+    from saeno.zoo import load_model
+    from saeno.zoo.io import save_model
+    from test_export_concepts import HOOK, TinyData, tiny_fno
+
+    folder = save_model(tiny_fno(), tmp_path / "model")
+    other = save_model(tiny_fno(seed=1), tmp_path / "other")
+    store = saeno.capture(saeno.HookedOperator(load_model(folder)), TinyData(n=8), [HOOK],
+                          tmp_path / "store.zarr", batch_size=8, progress=False)
+    sae = saeno.SAE(8, 6, sparsity={"type": "topk", "k": 2})
+    sae.set_normalization(*store.stats(HOOK))
+    sae.hook = HOOK
+    saeno.save_sae(sae, tmp_path / "sae")
+    args = ["export", "--sae", str(tmp_path / "sae"), "--store", str(tmp_path / "store.zarr"),
+            "--n-top", "2", "--max-concepts", "1", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "out"), "--model", str(folder)]) == 0
+    doc = json.loads((tmp_path / "out" / "concepts.json").read_text())
+    assert doc["ablation"]["done"] and doc["model"]["name"] == str(folder)
+    assert doc["concepts"][doc["figures_for"][0]]["effect"]["n_samples"] >= 1
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "out2"), "--model", str(other)]) == 2
+    assert "fingerprint" in capsys.readouterr().err

@@ -39,14 +39,28 @@ def test_every_figure_writes_a_png(tmp_path, grid):
         assert w > 50 and h > 50
 
 
-def test_figure_size_follows_panels_and_dpi(tmp_path):
+def test_mosaic_size_follows_panels_and_dpi(tmp_path):
+    # 2D panels go into one image: 10 px margin + 120 px per column, 18 px header + 142 px per
+    # row (title 22, panel 110, gap 10), at 72 dpi; the dpi scales everything
     codes = np.ones((2, 4, 4))
-    p = F.plot_code_maps(codes, tmp_path / "c.png", rows=[0, 1], activations=[1, 1], dpi=50)
-    # one column (no x, y given), two rows of 2 x 1.8 inches at 50 dpi
-    assert _png_size(p) == (100, 180)
+    p = F.plot_code_maps(codes, tmp_path / "c.png", rows=[0, 1], activations=[1, 1], dpi=72)
+    assert _png_size(p) == (130, 302)
     p = F.plot_code_maps(codes, tmp_path / "c4.png", rows=[0, 1], activations=[1, 1],
-                         x=np.ones((2, 1, 4, 4)), y_pred=np.ones((2, 1, 4, 4)), dpi=50)
-    assert _png_size(p) == (300, 180)
+                         x=np.ones((2, 1, 4, 4)), y_pred=np.ones((2, 1, 4, 4)),
+                         y=np.ones((2, 1, 4, 4)), dpi=144)
+    assert _png_size(p) == (2 * 490, 2 * 302)
+
+
+def test_mosaic_pixels_show_the_field(tmp_path):
+    # a code map that is zero except on its right half: right half of the panel is bright
+    code = np.zeros((1, 8, 8))
+    code[0, 4:, :] = 1.0  # first axis is x (drawn horizontally)
+    p = F.plot_code_maps(code, tmp_path / "c.png", rows=[0], activations=[1.0], dpi=72)
+    with Image.open(p) as img:
+        rgb = np.asarray(img.convert("L"), dtype=float)
+    top, left = 18 + 22, 10
+    panel = rgb[top:top + 110, left:left + 110]
+    assert panel[:, 70:].mean() > panel[:, :40].mean() + 100
 
 
 def test_constant_atom_is_drawn_as_channel_bars(tmp_path):

@@ -103,7 +103,7 @@ def _check_fingerprint(hooked: Any, store: Any) -> str:
 
     fp = fingerprint(hooked.model)
     stored = getattr(store, "fingerprint", None)
-    if stored and fp != stored:
+    if stored not in (None, "", "None") and fp != stored:
         raise ExportError(
             f"the model's fingerprint ({fp[:12]}...) differs from the store's ({stored[:12]}...): "
             "the activations were captured from another model. Pass the model the store was "
@@ -350,6 +350,81 @@ def _effect_json(eff: Effect, rows: Sequence[int]) -> dict:
             "per_sample": per}
 
 
+def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: dict[str, bool],
+                    st: S.ConceptStats, acts: np.ndarray, code_maps: np.ndarray,
+                    atoms: dict[str, np.ndarray], vector: np.ndarray | None,
+                    spectrum: tuple[np.ndarray, str], flat: bool, dpi: int) -> dict[str, Path | None]:
+    """Atom, spectrum, code-map and density figures of concept ``k``; returns their paths."""
+    title = f"concept {k}"
+    figs: dict[str, Path | None] = {}
+    if vector is not None:  # a channel vector: the same at every point and resolution
+        figs["atom"] = F.plot_atom({"every grid": vector}, f"{stem}_atom.png", title=title, dpi=dpi)
+        figs["spectrum"] = None  # a point mass in space: a flat spectrum says nothing
+    else:
+        figs["atom"] = F.plot_atom(atoms, f"{stem}_atom.png", title=title, centre=not flat, dpi=dpi)
+        figs["spectrum"] = F.plot_spectrum(spectrum[0], f"{stem}_spectrum.png",
+                                           title=f"{title} at {spectrum[1]}", dpi=dpi)
+    show = rows[:FIG_SAMPLES]
+    side = {name: _read(store, name, show).float().numpy() if fields[name] and show else None
+            for name in ("x", "y", "y_pred")}
+    figs["code_maps"] = F.plot_code_maps(
+        code_maps[:len(show)], f"{stem}_codes.png", rows=show,
+        activations=[acts[r, k] for r in show], x=side["x"], y_pred=side["y_pred"], y=side["y"],
+        title=title, dpi=dpi)
+    figs["density"] = F.plot_density(
+        st.hist_counts[k], st.hist_edges[k], f"{stem}_density.png",
+        sample_density=float(st.sample_density[k]),
+        point_density=None if flat else float(st.point_density[k]),
+        quantiles=[q[2] for q in S.quantile_examples(acts[:, k])], title=title, dpi=dpi)
+    return figs
+
+
+def _effect_figure(stem: Path, k: int, rows: list[int], eff: Effect, dpi: int) -> Path:
+    """The ablation-effect figure of concept ``k`` on its first top samples."""
+    m = min(len(rows), FIG_SAMPLES)
+    return F.plot_effect(
+        eff.y_clean[:m], eff.y_ablated[:m], f"{stem}_effect.png", rows=rows[:m],
+        err_clean=None if eff.err_clean is None else eff.err_clean[:m],
+        err_ablated=None if eff.err_ablated is None else eff.err_ablated[:m],
+        title=f"concept {k} ablated", dpi=dpi)
+
+
+def _concept_entry(k: int, *, sae: torch.nn.Module, st: S.ConceptStats, acts: np.ndarray,
+                   top: list[tuple[int, float]], correlated: list[tuple[int, float]],
+                   effect: Effect | None, params: Mapping[str, np.ndarray],
+                   labels: Mapping[str, list[str]], figures: dict[str, str | None] | None,
+                   flat: bool) -> dict:
+    """The ``concepts.json`` entry of concept ``k`` (see :mod:`saeno.export.schema`)."""
+    name, label = _concept_name(sae, k)
+    top_rows = [r for r, _ in top]
+    enrichment = S.param_enrichment(acts[:, k], top_rows, params) if top_rows else {}
+    return {
+        "index": k,
+        "name": name,
+        "label": label,
+        "rank": int(st.rank[k]),
+        "stats": {
+            "mean_activation": float(st.mean_activation[k]),
+            "max_activation": float(st.max_activation[k]),
+            "sample_density": float(st.sample_density[k]),
+            "point_density": None if flat else float(st.point_density[k]),
+            "dead": bool(st.sample_density[k] == 0),
+        },
+        "histogram": {"edges": [float(e) for e in st.hist_edges[k]],
+                      "counts": [int(c) for c in st.hist_counts[k]]},
+        "top_examples": [{"row": r, "activation": a} for r, a in top],
+        "quantile_examples": [{"quantile": q, "row": r, "activation": a}
+                              for q, r, a in S.quantile_examples(acts[:, k])],
+        "correlated": [{"index": j, "correlation": c} for j, c in correlated],
+        "effect": None if effect is None else _effect_json(effect, top_rows),
+        "params": {pname: {key: None if v is None else clean_number(v) for key, v in vals.items()}
+                   for pname, vals in enrichment.items()},
+        "labels": S.label_enrichment(top_rows, labels) if top_rows else {},
+        "figures": figures or {},
+        "page": page_path(k) if figures is not None else None,
+    }
+
+
 def _sae_config(sae: torch.nn.Module) -> dict:
     try:
         cfg = sae.config()
@@ -521,47 +596,21 @@ def export_concepts(
     fig_paths: dict[int, dict[str, str | None]] = {}
     for i, k in enumerate(tqdm(chosen, desc="concepts", disable=not progress, unit="concept")):
         rows = [int(r) for r in top_rows[i] if r >= 0]
-        title = f"concept {k}"
-        figs: dict[str, str | None] = {}
-        stem = f"figures/concept_{k:05d}"
-        if vectors is not None:  # a channel vector: the same at every point and resolution
-            F.plot_atom({"every grid": vectors[i]}, out / f"{stem}_atom.png", title=title, dpi=dpi)
-            figs["spectrum"] = None  # a point mass in space: a flat spectrum says nothing
-        else:
-            F.plot_atom({_res_label(r): a[i] for r, a in atoms.items()}, out / f"{stem}_atom.png",
-                        title=title, centre=not flat, dpi=dpi)
-            F.plot_spectrum(spectra[i], out / f"{stem}_spectrum.png",
-                            title=f"{title} at {_res_label(finest)}", dpi=dpi)
-            figs["spectrum"] = f"{stem}_spectrum.png"
-        figs["atom"] = f"{stem}_atom.png"
-        show = rows[:FIG_SAMPLES]
-        side = {name: _read(store, name, show).float().numpy() if fields[name] and show else None
-                for name in ("x", "y", "y_pred")}
-        F.plot_code_maps(code_maps[i, :len(show)], out / f"{stem}_codes.png", rows=show,
-                         activations=[acts[r, k] for r in show], x=side["x"],
-                         y_pred=side["y_pred"], y=side["y"], title=title, dpi=dpi)
-        figs["code_maps"] = f"{stem}_codes.png"
-        quant = [q[2] for q in S.quantile_examples(acts[:, k])]
-        F.plot_density(st.hist_counts[k], st.hist_edges[k], out / f"{stem}_density.png",
-                       sample_density=float(st.sample_density[k]),
-                       point_density=None if flat else float(st.point_density[k]),
-                       quantiles=quant, title=title, dpi=dpi)
-        figs["density"] = f"{stem}_density.png"
+        stem = out / f"figures/concept_{k:05d}"
+        figs = _static_figures(
+            stem, k, rows, store=store, fields=fields, st=st, acts=acts, code_maps=code_maps[i],
+            atoms={_res_label(r): a[i] for r, a in atoms.items()},
+            vector=None if vectors is None else vectors[i],
+            spectrum=(spectra[i], _res_label(finest)), flat=flat, dpi=dpi)
         figs["effect"] = None
         if ablation_reason is None and rows:
             x = _read(store, "x", rows).to(dev, torch.float32)
             y = _read(store, "y", rows).to(dev, torch.float32) if fields["y"] else None
-            eff = ablation_effect(hooked, sae, hook, k, x, y,
-                                  y_clean=torch.stack([clean[r] for r in rows]))
-            effects[k] = eff
-            m = min(len(rows), FIG_SAMPLES)
-            F.plot_effect(eff.y_clean[:m], eff.y_ablated[:m], out / f"{stem}_effect.png",
-                          rows=rows[:m],
-                          err_clean=None if eff.err_clean is None else eff.err_clean[:m],
-                          err_ablated=None if eff.err_ablated is None else eff.err_ablated[:m],
-                          title=f"{title} ablated", dpi=dpi)
-            figs["effect"] = f"{stem}_effect.png"
-        fig_paths[k] = figs
+            effects[k] = ablation_effect(hooked, sae, hook, k, x, y,
+                                         y_clean=torch.stack([clean[r] for r in rows]))
+            figs["effect"] = _effect_figure(stem, k, rows, effects[k], dpi)
+        fig_paths[k] = {key: None if v is None else Path(v).relative_to(out).as_posix()
+                        for key, v in figs.items()}
     overview = F.plot_density_overview(st.sample_density, out / "figures/density_overview.png",
                                        title="all concepts", dpi=dpi)
 
@@ -569,43 +618,12 @@ def export_concepts(
                   code_maps=code_maps, atoms=atoms, spectra=spectra, radial=radial, corr=corr,
                   effects=effects, vectors=vectors)
 
-    concepts_json = []
-    for k in range(p):
-        name, label = _concept_name(sae, k)
-        top_k = tops[k]
-        top_r = [r for r, _ in top_k]
-        entry = {
-            "index": k,
-            "name": name,
-            "label": label,
-            "rank": int(st.rank[k]),
-            "stats": {
-                "mean_activation": float(st.mean_activation[k]),
-                "max_activation": float(st.max_activation[k]),
-                "sample_density": float(st.sample_density[k]),
-                "point_density": None if flat else float(st.point_density[k]),
-                "dead": bool(st.sample_density[k] == 0),
-            },
-            "histogram": {"edges": [float(e) for e in st.hist_edges[k]],
-                          "counts": [int(c) for c in st.hist_counts[k]]},
-            "top_examples": [{"row": r, "activation": a} for r, a in top_k],
-            "quantile_examples": [{"quantile": q, "row": r, "activation": a}
-                                  for q, r, a in S.quantile_examples(acts[:, k])],
-            "correlated": [{"index": j, "correlation": c} for j, c in correlated[k]],
-            "effect": _effect_json(effects[k], top_r) if k in effects else None,
-            "params": {name_: {key: clean_number(v) if v is not None else None
-                               for key, v in vals.items()}
-                       for name_, vals in S.param_enrichment(acts[:, k], top_r, params).items()}
-            if top_r else {},
-            "labels": S.label_enrichment(top_r, labels) if top_r else {},
-            "figures": fig_paths.get(k, {}),
-            "page": page_path(k) if k in fig_paths else None,
-        }
-        for vals in entry["params"].values():  # a param without top samples has no top mean
-            for key in ("top_mean", "overall_mean", "overall_std"):
-                if vals[key] is None:
-                    vals[key] = 0.0
-        concepts_json.append(entry)
+    concepts_json = [
+        _concept_entry(k, sae=sae, st=st, acts=acts, top=tops[k], correlated=correlated[k],
+                       effect=effects.get(k), params=params, labels=labels,
+                       figures=fig_paths.get(k), flat=flat)
+        for k in range(p)
+    ]
 
     from saeno import __version__
 

@@ -73,7 +73,7 @@ EFFECT = {
     "per_sample": ListOf(EFFECT_SAMPLE),
 }
 
-PARAM = {"top_mean": NUMBER, "overall_mean": NUMBER, "overall_std": NUMBER,
+PARAM = {"top_mean": Opt(NUMBER), "overall_mean": Opt(NUMBER), "overall_std": Opt(NUMBER),
          "correlation": Opt(NUMBER)}
 
 LABEL = {"top": MapOf(NUMBER), "overall": MapOf(NUMBER), "enriched": Opt(str)}

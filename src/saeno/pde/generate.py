@@ -82,6 +82,19 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
+def _plugin_sampler(card: dict[str, Any]) -> Sampler | None:
+    """Import the card's ``sampler_module`` (a ``saeno.*`` module that registers its pde in ``SAMPLERS``)."""
+    module = card.get("sampler_module")
+    if not module:
+        return None
+    if not str(module).startswith("saeno."):
+        raise SaenoError(f"card {card['name']!r}: sampler_module must be a saeno module, got {module!r}")
+    import importlib
+
+    importlib.import_module(module)
+    return SAMPLERS.get(card["pde"])
+
+
 def restrict(field: np.ndarray, factor: int, ndim: int) -> np.ndarray:
     """Subsample the last ``ndim`` axes of ``field`` by ``factor`` (every ``factor``-th point from 0)."""
     index = (Ellipsis,) + (slice(None, None, factor),) * ndim
@@ -171,7 +184,7 @@ def generate(
     path = cache_path(card, n_train, n_test, seed, resolutions)
     if path.is_file() and not force:
         return path
-    sampler = SAMPLERS.get(card["pde"])
+    sampler = SAMPLERS.get(card["pde"]) or _plugin_sampler(card)
     if sampler is None:
         raise SaenoError(f"card {card['name']!r} names an unknown pde {card['pde']!r}; known: {sorted(SAMPLERS)}")
     path.parent.mkdir(parents=True, exist_ok=True)

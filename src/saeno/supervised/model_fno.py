@@ -64,7 +64,7 @@ def train_fno(x: np.ndarray, y: np.ndarray, *, epochs: int = 60, batch_size: int
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     model.eval()
     return model, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                    "n_train": len(xt), "final_train_rel_l2": float(np.mean(losses[-20:]))}

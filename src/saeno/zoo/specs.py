@@ -31,7 +31,7 @@ SPECS: dict[str, dict[str, Any]] = {
         "dataset": "navier_stokes",
         "resolution": 32,
         "fno": {"n_modes": [12, 12], "hidden_channels": 32, "n_layers": 4},
-        "train": {"n_train": 1000, "n_test": 200, "epochs": 30, "batch_size": 16, "lr": 5e-3,
+        "train": {"n_train": 500, "n_test": 100, "epochs": 30, "batch_size": 16, "lr": 5e-3,
                   "weight_decay": 1e-4, "seed": 0},
     },
 }
