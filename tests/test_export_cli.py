@@ -71,7 +71,8 @@ def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, 
     store = saeno.capture(saeno.HookedOperator(load_model(folder)), TinyData(n=8), [HOOK],
                           tmp_path / "store.zarr", batch_size=8, progress=False)
     sae = saeno.SAE(8, 6, sparsity={"type": "topk", "k": 2})
-    sae.set_normalization(*store.stats(HOOK))
+    mean, var = store.stats(HOOK)
+    sae.set_normalization(mean, var ** 0.5)
     sae.hook = HOOK
     saeno.save_sae(sae, tmp_path / "sae")
     args = ["export", "--sae", str(tmp_path / "sae"), "--store", str(tmp_path / "store.zarr"),

@@ -271,7 +271,7 @@ def train_sae(
     acc = {"loss": zero.clone(), "mse": zero.clone(), "aux": zero.clone(), "penalty": zero.clone()}
     acc_n = 0
     last_ckpt: Path | None = None
-    start_step, start_samples, t0 = step, samples, time.perf_counter()
+    start_samples, t0 = samples, time.perf_counter()
     sae.train()
 
     def checkpoint() -> Path:
@@ -286,8 +286,7 @@ def train_sae(
                 shutil.rmtree(p, ignore_errors=True)
         return path
 
-    done = total is not None and step >= total
-    while not done:
+    while total is None or step < total:
         got_batch = False
         resumed_mid_epoch = batch_in_epoch > 0
         for batch in source.epoch(epoch, skip=batch_in_epoch):
