@@ -48,7 +48,8 @@ def run_seed(seed: int, args, train, test, a_tr, a_te, hooked) -> dict:
     ctr = {f: c[rows] for f, c in train.codes.items()}
     t0 = time.perf_counter()
     fit = training.fit_supervised(a_tr, train.codes, factors, holdout=holdout, steps=args.steps,
-                                  batch_size=32, lr=args.lr, block_size=args.block_size,
+                                  batch_size=args.batch_size, lr=args.lr,
+                                  decorrelate=args.decorrelate, block_size=args.block_size,
                                   nuisance_size=args.nuisance_size, modes=args.modes,
                                   nuisance_modes=args.nuisance_modes, hidden=args.hidden,
                                   seed=seed)
@@ -169,6 +170,9 @@ def main() -> None:
     p.add_argument("--holdout", type=int, default=5, help="held-out full combinations per seed")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--decorrelate", type=float, default=1.0,
+                   help="weight of the nuisance-label decorrelation penalty (0: off)")
     p.add_argument("--block-size", type=int, default=4)
     p.add_argument("--nuisance-size", type=int, default=4)
     p.add_argument("--nuisance-modes", type=int, default=None)
@@ -211,7 +215,8 @@ def main() -> None:
                       f"points; {args.holdout} of 27 combinations held out per seed; supervised SAE "
                       f"blocks d={args.block_size}, nuisance {args.nuisance_size} channels "
                       f"(amortised band-limited encoder), decoder hidden {args.hidden}, {args.modes} "
-                      f"modes, {args.steps} steps; unsupervised SAE-FNO 32 concepts TopK 8, "
+                      f"modes, {args.steps} steps of {args.batch_size}, decorrelation weight "
+                      f"{args.decorrelate}; unsupervised SAE-FNO 32 concepts TopK 8, "
                       f"{args.steps} steps"),
             "args": vars(args)}
     print(write_table(results, meta, Path(args.out)))

@@ -233,3 +233,18 @@ def test_pointwise_sparse_topk_path_equals_the_dense_path():
         grads[-1]["recon"], grads[-1]["codes"] = out.recon.detach(), out.codes.detach()
     for key in grads[0]:
         torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_aux_codes_reach_dead_concepts_with_negative_pre_activations():
+    fno = SAEFNO(3, 6, ndim=1, modes=3)
+    with torch.no_grad():
+        fno.b_e[0] = -100.0  # concept 0 can never fire: plain ReLU AuxK would give it no gradient
+    pre = fno.encode_pre(torch.randn(4, 3, 16))
+    dead = torch.zeros(6, dtype=torch.bool)
+    dead[[0, 1]] = True
+    z = fno.aux_codes(pre, dead, k=2)
+    assert (z[:, 2:] == 0).all() and (z[:, 0] == 0).all()  # forward: ReLU, only dead concepts
+    residual = torch.randn(4, 3, 16)
+    (fno.decode_norm(z, bias=False) - residual).pow(2).sum().backward()
+    assert fno.b_e.grad[0] != 0  # straight-through gradient reaches the hopeless concept
+    assert fno.b_e.grad[2:].abs().sum() == 0

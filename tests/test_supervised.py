@@ -225,3 +225,51 @@ def test_intervention_with_unchanged_labels_changes_nothing(labelled_store):
     assert (changed[moved] - clean[moved]).abs().max() > 1e-4
     with pytest.raises(LabelError, match="unknown category"):
         iv.set_label(split.codes, split.factors, {"viscosity": "extreme"})
+
+
+def test_concept_activations_follow_labels(labelled_store):
+    from saeno.supervised import report
+
+    split, _, store, _ = labelled_store
+    acts = store.read("blocks.0.hook_out", np.arange(store.n_rows))
+    fit = training.fit_supervised(acts, split.codes, split.factors, steps=5, hidden=0)
+    act = report.concept_activations(fit.sae, acts, split.codes, batch_size=7)
+    mask = fit.sae.label_mask(split.codes).numpy()
+    assert act.shape == mask.shape
+    assert (act[mask == 0] == 0).all() and (act[mask == 1] > 0).all()
+    summary = report.concept_summary(fit.sae, 32)
+    assert [s["name"] for s in summary][:3] == ["viscosity=low", "viscosity=mid", "viscosity=high"]
+
+
+def test_intervene_cli(labelled_store, tmp_path, capsys):
+    import h5py
+
+    from saeno.cli.main import main
+    from saeno.supervised import model_fno
+
+    split, hooked, store, home = labelled_store
+    kwargs = {"n_modes": [8], "in_channels": 2, "out_channels": 1, "hidden_channels": 8,
+              "n_layers": 2}
+    folder = model_fno.save(hooked.model, tmp_path / "fno", {"name": "tiny", "fno": kwargs})
+    sae_dir = training.train_from_store(store, "blocks.0.hook_out", tmp_path / "sae", steps=5,
+                                        hidden=8, progress=False)
+    out = tmp_path / "edit.h5"
+    rc = main(["intervene", "--sae", str(sae_dir), "--store", str(store.path if hasattr(store, "path")
+                                                                  else home / "store.zarr"),
+               "--model", str(folder), "--set", "viscosity=high", "--rows", "0:12",
+               "--out", str(out), "--score"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "supervised SAE" in text and "edited 12 rows" in text
+    with h5py.File(out) as f:
+        kept = f["labels/viscosity"][:] == 2
+        assert (f["new_labels/viscosity"][:] == 2).all()
+        np.testing.assert_allclose(f["y_edit"][:][kept], f["y_pred"][:][kept], atol=1e-6)
+        if (~kept).any():
+            assert np.abs(f["y_edit"][:][~kept] - f["y_pred"][:][~kept]).max() > 1e-5
+        assert f["y_cf"].shape == f["y_pred"].shape
+    with pytest.raises(SystemExit):
+        main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
+              "--model", str(folder), "--out", str(out)])  # --set is required
+    assert main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
+                 "--model", str(folder), "--set", "viscosity=huge", "--out", str(out)]) != 0

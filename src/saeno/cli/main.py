@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Before torch is imported: OpenMP threads that spin at barriers stall the capture's writer thread
+# and everything else on small machines; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from saeno import __version__
 from saeno.errors import SaenoError

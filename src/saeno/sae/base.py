@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from saeno.errors import SaenoError, ShapeError
 from saeno.sae.lifting import Lifting, channel_linear
-from saeno.sae.sparsity import Sparsity, make_sparsity, topk_codes
+from saeno.sae.sparsity import Sparsity, make_sparsity
 
 COMPLEX_TREATMENTS = (None, "realimag")
 # keys that save_sae adds to cfg.json beside the constructor arguments
@@ -240,7 +240,14 @@ class SparseAutoencoder(nn.Module):
         return SAEOutput(self.decode_norm(codes), target, codes, pre, penalty)
 
     def aux_codes(self, pre: Tensor, dead: Tensor, k: int) -> Tensor:
-        """AuxK codes: the top ``k`` dead concepts (by the model's sparsity group) of ``pre``.
+        """AuxK codes: the top ``k`` dead concepts of ``pre``, ReLU with a straight-through gradient.
+
+        Selection follows the model's sparsity group: per row or grid point by pre-activation, or
+        per sample by the mean pre-activation over the grid (``group="concept"``). The codes are
+        ``relu(pre)`` in the forward pass, but the gradient passes as if there were no ReLU: a dead
+        concept whose pre-activations are negative everywhere (typical of SAE-FNO concepts, for
+        which plain AuxK gives no gradient at all) is still pushed up where its atom would reduce
+        the residual.
 
         Parameters
         ----------
@@ -251,8 +258,17 @@ class SparseAutoencoder(nn.Module):
         k : int
             Number of auxiliary concepts.
         """
-        r = pre.relu() * dead.to(pre.dtype).view(1, -1, *([1] * (pre.dim() - 2)))
-        return topk_codes(r, min(k, self.n_concepts), self.sparsity.group)
+        k = min(k, self.n_concepts)
+        by_concept = self.sparsity.group == "concept" and pre.dim() > 2
+        score = pre.detach().flatten(2).mean(-1) if by_concept else pre.detach()
+        dead_b = dead.view(1, -1, *([1] * (score.dim() - 2)))
+        score = score.masked_fill(~dead_b, float("-inf"))
+        idx = score.topk(k, dim=1, sorted=False).indices
+        mask = torch.zeros_like(score).scatter_(1, idx, 1.0) * dead_b.to(score.dtype)
+        if by_concept:
+            mask = mask.view(*mask.shape, *([1] * (pre.dim() - 2)))
+        z = pre + (pre.relu() - pre).detach()
+        return z * mask
 
     # ---------------------------------------------------------------- public interface
     def encode(self, a: Tensor) -> Tensor:

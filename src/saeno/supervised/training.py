@@ -120,6 +120,27 @@ def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]
                      "burgers_labelled) or pass the labels explicitly")
 
 
+def nuisance_label_correlation(nuisance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared correlation, over the batch, between every nuisance value (and its square) and
+    every concept's label indicator: zero when the nuisance's first two moments do not depend on the
+    labels (in the batch).
+
+    Parameters
+    ----------
+    nuisance : Tensor
+        ``(B, d_n, *grid)``.
+    mask : Tensor
+        ``(B, p)`` label mask.
+    """
+    n = nuisance.flatten(1)
+    feats = torch.cat([n, n.pow(2)], dim=1)
+    f = feats - feats.mean(0, keepdim=True)
+    m = mask - mask.mean(0, keepdim=True)
+    cov = m.T @ f / len(f)
+    denom = m.pow(2).mean(0).sqrt()[:, None] * f.pow(2).mean(0).sqrt()[None, :]
+    return (cov / denom.clamp_min(1e-6)).pow(2).mean()
+
+
 def fit_supervised(
     acts: torch.Tensor | np.ndarray,
     codes: Mapping[str, np.ndarray],
@@ -138,6 +159,7 @@ def fit_supervised(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    decorrelate: float = 1.0,
     on_batch: Callable[[np.ndarray], None] | None = None,
 ) -> SupervisedFit:
     """Train a supervised SAE by plain reconstruction, never showing it a held-out combination.
@@ -164,6 +186,9 @@ def fit_supervised(
         Where to train.
     progress : bool
         Show a progress bar.
+    decorrelate : float
+        Weight of :func:`nuisance_label_correlation` in the loss (0: plain reconstruction only). It
+        keeps the label information out of the nuisance, so that the label blocks carry it.
     on_batch : callable, optional
         Called with each batch's row indices (e.g. to audit what training saw).
 
@@ -204,6 +229,9 @@ def fit_supervised(
         t = torch.as_tensor(idx)
         out = sae.forward_train(a[t].to(device), mask_all[t].to(device))
         loss = (out.recon - out.target).pow(2).mean()
+        if decorrelate and sae.nuisance_size:
+            nuis = out.codes[:, sae.n_concepts * sae.block_size:]
+            loss = loss + decorrelate * nuisance_label_correlation(nuis, mask_all[t].to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -266,4 +294,4 @@ def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
 
 
 __all__ = ["SupervisedFit", "parse_holdout", "holdout_mask", "pick_holdout", "store_labels",
-           "fit_supervised", "train_from_store"]
+           "fit_supervised", "train_from_store", "nuisance_label_correlation"]

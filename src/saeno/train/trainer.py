@@ -5,7 +5,9 @@ Choices (documented defaults):
 - Loss, in normalised space: ``||a - a_hat||^2`` summed over channels and averaged over rows (or samples
   and grid points), plus the sparsity mechanism's penalty, plus ``aux_coef * min(n_dead / aux_k, 1) *
   AuxK`` (Gao et al. 2024): the residual is reconstructed from the top ``aux_k`` dead concepts'
-  pre-activations, decoder bias excluded. A concept is dead when it has not fired for ``dead_window``
+  pre-activations, decoder bias excluded; unlike plain AuxK the ReLU passes gradients straight
+  through (:meth:`~saeno.sae.base.SparseAutoencoder.aux_codes`), so concepts whose pre-activations are
+  negative everywhere (the usual dead SAE-FNO concept) are still trained. A concept is dead when it has not fired for ``dead_window``
   steps; the dead set is refreshed every step, AuxK is switched on or off at logging steps (no
   host-device synchronisation in between).
 - Initialisation of a fresh run: per-channel normalisation from the store's statistics (or a pass over
