@@ -31,7 +31,8 @@ def quick(recovery):
 
 
 def test_planted_atoms_recovered_in_the_easy_setting(quick):
-    # x = D c with random incoherent atoms, 2 of 16 active per sample; the library's pointwise SAE
+    # x = D c with random incoherent atoms, 2 of 16 active per sample; the library's pointwise SAE with a
+    # 2x overcomplete dictionary (every planted atom must find its own learned atom)
     s = quick["summary"]["euclid-noise"]["SAE"]
     assert s["mean_cos"]["mean"] >= 0.9
     # the curve starts from a random dictionary, so the check measures learning, not the initialisation

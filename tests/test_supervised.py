@@ -153,8 +153,13 @@ def labelled_store(tmp_path_factory):
     try:
         split = bd.load("train", n=30, resolution=64)
         torch.manual_seed(0)
+        from saeno.supervised import model_fno
+
+        kwargs = {"n_modes": [8], "in_channels": 2, "out_channels": 1, "hidden_channels": 8,
+                  "n_layers": 2}
         fno = FNO(n_modes=(8,), in_channels=2, out_channels=1, hidden_channels=8, n_layers=2)
-        hooked = saeno.HookedOperator(fno.eval())
+        folder = model_fno.save(fno, home / "fno", {"name": "tiny", "fno": kwargs})
+        hooked = saeno.HookedOperator(model_fno.load_folder(folder))
         store = saeno.capture(hooked, split.dataset(), "blocks.0.hook_out", home / "store.zarr",
                               batch_size=16, progress=False)
         yield split, hooked, store, home
@@ -245,17 +250,12 @@ def test_intervene_cli(labelled_store, tmp_path, capsys):
     import h5py
 
     from saeno.cli.main import main
-    from saeno.supervised import model_fno
-
     split, hooked, store, home = labelled_store
-    kwargs = {"n_modes": [8], "in_channels": 2, "out_channels": 1, "hidden_channels": 8,
-              "n_layers": 2}
-    folder = model_fno.save(hooked.model, tmp_path / "fno", {"name": "tiny", "fno": kwargs})
+    folder = home / "fno"
     sae_dir = training.train_from_store(store, "blocks.0.hook_out", tmp_path / "sae", steps=5,
                                         hidden=8, progress=False)
     out = tmp_path / "edit.h5"
-    rc = main(["intervene", "--sae", str(sae_dir), "--store", str(store.path if hasattr(store, "path")
-                                                                  else home / "store.zarr"),
+    rc = main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
                "--model", str(folder), "--set", "viscosity=high", "--rows", "0:12",
                "--out", str(out), "--score"])
     assert rc == 0
