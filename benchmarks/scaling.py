@@ -13,7 +13,8 @@ repeats reported (the machine is shared):
 A third row, 1 process with 2 threads, is the other way to use 2 cores.
 
 Part 2, sizing (``--sizing``): per-sample costs of capturing 4 hooks of a 64-channel FNO on a 128x128
-grid (modes 16, 4 layers) in one process: forward and capture seconds per sample, compressed bytes per
+grid (modes 16, 4 layers) in one process: forward and capture seconds per sample (wall and CPU: on a
+shared machine the CPU seconds are the better estimate of a quiet one), compressed bytes per
 sample, peak resident memory; and training points/s of a 64-channel SAE (2048 concepts, k 32, batch
 4096). ``docs/distributed.md`` turns them into the table for 10k samples.
 
@@ -141,30 +142,34 @@ def sizing(args: argparse.Namespace) -> None:
     try:
         with torch.no_grad():
             model(x[:batch])  # warm-up
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for lo in range(0, n, batch):
                 model(x[lo:lo + batch])
-            fwd = (time.perf_counter() - t) / n
+            fwd, fwd_cpu = (time.perf_counter() - t) / n, (time.process_time() - c) / n
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         st = capture(HookedOperator(model), x, HOOKS, tmp / "store", batch_size=batch, progress=False)
-        cap = (time.perf_counter() - t) / n
+        cap, cap_cpu = (time.perf_counter() - t) / n, (time.process_time() - c) / n
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         stored = st.nbytes_stored() / n
         raw = sum(int(torch.tensor(st[name].shape[1:]).prod()) * st[name].dtype.itemsize
                   for name in st.array_names()) / 1
         torch.manual_seed(0)
         sae = SAE(64, 2048, ndim=2, sparsity={"type": "topk", "k": 32})
+        c = time.process_time()
         res = train_sae(sae, st, hook=HOOKS[1], steps=args.steps, batch_size=4096, log_every=args.steps,
                         progress=False)
+        train_cpu = res.samples / (time.process_time() - c)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({
         "threads": args.threads, "samples": n, "batch": batch,
         "forward_s_per_sample": round(fwd, 4), "capture_s_per_sample": round(cap, 4),
+        "forward_cpu_s_per_sample": round(fwd_cpu, 4), "capture_cpu_s_per_sample": round(cap_cpu, 4),
         "stored_MiB_per_sample": round(stored / 2**20, 3), "raw_MiB_per_sample": round(raw / 2**20, 3),
         "peak_rss_GiB_before_capture": round(rss0, 2), "peak_rss_GiB_after_capture": round(rss, 2),
-        "sae_train_points_per_s": round(res.samples_per_s), "sae_steps": args.steps,
+        "sae_train_points_per_s": round(res.samples_per_s), "sae_train_points_per_cpu_s": round(train_cpu),
+        "sae_steps": args.steps,
     }, indent=1))
 
 

@@ -171,7 +171,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--decorrelate", type=float, default=1.0,
+    p.add_argument("--decorrelate", type=float, default=10.0,
                    help="weight of the nuisance-label decorrelation penalty (0: off)")
     p.add_argument("--block-size", type=int, default=4)
     p.add_argument("--nuisance-size", type=int, default=4)

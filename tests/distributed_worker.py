@@ -4,17 +4,24 @@
 captures the tiny FNO of :func:`tiny_fno` over :func:`inputs`; ``... train STORE OUT [--resume]
 [--crash-step S]`` trains :func:`tiny_sae` with DDP and rank 0 saves it to OUT/final. The crash
 options make rank 1 kill itself (SIGKILL, as a node failure would) at that data row or step.
+:func:`launch` runs the same functions on forked gloo ranks from inside a test (no interpreter
+start-up per rank).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
+import socket
 import sys
 import time
+import traceback
+from pathlib import Path
 
 import torch
+import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
 N, BATCH, CHUNK = 37, 5, 4
@@ -98,6 +105,55 @@ def run_train(store: str, out: str, resume: bool = False, crash_step: int | None
                                 progress=False, info=info, **TRAIN)
         if info.is_main:
             save_sae(res.sae, os.path.join(out, "final"))
+
+
+# ------------------------------------------------------------------ launching from a test
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(rank: int, world: int, port: int, errors: str, fn, args) -> None:
+    """One forked rank: torchrun's environment, one intra-op thread, errors written to a file."""
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    try:
+        fn(*args)
+    except BaseException as exc:
+        Path(errors, f"rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}\n"
+                                                   + traceback.format_exc())
+        raise
+
+
+def launch(tmp: Path, fn, *args, world: int = 2) -> dict[int, str]:
+    """Run ``fn(*args)`` on ``world`` forked gloo ranks (torchrun's variables, a free port).
+
+    Returns ``{rank: what went wrong}``: the error a rank raised, or ``"killed: SIGKILL"`` for the
+    first rank that died by a signal (torch.multiprocessing then terminates the others). Empty when
+    every rank succeeded.
+    """
+    errors = tmp / f"errors-{free_port()}"
+    errors.mkdir()
+    failed: dict[int, str] = {}
+    try:
+        mp.start_processes(_entry, args=(world, free_port(), str(errors), fn, args), nprocs=world,
+                           start_method="fork")
+    except mp.ProcessExitedException as exc:
+        if exc.signal_name:
+            failed[exc.error_index] = f"killed: {exc.signal_name}"
+    except mp.ProcessRaisedException:
+        pass  # the raising ranks wrote their errors
+    failed.update({int(p.stem[4:]): p.read_text() for p in errors.glob("rank*.txt")})
+    return failed
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root``."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def main(argv: list[str] | None = None) -> int:

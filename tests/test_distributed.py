@@ -8,21 +8,17 @@ last bit of a float reduction depends on the thread count.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 import zarr
 
 import distributed_worker as w
+from distributed_worker import free_port, launch, tree
 from saeno.distributed import ShardedBatches
 from saeno.distributed.capture import PROGRESS_GROUP, capture_distributed, region
 from saeno.distributed.env import DistributedError, split_evenly
@@ -31,45 +27,6 @@ from saeno.hooking import HookedOperator
 from saeno.store import ActivationStore, capture
 from saeno.train.checkpoint import load_sae
 from saeno.train.trainer import _normalization_from, train_sae
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _entry(rank: int, world: int, port: int, errors: str, fn, args) -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(port)})
-    torch.set_num_threads(1)
-    try:
-        fn(*args)
-    except BaseException as exc:
-        Path(errors, f"rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}\n"
-                                                   + traceback.format_exc())
-        raise
-
-
-def launch(tmp: Path, fn, *args, world: int = 2) -> dict[int, str]:
-    """Run ``fn(*args)`` on ``world`` forked gloo ranks; returns {rank: error text} of failed ranks."""
-    errors = tmp / f"errors-{_free_port()}"
-    errors.mkdir()
-    try:
-        mp.start_processes(_entry, args=(world, _free_port(), str(errors), fn, args), nprocs=world,
-                           start_method="fork")
-    except mp.ProcessExitedException:  # a rank was killed (the others are terminated)
-        pass
-    except mp.ProcessRaisedException:
-        pass
-    return {int(p.stem[4:]): p.read_text() for p in errors.glob("rank*.txt")}
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +87,7 @@ def test_capture_resumes_per_rank_after_one_rank_is_killed(tmp_path, reference):
     out = tmp_path / "store"
     lo1, hi1 = region(w.N, w.CHUNK, 2, 1)  # rank 1 owns rows 20..37
     failed = launch(tmp_path, w.run_capture, str(out), False, lo1 + 10)
-    assert failed == {}  # killed by SIGKILL: no Python error anywhere, just a dead rank
+    assert failed == {1: "killed: SIGKILL"}  # no Python error anywhere, just a dead rank
     group = zarr.open_group(str(out), mode="r")
     assert not group.attrs["complete"] and group.attrs["rows_written"] == 0
     done1 = group[f"{PROGRESS_GROUP}/rank_1"].attrs["rows_done"]
@@ -146,7 +103,7 @@ def test_torchrun_with_c10d_rendezvous_captures_the_same_store(tmp_path, referen
     """The real launcher, as on several machines: torchrun's c10d rendezvous on a free port."""
     out = tmp_path / "store"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
            w.__file__, "capture", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,7 +166,7 @@ def test_ddp_training_equals_single_process_training(tmp_path, reference, ref_tr
 
 def test_ddp_training_resumes_after_one_rank_is_killed(tmp_path, reference, ref_training):
     out = tmp_path / "run"
-    assert launch(tmp_path, w.run_train, str(reference), str(out), False, 6) == {}
+    assert launch(tmp_path, w.run_train, str(reference), str(out), False, 6) == {1: "killed: SIGKILL"}
     assert not (out / "final").exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000004"]
     assert launch(tmp_path, w.run_train, str(reference), str(out), True) == {}

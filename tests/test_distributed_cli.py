@@ -6,17 +6,15 @@ Two forked gloo ranks call ``saeno.cli.main.main`` with torchrun's environment v
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 import torch
 
 from saeno.cli import capture_cmd
 from saeno.cli.main import main
 from saeno.distributed.env import launched_by_torchrun
 from saeno.hooking import HookedOperator, example_model
-from saeno.store import ActivationStore, capture
+from saeno.store import capture
 from saeno.train.checkpoint import load_sae
-from test_distributed import launch, tree
+from distributed_worker import launch, tree
 
 N = 12
 

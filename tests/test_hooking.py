@@ -177,7 +177,7 @@ def test_capture_only_hooks_keep_output_exact() -> None:
     with torch.no_grad():
         plain = model(x)
         seen = []
-        out = hooked.run_with_hooks(x, fwd_hooks=[("*", lambda a, hook: seen.append(hook.name))])
+        out = hooked.run_with_hooks(x, fwd_hooks=[("**", lambda a, hook: seen.append(hook.name))])
     assert torch.equal(out, plain)
     assert set(seen) == set(hooked.hook_names)
 
@@ -187,7 +187,7 @@ def test_keep_padding_gives_padded_fields() -> None:
     x = make_input(model, 2)
     with torch.no_grad():
         _, _, padded = reference(model, x)
-        _, cache = HookedOperator(model, keep_padding=True).run_with_cache(x, names_filter="blocks.*")
+        _, cache = HookedOperator(model, keep_padding=True).run_with_cache(x, names_filter="blocks.**")
     assert set(cache) == set(padded)
     for name, t in padded.items():
         assert cache[name].shape[2:] == tuple(r + 2 * round(PAD * r) for r in GRID[2])
@@ -248,7 +248,7 @@ def test_hooks_removed_after_exceptions() -> None:
         hooked.run_with_hooks(x, fwd_hooks=[("blocks.0.hook_out", boom)])
     assert no_hooks_left(model)
     with pytest.raises(ValueError, match="inside"):
-        with hooked.hooks(fwd_hooks=[("blocks.*", lambda a, hook: None)]):
+        with hooked.hooks(fwd_hooks=[("blocks.**", lambda a, hook: None)]):
             assert not no_hooks_left(model)
             raise ValueError("inside")
     assert no_hooks_left(model)
@@ -283,13 +283,22 @@ def test_names_filter_forms() -> None:
     names = hooked.hook_names
     assert hooked.resolve(None) == names
     assert hooked.resolve("blocks.2.hook_out") == ["blocks.2.hook_out"]
-    # fnmatch globs: '*' also crosses dots, '?' matches one character
-    assert hooked.resolve("blocks.?.hook_out") == [f"blocks.{i}.hook_out" for i in range(3)]
-    assert hooked.resolve("blocks.*.hook_out") == [n for n in names if n.startswith("blocks.")]
+    # dotted globs: '*' and '?' stay within one segment, '**' crosses dots
+    block_outs = [f"blocks.{i}.hook_out" for i in range(3)]
+    assert hooked.resolve("blocks.?.hook_out") == block_outs
+    assert hooked.resolve("blocks.*.hook_out") == block_outs
+    assert hooked.resolve("blocks.**") == [n for n in names if n.startswith("blocks.")]
+    assert hooked.resolve("**.hook_out") == [n for n in names if n.endswith(".hook_out")]
+    assert hooked.resolve("blocks.[01].*.hook_out") == [
+        n for n in names if n.startswith(("blocks.0.", "blocks.1.")) and n.count(".") == 3]
+    assert hooked.resolve("*.hook_in") == ["projection.hook_in"]
+    with pytest.raises(HookNameError, match="matches no hook point"):
+        hooked.resolve("*.spectral.hook_out")  # '*' does not cross the dot in 'blocks.0'
+
     assert hooked.resolve(["hook_out", "lifting.hook_out", "hook_out"]) == ["lifting.hook_out", "hook_out"]
     assert hooked.resolve(lambda n: n.endswith("mlp.hook_out")) == [f"blocks.{i}.mlp.hook_out" for i in range(3)]
     x = make_input(hooked.model, 1)
-    _, cache = hooked.run_with_cache(x, names_filter=["blocks.0.*", "hook_out"])
+    _, cache = hooked.run_with_cache(x, names_filter=["blocks.0.**", "hook_out"])
     assert set(cache) == {n for n in names if n.startswith("blocks.0.")} | {"hook_out"}
 
 

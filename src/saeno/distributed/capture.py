@@ -60,8 +60,8 @@ def _stats_path(hook: str) -> str:
 def _pack(stats: RunningStats) -> np.ndarray:
     """``(4, C)`` float64: count, mean (real part), mean (imaginary part), m2."""
     mean = np.asarray(stats.mean)
-    return np.stack([stats.count, mean.real, mean.imag if np.iscomplexobj(mean) else np.zeros_like(stats.count),
-                     stats.m2]).astype(np.float64)
+    imag = mean.imag if np.iscomplexobj(mean) else np.zeros_like(stats.count)
+    return np.stack([stats.count, mean.real, imag, stats.m2]).astype(np.float64)
 
 
 def _unpack(rows: np.ndarray, complex_: bool) -> RunningStats:

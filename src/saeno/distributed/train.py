@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from saeno.distributed import env
 from saeno.distributed.data import ShardedBatches
-from saeno.distributed.env import DistInfo, DistributedError
+from saeno.distributed.env import DistInfo
 from saeno.errors import SaenoError
 from saeno.sae.base import SparseAutoencoder
 from saeno.train.checkpoint import (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
+import functools
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Union
 
@@ -19,11 +20,43 @@ def _listing(names: Sequence[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+@functools.lru_cache(maxsize=256)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a dotted-name glob: ``*`` and ``?`` stay within one dotted segment, ``**`` crosses dots.
+
+    ``[...]`` is a character class as in ``fnmatch`` (``[!...]`` negates it).
+    """
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if ch == "*":
+            out.append("[^.]*")
+        elif ch == "?":
+            out.append("[^.]")
+        elif ch == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 2 if pattern[i + 1:i + 2] in ("!", "]") else i + 1)
+            body = pattern[i + 1:end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append(f"[{body}]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
 def _one(pattern: str, names: Sequence[str]) -> list[str]:
     if pattern in names:
         return [pattern]
     if _GLOB_CHARS & set(pattern):
-        found = fnmatch.filter(names, pattern)
+        regex = glob_regex(pattern)
+        found = [n for n in names if regex.match(n)]
         if not found:
             raise HookNameError(
                 f"hook pattern {pattern!r} matches no hook point. Valid names: {_listing(names)} "
@@ -41,11 +74,11 @@ def resolve_names(names_filter: NamesFilter, names: Sequence[str]) -> list[str]:
     Parameters
     ----------
     names_filter : None, str, iterable of str, or callable
-        ``None`` selects every name; a string is an exact name or an ``fnmatch`` glob; an iterable
-        selects the union of its names and globs; a callable ``f(name) -> bool`` selects where true.
-        As in ``fnmatch``, ``*`` also matches dots: ``"blocks.*.hook_out"`` selects every point under
-        ``blocks`` (spectral, skip, mlp and block outputs); ``"blocks.?.hook_out"`` (or a list, or a
-        callable) selects only the block outputs.
+        ``None`` selects every name; a string is an exact name or a glob over dotted names; an
+        iterable selects the union of its names and globs; a callable ``f(name) -> bool`` selects where
+        true. In a glob ``*`` and ``?`` stay within one dotted segment and ``**`` crosses dots:
+        ``"blocks.*.hook_out"`` selects the block outputs only, ``"blocks.**"`` every point under
+        ``blocks`` (spectral, skip, mlp and block outputs), ``"**.hook_out"`` every ``hook_out``.
     names : sequence of str
         Every hook name of the model, in order.
 

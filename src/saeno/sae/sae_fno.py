@@ -1,21 +1,44 @@
 """SAE-FNO: a sparse autoencoder neural operator with function-valued codes (METHOD.md section 1).
 
-In normalised (and lifted) space, with ``K`` Fourier modes per dimension:
+In normalised (and lifted) space, with ``K`` Fourier modes per dimension and ``G = (2K-1)^d``:
 
-    z     = s(F^-1[R_e . (F a)_{|w|<K}] + W_e a + b_e)        codes (B, p, *grid)
-    a_hat = F^-1[R_d . (F z)_{|w|<K}] + W_d z + b_d
+    z     = s(F^-1[R_e . (F a)_{|w|<K}] + W_e a + b_e)             codes (B, p, *grid)
+    a_hat = G F^-1[R_d . (F z)_{|w|<K}] + W_d z + b_d              (W_d z only with decoder_pointwise)
 
-Concept k, as a function, is its decoder kernel ``kappa_k`` (the inverse FFT of its retained modes)
-plus its pointwise column ``W_d[:, k]`` as a point mass at the origin; :meth:`SAEFNO.concepts` renders it
-on any grid, and two grids that both resolve the K modes agree where they share points. The default
-sparsity is TopK over concepts per sample scored by ``||z_k||_{L2}`` (``group="concept"``).
+``F`` is the DFT scaled by ``1/N`` (N grid points), so ``F^-1[R . F z]`` is the continuous convolution
+``int kappa(x - y) z(y) dy`` on the unit torus and the operator does not depend on the grid.
 
-Unit-norm concepts: the norm of concept k is taken over its parameters, ``sqrt(||W_d[:, k]||^2 +
-sum_w |R_d[k, :, w]|^2)``; the decoder is renormalised after every optimiser step.
+Scale of the two decoder paths (the "spectral gain" ``G``). Codes are measured per cell of the *mode
+grid*, the coarsest grid that resolves the K modes (``2K-1`` points per dimension, ``G`` cells): a code
+of value 1 on one mode-grid cell has mass ``1/G``, and the decoder maps it to ``kappa_k + W_d[:, k]``
+on that cell. Without ``G`` (the first version) the spectral response of a code on one grid point was
+``kappa_k / N`` while the pointwise response was ``W_d[:, k]``: under the unit-norm constraint the
+pointwise path was about N times cheaper, and training drifted to every concept being the same
+one-point spike (dictionary coherence 0.6-0.9 on the synthetic benchmark,
+benchmarks/results/recovery_sae_fno_fix.md). ``G`` is a fixed constant of the model (it depends on K and
+d, not on the grid), so resolution independence is unchanged.
+
+Unit-norm concepts: the norm of concept k is ``sqrt(||W_d[:, k]||^2 + sum_w |R_d[k, :, w]|^2)`` (over
+its parameters; ``sum_w |R_d|^2`` is within a factor 2 of ``||kappa_k||^2_{L2}``, the real-FFT half
+spectrum), so with ``G`` the spectral and pointwise parts of a mode-grid-cell response are on the same
+scale. The decoder is renormalised after every optimiser step.
+
+Concepts (:meth:`SAEFNO.concepts`): concept k rendered on a grid of N points is the decoder's response
+(linear part, raw units) to the code ``(N / G) e_0`` of concept k, a point mass ``1/G`` at the origin
+(one mode-grid cell): ``kappa_k`` sampled on the grid plus ``(N / G) W_d[:, k]`` at the origin point.
+The kernel part is the same function on every grid, so two grids agree where they share points except
+for the pointwise value at the origin, which is a point mass (it scales with ``N``). On the mode grid
+itself (``N = G``) the rendering is ``kappa_k + W_d[:, k] e_0``. With ``decoder_pointwise=False`` the
+decoder has no pointwise path and the concept is exactly the kernel ``kappa_k`` on every grid; the
+reconstruction is then band-limited to ``|w| < K``.
+
+The default sparsity is TopK over concepts per sample scored by ``||z_k||_{L2}``
+(``group="concept"``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -43,6 +66,9 @@ class SAEFNO(SparseAutoencoder):
     sparsity, lifting, complex
         See :class:`~saeno.sae.base.SparseAutoencoder`; the default sparsity is
         ``{"type": "topk", "k": 8, "group": "concept"}``.
+    decoder_pointwise : bool
+        Keep the decoder's pointwise path ``W_d z`` (default). Without it the decoder is a pure
+        convolution and concepts are functions on every grid (see the module docstring).
     """
 
     architecture = "sae-fno"
@@ -51,7 +77,7 @@ class SAEFNO(SparseAutoencoder):
 
     def __init__(self, in_channels: int, n_concepts: int, *, ndim: int, modes: int = 8,
                  sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None) -> None:
+                 complex: str | None = None, decoder_pointwise: bool = True) -> None:
         if ndim is None:
             raise ConfigError("SAEFNO needs ndim (1, 2 or 3)")
         super().__init__(in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting,
@@ -59,18 +85,22 @@ class SAEFNO(SparseAutoencoder):
         if modes < 1:
             raise ConfigError(f"modes must be >= 1, got {modes}")
         self.modes = int(modes)
+        self.decoder_pointwise = bool(decoder_pointwise)
+        #: G, the number of mode-grid cells: the decoder's spectral path is scaled by it
+        self.spectral_gain = float((2 * self.modes - 1) ** ndim)
         c, p = self.core_channels, self.n_concepts
         self.enc_spectral = SpectralConv(c, p, self.modes, ndim)
         self.W_e = nn.Parameter(torch.empty(p, c))
         self.b_e = nn.Parameter(torch.zeros(p))
         self.dec_spectral = SpectralConv(p, c, self.modes, ndim)
-        self.W_d = nn.Parameter(torch.randn(c, p))
+        self.W_d = nn.Parameter(torch.randn(c, p) if self.decoder_pointwise else torch.zeros(c, p),
+                                requires_grad=self.decoder_pointwise)
         self.b_d = nn.Parameter(torch.zeros(c))
         self.normalize_decoder_()
         self.init_encoder_from_decoder_()
 
     def extra_config(self) -> dict[str, Any]:
-        return {"ndim": self.ndim, "modes": self.modes}
+        return {"ndim": self.ndim, "modes": self.modes, "decoder_pointwise": self.decoder_pointwise}
 
     def _bias(self, b: Tensor, like: Tensor) -> Tensor:
         return b.view(1, -1, *([1] * (like.dim() - 2)))
@@ -79,26 +109,35 @@ class SAEFNO(SparseAutoencoder):
         return self.enc_spectral(x) + channel_linear(x, self.W_e) + self._bias(self.b_e, x)
 
     def _decode(self, z: Tensor, bias: bool) -> Tensor:
-        y = self.dec_spectral(z) + channel_linear(z, self.W_d)
+        y = self.dec_spectral(z) * self.spectral_gain
+        if self.decoder_pointwise:
+            y = y + channel_linear(z, self.W_d)
         return y + self._bias(self.b_d, y) if bias else y
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:
         if not grid:
             raise ConfigError("SAE-FNO concepts are functions: give a resolution")
-        atoms = self.dec_spectral.kernel(grid)
-        atoms[(slice(None), slice(None), *([0] * len(grid)))] += self.W_d.T
+        atoms = self.dec_spectral.kernel(grid)  # response to a unit point mass, before the gain G
+        if self.decoder_pointwise:
+            n_points = math.prod(grid)
+            atoms[(slice(None), slice(None), *([0] * len(grid)))] += (
+                self.W_d.T * (n_points / self.spectral_gain))
         return atoms
 
     def concept_norms(self) -> Tensor:
         """Parameter norm of each concept (``(p,)``), the quantity kept at 1."""
-        spec = self.dec_spectral.weight.flatten(1).pow(2).sum(1)
-        return (spec + self.W_d.pow(2).sum(0)).sqrt()
+        norms = self.dec_spectral.weight.flatten(1).pow(2).sum(1)  # weight (p, C, *modes, 2)
+        if self.decoder_pointwise:
+            norms = norms + self.W_d.pow(2).sum(0)
+        return norms.sqrt()
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
         norms = self.concept_norms().clamp_min(1e-12)
         self.W_d.div_(norms)
         self.dec_spectral.weight.div_(norms.view(-1, *([1] * (self.dec_spectral.weight.dim() - 1))))
+        if not self.decoder_pointwise:
+            self.W_d.zero_()
 
     @torch.no_grad()
     def init_encoder_from_decoder_(self) -> None:

@@ -159,7 +159,7 @@ def fit_supervised(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
-    decorrelate: float = 1.0,
+    decorrelate: float = 10.0,
     on_batch: Callable[[np.ndarray], None] | None = None,
 ) -> SupervisedFit:
     """Train a supervised SAE by plain reconstruction, never showing it a held-out combination.
@@ -245,8 +245,9 @@ def fit_supervised(
 def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
                      labels: Sequence[str] | None = None, holdout: Sequence[str] | None = None,
                      steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, block_size: int = 4,
-                     nuisance_size: int = 4, modes: int = 8, hidden: int = 32, seed: int = 0,
-                     device: str | None = None, progress: bool = True) -> Path:
+                     nuisance_size: int = 4, modes: int = 8, hidden: int = 32,
+                     decorrelate: float = 10.0, seed: int = 0, device: str | None = None,
+                     progress: bool = True) -> Path:
     """Train a supervised SAE on one hook of a store and save it (the ``saeno train --arch supervised``
     entry point).
 
@@ -262,7 +263,7 @@ def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
         Factors to use as concepts (default: every factor of the store).
     holdout : list of str, optional
         Held-out combinations as ``"factor=category,factor=category"`` strings.
-    steps, batch_size, lr, block_size, nuisance_size, modes, hidden, seed, device, progress
+    steps, batch_size, lr, block_size, nuisance_size, modes, hidden, decorrelate, seed, device, progress
         See :func:`fit_supervised`.
 
     Returns
@@ -285,8 +286,9 @@ def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
     acts = st.read(hook, np.arange(st.n_rows))
     fit = fit_supervised(acts, codes, factors, holdout=parse_holdout(holdout), steps=steps,
                          batch_size=batch_size, lr=lr, block_size=block_size,
-                         nuisance_size=nuisance_size, modes=modes, hidden=hidden, seed=seed,
-                         device=device or "cpu", progress=progress)
+                         nuisance_size=nuisance_size, modes=modes, hidden=hidden,
+                         decorrelate=decorrelate, seed=seed, device=device or "cpu",
+                         progress=progress)
     fit.sae.hook = hook
     fit.sae.model_fingerprint = st.fingerprint
     fit.sae.metadata["final_loss"] = float(np.mean(fit.losses[-50:]))
