@@ -145,3 +145,59 @@ class SAEFNO(SparseAutoencoder):
         w = self.dec_spectral.weight.transpose(0, 1).clone()  # (C, p, *modes, 2)
         w[..., 1].neg_()  # adjoint of a convolution: conjugate transfer function
         self.enc_spectral.weight.copy_(w)
+
+    # ---------------------------------------------------------------- dead-concept resampling
+    def _concept_params(self) -> list[tuple[nn.Parameter, int]]:
+        """The parameters that belong to single concepts, with their concept dimension."""
+        return [(self.enc_spectral.weight, 1), (self.W_e, 0), (self.b_e, 0),
+                (self.dec_spectral.weight, 0), (self.W_d, 1)]
+
+    @torch.no_grad()
+    def resample_concepts_(self, concepts: Tensor, residuals: Tensor,
+                           optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Re-initialise ``concepts`` from residual fields (dead-concept resampling).
+
+        Concept ``concepts[i]`` gets the decoder kernel ``kappa = residuals[i]`` band-limited to the K
+        modes (unit norm, no pointwise column), and the encoder its adjoint (conjugate transfer
+        function) scaled to the mean encoder norm of the other concepts, with zero pointwise encoder
+        column and bias: on a sample like the residual's it scores about as high as a live concept, so
+        it can win the concept TopK. The Adam moments of the re-initialised entries are reset.
+
+        Parameters
+        ----------
+        concepts : Tensor
+            Indices ``(m,)`` of the concepts to resample.
+        residuals : Tensor
+            ``(m, C, *grid)`` residuals ``a - a_hat`` in normalised space (the model's input channels;
+            lifted into the core space when the model lifts).
+        optimizer : torch.optim.Optimizer, optional
+            Its state for the resampled entries is zeroed.
+        """
+        idx = torch.as_tensor(concepts, dtype=torch.long, device=self.b_e.device).reshape(-1)
+        if idx.numel() == 0:
+            return
+        r = residuals.to(self.b_e.dtype)
+        if self.lift is not None:
+            r = self.lift.up(r)
+        grid = tuple(r.shape[2:])
+        dims = tuple(range(2, 2 + len(grid)))
+        spec = torch.fft.rfftn(r, dim=dims, norm="forward")  # (m, C, *fft_grid)
+        fft_idx, w_idx = self.dec_spectral._indices(grid, r.device)
+        w = torch.zeros_like(self.dec_spectral.complex_weight[idx])  # (m, C, *modes)
+        w[(slice(None), slice(None), *w_idx)] = spec[(slice(None), slice(None), *fft_idx)]
+        w = w / w.flatten(1).abs().pow(2).sum(1).sqrt().clamp_min(1e-12).view(-1, *([1] * (w.dim() - 1)))
+        alive = torch.ones(self.n_concepts, dtype=torch.bool, device=idx.device)
+        alive[idx] = False
+        enc = self.enc_spectral.weight.transpose(0, 1).flatten(1).norm(dim=1)  # (p,)
+        enc_scale = enc[alive].mean() if alive.any() else enc.mean()
+        self.dec_spectral.weight[idx] = torch.view_as_real(w)
+        self.W_d[:, idx] = 0.0
+        self.enc_spectral.weight[:, idx] = torch.view_as_real(w.conj().resolve_conj()).transpose(0, 1) * enc_scale
+        self.W_e[idx] = 0.0
+        self.b_e[idx] = 0.0
+        if optimizer is not None:
+            for param, dim in self._concept_params():
+                state = optimizer.state.get(param, {})
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in state:
+                        state[key].index_fill_(dim, idx, 0.0)

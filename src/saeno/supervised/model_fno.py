@@ -40,7 +40,7 @@ def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return d / target.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
-def train_fno(x: np.ndarray, y: np.ndarray, *, epochs: int = 60, batch_size: int = 32,
+def train_fno(x: np.ndarray, y: np.ndarray, *, epochs: int = 40, batch_size: int = 32,
               lr: float = 3e-3, seed: int = 0, device: str | torch.device = "cpu",
               progress: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train the benchmark FNO on ``x (N, 2, r)`` -> ``y (N, 1, r)``; returns ``(model, record)``."""
@@ -100,7 +100,7 @@ def load_folder(folder: str | Path, device: str | torch.device | None = None) ->
     return model.eval()
 
 
-def load_or_train(n_train: int = 810, epochs: int = 60, seed: int = 0, resolution: int = 64,
+def load_or_train(n_train: int = 810, epochs: int = 40, seed: int = 0, resolution: int = 64,
                   device: str | torch.device | None = None, progress: bool = False) -> torch.nn.Module:
     """The cached benchmark FNO for these settings (trained on first use, on all combinations)."""
     from saeno.supervised import benchmark_data

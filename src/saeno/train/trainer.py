@@ -10,6 +10,12 @@ Choices (documented defaults):
   negative everywhere (the usual dead SAE-FNO concept) are still trained. A concept is dead when it has not fired for ``dead_window``
   steps; the dead set is refreshed every step, AuxK is switched on or off at logging steps (no
   host-device synchronisation in between).
+- Dead-concept resampling (``resample_every``, off by default; models with ``resample_concepts_``,
+  i.e. :class:`~saeno.sae.sae_fno.SAEFNO`): every ``resample_every`` steps the concepts dead for
+  ``dead_window`` steps are re-initialised from the residuals of the current batch's samples, drawn
+  with probability proportional to their squared error (Bricken et al. 2023), and their dead
+  counters and Adam moments are reset. AuxK alone trains dead SAE-FNO concepts, but they rarely win
+  the concept TopK again (METHOD.md section 6, lesson 3).
 - Initialisation of a fresh run: per-channel normalisation from the store's statistics (or a pass over
   the data), so the decoder bias starts at the data mean (zero in normalised space); unit-norm decoder
   concepts, renormalised after every Adam step; encoder initialised from the decoder transpose (done
@@ -123,6 +129,7 @@ def train_sae(
     aux_k: int | None = None,
     aux_coef: float = 1 / 32,
     dead_window: int = 200,
+    resample_every: int | None = None,
     lr_warmup_steps: int = 0,
     lr_decay_frac: float = 0.2,
     shuffle_buffer: int | None = None,
@@ -168,6 +175,9 @@ def train_sae(
         Weight of the AuxK loss.
     dead_window : int
         Steps without firing after which a concept counts as dead.
+    resample_every : int, optional
+        Steps between resamplings of dead concepts (None: never). Needs a model with
+        ``resample_concepts_`` (the SAE-FNO).
     lr_warmup_steps, lr_decay_frac : int, float
         Learning-rate schedule (see :func:`~saeno.train.schedules.lr_factor`).
     shuffle_buffer : int, optional
@@ -218,9 +228,16 @@ def train_sae(
     base_lr = float(lr) if lr is not None else default_lr(sae.n_concepts)
     if aux_k is None:
         aux_k = min(sae.n_concepts // 2, 256)
+    if resample_every is not None:
+        if resample_every < 1:
+            raise SaenoError(f"resample_every must be >= 1 or None, got {resample_every}")
+        if not hasattr(sae, "resample_concepts_"):
+            raise SaenoError(f"{type(sae).__name__} cannot resample dead concepts: use "
+                             "resample_every=None (AuxK still applies)")
     signature = _run_signature(sae, batch_size=batch_size, seed=seed, steps=steps, epochs=epochs,
                                lr=base_lr, aux_k=aux_k, aux_coef=aux_coef, dead_window=dead_window,
-                               lr_warmup_steps=lr_warmup_steps, lr_decay_frac=lr_decay_frac)
+                               lr_warmup_steps=lr_warmup_steps, lr_decay_frac=lr_decay_frac,
+                               **({"resample_every": resample_every} if resample_every else {}))
 
     sae.to(device)
     optimizer = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=(0.9, 0.999))
@@ -316,6 +333,8 @@ def train_sae(
             optimizer.step()
             sae.normalize_decoder_()
             since_fired = torch.where(_fired(out.codes), 0, since_fired + 1)
+            if resample_every and (step + 1) % resample_every == 0:
+                since_fired = _resample(sae, out, since_fired, dead_window, optimizer)
             acc["loss"] += loss.detach()
             acc["mse"] += mse.detach()
             acc_n += 1
@@ -357,6 +376,24 @@ def train_sae(
     return TrainResult(sae=sae, steps=step, samples=samples, elapsed_s=elapsed,
                        samples_per_s=done_samples / elapsed if elapsed > 0 else math.nan,
                        history=history, checkpoint=last_ckpt)
+
+
+def _resample(sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window: int,
+              optimizer: torch.optim.Optimizer) -> Tensor:
+    """Re-initialise the dead concepts from residuals of the batch (see the module docstring)."""
+    dead = (since_fired >= dead_window).nonzero().flatten()
+    if dead.numel() == 0:
+        return since_fired
+    with torch.no_grad():
+        resid = (out.target - out.recon).detach()
+        weight = resid.pow(2).flatten(1).sum(1)
+        if not bool(weight.sum() > 0):
+            return since_fired
+        pick = torch.multinomial(weight, dead.numel(), replacement=True)
+        sae.resample_concepts_(dead, resid[pick], optimizer)
+        since_fired = since_fired.clone()
+        since_fired[dead] = 0
+    return since_fired
 
 
 def _log_row(step: int, samples: int, lr: float, acc: dict[str, Tensor], n: int, out: Any,
