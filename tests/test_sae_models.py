@@ -86,7 +86,8 @@ def test_full_mode_sae_fno_with_codes_at_one_point_equals_flat_sae():
     """With all modes kept and codes restricted to the origin, an SAE-FNO is a flat SAE.
 
     Flat encoder row E_k (a field) becomes the spectral encoder R_e = conj(FFT(E_k)); flat decoder atom
-    D_k becomes R_d = FFT(D_k) (unnormalised FFTs; the model uses the 1/N forward convention).
+    D_k becomes R_d = FFT(D_k) / G (unnormalised FFTs; the model uses the 1/N forward convention and
+    scales its decoder's spectral path by the spectral gain G = (2K-1)^d, here G = N).
     """
     c, p, k, n = 2, 6, 2, 9  # odd n: all 5 frequencies |w| < 5 are kept, no Nyquist mode
     flat = FlatSAE(c, p, grid=(n,), sparsity={"type": "topk", "k": k})
@@ -100,7 +101,8 @@ def test_full_mode_sae_fno_with_codes_at_one_point_equals_flat_sae():
     with torch.no_grad():
         r_e = torch.fft.rfft(enc, dim=-1).conj().transpose(0, 1)  # (c, p, 5)
         fno.enc_spectral.weight.copy_(torch.view_as_real(r_e.resolve_conj().contiguous()))
-        fno.dec_spectral.weight.copy_(torch.view_as_real(torch.fft.rfft(dec, dim=-1)))
+        fno.dec_spectral.weight.copy_(
+            torch.view_as_real(torch.fft.rfft(dec, dim=-1)) / fno.spectral_gain)
         fno.W_e.zero_()
         fno.W_d.zero_()
         fno.b_e.copy_(flat.b_enc - torch.einsum("pcn,cn->p", enc, flat.b_dec.view(c, n)))
@@ -116,29 +118,68 @@ def test_full_mode_sae_fno_with_codes_at_one_point_equals_flat_sae():
 
 
 @pytest.mark.parametrize("ndim,coarse,factor", [(1, 16, 2), (1, 15, 3), (2, 12, 2), (3, 8, 2)])
-def test_sae_fno_concepts_agree_across_resolutions(ndim, coarse, factor):
-    fno = SAEFNO(2, 5, ndim=ndim, modes=4, lifting=3)
+@pytest.mark.parametrize("pointwise", [False, True])
+def test_sae_fno_concepts_agree_across_resolutions(ndim, coarse, factor, pointwise):
+    """The kernel part of a concept is one function on every grid; the pointwise part is a point mass
+    1/G at the origin, whose one-point value scales with the number of grid points N."""
+    fno = SAEFNO(2, 5, ndim=ndim, modes=4, lifting=3, decoder_pointwise=pointwise)
     _randomize(fno)
     fno.set_normalization(torch.randn(2), torch.rand(2) + 0.5)
     lo = fno.concepts(coarse)
     hi = fno.concepts(coarse * factor)
-    sub = hi[(slice(None), slice(None), *([slice(None, None, factor)] * ndim))]
-    torch.testing.assert_close(sub, lo, rtol=1e-4, atol=1e-5)
+    sub = hi[(slice(None), slice(None), *([slice(None, None, factor)] * ndim))].clone()
+    origin = (slice(None), slice(None), *([0] * ndim))
+    if pointwise:
+        # the origin values differ by the pointwise column times (N_hi - N_lo) / G, in raw units
+        point = fno.lift.down(fno.W_d.T.detach().unsqueeze(-1)).squeeze(-1) * fno.norm_scale
+        sub[origin] -= point * (coarse ** ndim) * (factor ** ndim - 1) / fno.spectral_gain
+    else:
+        assert fno.W_d.abs().sum() == 0 and not fno.W_d.requires_grad
+    torch.testing.assert_close(sub, lo, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(hi, hi.roll(1, dims=-1))  # not a constant field
 
 
-def test_sae_fno_concept_is_the_decoder_response_to_a_point_mass():
-    n, p, c = 10, 4, 3
-    fno = SAEFNO(c, p, ndim=1, modes=3)
+@pytest.mark.parametrize("pointwise", [False, True])
+@pytest.mark.parametrize("grid", [(10,), (9,), (6, 7)])
+def test_sae_fno_concept_is_the_decoder_response_to_a_point_mass(grid, pointwise):
+    """concepts(grid)[k] is the decoder's response (raw units, bias excluded) to the code
+    (N / G) e_0 of concept k: a point mass 1/G at the origin, one cell of the mode grid."""
+    p, c = 4, 3
+    fno = SAEFNO(c, p, ndim=len(grid), modes=3, decoder_pointwise=pointwise)
     _randomize(fno)
-    atoms = fno.concepts(n)
+    fno.normalize_decoder_()
+    scale = torch.rand(c) + 0.5
+    fno.set_normalization(torch.randn(c), scale)
+    atoms = fno.concepts(grid)
+    n_points = 1
+    for n in grid:
+        n_points *= n
+    origin = (0,) * len(grid)
     for k in range(p):
-        z = torch.zeros(1, p, n)
-        z[0, k, 0] = n  # unit mass at the origin for the spectral path (1/N forward FFT)
-        spectral = fno.dec_spectral(z)[0]
-        expected = spectral.clone()
-        expected[:, 0] += fno.W_d[:, k]
-        torch.testing.assert_close(atoms[k], expected.detach(), rtol=1e-4, atol=1e-5)
+        z = torch.zeros(1, p, *grid)
+        z[(0, k, *origin)] = n_points / fno.spectral_gain
+        expected = (fno.decode(z) - fno.decode(torch.zeros_like(z)))[0]
+        torch.testing.assert_close(atoms[k], expected, rtol=1e-4, atol=1e-5)
+        linear = fno.decode_norm(z, bias=False)[0] * scale.view(c, *([1] * len(grid)))
+        torch.testing.assert_close(atoms[k], linear.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_sae_fno_spectral_and_pointwise_paths_are_on_one_scale():
+    """On the mode grid (2K-1 points per dimension) a unit code at one point gives kernel + W_d at
+    that point, and the unit-norm constraint counts both parts with the same weight."""
+    k_modes, p, c = 3, 4, 2
+    n = 2 * k_modes - 1
+    fno = SAEFNO(c, p, ndim=2, modes=k_modes)
+    assert fno.spectral_gain == n ** 2
+    kernel = fno.dec_spectral.kernel((n, n)).detach()  # (p, C, n, n)
+    for k in range(p):
+        z = torch.zeros(1, p, n, n)
+        z[0, k, 0, 0] = 1.0
+        expected = kernel[k].clone()
+        expected[:, 0, 0] += fno.W_d[:, k].detach()
+        torch.testing.assert_close(fno.decode_norm(z, bias=False)[0].detach(), expected,
+                                   rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fno.concept_norms().detach(), torch.ones(p))
 
 
 def test_pointwise_concepts_are_decoder_vectors_in_raw_units():

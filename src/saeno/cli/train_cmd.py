@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno"}
+ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno",
+         "supervised": "supervised"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,11 +20,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hook", default=None, help="hook to train on (default: the store's only hook)")
     p.add_argument("--arch", choices=sorted(set(ARCHS)), default="sae",
                    help="sae (pointwise), flat (SAE-MLP baseline) or sae-fno")
-    p.add_argument("--concepts", type=int, required=True, metavar="P", help="dictionary size")
+    p.add_argument("--concepts", type=int, default=None, metavar="P",
+                   help="dictionary size (all architectures but supervised, whose concepts are the labels)")
     p.add_argument("--lifting", type=int, default=None, metavar="L", help="lifted width (L >= C)")
     p.add_argument("--modes", type=int, default=8, metavar="K", help="SAE-FNO Fourier modes per dim")
     p.add_argument("--sparsity", choices=["topk", "batchtopk", "relu", "jumprelu"], default="topk")
     p.add_argument("--k", type=int, default=8, help="TopK/BatchTopK: concepts kept")
+    p.add_argument("--labels", nargs="+", default=None, metavar="FACTOR",
+                   help="supervised: label factors used as concepts (default: all)")
+    p.add_argument("--holdout", action="append", default=[], metavar="F=C[,F=C]",
+                   help="supervised: label combination never trained on (repeatable)")
+    p.add_argument("--block-size", type=int, default=4, help="supervised: code channels per label")
+    p.add_argument("--nuisance-size", type=int, default=4, help="supervised: nuisance channels")
+    p.add_argument("--hidden", type=int, default=32, help="supervised: decoder hidden width (0: linear)")
+    p.add_argument("--decorrelate", type=float, default=10.0,
+                   help="supervised: weight of the nuisance-label decorrelation penalty")
     p.add_argument("--group", choices=["point", "concept"], default=None,
                    help="where TopK selects (default: point for sae/flat, concept for sae-fno)")
     p.add_argument("--l1", type=float, default=1e-3, help="ReLU: L1 coefficient")
@@ -93,6 +104,21 @@ def run(args: argparse.Namespace) -> int:
     if hook not in store.hooks:
         raise HookNameError(f"hook {hook!r} is not in the store; it holds {store.hooks}: "
                             "pass one of them with --hook")
+    if ARCHS[args.arch] == "supervised":
+        from saeno.supervised.training import train_from_store
+
+        path = train_from_store(store, hook, args.out, labels=args.labels, holdout=args.holdout,
+                                steps=args.steps or 2000, batch_size=args.batch_size or 32,
+                                lr=args.lr or 3e-3, block_size=args.block_size,
+                                nuisance_size=args.nuisance_size, modes=args.modes,
+                                hidden=args.hidden, decorrelate=args.decorrelate, seed=args.seed,
+                                device=args.device, progress=not args.no_progress)
+        print(f"trained supervised SAE on {hook}: saved {path}")
+        return 0
+    if args.concepts is None:
+        from saeno.errors import SaenoError
+
+        raise SaenoError(f"--concepts P is required for --arch {args.arch}")
     info = store.hook_info(hook)
     channels, grid = int(info["shape"][0]), tuple(info["shape"][1:])
     if info.get("complex") and args.complex is None:
