@@ -134,7 +134,7 @@ def test_sae_fno_concepts_agree_across_resolutions(ndim, coarse, factor, pointwi
         point = fno.lift.down(fno.W_d.T.detach().unsqueeze(-1)).squeeze(-1) * fno.norm_scale
         sub[origin] -= point * (coarse ** ndim) * (factor ** ndim - 1) / fno.spectral_gain
     else:
-        assert fno.W_d.abs().sum() == 0 and not fno.W_d.requires_grad
+        assert not fno.W_d.requires_grad  # (randomised above: the renders must ignore it)
     torch.testing.assert_close(sub, lo, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(hi, hi.roll(1, dims=-1))  # not a constant field
 

@@ -237,3 +237,33 @@ def test_sae_fno_recovers_a_planted_convolutional_dictionary():
     train_sae(sae, x, steps=600, batch_size=32, progress=False, log_every=100, normalize="center")
     after = matched(sae)
     assert after.mean() >= 0.85 and after.mean() > before + 0.2, (before, after)
+
+
+def test_resampling_revives_dead_sae_fno_concepts():
+    """resample_every re-initialises concepts dead for dead_window steps from batch residuals; they
+    then fire (without it, the handicapped concepts stay dead)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(256, 2, 16, generator=g)
+
+    def run(resample_every):
+        torch.manual_seed(0)
+        sae = SAEFNO(2, 8, ndim=1, modes=4, sparsity={"type": "topk", "k": 2, "group": "concept"})
+        with torch.no_grad():
+            sae.b_e[4:] = -100.0  # concepts 4-7 can never fire
+        res = train_sae(sae, x, steps=60, batch_size=32, aux_k=0, dead_window=10, log_every=20,
+                        resample_every=resample_every, progress=False, lr=3e-3)
+        with torch.no_grad():
+            fired = (sae.encode(x) != 0).flatten(2).any(-1).any(0)
+        return sae, res, fired
+
+    sae, res, fired = run(None)
+    assert not fired[4:].any() and res.final["dead_fraction"] >= 0.5
+    sae2, res2, fired2 = run(20)
+    assert (sae2.b_e.detach()[4:] > -50).all()  # re-initialised
+    assert fired2[4:].any() and res2.final["dead_fraction"] < res.final["dead_fraction"]
+    torch.testing.assert_close(sae2.concept_norms().detach(), torch.ones(8))
+
+
+def test_resampling_needs_a_model_that_supports_it():
+    with pytest.raises(SaenoError, match="resample"):
+        train_sae(SAE(3, 4), torch.randn(8, 3), steps=1, resample_every=10, progress=False)

@@ -141,6 +141,8 @@ class SAEFNO(SparseAutoencoder):
 
     @torch.no_grad()
     def init_encoder_from_decoder_(self) -> None:
+        """Encoder = decoder adjoint: ``W_e = W_d^T``, ``R_e = conj(R_d)`` (the spectral path's adjoint
+        up to the gain ``G``, left out so that pre-activations start on the scale of the input)."""
         self.W_e.copy_(self.W_d.T)
         w = self.dec_spectral.weight.transpose(0, 1).clone()  # (C, p, *modes, 2)
         w[..., 1].neg_()  # adjoint of a convolution: conjugate transfer function
@@ -153,15 +155,17 @@ class SAEFNO(SparseAutoencoder):
                 (self.dec_spectral.weight, 0), (self.W_d, 1)]
 
     @torch.no_grad()
-    def resample_concepts_(self, concepts: Tensor, residuals: Tensor,
+    def resample_concepts_(self, concepts: Tensor, residuals: Tensor, inputs: Tensor | None = None,
                            optimizer: torch.optim.Optimizer | None = None) -> None:
         """Re-initialise ``concepts`` from residual fields (dead-concept resampling).
 
         Concept ``concepts[i]`` gets the decoder kernel ``kappa = residuals[i]`` band-limited to the K
         modes (unit norm, no pointwise column), and the encoder its adjoint (conjugate transfer
-        function) scaled to the mean encoder norm of the other concepts, with zero pointwise encoder
-        column and bias: on a sample like the residual's it scores about as high as a live concept, so
-        it can win the concept TopK. The Adam moments of the re-initialised entries are reset.
+        function) with zero pointwise column and bias. The encoder's scale is calibrated on
+        ``inputs[i]`` (the sample the residual came from): it is the least-squares factor for which the
+        concept alone, with its ReLU code, best reconstructs ``residuals[i]`` (without ``inputs``: the
+        mean encoder norm of the other concepts). The Adam moments of the re-initialised entries are
+        reset.
 
         Parameters
         ----------
@@ -170,6 +174,8 @@ class SAEFNO(SparseAutoencoder):
         residuals : Tensor
             ``(m, C, *grid)`` residuals ``a - a_hat`` in normalised space (the model's input channels;
             lifted into the core space when the model lifts).
+        inputs : Tensor, optional
+            ``(m, C, *grid)`` the normalised inputs ``a`` the residuals belong to.
         optimizer : torch.optim.Optimizer, optional
             Its state for the resampled entries is zeroed.
         """
@@ -195,6 +201,16 @@ class SAEFNO(SparseAutoencoder):
         self.enc_spectral.weight[:, idx] = torch.view_as_real(w.conj().resolve_conj()).transpose(0, 1) * enc_scale
         self.W_e[idx] = 0.0
         self.b_e[idx] = 0.0
+        if inputs is not None:
+            rows = torch.arange(idx.numel(), device=idx.device)
+            pre = self.encode_pre(inputs.to(r.dtype))[rows, idx].relu()  # (m, *grid)
+            z = torch.zeros(idx.numel(), self.n_concepts, *grid, dtype=r.dtype, device=r.device)
+            z[rows, idx] = pre
+            d = self.decode_norm(z, bias=False)
+            target = residuals.to(r.dtype)
+            fit = (d * target).flatten(1).sum(1) / d.pow(2).flatten(1).sum(1).clamp_min(1e-12)
+            fit = fit.clamp_min(0.0).view(-1, *([1] * (self.enc_spectral.weight.dim() - 1)))
+            self.enc_spectral.weight[:, idx] *= fit.transpose(0, 1)
         if optimizer is not None:
             for param, dim in self._concept_params():
                 state = optimizer.state.get(param, {})

@@ -390,7 +390,7 @@ def _resample(sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window
         if not bool(weight.sum() > 0):
             return since_fired
         pick = torch.multinomial(weight, dead.numel(), replacement=True)
-        sae.resample_concepts_(dead, resid[pick], optimizer)
+        sae.resample_concepts_(dead, resid[pick], out.target[pick], optimizer)
         since_fired = since_fired.clone()
         since_fired[dead] = 0
     return since_fired
