@@ -53,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         model = model.to(args.device)
     data = _load_dataset(args.dataset, args.split, args.resolution)
+    from saeno.distributed.env import launched_by_torchrun
+
+    if launched_by_torchrun():  # torchrun --nproc-per-node N -m saeno capture ...
+        from saeno.distributed.cli import capture_from_args
+
+        return capture_from_args(args, model, data)
     store = capture(
         HookedOperator(model),
         data,

@@ -104,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
     if hook not in store.hooks:
         raise HookNameError(f"hook {hook!r} is not in the store; it holds {store.hooks}: "
                             "pass one of them with --hook")
+    from saeno.distributed.env import launched_by_torchrun
+
+    if launched_by_torchrun() and ARCHS[args.arch] == "supervised":
+        from saeno.errors import SaenoError
+
+        raise SaenoError("--arch supervised does not run under torchrun yet: run it as one process")
     if ARCHS[args.arch] == "supervised":
         from saeno.supervised.training import train_from_store
 
@@ -127,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
         raise ShapeError(f"hook {hook!r} holds complex activations: pass --complex realimag")
     sae = build_sae(args, channels, grid)
     out = Path(args.out)
+    if launched_by_torchrun():  # torchrun --nproc-per-node N -m saeno train ...
+        from saeno.distributed.cli import train_from_args
+
+        return train_from_args(args, sae, store, hook, out)
     res = train_sae(sae, store, hook=hook, steps=args.steps, epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size, device=args.device, normalize=args.normalize,
                     aux_k=args.aux_k, dead_window=args.dead_window, seed=args.seed,

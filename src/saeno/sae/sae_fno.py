@@ -202,6 +202,7 @@ class SAEFNO(SparseAutoencoder):
         self.W_e[idx] = 0.0
         self.b_e[idx] = 0.0
         if inputs is not None:
+            self.b_e[idx] = self.b_e[alive].mean() if alive.any() else 0.0
             rows = torch.arange(idx.numel(), device=idx.device)
             pre = self.encode_pre(inputs.to(r.dtype))[rows, idx].relu()  # (m, *grid)
             z = torch.zeros(idx.numel(), self.n_concepts, *grid, dtype=r.dtype, device=r.device)

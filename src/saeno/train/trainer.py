@@ -13,8 +13,9 @@ Choices (documented defaults):
 - Dead-concept resampling (``resample_every``, off by default; models with ``resample_concepts_``,
   i.e. :class:`~saeno.sae.sae_fno.SAEFNO`): every ``resample_every`` steps the concepts dead for
   ``dead_window`` steps are re-initialised from the residuals of the current batch's samples, drawn
-  with probability proportional to their squared error (Bricken et al. 2023), and their dead
-  counters and Adam moments are reset. AuxK alone trains dead SAE-FNO concepts, but they rarely win
+  with probability proportional to their squared error (Bricken et al. 2023; the encoder scale is
+  fitted to that sample), and their dead counters and Adam moments are reset. There is no resampling
+  in the last ``resample_every`` steps, so that every resampled concept gets trained. AuxK alone trains dead SAE-FNO concepts, but they rarely win
   the concept TopK again (METHOD.md section 6, lesson 3).
 - Initialisation of a fresh run: per-channel normalisation from the store's statistics (or a pass over
   the data), so the decoder bias starts at the data mean (zero in normalised space); unit-norm decoder
@@ -333,7 +334,8 @@ def train_sae(
             optimizer.step()
             sae.normalize_decoder_()
             since_fired = torch.where(_fired(out.codes), 0, since_fired + 1)
-            if resample_every and (step + 1) % resample_every == 0:
+            if (resample_every and (step + 1) % resample_every == 0
+                    and (total is None or step + 1 + resample_every <= total)):
                 since_fired = _resample(sae, out, since_fired, dead_window, optimizer)
             acc["loss"] += loss.detach()
             acc["mse"] += mse.detach()
