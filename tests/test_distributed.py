@@ -99,6 +99,24 @@ def test_capture_resumes_per_rank_after_one_rank_is_killed(tmp_path, reference):
     assert tree(out) == tree(reference)
 
 
+def test_fsspec_url_store_and_the_progress_records_are_removed(reference):
+    """An fsspec URL (``memory://``, one process: such a store lives in one process) goes through the
+    same code as ``s3://``; the finished store keeps no trace of the distributed bookkeeping."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        url = f"memory://saeno-dist-{free_port()}"
+        got = capture_distributed(HookedOperator(w.tiny_fno()), w.inputs(), w.HOOKS, url,
+                                  batch_size=w.BATCH, chunk_size=w.CHUNK, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    ref = ActivationStore.open(reference)
+    assert PROGRESS_GROUP not in dict(zarr.open_group(url, mode="r").members())
+    assert got.attrs == ref.attrs
+    for name in ref.array_names():
+        assert np.array_equal(got.read(name), ref.read(name)), name
+
+
 def test_torchrun_with_c10d_rendezvous_captures_the_same_store(tmp_path, reference):
     """The real launcher, as on several machines: torchrun's c10d rendezvous on a free port."""
     out = tmp_path / "store"

@@ -198,7 +198,8 @@ class SAEFNO(SparseAutoencoder):
         enc_scale = enc[alive].mean() if alive.any() else enc.mean()
         self.dec_spectral.weight[idx] = torch.view_as_real(w)
         self.W_d[:, idx] = 0.0
-        self.enc_spectral.weight[:, idx] = torch.view_as_real(w.conj().resolve_conj()).transpose(0, 1) * enc_scale
+        adjoint = torch.view_as_real(w.conj().resolve_conj()).transpose(0, 1)  # (C, m, *modes, 2)
+        self.enc_spectral.weight[:, idx] = adjoint * enc_scale
         self.W_e[idx] = 0.0
         self.b_e[idx] = 0.0
         if inputs is not None:

@@ -15,7 +15,9 @@ Choices (documented defaults):
   ``dead_window`` steps are re-initialised from the residuals of the current batch's samples, drawn
   with probability proportional to their squared error (Bricken et al. 2023; the encoder scale is
   fitted to that sample), and their dead counters and Adam moments are reset. There is no resampling
-  in the last ``resample_every`` steps, so that every resampled concept gets trained. AuxK alone trains dead SAE-FNO concepts, but they rarely win
+  in the last ``resample_every`` steps, so that every resampled concept gets trained. Experimental: on
+  Darcy activations (benchmarks/results/recovery_sae_fno_fix.md) it lowered the dead share only while
+  resampling and made the final reconstruction worse, so it is not on by default. AuxK alone trains dead SAE-FNO concepts, but they rarely win
   the concept TopK again (METHOD.md section 6, lesson 3).
 - Initialisation of a fresh run: per-channel normalisation from the store's statistics (or a pass over
   the data), so the decoder bias starts at the data mean (zero in normalised space); unit-norm decoder
