@@ -31,7 +31,7 @@ class DemoConfig:
     k_sae_fno: int = 8
     k_sae: int = 8
     modes: int = 8
-    steps_sae_fno: int = 600
+    steps_sae_fno: int = 800
     steps_sae: int = 1000
     batch_sae_fno: int = 16
     batch_sae: int = 4096
