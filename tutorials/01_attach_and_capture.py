@@ -60,4 +60,4 @@ print(store.summary())
 # %%
 # the store equals the forward pass
 stored = torch.from_numpy(store.read(store.hooks[-1], slice(0, 4)))
-assert torch.allclose(stored, cache[store.hooks[-1]])
+assert torch.allclose(stored, cache[store.hooks[-1]], atol=1e-5)  # batches of another size differ by ~1e-7
