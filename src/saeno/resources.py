@@ -6,7 +6,6 @@ checkout that was not installed they are the folders at the repository root.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,22 @@ from typing import Any
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _folder(package: str, repo_name: str) -> Path:
-    try:
-        path = Path(str(importlib.resources.files(package)))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
+def _folder(package_dir: str, repo_name: str) -> Path:
+    """The installed data folder (``saeno/<package_dir>`` in a wheel) or the checkout's top-level one."""
+    installed = Path(__file__).resolve().parent / package_dir
+    if installed.is_dir():
+        return installed
     return _REPO_ROOT / repo_name
 
 
 def hooks_dir() -> Path:
     """Folder holding the hook-point presets (one JSON file per model family)."""
-    return _folder("saeno._hooks", "hooks")
+    return _folder("_hooks", "hooks")
 
 
 def datasets_dir() -> Path:
     """Folder holding the dataset cards (one JSON file per dataset)."""
-    return _folder("saeno._datasets", "datasets")
+    return _folder("_datasets", "datasets")
 
 
 def read_json(path: Path) -> Any:

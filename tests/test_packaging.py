@@ -1,0 +1,28 @@
+"""The wheel ships the hook presets and dataset cards, and an installed saeno finds them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_installed_package_finds_presets_and_cards(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=600)
+    code = ("import saeno, saeno.resources as r; "
+            "print(saeno.__file__); print(r.hooks_dir()); "
+            "print(sorted(p.name for p in r.hooks_dir().glob('*.json'))); "
+            "print(sorted(p.stem for p in r.datasets_dir().glob('*.json')))")
+    env = dict(os.environ, PYTHONPATH=str(target))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, check=True, timeout=120).stdout.splitlines()
+    assert out[0].startswith(str(target))
+    assert out[1].startswith(str(target))  # the installed copy, not the checkout's folder
+    shipped_presets = sorted(p.name for p in (ROOT / "hooks").glob("*.json"))
+    assert set(shipped_presets) <= set(eval(out[2]))
+    assert "darcy" in eval(out[3])
