@@ -273,3 +273,125 @@ def test_intervene_cli(labelled_store, tmp_path, capsys):
               "--model", str(folder), "--out", str(out)])  # --set is required
     assert main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
                  "--model", str(folder), "--set", "viscosity=huge", "--out", str(out)]) != 0
+
+
+# ------------------------------------------------------------------ the concept report
+@pytest.fixture(scope="module")
+def supervised_export(labelled_store, tmp_path_factory):
+    """A supervised SAE trained on the labelled store and its exported report."""
+    import saeno
+    from saeno import load_sae
+
+    _, hooked, store, _ = labelled_store
+    root = tmp_path_factory.mktemp("supervised_export")
+    sae_dir = training.train_from_store(store, "blocks.0.hook_out", root / "sae", steps=20,
+                                        hidden=8, nuisance_size=2, modes=4, progress=False)
+    html = saeno.export_concepts(sae_dir, store, root / "exp", model=hooked, n_top=4,
+                                 max_concepts=3, progress=False)
+    return load_sae(sae_dir), html
+
+
+def test_export_draws_supervised_concepts_with_their_label_names(labelled_store, supervised_export):
+    import zarr
+
+    split, hooked, store, _ = labelled_store
+    sae, html = supervised_export
+    hook = "blocks.0.hook_out"
+    doc = json.loads((html.parent / "concepts.json").read_text())
+    assert doc["sae"]["architecture"] == "supervised"
+    assert [c["label"] for c in doc["concepts"]] == sae.concept_names
+    assert "label switched off" in doc["ablation"]["method"] and doc["ablation"]["done"]
+    text = html.read_text()
+    for name in sae.concept_names:
+        assert name in text
+
+    # activations against a hand recomputation with the public encode / decode
+    acts = torch.as_tensor(store.read(hook, np.arange(store.n_rows)), dtype=torch.float32)
+    mask = sae.label_mask(split.codes)
+    want = np.zeros(mask.shape, dtype=np.float32)
+    with torch.no_grad():
+        full = sae.decode(sae.encode(acts, mask))
+        for k in range(sae.n_concepts):
+            off = mask.clone()
+            off[:, k] = 0
+            diff = full - sae.decode(sae.encode(acts, off))
+            want[:, k] = diff.pow(2).flatten(1).mean(1).sqrt().numpy()
+    g = zarr.open_group(str(html.parent / "arrays.zarr"), mode="r")
+    got = g["activations"][:]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert ((got > 0) == (mask.numpy() > 0)).all()  # a concept acts exactly where its label holds
+
+    # top examples carry the concept's label; the label enrichment says so by name
+    by_index = {c["index"]: c for c in doc["concepts"]}
+    for k in doc["figures_for"]:
+        factor, category = sae.concept_names[k].split("=")
+        rows = [e["row"] for e in by_index[k]["top_examples"]]
+        names = split.factors[factor]
+        assert all(names[split.codes[factor][r]] == category for r in rows)
+        assert factor in by_index[k]["labels"]
+        assert category in json.dumps(by_index[k]["labels"][factor])
+
+    # the ablation effect is the model run with that label switched off at the hook
+    k = doc["figures_for"][0]
+    rows = [e["row"] for e in by_index[k]["top_examples"]]
+    x = torch.as_tensor(store.read("x", np.asarray(rows)), dtype=torch.float32)
+    off = mask[rows].clone()
+    off[:, k] = 0
+
+    def switch_off(act, hook=None):
+        return act + sae.decode(sae.encode(act, off)) - sae.decode(sae.encode(act, mask[rows]))
+
+    with torch.no_grad(), hooked.hooks(fwd_hooks=[(hook, switch_off)]):
+        y_edit = hooked(x)
+    i = list(g["effect/concepts"][:]).index(k)
+    np.testing.assert_allclose(g["effect/y_ablated"][i][:len(rows)], y_edit.numpy(), atol=1e-5)
+
+
+def test_supervised_report_opens_in_chromium(supervised_export, tmp_path):
+    from test_report_browser import CHROMIUM, open_in_chromium
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium): the report was not opened")
+    sae, html = supervised_export
+    doc = json.loads((html.parent / "concepts.json").read_text())
+    pages = [html] + [html.parent / c["page"] for c in doc["concepts"] if c["page"]]
+    assert len(pages) == 4
+    for page in pages:
+        result, console = open_in_chromium(page, tmp_path)
+        assert console == [] and result["log"] == [], f"{page.name}: {console} {result['log']}"
+        assert result["broken"] == [], f"{page.name}: images that did not load {result['broken']}"
+        assert result["n_images"] >= (1 if page == html else 4)
+        if page != html:  # each concept page is titled with its label name
+            k = int(page.stem.split("_")[-1])
+            assert sae.concept_names[k] in page.read_text()
+
+
+def test_export_of_a_supervised_sae_needs_the_labelled_store(labelled_store, tmp_path):
+    import saeno
+    from saeno.export.concepts import ExportError
+
+    split, _, store, _ = labelled_store
+    acts = store.read("blocks.0.hook_out", np.arange(store.n_rows))
+    other = {"viscosity": ["low", "mid", "high"], "forcing": ["none", "sine"]}
+    fit = training.fit_supervised(acts, {"viscosity": split.codes["viscosity"],
+                                         "forcing": split.codes["drift"] % 2}, other, steps=2,
+                                  hidden=0)
+    fit.sae.hook = "blocks.0.hook_out"
+    with pytest.raises(ExportError, match=r"factors \['forcing'\] are not in the store"):
+        saeno.export_concepts(fit.sae, store, tmp_path / "exp", progress=False)
+
+
+def test_export_cli_with_the_benchmark_fno_folder(labelled_store, supervised_export, tmp_path,
+                                                  capsys):
+    from saeno.cli.main import main
+
+    _, _, _, home = labelled_store
+    sae, html = supervised_export
+    out = tmp_path / "cli_export"
+    rc = main(["export", "--sae", str(html.parent.parent / "sae"), "--store",
+               str(home / "store.zarr"), "--model", str(home / "fno"), "--out", str(out),
+               "--max-concepts", "2", "--n-top", "3"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((out / "concepts.json").read_text())
+    assert doc["ablation"]["done"] and doc["model"]["name"] == str(home / "fno")
+    assert [c["label"] for c in doc["concepts"]] == sae.concept_names

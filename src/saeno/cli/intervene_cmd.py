@@ -56,18 +56,6 @@ def parse_rows(spec: str | None, n: int):
 
 def load_model(name: str, trust: bool = False):
     """The benchmark FNO by name or folder, else whatever the zoo resolves."""
-    from pathlib import Path
-
-    from saeno.supervised import model_fno
-
-    if name == model_fno.NAME:
-        return model_fno.load_or_train()
-    folder = Path(name)
-    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        import json
-
-        if "fno" in json.loads((folder / "config.json").read_text()):
-            return model_fno.load_folder(folder)
     from saeno.cli.common import load_any_model
 
     return load_any_model(name, trust=trust)

@@ -4,6 +4,10 @@ Ablation keeps the SAE's reconstruction error: at the hook the activation ``a`` 
 ``a - (decode(z) - decode(z with z_k = 0))``, i.e. only the concept's own contribution is removed.
 Without the ablation the model is therefore exactly the clean model, and the change of the output is
 due to the concept alone, not to the SAE's imperfect reconstruction.
+
+A supervised SAE has no encoder for its concepts: ablating concept ``k`` switches its label off,
+``a -> a + D(m - e_k, n) - D(m, n)`` with the samples' label mask ``m`` and their nuisance ``n``
+(:meth:`~saeno.sae.supervised.SupervisedSAE.intervene`), so the caller passes the labels.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ ABLATION_METHOD = (
     "a - (decode(z) - decode(z with z_k = 0)); the output change and the relative L2 error against "
     "the stored target are averaged over the concept's top samples"
 )
+ABLATION_METHOD_SUPERVISED = (
+    "label switched off with the reconstruction error kept: at the hook, a is replaced by "
+    "a + D(m - e_k, n) - D(m, n) (m the sample's labels, n its nuisance); the output change and the "
+    "relative L2 error against the stored target are averaged over the concept's top samples"
+)
 
 
 def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -28,8 +37,30 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return diff / ref.clamp_min(torch.finfo(ref.dtype).tiny)
 
 
-def ablation_hook(sae: torch.nn.Module, concept: int) -> Callable[..., torch.Tensor]:
-    """A hook function ``fn(act, *, hook)`` that removes one concept's contribution from ``act``."""
+def is_supervised(sae: torch.nn.Module) -> bool:
+    """Whether ``sae`` is a label-gated supervised SAE (its concepts come from labels, not an encoder)."""
+    return getattr(sae, "architecture", None) == "supervised"
+
+
+def ablation_hook(sae: torch.nn.Module, concept: int,
+                  labels: torch.Tensor | None = None) -> Callable[..., torch.Tensor]:
+    """A hook function ``fn(act, *, hook)`` that removes one concept's contribution from ``act``.
+
+    ``labels`` is the ``(B, p)`` label mask of the batch, needed (only) for a supervised SAE.
+    """
+    if is_supervised(sae):
+        if labels is None:
+            raise ValueError("ablating a supervised SAE's concept needs the samples' label mask "
+                             "(labels=)")
+        mask = torch.as_tensor(labels, dtype=torch.float32)
+        off = mask.clone()
+        off[:, concept] = 0
+
+        def edit(act: torch.Tensor, *, hook: Any = None) -> torch.Tensor:
+            m, m_off = mask.to(act.device), off.to(act.device)
+            return sae.intervene(act, m, m_off).to(act.dtype)
+
+        return edit
 
     def fn(act: torch.Tensor, *, hook: Any = None) -> torch.Tensor:
         z = sae.encode(act)
@@ -53,7 +84,8 @@ class Effect:
 
 @torch.no_grad()
 def ablation_effect(hooked: Any, sae: torch.nn.Module, hook: str, concept: int, x: torch.Tensor,
-                    y: torch.Tensor | None = None, y_clean: torch.Tensor | None = None) -> Effect:
+                    y: torch.Tensor | None = None, y_clean: torch.Tensor | None = None,
+                    labels: torch.Tensor | None = None) -> Effect:
     """Run the model with one concept ablated at ``hook`` and compare with the clean run.
 
     Parameters
@@ -72,6 +104,8 @@ def ablation_effect(hooked: Any, sae: torch.nn.Module, hook: str, concept: int, 
         ``(n, C_out, *grid)`` targets (the PDE's solution); without it no errors are computed.
     y_clean : torch.Tensor, optional
         The clean model output on ``x``, if already computed.
+    labels : torch.Tensor, optional
+        ``(n, p)`` label mask of the samples (supervised SAEs only).
 
     Returns
     -------
@@ -79,7 +113,7 @@ def ablation_effect(hooked: Any, sae: torch.nn.Module, hook: str, concept: int, 
     """
     if y_clean is None:
         y_clean = hooked(x)
-    with hooked.hooks(fwd_hooks=[(hook, ablation_hook(sae, concept))]):
+    with hooked.hooks(fwd_hooks=[(hook, ablation_hook(sae, concept, labels))]):
         y_ablated = hooked(x)
     rel_change = relative_l2(y_ablated, y_clean)
     err_clean = err_ablated = None
@@ -91,4 +125,5 @@ def ablation_effect(hooked: Any, sae: torch.nn.Module, hook: str, concept: int, 
                   err_clean, err_ablated)
 
 
-__all__ = ["ABLATION_METHOD", "Effect", "ablation_effect", "ablation_hook", "relative_l2"]
+__all__ = ["ABLATION_METHOD", "ABLATION_METHOD_SUPERVISED", "Effect", "ablation_effect", "ablation_hook", "is_supervised",
+           "relative_l2"]

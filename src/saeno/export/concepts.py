@@ -10,6 +10,11 @@ The export folder::
 Statistics (density, histogram, examples, correlations, parameter and label enrichment) are
 computed for every concept; figures, arrays of atoms and code maps, and ablation effects only for
 the ``max_concepts`` most active ones, so that exporting a large dictionary stays fast.
+
+A supervised SAE (:class:`~saeno.sae.supervised.SupervisedSAE`) is exported from the labels the
+store holds: a concept's "code map" is the size of its label block's contribution to the
+reconstruction (:func:`saeno.supervised.report.contribution_maps`), its name is its label
+(``viscosity=low``) and its ablation switches the label off.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,7 +33,8 @@ import torch
 from saeno.errors import SaenoError, ShapeError, StoreError
 from saeno.export import figures as F
 from saeno.export import stats as S
-from saeno.export.ablation import ABLATION_METHOD, Effect, ablation_effect
+from saeno.export.ablation import (ABLATION_METHOD, ABLATION_METHOD_SUPERVISED, Effect,
+                                   ablation_effect, is_supervised)
 from saeno.export.html_report import page_path, write_report
 from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, clean_number, validate_concepts
 
@@ -156,13 +162,24 @@ def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
 def _params_and_labels(store: Any, n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Per-sample numeric parameters and categorical labels of the first ``n`` rows.
 
-    ``store.labels`` maps a factor to its category names; the per-sample category is the integer
-    code stored as the parameter of the same name (``params[factor][i]`` indexes the names). A
-    factor whose ``labels`` entry already lists one value per sample is taken as is.
+    Labelled benchmarks store integer codes as ``params/label_<factor>`` with the category names in
+    the dataset card (:func:`saeno.supervised.training.store_labels` reads both); these become
+    labels, not numeric parameters. Otherwise ``store.labels`` maps a factor to its category names
+    and the per-sample category is the integer code stored as the parameter of the same name
+    (``params[factor][i]`` indexes the names); a factor whose ``labels`` entry already lists one
+    value per sample is taken as is.
     """
     params = {str(k): np.asarray(v)[:n] for k, v in dict(getattr(store, "params", None) or {}).items()}
-    names = dict(getattr(store, "labels", None) or {})
     labels: dict[str, list[str]] = {}
+    coded = _store_label_codes(store)
+    if coded is not None:  # a labelled benchmark: codes in params/label_<factor>, names in the card
+        label_codes, factors = coded
+        for factor, cats in factors.items():
+            labels[factor] = [cats[int(c)] for c in label_codes[factor][:n]]
+            params.pop(f"label_{factor}", None)
+        names: dict = {}
+    else:
+        names = dict(getattr(store, "labels", None) or {})
     for factor, cats in names.items():
         cats = [str(c) for c in cats] if not isinstance(cats, str) else []
         codes = params.get(str(factor))
@@ -179,13 +196,61 @@ def _params_and_labels(store: Any, n: int) -> tuple[dict[str, np.ndarray], dict[
     return numeric, labels
 
 
+def _store_label_codes(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]]] | None:
+    """Per-row label codes and category names of a labelled store, or None if it has none."""
+    from saeno.sae.supervised import LabelError
+    from saeno.supervised.training import store_labels
+
+    try:
+        return store_labels(store)
+    except (LabelError, AttributeError, KeyError, ValueError):
+        return None
+
+
+def _supervised_mask(sae: torch.nn.Module, store: Any, n: int) -> torch.Tensor:
+    """The ``(n, p)`` label mask of the first ``n`` rows, in the supervised SAE's concept order."""
+    coded = _store_label_codes(store)
+    if coded is None:
+        raise ExportError("this is a supervised SAE, whose concepts are labels, but the store has "
+                          "no per-sample labels: export it with the labelled store it was trained on "
+                          "(captured from a labelled dataset such as burgers_labelled)")
+    codes, factors = coded
+    missing = [f for f in sae.factors if f not in factors]
+    if missing:
+        raise ExportError(f"the SAE's label factors {missing} are not in the store (it has "
+                          f"{sorted(factors)}): export with the store the SAE was trained on")
+    mapped = {}
+    for f, cats in sae.factors.items():
+        names = [factors[f][int(c)] for c in codes[f][:n]]
+        unknown = sorted(set(names) - set(cats))
+        if unknown:
+            raise ExportError(f"the store's rows carry {f} = {unknown}, which the SAE does not know "
+                              f"(its categories: {cats}): export with the store the SAE was "
+                              "trained on")
+        mapped[f] = np.array([cats.index(name) for name in names], dtype=np.int64)
+    return sae.label_mask(mapped).cpu()
+
+
+Encoder = Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
+
+
+def _encoder(sae: torch.nn.Module, mask: torch.Tensor | None) -> Encoder:
+    """``encode(a, rows) -> (B, p, *grid)`` codes; contribution maps for a supervised SAE."""
+    if mask is None:
+        return lambda a, rows: sae.encode(a)
+    from saeno.supervised.report import contribution_maps
+
+    return lambda a, rows: contribution_maps(sae, a, mask[torch.as_tensor(list(rows))])
+
+
 # ---------------------------------------------------------------------------------------------
 # passes over the store
 
 
 @torch.no_grad()
-def _scan(sae: torch.nn.Module, store: Any, hook: str, n_rows: int, batch_size: int,
-          device: torch.device, progress: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _scan(sae: torch.nn.Module, encode: Encoder, store: Any, hook: str, n_rows: int,
+          batch_size: int, device: torch.device,
+          progress: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Encode every row: per-sample activations ``(N, p)``, non-zero code counts, points per sample."""
     from tqdm.auto import tqdm
 
@@ -195,8 +260,7 @@ def _scan(sae: torch.nn.Module, store: Any, hook: str, n_rows: int, batch_size: 
     for start in tqdm(range(0, n_rows, batch_size), desc=f"encode {hook}", disable=not progress,
                       unit="batch"):
         rows = list(range(start, min(start + batch_size, n_rows)))
-        a = _to_device(_read(store, hook, rows), device)
-        z = sae.encode(a)
+        z = encode(_to_device(_read(store, hook, rows), device), rows)
         acts[rows[0]:rows[-1] + 1] = S.concept_activations(z).float().cpu().numpy()
         nz = S.nonzero_points(z)
         if nz is not None:
@@ -206,14 +270,14 @@ def _scan(sae: torch.nn.Module, store: Any, hook: str, n_rows: int, batch_size: 
 
 
 @torch.no_grad()
-def _code_maps(sae: torch.nn.Module, store: Any, hook: str, concepts: Sequence[int],
+def _code_maps(encode: Encoder, store: Any, hook: str, concepts: Sequence[int],
                top_rows: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
     """``(n_exp, n_top, *code_grid)`` code maps of each concept on its top rows (zeros where -1)."""
     wanted = sorted({int(r) for r in top_rows.ravel() if r >= 0})
     codes: dict[int, torch.Tensor] = {}
     for start in range(0, len(wanted), batch_size):
         rows = wanted[start:start + batch_size]
-        z = sae.encode(_to_device(_read(store, hook, rows), device)).cpu()
+        z = encode(_to_device(_read(store, hook, rows), device), rows).cpu()
         for i, r in enumerate(rows):
             codes[r] = z[i]
     shape = next(iter(codes.values())).shape[1:] if codes else ()
@@ -549,7 +613,10 @@ def export_concepts(
         shutil.rmtree(pages_dir)
 
     # statistics of every concept
-    acts, nonzero, n_points = _scan(sae, store, hook, n, batch_size, dev, progress)
+    supervised = is_supervised(sae)
+    mask = _supervised_mask(sae, store, n) if supervised else None
+    encode = _encoder(sae, None if mask is None else mask.to(dev))
+    acts, nonzero, n_points = _scan(sae, encode, store, hook, n, batch_size, dev, progress)
     flat = nonzero is None
     st = S.summarize(acts, nonzero, n_points)
     p = acts.shape[1]
@@ -571,7 +638,7 @@ def export_concepts(
     finest = max(atoms, key=lambda r: int(np.prod(r))) if atoms else None
     spectra = np.stack([F.amplitude_spectrum(a) for a in atoms[finest]]) if chosen else np.zeros((0,))
     radial = np.stack([F.radial_spectrum(s) for s in spectra]) if chosen else np.zeros((0,))
-    code_maps = (_code_maps(sae, store, hook, chosen, top_rows, dev, batch_size) if chosen
+    code_maps = (_code_maps(encode, store, hook, chosen, top_rows, dev, batch_size) if chosen
                  else np.zeros((0, n_top)))
     corr = S.correlation_matrix(acts[:, chosen]) if chosen else np.zeros((0, 0))
     fields = {name: _has_array(store, name) for name in ("x", "y", "y_pred")}
@@ -607,7 +674,8 @@ def export_concepts(
             x = _read(store, "x", rows).to(dev, torch.float32)
             y = _read(store, "y", rows).to(dev, torch.float32) if fields["y"] else None
             effects[k] = ablation_effect(hooked, sae, hook, k, x, y,
-                                         y_clean=torch.stack([clean[r] for r in rows]))
+                                         y_clean=torch.stack([clean[r] for r in rows]),
+                                         labels=None if mask is None else mask[rows].to(dev))
             figs["effect"] = _effect_figure(stem, k, rows, effects[k], dpi)
         fig_paths[k] = {key: None if v is None else Path(v).relative_to(out).as_posix()
                         for key, v in figs.items()}
@@ -639,8 +707,9 @@ def export_concepts(
                   "fingerprint": getattr(store, "fingerprint", None), "grid": list(grid),
                   "n_rows": int(n)},
         "model": None if hooked is None else {"name": str(model_name), "fingerprint": model_fp},
-        "ablation": {"done": bool(effects), "method": ABLATION_METHOD, "reason": ablation_reason},
-        "definitions": dict(S.DEFINITIONS),
+        "ablation": {"done": bool(effects), "reason": ablation_reason,
+                     "method": ABLATION_METHOD_SUPERVISED if supervised else ABLATION_METHOD},
+        "definitions": dict(S.DEFINITIONS, **(S.DEFINITIONS_SUPERVISED if supervised else {})),
         "resolutions": [list(r) for r in atoms],
         "arrays": "arrays.zarr",
         "figures_for": [int(k) for k in chosen],

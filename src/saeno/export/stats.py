@@ -31,6 +31,13 @@ DEFINITIONS = {
     "quantile examples": "active samples whose activation is nearest each quantile of the active "
                          "activations",
 }
+DEFINITIONS_SUPERVISED = {
+    "code map (supervised SAE)": "size of the label block's contribution to the reconstruction at each "
+                                 "point, RMS over channels of D(m, n) - D(m - e_k, n) in raw units; "
+                                 "0 on samples without the label",
+    "activation (supervised SAE)": "root-mean-square of that map over the grid: non-zero exactly on "
+                                   "the samples that carry the concept's label",
+}
 
 
 def concept_activations(z: torch.Tensor) -> torch.Tensor:
@@ -266,6 +273,7 @@ def label_enrichment(top_rows: Sequence[int], labels: Mapping[str, Sequence[str]
 
 __all__ = [
     "DEFINITIONS",
+    "DEFINITIONS_SUPERVISED",
     "QUANTILES",
     "ConceptStats",
     "concept_activations",

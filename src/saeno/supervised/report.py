@@ -19,9 +19,45 @@ from saeno.sae.supervised import SupervisedSAE
 
 
 @torch.no_grad()
+def contribution_maps(sae: SupervisedSAE, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Where each labelled concept acts: ``(B, p, *grid)`` maps of its contribution's size.
+
+    Entry ``[b, k]`` is the RMS over channels of ``D(m, n) - D(m - e_k, n)`` in raw units, the part
+    of sample ``b``'s reconstruction that concept ``k`` adds; it is 0 where the sample does not
+    carry label ``k``. These are the supervised counterpart of an SAE's code maps ``z_k(x)``.
+
+    Parameters
+    ----------
+    sae : SupervisedSAE
+        The model.
+    a : Tensor
+        Raw activations ``(B, C, *grid)`` on the SAE's device.
+    mask : Tensor
+        Label mask ``(B, p)`` of the samples (:meth:`SupervisedSAE.label_mask`).
+    """
+    mask = mask.to(a.device, torch.float32)
+    n = sae.nuisance(a)
+    full = sae._decode(sae.codes(mask, n), True)
+    scale = sae.norm_scale.view(1, -1, *([1] * sae.ndim))
+    out = full.new_zeros((a.shape[0], sae.n_concepts, *full.shape[2:]), dtype=torch.float32)
+    for k in range(sae.n_concepts):
+        on = mask[:, k] > 0
+        if not on.any():
+            continue
+        m_off = mask[on].clone()
+        m_off[:, k] = 0
+        diff = (full[on] - sae._decode(sae.codes(m_off, n[on]), True)) * scale
+        out[on, k] = diff.abs().pow(2).mean(1).sqrt().float()
+    return out
+
+
+@torch.no_grad()
 def concept_activations(sae: SupervisedSAE, acts: torch.Tensor | np.ndarray,
                         codes: Mapping[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
     """Per-sample concept activations ``(N, p)``: RMS contribution of each active label block.
+
+    The RMS over the grid of :func:`contribution_maps`, i.e. over channels and grid of the block's
+    contribution to the reconstruction (raw units); 0 for labels the sample does not carry.
 
     Parameters
     ----------
@@ -38,21 +74,9 @@ def concept_activations(sae: SupervisedSAE, acts: torch.Tensor | np.ndarray,
     mask_all = sae.label_mask({f: np.asarray(codes[f]) for f in sae.factors}).cpu()
     dev = sae.norm_mean.device
     out = np.zeros((len(a_all), sae.n_concepts), dtype=np.float32)
-    scale = sae.norm_scale.view(1, -1, *([1] * sae.ndim))
     for s in range(0, len(a_all), batch_size):
-        a = a_all[s:s + batch_size].to(dev)
-        m = mask_all[s:s + batch_size].to(dev)
-        n = sae.nuisance(a)
-        full = sae._decode(sae.codes(m, n), True)
-        for k in range(sae.n_concepts):
-            on = m[:, k] > 0
-            if not on.any():
-                continue
-            m_off = m[on].clone()
-            m_off[:, k] = 0
-            diff = (full[on] - sae._decode(sae.codes(m_off, n[on]), True)) * scale
-            out[s + torch.nonzero(on).flatten().cpu().numpy(), k] = (
-                diff.pow(2).flatten(1).mean(1).sqrt().cpu().numpy())
+        maps = contribution_maps(sae, a_all[s:s + batch_size].to(dev), mask_all[s:s + batch_size])
+        out[s:s + len(maps)] = maps.flatten(2).pow(2).mean(2).sqrt().cpu().numpy()
     return out
 
 
@@ -67,4 +91,4 @@ def concept_summary(sae: SupervisedSAE, resolution: int | tuple[int, ...]) -> li
     return out
 
 
-__all__ = ["concept_activations", "concept_summary"]
+__all__ = ["concept_activations", "concept_summary", "contribution_maps"]

@@ -156,14 +156,15 @@ def load(
 
 def load_model(
     name_or_path: str | Path, trust: bool = False, device: str | torch.device | None = None
-) -> ZooOperator:
+) -> torch.nn.Module:
     """Load an operator: a zoo name, a saeno model folder, or neuraloperator checkpoint files.
 
     Parameters
     ----------
     name_or_path : str or Path
-        A zoo name (trained on first use); a folder with ``config.json`` + ``model.safetensors``; or
-        neuraloperator ``save_checkpoint`` files (the folder, or the ``{name}_state_dict.pt`` path).
+        A zoo name (trained on first use), or ``burgers-labelled-fno`` (the supervised benchmark's
+        FNO); a folder with ``config.json`` + ``model.safetensors``; or neuraloperator
+        ``save_checkpoint`` files (the folder, or the ``{name}_state_dict.pt`` path).
     trust : bool
         Allow unpickling neuraloperator checkpoints (they are pickles: only for trusted files).
     device : str or torch.device, optional
@@ -171,7 +172,8 @@ def load_model(
 
     Returns
     -------
-    ZooOperator
+    torch.nn.Module
+        A :class:`ZooOperator`, or the bare neuraloperator FNO of a labelled benchmark.
 
     Raises
     ------
@@ -180,10 +182,17 @@ def load_model(
     SaenoError
         When the name or path matches nothing.
     """
+    from saeno.supervised import model_fno
+
     if str(name_or_path) in SPECS and not Path(name_or_path).exists():
         return load(str(name_or_path), device=device)
+    if str(name_or_path) == model_fno.NAME and not Path(name_or_path).exists():
+        return model_fno.load_or_train(device=device).eval()  # the labelled benchmark's FNO
     path = Path(name_or_path)
     if path.is_dir() and (path / CONFIG).is_file():
+        cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        if "normalizer" not in cfg and "fno" in cfg:  # a bare FNO saved by model_fno.save
+            return model_fno.load_folder(path, device=device).eval()
         return load_folder(path, device=device).eval()
     ckpt = find_checkpoint(path)
     if ckpt is not None:
