@@ -289,3 +289,32 @@ def test_aux_codes_reach_dead_concepts_with_negative_pre_activations():
     (fno.decode_norm(z, bias=False) - residual).pow(2).sum().backward()
     assert fno.b_e.grad[0] != 0  # straight-through gradient reaches the hopeless concept
     assert fno.b_e.grad[2:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_mix_modes_equals_complex_einsum(dtype):
+    from saeno.sae.spectral import mix_modes
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 7, 4, dtype=dtype, generator=g)
+    w = torch.randn(5, 6, 7, 4, dtype=dtype, generator=g)
+    want = torch.einsum("bi...,io...->bo...", x, w)
+    got = mix_modes(x, w)
+    assert got.dtype == dtype and got.shape == (3, 6, 7, 4)
+    tol = 1e-5 if dtype == torch.complex64 else 1e-12
+    torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+
+
+def test_mix_modes_gradients_match_complex_einsum():
+    from saeno.sae.spectral import mix_modes
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 5, 3, dtype=torch.complex128, generator=g, requires_grad=True)
+    w = torch.randn(3, 4, 5, 3, dtype=torch.complex128, generator=g, requires_grad=True)
+    torch.autograd.gradcheck(mix_modes, (x, w))
+    up = torch.randn(2, 4, 5, 3, dtype=torch.complex128, generator=g)
+    gx, gw = torch.autograd.grad((mix_modes(x, w) * up.conj()).real.sum(), (x, w))
+    ex, ew = torch.autograd.grad((torch.einsum("bi...,io...->bo...", x, w) * up.conj()).real.sum(),
+                                 (x, w))
+    torch.testing.assert_close(gx, ex)
+    torch.testing.assert_close(gw, ew)

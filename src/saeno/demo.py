@@ -31,8 +31,8 @@ class DemoConfig:
     k_sae_fno: int = 8
     k_sae: int = 8
     modes: int = 8
-    steps_sae_fno: int = 800
-    steps_sae: int = 1000
+    steps_sae_fno: int = 500
+    steps_sae: int = 600
     batch_sae_fno: int = 16
     batch_sae: int = 4096
     lifting: int | None = None

@@ -20,6 +20,59 @@ import torch
 from torch import Tensor, nn
 
 
+class _ContiguousBmm(torch.autograd.Function):
+    """``torch.bmm`` whose forward and backward products all take contiguous operands.
+
+    On CPU with several threads, ``bmm`` on permuted views (and on the permuted gradients autograd
+    hands to its backward) falls back to a strided kernel that is ~20x slower than on contiguous
+    copies; the copies here are small.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+        a, b = a.contiguous(), b.contiguous()
+        ctx.save_for_backward(a, b)
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: D102
+        a, b = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
+        grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+def mix_modes(x: Tensor, w: Tensor) -> Tensor:
+    """Per-mode channel mixing ``y[b, o, m] = sum_i x[b, i, m] w[i, o, m]`` of complex tensors.
+
+    Computed as one real batched matrix product over the modes, ``[Re x, Im x] @ [[Re w, Im w],
+    [-Im w, Re w]]`` with contiguous operands in both passes: on CPU, PyTorch's complex ``einsum`` on
+    these small per-mode matrices was about 3x slower per SAE-FNO training step.
+
+    Parameters
+    ----------
+    x : Tensor
+        Complex ``(B, C_in, *modes)``.
+    w : Tensor
+        Complex ``(C_in, C_out, *modes)``.
+
+    Returns
+    -------
+    Tensor
+        Complex ``(B, C_out, *modes)``.
+    """
+    b, c_in, mode_shape = x.shape[0], x.shape[1], x.shape[2:]
+    c_out = w.shape[1]
+    xr = torch.view_as_real(x.reshape(b, c_in, -1))  # (B, I, M, 2)
+    wr = torch.view_as_real(w.reshape(c_in, c_out, -1))  # (I, O, M, 2)
+    xs = torch.cat([xr[..., 0], xr[..., 1]], dim=1).permute(2, 0, 1)  # (M, B, 2I)
+    re, im = wr[..., 0], wr[..., 1]
+    ws = torch.cat([torch.cat([re, im], dim=1), torch.cat([-im, re], dim=1)], dim=0)  # (2I, 2O, M)
+    y = _ContiguousBmm.apply(xs, ws.permute(2, 0, 1)).permute(1, 2, 0)  # (B, 2O, M)
+    return torch.complex(y[:, :c_out], y[:, c_out:]).reshape(b, c_out, *mode_shape)
+
+
 def kept_frequencies(n: int, modes: int, last: bool) -> list[int]:
     """Frequencies kept on a grid of ``n`` points (``last``: the real-FFT dimension)."""
     k = min(modes, (n + 1) // 2)
@@ -97,7 +150,7 @@ class SpectralConv(nn.Module):
         fft_idx, w_idx = self._indices(grid, x.device)
         sel = (slice(None), slice(None), *fft_idx)
         w = self.complex_weight[(slice(None), slice(None), *w_idx)]
-        y = torch.einsum("bi...,io...->bo...", x_ft[sel], w)
+        y = mix_modes(x_ft[sel], w)
         out_ft = x_ft.new_zeros((x.shape[0], self.out_channels, *x_ft.shape[2:]))
         out_ft[sel] = y
         return torch.fft.irfftn(out_ft, s=grid, dim=dims, norm="forward")
