@@ -94,3 +94,18 @@ def test_labels_schema_round_trip(home, tmp_path, monkeypatch):
     ds = saeno.datasets.load("burgers_labelled", n=6, progress=False)
     stds = ds.params["u0_std"]
     assert ds.labels["regime"] == ["wild" if s > np.median(stds) else "calm" for s in stds]
+
+
+def test_parallel_generation_writes_the_same_file(home):
+    from saeno.pde.generate import generate
+
+    serial = generate("darcy", n=8, n_test=3, chunk=2, workers=1, progress=False)
+    with h5py.File(serial) as f:
+        want = {k: f[k][()] for k in ("train/x/64", "train/y/64", "test/y/16", "train/params/high_fraction")}
+    parallel = generate("darcy", n=8, n_test=3, chunk=2, workers=2, progress=False, force=True)
+    assert parallel == serial
+    with h5py.File(parallel) as f:
+        for key, value in want.items():
+            np.testing.assert_array_equal(f[key][()], value)
+    with pytest.raises(SaenoError, match="workers must be at least 1"):
+        generate("darcy", n=8, n_test=3, workers=0, force=True)

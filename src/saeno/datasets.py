@@ -40,6 +40,7 @@ def generate(
     progress: bool = True,
     n_test: int | None = None,
     force: bool = False,
+    workers: int | None = None,
 ) -> Path:
     """Generate a benchmark dataset (or return its cached file).
 
@@ -59,13 +60,17 @@ def generate(
         Test samples (default: the card's, scaled with ``n``).
     force : bool
         Regenerate even when cached.
+    workers : int, optional
+        Solver processes (default: chosen from the time of the first chunk; the file is the same
+        for any number).
 
     Returns
     -------
     Path
         The cached HDF5 file (under ``saeno.paths.data_dir()``).
     """
-    return _generate(name, n=n, resolutions=resolutions, seed=seed, progress=progress, n_test=n_test, force=force)
+    return _generate(name, n=n, resolutions=resolutions, seed=seed, progress=progress, n_test=n_test,
+                     force=force, workers=workers)
 
 
 def load(

@@ -19,6 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="a resolution to store (repeat for several; default: the card's)")
     gen.add_argument("--seed", type=int, default=None, help="base seed (default: the card's)")
     gen.add_argument("--force", action="store_true", help="regenerate even if cached")
+    gen.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="solver processes (default: 1 for quick jobs, else up to 4; same file)")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=_generate)
 
@@ -42,7 +44,8 @@ def _generate(args: argparse.Namespace) -> int:
     from saeno.datasets import generate
 
     path = generate(args.name, n=args.n, resolutions=args.resolution, seed=args.seed,
-                    progress=not args.no_progress, n_test=args.n_test, force=args.force)
+                    progress=not args.no_progress, n_test=args.n_test, force=args.force,
+                    workers=args.workers)
     print(path)
     return 0
 

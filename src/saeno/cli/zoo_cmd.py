@@ -66,7 +66,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"name: {i['name']}\nfolder: {i['folder']}\ntrained: {i['trained']}")
     if "recipe" in i:
         print(f"recipe: {json.dumps(i['recipe'])}")
-    for key in ("epochs", "seed", "n_train", "n_test", "train_resolution", "wall_time_s", "train_rel_l2",
+    for key in ("epochs", "seed", "n_train", "n_test", "train_resolution", "wall_time_s",
+                "total_wall_time_s", "torch_threads", "train_rel_l2",
                 "test_rel_l2"):
         if key in rec:
             print(f"{key}: {rec[key]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def train(
         The model folder.
     """
     import saeno
-    from saeno.zoo.training import evaluate_rel_l2, fit
+    from saeno.zoo.training import cpu_threads, evaluate_rel_l2, fit
 
     fast = fast_default() if fast is None else fast
     spec = get_spec(name, fast=fast)
@@ -84,16 +85,20 @@ def train(
         return folder
     hp = spec["train"]
     dataset = spec["dataset"]
+    t_start = time.perf_counter()
     train_ds = saeno.datasets.load(dataset, split="train", resolution=spec["resolution"], n=hp["n_train"],
                                    progress=progress)
-    model, history = fit(spec, train_ds.tensors(), device=device, progress=progress)
-    test_l2: dict[str, float] = {}
-    for res in train_ds.card["stored_resolutions"]:
-        test_ds = saeno.datasets.load(dataset, split="test", resolution=res, n=hp["n_train"], progress=progress)
-        x, y = test_ds.tensors()
-        test_l2[str(res)] = evaluate_rel_l2(model, x[: hp["n_test"]], y[: hp["n_test"]], device=device)
-    x, y = train_ds.tensors()
-    train_l2 = evaluate_rel_l2(model, x, y, device=device)
+    with cpu_threads(hp.get("cpu_threads"), device):
+        model, history = fit(spec, train_ds.tensors(), device=device, progress=progress)
+        test_l2: dict[str, float] = {}
+        for res in train_ds.card["stored_resolutions"]:
+            test_ds = saeno.datasets.load(dataset, split="test", resolution=res, n=hp["n_train"],
+                                          progress=progress)
+            x, y = test_ds.tensors()
+            test_l2[str(res)] = evaluate_rel_l2(model, x[: hp["n_test"]], y[: hp["n_test"]], device=device)
+        x, y = train_ds.tensors()  # on as many training samples as test samples: a quick check
+        train_l2 = evaluate_rel_l2(model, x[: hp["n_test"]], y[: hp["n_test"]], device=device)
+    total_wall = time.perf_counter() - t_start
     card = {k: v for k, v in train_ds.card.items() if k not in ("file",)}
     model.saeno_config = {
         "name": name,
@@ -112,10 +117,12 @@ def train(
         "seed": hp["seed"],
         "hyperparameters": hp,
         "train_rel_l2": train_l2,
+        "train_rel_l2_samples": int(min(len(train_ds), hp["n_test"])),
         "test_rel_l2": test_l2,
         "train_resolution": spec["resolution"],
         "train_loss": history["train_loss"],
         "wall_time_s": history["wall_time_s"],
+        "total_wall_time_s": total_wall,
         "cpu_time_s": history["cpu_time_s"],
         "device": history["device"],
         "torch_threads": history["torch_threads"],

@@ -22,21 +22,21 @@ SPECS: dict[str, dict[str, Any]] = {
         # recipes tried are in benchmarks/results/zoo.md
         "fno": {"n_modes": [8, 8], "hidden_channels": 32, "n_layers": 4},
         "train": {"n_train": 1000, "n_test": 200, "epochs": 8, "batch_size": 32, "lr": 1e-2,
-                  "weight_decay": 1e-4, "seed": 0},
+                  "weight_decay": 1e-4, "seed": 0, "cpu_threads": 1},
     },
     "burgers-fno": {
         "dataset": "burgers",
         "resolution": 128,
         "fno": {"n_modes": [16], "hidden_channels": 48, "n_layers": 4},
         "train": {"n_train": 1000, "n_test": 200, "epochs": 40, "batch_size": 16, "lr": 5e-3,
-                  "weight_decay": 1e-4, "seed": 0},
+                  "weight_decay": 1e-4, "seed": 0, "cpu_threads": 1},
     },
     "navier-stokes-fno": {
         "dataset": "navier_stokes",
         "resolution": 32,
-        "fno": {"n_modes": [12, 12], "hidden_channels": 32, "n_layers": 4},
-        "train": {"n_train": 500, "n_test": 100, "epochs": 30, "batch_size": 16, "lr": 5e-3,
-                  "weight_decay": 1e-4, "seed": 0},
+        "fno": {"n_modes": [8, 8], "hidden_channels": 32, "n_layers": 4},
+        "train": {"n_train": 500, "n_test": 100, "epochs": 20, "batch_size": 32, "lr": 1e-2,
+                  "weight_decay": 1e-4, "seed": 0, "cpu_threads": 1},
     },
 }
 

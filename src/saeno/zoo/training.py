@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,25 @@ def evaluate_rel_l2(
         yb = y[start : start + batch_size].to(device)
         errs.append(relative_l2(model(xb), yb).cpu())
     return float(torch.cat(errs).mean())
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None, device: str | torch.device | None = None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads when on CPU (restored afterwards; None: unchanged).
+
+    The zoo's recipes train with one thread on CPU: neuraloperator's spectral convolutions contract
+    complex tensors with ``einsum``, which on CPU reaches a strided batched-matmul kernel that is
+    about 2x slower with 2 threads than with one (measured in ``benchmarks/results/zoo.md``).
+    """
+    if n is None or torch.device(device or "cpu").type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def channel_stats(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
