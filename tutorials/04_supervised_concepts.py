@@ -59,7 +59,7 @@ print(sae.concept_names)
 
 # %%
 report = saeno.export_concepts(sae_dir, store, OUT / "supervised_report", model=hooked,
-                               max_concepts=9, progress=True)
+                               max_concepts=3 if FAST else 9, progress=True)
 doc = json.loads((OUT / "supervised_report" / "concepts.json").read_text())
 for c in doc["concepts"]:
     effect = c["effect"]["rel_change"] if c["effect"] else None
