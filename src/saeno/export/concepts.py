@@ -399,6 +399,12 @@ def _concept_name(sae: torch.nn.Module, k: int) -> tuple[str, str | None]:
     return f"concept {k}", None
 
 
+def _figure_title(sae: torch.nn.Module, k: int) -> str:
+    """``concept k`` or ``concept k: label`` for figure titles."""
+    name, label = _concept_name(sae, k)
+    return f"{name}: {label}" if label else name
+
+
 def _effect_json(eff: Effect, rows: Sequence[int]) -> dict:
     def mean(a: np.ndarray | None) -> float | None:
         return None if a is None else clean_number(np.mean(a))
@@ -417,15 +423,19 @@ def _effect_json(eff: Effect, rows: Sequence[int]) -> dict:
 def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: dict[str, bool],
                     st: S.ConceptStats, acts: np.ndarray, code_maps: np.ndarray,
                     atoms: dict[str, np.ndarray], vector: np.ndarray | None,
-                    spectrum: tuple[np.ndarray, str], flat: bool, dpi: int) -> dict[str, Path | None]:
-    """Atom, spectrum, code-map and density figures of concept ``k``; returns their paths."""
-    title = f"concept {k}"
+                    spectrum: tuple[np.ndarray, str], flat: bool, dpi: int, title: str,
+                    centre: bool) -> dict[str, Path | None]:
+    """Atom, spectrum, code-map and density figures of concept ``k``; returns their paths.
+
+    ``centre`` draws atoms rolled to the middle of the grid (kernels at the origin); a supervised
+    SAE's atoms are fields over the domain and are drawn as they are.
+    """
     figs: dict[str, Path | None] = {}
     if vector is not None:  # a channel vector: the same at every point and resolution
         figs["atom"] = F.plot_atom({"every grid": vector}, f"{stem}_atom.png", title=title, dpi=dpi)
         figs["spectrum"] = None  # a point mass in space: a flat spectrum says nothing
     else:
-        figs["atom"] = F.plot_atom(atoms, f"{stem}_atom.png", title=title, centre=not flat, dpi=dpi)
+        figs["atom"] = F.plot_atom(atoms, f"{stem}_atom.png", title=title, centre=centre, dpi=dpi)
         figs["spectrum"] = F.plot_spectrum(spectrum[0], f"{stem}_spectrum.png",
                                            title=f"{title} at {spectrum[1]}", dpi=dpi)
     show = rows[:FIG_SAMPLES]
@@ -443,14 +453,14 @@ def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: 
     return figs
 
 
-def _effect_figure(stem: Path, k: int, rows: list[int], eff: Effect, dpi: int) -> Path:
+def _effect_figure(stem: Path, k: int, rows: list[int], eff: Effect, dpi: int, title: str) -> Path:
     """The ablation-effect figure of concept ``k`` on its first top samples."""
     m = min(len(rows), FIG_SAMPLES)
     return F.plot_effect(
         eff.y_clean[:m], eff.y_ablated[:m], f"{stem}_effect.png", rows=rows[:m],
         err_clean=None if eff.err_clean is None else eff.err_clean[:m],
         err_ablated=None if eff.err_ablated is None else eff.err_ablated[:m],
-        title=f"concept {k} ablated", dpi=dpi)
+        title=f"{title} ablated", dpi=dpi)
 
 
 def _concept_entry(k: int, *, sae: torch.nn.Module, st: S.ConceptStats, acts: np.ndarray,
@@ -668,7 +678,8 @@ def export_concepts(
             stem, k, rows, store=store, fields=fields, st=st, acts=acts, code_maps=code_maps[i],
             atoms={_res_label(r): a[i] for r, a in atoms.items()},
             vector=None if vectors is None else vectors[i],
-            spectrum=(spectra[i], _res_label(finest)), flat=flat, dpi=dpi)
+            spectrum=(spectra[i], _res_label(finest)), flat=flat, dpi=dpi,
+            title=_figure_title(sae, k), centre=not (flat or supervised))
         figs["effect"] = None
         if ablation_reason is None and rows:
             x = _read(store, "x", rows).to(dev, torch.float32)
@@ -676,7 +687,7 @@ def export_concepts(
             effects[k] = ablation_effect(hooked, sae, hook, k, x, y,
                                          y_clean=torch.stack([clean[r] for r in rows]),
                                          labels=None if mask is None else mask[rows].to(dev))
-            figs["effect"] = _effect_figure(stem, k, rows, effects[k], dpi)
+            figs["effect"] = _effect_figure(stem, k, rows, effects[k], dpi, _figure_title(sae, k))
         fig_paths[k] = {key: None if v is None else Path(v).relative_to(out).as_posix()
                         for key, v in figs.items()}
     overview = F.plot_density_overview(st.sample_density, out / "figures/density_overview.png",
