@@ -11,27 +11,19 @@ the einsum it replaced patched in. Prints median milliseconds and the ratio eins
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_ms  # noqa: E402
 
 import saeno.sae.spectral as spectral
 
 
 def einsum_mix(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bi...,io...->bo...", x, w)
-
-
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return 1000 * times[len(times) // 2]
 
 
 def main() -> None:

@@ -3,27 +3,20 @@ on permuted operands, timed with 1 and with N intra-op threads in the same run.
 
     python benchmarks/zoo_threads.py [--threads 2] [--repeats 10]
 
-Prints median milliseconds and the ratio N threads / 1 thread (above 1: one thread is faster).
+Prints median milliseconds and the ratio N threads / 1 thread (above 1: one thread is faster). The
+result depends on OpenMP's wait policy: run it with and without OMP_WAIT_POLICY=PASSIVE (saeno's CLI sets it).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return 1000 * times[len(times) // 2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_ms  # noqa: E402
 
 
 def fno_step(modes: int, batch: int = 32, grid: int = 32, hidden: int = 32):

@@ -125,3 +125,21 @@ def test_cli(darcy_fast, capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["n"] == 3
     assert main(["data", "info", str(tmp_path / "missing.h5")]) == 2
     assert "neither a dataset name" in capsys.readouterr().err
+
+
+def test_cpu_threads_only_under_passive_openmp(monkeypatch):
+    from saeno.zoo.training import cpu_threads
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that switching to one thread is visible
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(1, device="meta"), cpu_threads(None):
+        assert torch.get_num_threads() == before  # not on CPU / no setting: unchanged
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with cpu_threads(1):
+        assert torch.get_num_threads() == before
+    torch.set_num_threads(original)

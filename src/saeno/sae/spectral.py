@@ -23,9 +23,9 @@ from torch import Tensor, nn
 class _ContiguousBmm(torch.autograd.Function):
     """``torch.bmm`` whose forward and backward products all take contiguous operands.
 
-    On CPU with several threads, ``bmm`` on permuted views (and on the permuted gradients autograd
-    hands to its backward) falls back to a strided kernel that is ~20x slower than on contiguous
-    copies; the copies here are small.
+    On CPU with several threads and passive OpenMP waiting (``OMP_WAIT_POLICY=PASSIVE``, which
+    saeno's CLI sets), ``bmm`` on permuted views (and on the permuted gradients autograd hands to its
+    backward) takes a strided path that was ~7x slower than on contiguous copies; the copies are small.
     """
 
     @staticmethod
@@ -47,8 +47,9 @@ def mix_modes(x: Tensor, w: Tensor) -> Tensor:
     """Per-mode channel mixing ``y[b, o, m] = sum_i x[b, i, m] w[i, o, m]`` of complex tensors.
 
     Computed as one real batched matrix product over the modes, ``[Re x, Im x] @ [[Re w, Im w],
-    [-Im w, Re w]]`` with contiguous operands in both passes: on CPU, PyTorch's complex ``einsum`` on
-    these small per-mode matrices was about 3x slower per SAE-FNO training step.
+    [-Im w, Re w]]`` with contiguous operands in both passes: on CPU under passive OpenMP waiting,
+    PyTorch's complex ``einsum`` made an SAE-FNO training step 1.5-1.8x slower (neutral with spinning
+    threads; ``benchmarks/spectral_mix.py``).
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ SPECS: dict[str, dict[str, Any]] = {
         "dataset": "darcy",
         "resolution": 32,
         # 8 modes, 8 epochs at batch 32: test relative L2 0.036 at 32x32 and 0.052 at 64x64 in about
-        # 100 s on 2 cores. 12 modes x 12 epochs gave 0.026 / 0.044 in 230 s, too slow for the demo's
+        # 100 s on 2 cores (cpu_threads: see saeno.zoo.training.cpu_threads). 12 modes x 12 epochs gave 0.026 / 0.044 in 230 s, too slow for the demo's
         # 5-minute budget (the FNO's complex spectral products dominate a CPU step); the
         # recipes tried are in benchmarks/results/zoo.md
         "fno": {"n_modes": [8, 8], "hidden_channels": 32, "n_layers": 4},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -36,15 +37,23 @@ def evaluate_rel_l2(
     return float(torch.cat(errs).mean())
 
 
+def passive_openmp() -> bool:
+    """Whether OpenMP threads sleep at barriers (``OMP_WAIT_POLICY=PASSIVE``, set by saeno's CLI)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None, device: str | torch.device | None = None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads when on CPU (restored afterwards; None: unchanged).
+    """Run the block with ``n`` intra-op threads on CPU under passive OpenMP waiting (else unchanged).
 
-    The zoo's recipes train with one thread on CPU: neuraloperator's spectral convolutions contract
-    complex tensors with ``einsum``, which on CPU reaches a strided batched-matmul kernel that is
-    about 2x slower with 2 threads than with one (measured in ``benchmarks/results/zoo.md``).
+    neuraloperator's spectral convolutions contract complex tensors with ``einsum``, which PyTorch runs
+    as many small batched products; with ``OMP_WAIT_POLICY=PASSIVE`` (saeno's CLI sets it, because
+    spinning threads starve the capture's writer on small shared machines) every one of them wakes
+    sleeping threads, and a training step was about 2x slower with 2 threads than with one. With
+    OpenMP's default (spinning) policy two threads are faster, so the setting is left alone there.
+    Measurements: ``benchmarks/results/zoo.md``. The thread count is restored afterwards.
     """
-    if n is None or torch.device(device or "cpu").type != "cpu":
+    if n is None or torch.device(device or "cpu").type != "cpu" or not passive_openmp():
         yield
         return
     old = torch.get_num_threads()
