@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,3 +28,18 @@ def test_installed_package_finds_presets_and_cards(tmp_path):
     shipped_presets = sorted(p.name for p in (ROOT / "hooks").glob("*.json"))
     assert set(shipped_presets) <= set(eval(out[2]))
     assert "darcy" in eval(out[3])
+
+
+@pytest.mark.parametrize("verb, expected", [("capture", "PASSIVE"), ("demo", None), ("train", None)])
+def test_cli_chooses_openmp_wait_policy_by_verb(verb, expected):
+    """Only `saeno capture` switches OpenMP to passive waiting (before torch loads); a user's value wins."""
+    code = ("import os, sys; sys.argv = ['saeno', %r]; import saeno.cli.main; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))" % verb)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    assert out == str(expected)
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    assert out == "ACTIVE"

@@ -12,9 +12,20 @@ import importlib
 import os
 import sys
 
-# Before torch is imported: OpenMP threads that spin at barriers stall the capture's writer thread
-# and everything else on small machines; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP's wait policy is read once, when torch loads, so it is chosen here from the verb. `saeno capture`
+# lets OpenMP threads sleep at barriers: spinning threads starve the store's writer thread on small shared
+# machines (capture 3.6x slower with the cores loaded). Every other verb keeps OpenMP's default, which
+# trains FNOs and SAE-FNOs 1.5-2.4x faster on idle cores (benchmarks/results/zoo.md). A user's own
+# OMP_WAIT_POLICY wins.
+PASSIVE_OPENMP_VERBS = ("capture",)
+
+
+def _choose_openmp_wait_policy(argv: list[str]) -> None:
+    if len(argv) > 1 and argv[1] in PASSIVE_OPENMP_VERBS:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+_choose_openmp_wait_policy(sys.argv)
 
 from saeno import __version__
 from saeno.errors import SaenoError
