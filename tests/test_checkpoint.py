@@ -13,13 +13,7 @@ from saeno.sae.registry import UnknownArchitectureError
 from saeno.train.checkpoint import CheckpointError, load_sae, save_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 
 MODELS = {

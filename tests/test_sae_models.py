@@ -10,14 +10,7 @@ from saeno.sae import SAE, SAEFNO, FlatSAE
 from saeno.sae.base import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared: intra-op threads under contention are pathologically slow
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 
 def _randomize(model: torch.nn.Module) -> None:

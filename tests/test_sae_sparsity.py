@@ -12,13 +12,7 @@ from saeno.sae.code_stats import CodeStats, domain_fraction, l0_concepts, l0_per
 from saeno.sae.sparsity import BatchTopK, JumpReLU, ReLUL1, TopK, make_sparsity
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 
 def test_topk_per_point_keeps_exactly_k():

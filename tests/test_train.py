@@ -16,13 +16,7 @@ from saeno.train.schedules import default_lr, lr_factor
 from saeno.train.trainer import train_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 
 def planted(n: int, c: int, p: int, s: int, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:

@@ -92,18 +92,13 @@ def run(args: argparse.Namespace) -> int:
     """Train, save and print a summary."""
     from pathlib import Path
 
-    from saeno.errors import HookNameError
     from saeno.store import ActivationStore
     from saeno.train.checkpoint import save_sae
+    from saeno.train.data import resolve_hook
     from saeno.train.trainer import train_sae
 
     store = ActivationStore.open(args.store)
-    hook = args.hook
-    if hook is None and len(store.hooks) == 1:
-        hook = store.hooks[0]
-    if hook not in store.hooks:
-        raise HookNameError(f"hook {hook!r} is not in the store; it holds {store.hooks}: "
-                            "pass one of them with --hook")
+    hook = resolve_hook(store, args.hook)
     from saeno.distributed.env import launched_by_torchrun
 
     if launched_by_torchrun() and ARCHS[args.arch] == "supervised":

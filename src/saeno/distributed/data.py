@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from saeno.distributed.env import DistributedError
-from saeno.errors import HookNameError
+from saeno.train.data import resolve_hook
 
 
 class ShardedBatches:
@@ -55,14 +55,7 @@ class ShardedBatches:
     def __init__(self, store: Any, hook: str | None = None, *, view: str = "points",
                  batch_size: int = 4096, num_shards: int = 1, shard: int | None = None,
                  seed: int = 0, shuffle_buffer: int | None = None) -> None:
-        hooks = list(store.hooks)
-        if hook is None:
-            if len(hooks) != 1:
-                raise HookNameError(f"the store holds several hooks {hooks}: choose one with hook= "
-                                    "(CLI: --hook NAME)")
-            hook = hooks[0]
-        if hook not in hooks:
-            raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}")
+        hook = resolve_hook(store, hook)
         if num_shards < 1 or (shard is not None and not 0 <= shard < num_shards):
             raise DistributedError(f"shard {shard} of {num_shards} does not exist")
         if batch_size < num_shards or batch_size % num_shards:

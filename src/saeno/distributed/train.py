@@ -20,7 +20,6 @@ threshold follows rank 0 (DDP broadcasts buffers): close to, not equal to, one p
 from __future__ import annotations
 
 import math
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -40,38 +39,32 @@ from saeno.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_trainer_state,
+    prune_checkpoints,
     save_checkpoint,
 )
 from saeno.train.data import channel_moments
 from saeno.train.logging import TrainLogger
 from saeno.train.schedules import default_lr, lr_factor
-from saeno.train.trainer import NORMALIZE_MODES, TrainResult, _fired, _log_row, _normalization_from
+from saeno.train.trainer import (
+    NORMALIZE_MODES,
+    TrainResult,
+    _fired,
+    _log_row,
+    _normalization_from,
+    sae_loss,
+)
 
 
 class _Loss(nn.Module):
-    """The SAE plus its training loss, so that DDP runs the whole forward."""
+    """The SAE plus its training loss (:func:`saeno.train.trainer.sae_loss`), so that DDP runs the
+    whole forward."""
 
     def __init__(self, sae: SparseAutoencoder, aux_k: int, aux_coef: float) -> None:
         super().__init__()
         self.sae, self.aux_k, self.aux_coef = sae, aux_k, aux_coef
 
     def forward(self, batch: Tensor, dead: Tensor, aux_on: bool) -> tuple[Tensor, ...]:
-        out = self.sae.forward_train(batch)
-        err = out.recon - out.target
-        mse = err.pow(2).sum(1).mean()
-        loss = mse
-        zero = mse.detach() * 0
-        penalty = aux = zero
-        if out.penalty is not None:
-            loss = loss + out.penalty
-            penalty = out.penalty.detach()
-        if aux_on and self.aux_k > 0:
-            e_hat = self.sae.decode_norm(self.sae.aux_codes(out.pre, dead, self.aux_k), bias=False)
-            aux_loss = (e_hat + err.detach()).pow(2).sum(1).mean()
-            scale = (dead.sum() / self.aux_k).clamp(max=1.0)
-            loss = loss + self.aux_coef * scale * aux_loss
-            aux = aux_loss.detach()
-        return loss, mse, aux, penalty, out
+        return sae_loss(self.sae, batch, dead, aux_on, self.aux_k, self.aux_coef)
 
 
 def _all_reduce(t: Tensor, info: DistInfo, op: Any = None) -> Tensor:
@@ -254,10 +247,7 @@ def train_distributed(
                      "samples": samples, "aux_active": aux_active, "signature": signature}
             path = save_checkpoint(ckpt_dir / f"step_{step:08d}", sae, optimizer, state,
                                    {"since_fired": since_fired})
-            if keep_checkpoints > 0:
-                old = sorted(p for p in ckpt_dir.glob("step_*") if p != path)
-                for p in old[:max(0, len(old) - keep_checkpoints + 1)]:
-                    shutil.rmtree(p, ignore_errors=True)
+            prune_checkpoints(ckpt_dir, keep_checkpoints, path)
         env.barrier(info)
         return path
 

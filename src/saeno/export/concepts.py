@@ -159,10 +159,14 @@ def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
     return out
 
 
-def _params_and_labels(store: Any, n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+LabelCodes = tuple[dict[str, np.ndarray], dict[str, list[str]]]
+
+
+def _params_and_labels(store: Any, n: int,
+                       coded: LabelCodes | None) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Per-sample numeric parameters and categorical labels of the first ``n`` rows.
 
-    Labelled benchmarks store integer codes as ``params/label_<factor>`` with the category names in
+    ``coded`` is :func:`_store_label_codes` of the store. Labelled benchmarks store integer codes as ``params/label_<factor>`` with the category names in
     the dataset card (:func:`saeno.supervised.training.store_labels` reads both); these become
     labels, not numeric parameters. Otherwise ``store.labels`` maps a factor to its category names
     and the per-sample category is the integer code stored as the parameter of the same name
@@ -171,7 +175,6 @@ def _params_and_labels(store: Any, n: int) -> tuple[dict[str, np.ndarray], dict[
     """
     params = {str(k): np.asarray(v)[:n] for k, v in dict(getattr(store, "params", None) or {}).items()}
     labels: dict[str, list[str]] = {}
-    coded = _store_label_codes(store)
     if coded is not None:  # a labelled benchmark: codes in params/label_<factor>, names in the card
         label_codes, factors = coded
         for factor, cats in factors.items():
@@ -196,7 +199,7 @@ def _params_and_labels(store: Any, n: int) -> tuple[dict[str, np.ndarray], dict[
     return numeric, labels
 
 
-def _store_label_codes(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]]] | None:
+def _store_label_codes(store: Any) -> LabelCodes | None:
     """Per-row label codes and category names of a labelled store, or None if it has none."""
     from saeno.sae.supervised import LabelError
     from saeno.supervised.training import store_labels
@@ -207,9 +210,8 @@ def _store_label_codes(store: Any) -> tuple[dict[str, np.ndarray], dict[str, lis
         return None
 
 
-def _supervised_mask(sae: torch.nn.Module, store: Any, n: int) -> torch.Tensor:
+def _supervised_mask(sae: torch.nn.Module, coded: LabelCodes | None, n: int) -> torch.Tensor:
     """The ``(n, p)`` label mask of the first ``n`` rows, in the supervised SAE's concept order."""
-    coded = _store_label_codes(store)
     if coded is None:
         raise ExportError("this is a supervised SAE, whose concepts are labels, but the store has "
                           "no per-sample labels: export it with the labelled store it was trained on "
@@ -624,7 +626,8 @@ def export_concepts(
 
     # statistics of every concept
     supervised = is_supervised(sae)
-    mask = _supervised_mask(sae, store, n) if supervised else None
+    coded = _store_label_codes(store)  # read once: the supervised mask and the label enrichment
+    mask = _supervised_mask(sae, coded, n) if supervised else None
     encode = _encoder(sae, None if mask is None else mask.to(dev))
     acts, nonzero, n_points = _scan(sae, encode, store, hook, n, batch_size, dev, progress)
     flat = nonzero is None
@@ -635,7 +638,7 @@ def export_concepts(
     chosen = live if max_concepts is None else live[:max_concepts]
     tops = {k: S.top_examples(acts[:, k], n_top) for k in range(p)}
     correlated = S.top_correlated(acts, range(p))
-    params, labels = _params_and_labels(store, n)
+    params, labels = _params_and_labels(store, n, coded)
 
     top_rows = np.full((len(chosen), n_top), -1, dtype=np.int64)
     for i, k in enumerate(chosen):

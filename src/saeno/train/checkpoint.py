@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,16 @@ def save_checkpoint(path: str | Path, sae: SparseAutoencoder, optimizer: torch.o
     save_file(all_tensors, str(path / STATE_TENSORS))
     _write_json(path / STATE_JSON, {"trainer": state, "optimizer": opt_meta})
     return path
+
+
+def prune_checkpoints(root: str | Path, keep: int, newest: Path) -> None:
+    """Delete ``root/step_*`` checkpoints but the ``keep`` most recent, ``newest`` among them
+    (``keep <= 0``: keep all)."""
+    if keep <= 0:
+        return
+    old = sorted(p for p in Path(root).glob("step_*") if p != newest)
+    for p in old[:max(0, len(old) - keep + 1)]:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def load_trainer_state(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor],

@@ -93,20 +93,32 @@ def hook_grid(store: Any, hook: str) -> tuple[int, ...]:
     return tuple(store.grid)
 
 
+def resolve_hook(store: Any, hook: str | None) -> str:
+    """The hook to train on: ``hook``, or the store's only hook when None.
+
+    Raises
+    ------
+    HookNameError
+        If ``hook`` is None and the store holds several hooks, or ``hook`` is not in the store.
+    """
+    hooks = list(getattr(store, "hooks", []))
+    if hook is None:
+        if len(hooks) != 1:
+            raise HookNameError(f"the store holds several hooks {hooks}: choose one with hook= "
+                                "(CLI: --hook NAME)")
+        hook = hooks[0]
+    if hook not in hooks:
+        raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
+                            "first (saeno capture --hooks ...) or pick one of those")
+    return hook
+
+
 class StoreSource:
     """Batches streamed from an ``ActivationStore`` hook."""
 
     def __init__(self, store: Any, hook: str | None, view: str, batch_size: int, seed: int,
                  shuffle_buffer: int | None = None) -> None:
-        hooks = list(getattr(store, "hooks", []))
-        if hook is None:
-            if len(hooks) != 1:
-                raise HookNameError(f"the store holds several hooks {hooks}: choose one with hook= "
-                                    "(CLI: --hook NAME)")
-            hook = hooks[0]
-        if hook not in hooks:
-            raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
-                                "first (saeno capture --hooks ...) or pick one of those")
+        hook = resolve_hook(store, hook)
         self.store, self.hook, self.view = store, hook, view
         if shuffle_buffer is None:  # the store's loader keeps store order with 0
             shuffle_buffer = max(batch_size * 16, 65536) if view == "points" else max(batch_size * 8, 256)

@@ -32,7 +32,6 @@ Choices (documented defaults):
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from saeno.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_trainer_state,
+    prune_checkpoints,
     save_checkpoint,
 )
 from saeno.train.data import make_source
@@ -112,6 +112,33 @@ def _fired(codes: Tensor) -> Tensor:
     if nz.dim() == 2:
         return nz.any(0)
     return nz.transpose(0, 1).flatten(1).any(1)
+
+
+def sae_loss(sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, aux_k: int,
+             aux_coef: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Any]:
+    """The training loss of one batch: ``(loss, mse, aux, penalty, out)``.
+
+    ``loss = mse + penalty + aux_coef * min(1, n_dead / aux_k) * aux``, where ``mse`` is the squared
+    reconstruction error summed over channels and averaged over rows (normalised space), ``penalty``
+    the sparsity's own penalty (0 for TopK) and ``aux`` the AuxK loss of the ``dead`` concepts on the
+    residual, computed only when ``aux_on`` and ``aux_k > 0`` (else 0). ``aux`` and ``penalty`` are
+    returned detached, for logging. Used by :func:`train_sae` and the DDP trainer alike.
+    """
+    out = sae.forward_train(batch)
+    err = out.recon - out.target
+    mse = err.pow(2).sum(1).mean()
+    loss = mse
+    penalty = aux = mse.detach() * 0
+    if out.penalty is not None:
+        loss = loss + out.penalty
+        penalty = out.penalty.detach()
+    if aux_on and aux_k > 0:
+        e_hat = sae.decode_norm(sae.aux_codes(out.pre, dead, aux_k), bias=False)
+        aux_loss = (e_hat + err.detach()).pow(2).sum(1).mean()  # residual e = -err
+        scale = (dead.sum() / aux_k).clamp(max=1.0)
+        loss = loss + aux_coef * scale * aux_loss
+        aux = aux_loss.detach()
+    return loss, mse, aux, penalty, out
 
 
 def _run_signature(sae: SparseAutoencoder, **kw: Any) -> dict[str, Any]:
@@ -302,10 +329,7 @@ def train_sae(
                  "samples": samples, "aux_active": aux_active, "signature": signature}
         path = save_checkpoint(ckpt_dir / f"step_{step:08d}", sae, optimizer, state,
                                {"since_fired": since_fired})
-        if keep_checkpoints > 0:
-            old = sorted(p for p in ckpt_dir.glob("step_*") if p != path)
-            for p in old[:max(0, len(old) - keep_checkpoints + 1)]:
-                shutil.rmtree(p, ignore_errors=True)
+        prune_checkpoints(ckpt_dir, keep_checkpoints, path)
         return path
 
     while total is None or step < total:
@@ -317,20 +341,10 @@ def train_sae(
             f = lr_factor(step, total, lr_warmup_steps, lr_decay_frac)
             for group in optimizer.param_groups:
                 group["lr"] = base_lr * f
-            out = sae.forward_train(batch)
-            err = out.recon - out.target
-            mse = err.pow(2).sum(1).mean()
-            loss = mse
-            if out.penalty is not None:
-                loss = loss + out.penalty
-                acc["penalty"] += out.penalty.detach()
-            if aux_active and aux_k > 0:
-                dead = since_fired >= dead_window
-                e_hat = sae.decode_norm(sae.aux_codes(out.pre, dead, aux_k), bias=False)
-                aux = (e_hat + err.detach()).pow(2).sum(1).mean()  # residual e = -err
-                scale = (dead.sum() / aux_k).clamp(max=1.0)
-                loss = loss + aux_coef * scale * aux
-                acc["aux"] += aux.detach()
+            loss, mse, aux, penalty, out = sae_loss(sae, batch, since_fired >= dead_window,
+                                                    aux_active, aux_k, aux_coef)
+            acc["penalty"] += penalty
+            acc["aux"] += aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
