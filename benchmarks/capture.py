@@ -63,7 +63,7 @@ def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
     import zarr
     from zarr.codecs import BloscCodec
 
-    from saeno.store.capture import COMPRESSOR
+    from saeno.store.capturing import COMPRESSOR
 
     path = root / "naive.zarr"
     shutil.rmtree(path, ignore_errors=True)

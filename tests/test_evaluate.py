@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 import saeno
 from saeno.errors import StoreError
-from saeno.evaluate import evaluate, format_table, summary_rows
+from saeno.evaluation import evaluate, format_table, summary_rows
 
 HOOK = "blocks.0.hook_out"
 

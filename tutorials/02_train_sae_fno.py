@@ -43,7 +43,7 @@ saeno.save_sae(result_pw.sae, OUT / "sae")
 # Splicing puts the reconstruction back into the FNO at the hook; compare `L0_per_point` across models.
 
 # %%
-from saeno.evaluate import evaluate, format_table, summary_rows
+from saeno.evaluation import evaluate, format_table, summary_rows
 
 model = saeno.zoo.load("darcy-fno", fast=FAST)
 hooked = saeno.HookedOperator(model)

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "HookedOperator": "saeno.hooking.hooked_operator",
-    "capture": "saeno.store.capture",
+    "capture": "saeno.store.capturing",
     "ActivationStore": "saeno.store.activation_store",
     "SAE": "saeno.sae.pointwise",
     "FlatSAE": "saeno.sae.flat",
@@ -28,7 +28,7 @@ _LAZY: dict[str, str] = {
     "load_sae": "saeno.train.checkpoint",
     "save_sae": "saeno.train.checkpoint",
     "train_sae": "saeno.train.trainer",
-    "evaluate": "saeno.evaluate",
+    "evaluate": "saeno.evaluation",
     "export_concepts": "saeno.export.concepts",
 }
 _SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export", "cli"}

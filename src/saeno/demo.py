@@ -80,7 +80,7 @@ def run_demo(out: str | Path = "saeno-demo", *, fast: bool = False, device: str 
         The summary also written to ``out/summary.json``.
     """
     import saeno
-    from saeno.evaluate import evaluate, format_table, summary_rows
+    from saeno.evaluation import evaluate, format_table, summary_rows
 
     cfg = config or (DemoConfig.fast() if fast else DemoConfig())
     out = Path(out)

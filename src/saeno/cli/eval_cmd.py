@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from saeno.cli.common import load_any_model, write_json
-    from saeno.evaluate import evaluate, format_table, summary_rows
+    from saeno.evaluation import evaluate, format_table, summary_rows
     from saeno.hooking import HookedOperator
     from saeno.store import ActivationStore
     from saeno.train.checkpoint import load_sae

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from importlib import import_module
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,8 @@ from saeno.store import layout
 from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import dataset_of, iter_batches, length_of
+from saeno.store import capturing as single
 from saeno.store.writer import BackgroundWriter, ChunkSink
-
-# the module (``saeno.store.capture`` as an attribute is the function of the same name)
-single = import_module("saeno.store.capture")
 
 #: the group holding the ranks' progress records while a distributed capture runs
 PROGRESS_GROUP = "_saeno_distributed"

@@ -6,7 +6,7 @@ format.
 """
 
 from saeno.store.activation_store import ActivationStore
-from saeno.store.capture import capture
+from saeno.store.capturing import capture
 from saeno.store.loader import StoreLoader
 from saeno.store.running_stats import RunningStats
 from saeno.store.writer import NonFiniteActivationError
