@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import warnings
+from pathlib import Path
+
+from saeno.train.config import TrainConfig, add_arguments, from_arguments
 
 ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno",
          "supervised": "supervised"}
@@ -17,7 +21,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "folder (cfg.json + sae_weights.safetensors, checkpoints in OUT/checkpoints).",
     )
     p.add_argument("--store", required=True, help="activation store written by `saeno capture`")
-    p.add_argument("--hook", default=None, help="hook to train on (default: the store's only hook)")
     p.add_argument("--arch", choices=sorted(set(ARCHS)), default="sae",
                    help="sae (pointwise), flat (SAE-MLP baseline) or sae-fno")
     p.add_argument("--concepts", type=int, default=None, metavar="P",
@@ -45,23 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="domain sparsity: keep this share of grid points in each active concept")
     p.add_argument("--complex", choices=["realimag"], default=None,
                    help="treatment of complex activations (stack real and imaginary parts)")
-    p.add_argument("--normalize", choices=["channel", "center", "none"], default="channel")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, default=None)
-    length.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="points per batch (sae, default 4096) or fields per batch (default 16)")
-    p.add_argument("--lr", type=float, default=None, help="default 2e-4/sqrt(P/16384), max 1e-2")
-    p.add_argument("--aux-k", type=int, default=None, help="AuxK dead concepts (0: off)")
-    p.add_argument("--dead-window", type=int, default=200, help="steps without firing = dead")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
-    p.add_argument("--tensorboard", action="store_true")
-    p.add_argument("--wandb", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True, help="output folder (checkpoints in OUT/checkpoints, "
+                   "log in OUT/train_log.csv)")
+    add_arguments(p)  # one flag per TrainConfig field: --steps, --lr, --aux-coef, --resume, ...
     p.set_defaults(func=run)
 
 
@@ -88,14 +77,39 @@ def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
     return SAEFNO(channels, args.concepts, ndim=len(grid), modes=args.modes, **common)
 
 
+def config_from_args(args: argparse.Namespace, out: Path, **overrides: object) -> TrainConfig:
+    """The :class:`TrainConfig` of the parsed flags, with the files under ``out``."""
+    return from_arguments(args, checkpoint_dir=str(out / "checkpoints"),
+                          log_csv=str(out / "train_log.csv"),
+                          tensorboard=str(out / "tensorboard") if args.tensorboard else False,
+                          **overrides)
+
+
+def summary_lines(res, sae, hook: str, processes: int = 1) -> list[str]:
+    """What ``saeno train`` prints at the end of a run."""
+    unit = "points" if sae.view == "points" else "fields"
+    where = f" with {processes} processes" if processes > 1 else ""
+    lines = [f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}{where}: "
+             f"{res.steps} steps, {res.samples} {unit} ({res.samples_per_s:.0f}/s)"]
+    final = res.final
+    if final:
+        parts = [f"explained variance {final['ev']:.3f}",
+                 f"mse {final['mse']:.4g} (normalised, summed over channels)",
+                 f"L0 {final['l0']:.3g}"]
+        if "l0_concepts" in final:
+            parts.append(f"concepts per sample {final['l0_concepts']:.3g}")
+        parts += [f"dead {100 * final['dead_fraction']:.1f}%", f"lr {final['lr']:.3g}"]
+        lines.append("last log interval: " + ", ".join(parts))
+    lines += [f"warning: {w}" for w in res.warnings]
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, save and print a summary."""
-    from pathlib import Path
-
     from saeno.store import ActivationStore
     from saeno.train.checkpoint import save_sae
     from saeno.train.data import resolve_hook
-    from saeno.train.trainer import train_sae
+    from saeno.train.trainer import ConvergenceWarning, train_sae
 
     store = ActivationStore.open(args.store)
     hook = resolve_hook(store, args.hook)
@@ -113,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                                 lr=args.lr or 3e-3, block_size=args.block_size,
                                 nuisance_size=args.nuisance_size, modes=args.modes,
                                 hidden=args.hidden, decorrelate=args.decorrelate, seed=args.seed,
-                                device=args.device, progress=not args.no_progress)
+                                device=args.device or "cpu", progress=args.progress)
         print(f"trained supervised SAE on {hook}: saved {path}")
         return 0
     if args.concepts is None:
@@ -126,28 +140,22 @@ def run(args: argparse.Namespace) -> int:
         from saeno.errors import ShapeError
 
         raise ShapeError(f"hook {hook!r} holds complex activations: pass --complex realimag")
+    import torch
+
+    torch.manual_seed(args.seed)  # the SAE's initial weights depend on the seed too
     sae = build_sae(args, channels, grid)
     out = Path(args.out)
     if launched_by_torchrun():  # torchrun --nproc-per-node N -m saeno train ...
         from saeno.distributed.cli import train_from_args
 
         return train_from_args(args, sae, store, hook, out)
-    res = train_sae(sae, store, hook=hook, steps=args.steps, epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, device=args.device, normalize=args.normalize,
-                    aux_k=args.aux_k, dead_window=args.dead_window, seed=args.seed,
-                    checkpoint_dir=out / "checkpoints", checkpoint_every=args.checkpoint_every,
-                    resume=args.resume, log_csv=out / "train_log.csv",
-                    tensorboard=(out / "tensorboard") if args.tensorboard else False,
-                    wandb=args.wandb, progress=not args.no_progress)
+    config = config_from_args(args, out, hook=hook)
+    with warnings.catch_warnings():  # the summary prints them
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = train_sae(sae, store, config)
     save_sae(res.sae, out, metadata={"store": str(args.store), "steps": res.steps,
-                                     "samples": res.samples})
-    final = res.final
-    print(f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}: {res.steps} steps, "
-          f"{res.samples} {'points' if sae.view == 'points' else 'fields'}, "
-          f"{res.samples_per_s:.0f}/s")
-    if final:
-        print("last batch: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items()
-                                          if k in ("mse", "ev", "l0", "l0_concepts",
-                                                   "dead_fraction")))
+                                     "samples": res.samples, "train_config": config.record()})
+    for line in summary_lines(res, sae, hook):
+        print(line)
     print(f"saved: {out}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,28 +56,24 @@ def capture_from_args(args: argparse.Namespace, model: torch.nn.Module, data: An
 
 def train_from_args(args: argparse.Namespace, sae: Any, store: Any, hook: str, out: Path) -> int:
     """``torchrun ... -m saeno train``: :func:`train_distributed`; rank 0 saves the SAE to ``out``."""
+    from saeno.cli.train_cmd import config_from_args, summary_lines
     from saeno.distributed.train import train_distributed
-    from saeno.errors import SaenoError
     from saeno.train.checkpoint import save_sae
+    from saeno.train.trainer import ConvergenceWarning
 
-    if args.tensorboard or args.wandb:
-        raise SaenoError("--tensorboard and --wandb are not supported under torchrun yet: the CSV "
-                         "log (OUT/train_log.csv, written by rank 0) has the same rows")
     with env.process_group() as info:
-        res = train_distributed(
-            sae, store, hook=hook, steps=args.steps, epochs=args.epochs, lr=args.lr,
-            batch_size=args.batch_size, normalize=args.normalize, aux_k=args.aux_k,
-            dead_window=args.dead_window, seed=args.seed, checkpoint_dir=out / "checkpoints",
-            checkpoint_every=args.checkpoint_every, resume=args.resume,
-            log_csv=out / "train_log.csv", progress=not args.no_progress, info=info,
-        )
+        device = rank_device(args.device, info)
+        config = config_from_args(args, out, hook=hook, device=str(device))
+        with warnings.catch_warnings():  # the summary prints them
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            res = train_distributed(sae, store, config, info=info)
         if info.is_main:
             save_sae(res.sae, out, metadata={"store": str(args.store), "steps": res.steps,
                                              "samples": res.samples,
-                                             "world_size": info.world_size})
-            print(f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook} with "
-                  f"{info.world_size} processes: {res.steps} steps, {res.samples} "
-                  f"{'points' if sae.view == 'points' else 'fields'}, {res.samples_per_s:.0f}/s")
+                                             "world_size": info.world_size,
+                                             "train_config": config.record()})
+            for line in summary_lines(res, sae, hook, info.world_size):
+                print(line)
             print(f"saved: {out}", file=sys.stdout)
         env.barrier(info)
     return 0

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from saeno.distributed.env import DistributedError
-from saeno.train.data import resolve_hook
+from saeno.train.data import channel_moments, resolve_hook
 
 
 class ShardedBatches:
@@ -123,3 +123,19 @@ class ShardedBatches:
 
     def __len__(self) -> int:
         return self.steps_per_epoch
+
+    @property
+    def n_batches(self) -> int:
+        """Steps per epoch (the trainer's name for it)."""
+        return self.steps_per_epoch
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """The store's per-channel statistics (exact, merged at capture); for complex activations a
+        pass over up to 64 global batches (the same on every rank)."""
+        mean, var = self.store.stats(self.hook)
+        if not (np.iscomplexobj(mean) or np.iscomplexobj(var)):
+            return np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+        whole = ShardedBatches(self.store, self.hook, view=self.view, batch_size=self.batch_size,
+                               num_shards=self.num_shards, seed=self.seed,
+                               shuffle_buffer=self.shuffle_buffer)
+        return channel_moments(whole.epoch(0), max_batches=64)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -180,9 +181,19 @@ class IterableSource:
     fingerprint = None
 
 
+def open_store(data: Any) -> Any:
+    """``data`` itself, or the :class:`~saeno.store.ActivationStore` at ``data`` (a path or URL)."""
+    if isinstance(data, (str, os.PathLike)):
+        from saeno.store.activation_store import ActivationStore
+
+        return ActivationStore.open(data)
+    return data
+
+
 def make_source(data: Any, *, view: str, batch_size: int, seed: int, hook: str | None,
                 shuffle_buffer: int | None = None) -> TensorSource | StoreSource | IterableSource:
-    """Pick the batch source for ``data`` (tensor/array, activation store, or iterable)."""
+    """Pick the batch source for ``data`` (tensor/array, activation store or its path/URL, iterable)."""
+    data = open_store(data)
     if isinstance(data, (Tensor, np.ndarray)):
         return TensorSource(data, view, batch_size, seed)
     if hasattr(data, "loader") and hasattr(data, "stats"):

@@ -7,24 +7,28 @@ Choices (documented defaults):
   AuxK`` (Gao et al. 2024): the residual is reconstructed from the top ``aux_k`` dead concepts'
   pre-activations, decoder bias excluded; unlike plain AuxK the ReLU passes gradients straight
   through (:meth:`~saeno.sae.base.SparseAutoencoder.aux_codes`), so concepts whose pre-activations are
-  negative everywhere (the usual dead SAE-FNO concept) are still trained. A concept is dead when it has not fired for ``dead_window``
-  steps; the dead set is refreshed every step, AuxK is switched on or off at logging steps (no
+  negative everywhere (the usual dead SAE-FNO concept) are still trained. A concept is dead when
+  it has not fired for ``dead_window`` steps; the dead set is refreshed every step, AuxK is switched on or off at logging steps (no
   host-device synchronisation in between).
 - Dead-concept resampling (``resample_every``, off by default; models with ``resample_concepts_``,
   i.e. :class:`~saeno.sae.sae_fno.SAEFNO`): every ``resample_every`` steps the concepts dead for
   ``dead_window`` steps are re-initialised from the residuals of the current batch's samples, drawn
   with probability proportional to their squared error (Bricken et al. 2023; the encoder scale is
   fitted to that sample), and their dead counters and Adam moments are reset. There is no resampling
-  in the last ``resample_every`` steps, so that every resampled concept gets trained. Experimental: on
-  Darcy activations (benchmarks/results/recovery_sae_fno_fix.md) it lowered the dead share only while
-  resampling and made the final reconstruction worse, so it is not on by default. AuxK alone trains dead SAE-FNO concepts, but they rarely win
-  the concept TopK again (METHOD.md section 6, lesson 3).
+  in the last ``resample_every`` steps, so that every resampled concept gets trained. Experimental,
+  hence off: AuxK alone trains dead SAE-FNO concepts, but they rarely win the concept TopK again
+  (``docs/method.md``, dead concepts).
 - Initialisation of a fresh run: per-channel normalisation from the store's statistics (or a pass over
   the data), so the decoder bias starts at the data mean (zero in normalised space); unit-norm decoder
   concepts, renormalised after every Adam step; encoder initialised from the decoder transpose (done
   by the model constructors).
 - Learning rate: :func:`saeno.train.schedules.default_lr` (``2e-4 / sqrt(p / 16384)``, capped at 1e-2)
   with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps.
+- Default length: at least :data:`~saeno.train.config.DEFAULT_MIN_STEPS` steps and one epoch; a
+  :class:`ConvergenceWarning` when the last explained variance is below 0.5 or the loss still falls.
+- Strategy: the same loop runs in one process (:class:`~saeno.train.strategy.SingleProcess`) or
+  data-parallel (:class:`saeno.distributed.train.DataParallel`), which wraps :class:`LossModule` in
+  DDP, all-reduces the firing mask and the logged loss sums, and checkpoints and logs from rank 0.
 - Resuming restores weights, Adam state, step, data position, dead counters, the AuxK switch and RNG
   states: an interrupted run continues exactly as the uninterrupted one.
 """
@@ -33,27 +37,32 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from saeno.errors import SaenoError
 from saeno.sae.base import SparseAutoencoder
 from saeno.train.checkpoint import (
     CheckpointError,
-    latest_checkpoint,
     load_trainer_state,
     prune_checkpoints,
     save_checkpoint,
 )
-from saeno.train.data import make_source
+from saeno.train.config import NORMALIZE_MODES, TrainConfig, as_path, default_steps
 from saeno.train.logging import TrainLogger
 from saeno.train.schedules import default_lr, lr_factor
+from saeno.train.strategy import SingleProcess
 
-NORMALIZE_MODES = ("channel", "center", "none")
+__all__ = ["NORMALIZE_MODES", "ConvergenceWarning", "LossModule", "TrainConfig", "TrainResult",
+           "build_optimizer", "convergence_warnings", "sae_loss", "train_sae"]
+
+#: the summed loss terms of a log row, in the order of :func:`sae_loss`'s first four results
+LOSS_TERMS = ("loss", "mse", "aux", "penalty")
 
 
 @dataclass
@@ -76,6 +85,8 @@ class TrainResult:
         The logged rows (also written to the CSV).
     checkpoint : Path or None
         The last checkpoint written.
+    warnings : list of str
+        Why the run looks unconverged (see :func:`convergence_warnings`); empty when it looks fine.
     """
 
     sae: SparseAutoencoder
@@ -85,6 +96,7 @@ class TrainResult:
     samples_per_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: Path | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -141,39 +153,69 @@ def sae_loss(sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, 
     return loss, mse, aux, penalty, out
 
 
-def _run_signature(sae: SparseAutoencoder, **kw: Any) -> dict[str, Any]:
-    return {"sae": sae.config(), **kw}
+class LossModule(nn.Module):
+    """The SAE plus its training loss (:func:`sae_loss`): the module a strategy may wrap (DDP
+    all-reduces the gradients of forwards it ran, so the whole loss runs inside ``forward``)."""
+
+    def __init__(self, sae: SparseAutoencoder, aux_k: int, aux_coef: float) -> None:
+        super().__init__()
+        self.sae, self.aux_k, self.aux_coef = sae, aux_k, aux_coef
+
+    def forward(self, batch: Tensor, dead: Tensor, aux_on: bool) -> tuple[Tensor, ...]:
+        return sae_loss(self.sae, batch, dead, aux_on, self.aux_k, self.aux_coef)
+
+
+def build_optimizer(sae: SparseAutoencoder, lr: float) -> torch.optim.Optimizer:
+    """Adam over ``sae.param_groups(lr)`` when the model defines it, else one group at ``lr``.
+
+    Every group remembers its own base rate (``base_lr``); the schedule scales each of them.
+    """
+    groups = sae.param_groups(lr) if hasattr(sae, "param_groups") else [
+        {"params": list(sae.parameters()), "lr": lr}]
+    optimizer = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999))
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
+    return optimizer
+
+
+class ConvergenceWarning(UserWarning):
+    """The run ended far from a usable SAE (low explained variance or a loss still falling)."""
+
+
+#: a run whose last logged explained variance is below this gets a :class:`ConvergenceWarning`
+MIN_EV = 0.5
+#: ... and so does one whose loss fell by more than this share over its last quarter of log rows
+FALLING_FAST = 0.05
+
+
+def convergence_warnings(history: list[dict[str, Any]]) -> list[str]:
+    """Why the logged run looks unconverged (empty when it looks fine).
+
+    Two checks: the last row's explained variance is below :data:`MIN_EV`; the mean loss of the last
+    quarter of the rows is more than :data:`FALLING_FAST` below that of the quarter before it.
+    """
+    found = []
+    if history and history[-1].get("ev", 1.0) < MIN_EV:
+        found.append(f"the final explained variance is {history[-1]['ev']:.3f} (< {MIN_EV}): the "
+                     "SAE reconstructs its input poorly; train longer (steps=/--steps) or use "
+                     "more concepts")
+    q = len(history) // 4
+    if q >= 1:
+        last = sum(r["loss"] for r in history[-q:]) / q
+        before = sum(r["loss"] for r in history[-2 * q:-q]) / q
+        if before > 0 and (before - last) / before > FALLING_FAST:
+            found.append(f"the loss was still falling fast ({100 * (before - last) / before:.0f}% "
+                         "over the last quarter of training): train longer (steps=/--steps)")
+    return found
 
 
 def train_sae(
     sae: SparseAutoencoder,
     data: Any,
+    config: TrainConfig | None = None,
     *,
-    hook: str | None = None,
-    steps: int | None = None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    normalize: str = "channel",
-    aux_k: int | None = None,
-    aux_coef: float = 1 / 32,
-    dead_window: int = 200,
-    resample_every: int | None = None,
-    lr_warmup_steps: int = 0,
-    lr_decay_frac: float = 0.2,
-    shuffle_buffer: int | None = None,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 2,
-    resume: bool | str | Path = False,
-    log_csv: str | Path | None = None,
-    log_every: int = 100,
-    tensorboard: bool | str | Path = False,
-    wandb: bool = False,
-    progress: bool = True,
-    seed: int = 0,
-    store_fingerprint: str | None = None,
+    strategy: SingleProcess | None = None,
+    **options: Any,
 ) -> TrainResult:
     """Train a sparse autoencoder on raw activations.
 
@@ -181,155 +223,124 @@ def train_sae(
     ----------
     sae : SparseAutoencoder
         The model (trained in place).
-    data : Tensor, ndarray, ActivationStore or iterable of Tensors
+    data : Tensor, ndarray, ActivationStore, path or iterable of Tensors
         A tensor of all samples ``(N, C, *grid)`` (or rows ``(N, C)`` for a pointwise SAE), an
-        ``ActivationStore`` (with ``hook``), or an iterable of raw batches. Pointwise SAEs train on
-        rows (the store's ``points`` view), the others on fields.
-    hook : str, optional
-        The store hook to train on (needed when the store holds several).
-    steps, epochs : int, optional
-        Training length (give one; default one epoch). ``steps`` may span several epochs.
-    lr : float, optional
-        Adam learning rate (default :func:`~saeno.train.schedules.default_lr`).
-    batch_size : int, optional
-        Rows per batch for pointwise SAEs (default 4096), fields per batch otherwise (default 16);
-        ignored for iterables, whose batches are used as given.
-    device : str or torch.device, optional
-        Where to train (default: the model's device).
-    normalize : {"channel", "center", "none"}
-        Normalisation for a fresh run: per-channel mean and standard deviation, per-channel mean and
-        one global scale, or none (keep the model's current normalisation).
-    aux_k : int, optional
-        Dead concepts used by AuxK (default ``min(n_concepts // 2, 256)``; 0 disables AuxK).
-    aux_coef : float
-        Weight of the AuxK loss.
-    dead_window : int
-        Steps without firing after which a concept counts as dead.
-    resample_every : int, optional
-        Steps between resamplings of dead concepts (None: never). Needs a model with
-        ``resample_concepts_`` (the SAE-FNO).
-    lr_warmup_steps, lr_decay_frac : int, float
-        Learning-rate schedule (see :func:`~saeno.train.schedules.lr_factor`).
-    shuffle_buffer : int, optional
-        Passed to ``store.loader``.
-    checkpoint_dir : path, optional
-        Where ``step_*`` checkpoints go (also the end of training when given).
-    checkpoint_every : int, optional
-        Steps between checkpoints.
-    keep_checkpoints : int
-        How many of the latest checkpoints to keep (0 keeps all).
-    resume : bool or path
-        True: continue from the latest checkpoint in ``checkpoint_dir`` (a fresh start when there is
-        none); a path: continue from that checkpoint.
-    log_csv : path, optional
-        CSV log file (appended to on resume).
-    log_every : int
-        Steps between logged rows (and between host syncs).
-    tensorboard, wandb : bool
-        Also log there (the packages must be installed).
-    progress : bool
-        Show a tqdm progress bar with the losses.
-    seed : int
-        Seed of the data order (and of torch's RNG for a fresh run).
-    store_fingerprint : str, optional
-        Model fingerprint saved with the SAE (default: the store's).
+        ``ActivationStore`` or its path or URL (with ``hook`` when it holds several), or an iterable
+        of raw batches. Pointwise SAEs train on rows (the store's ``points`` view), the others on
+        fields.
+    config : TrainConfig, optional
+        The options (default: :class:`~saeno.train.config.TrainConfig`'s defaults).
+    strategy : optional
+        How to run: :class:`~saeno.train.strategy.SingleProcess` (default) or
+        :class:`saeno.distributed.train.DataParallel`.
+    **options
+        Fields of :class:`~saeno.train.config.TrainConfig` replacing those of ``config``:
+        ``hook``, ``steps``, ``epochs``, ``lr``, ``batch_size``, ``device``, ``normalize``, ``aux_k``,
+        ``aux_coef``, ``dead_window``, ``resample_every``, ``lr_warmup_steps``, ``lr_decay_frac``,
+        ``shuffle_buffer``, ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``,
+        ``resume``, ``log_csv``, ``log_every``, ``tensorboard``, ``wandb``, ``progress``, ``seed``,
+        ``store_fingerprint``. Without ``steps`` or ``epochs`` the run takes at least
+        :data:`~saeno.train.config.DEFAULT_MIN_STEPS` steps and one epoch.
 
     Returns
     -------
     TrainResult
+        With :attr:`TrainResult.warnings` (also issued as :class:`ConvergenceWarning`) when the run
+        looks unconverged.
     """
-    if normalize not in NORMALIZE_MODES:
-        raise SaenoError(f"normalize={normalize!r} is unknown: use one of {NORMALIZE_MODES}")
-    if steps is not None and epochs is not None:
-        raise SaenoError("give steps or epochs, not both")
-    if (steps is not None and steps < 1) or (epochs is not None and epochs < 1):
-        raise SaenoError("steps and epochs must be >= 1")
-    device = torch.device(device) if device is not None else next(sae.parameters()).device
+    cfg = TrainConfig.build(config, **options)
+    strategy = strategy or SingleProcess()
+    device = strategy.device(cfg.device, sae)
     view = sae.view
-    if batch_size is None:
-        batch_size = 4096 if view == "points" else 16
-    source = make_source(data, view=view, batch_size=batch_size, seed=seed, hook=hook,
-                         shuffle_buffer=shuffle_buffer)
-    hook = getattr(source, "hook", hook)
-    if epochs is None and steps is None:
-        epochs = 1
-    total = steps if steps is not None else (
-        epochs * source.n_batches if source.n_batches is not None else None)
-    base_lr = float(lr) if lr is not None else default_lr(sae.n_concepts)
-    if aux_k is None:
-        aux_k = min(sae.n_concepts // 2, 256)
-    if resample_every is not None:
-        if resample_every < 1:
-            raise SaenoError(f"resample_every must be >= 1 or None, got {resample_every}")
-        if not hasattr(sae, "resample_concepts_"):
-            raise SaenoError(f"{type(sae).__name__} cannot resample dead concepts: use "
-                             "resample_every=None (AuxK still applies)")
-    signature = _run_signature(sae, batch_size=batch_size, seed=seed, steps=steps, epochs=epochs,
-                               lr=base_lr, aux_k=aux_k, aux_coef=aux_coef, dead_window=dead_window,
-                               lr_warmup_steps=lr_warmup_steps, lr_decay_frac=lr_decay_frac,
-                               **({"resample_every": resample_every} if resample_every else {}))
+    batch_size = cfg.batch_size or (4096 if view == "points" else 16)
+    source = strategy.source(data, view=view, batch_size=batch_size, seed=cfg.seed, hook=cfg.hook,
+                             shuffle_buffer=cfg.shuffle_buffer)
+    hook = getattr(source, "hook", cfg.hook)
+    epochs = cfg.epochs
+    if cfg.steps is not None:
+        total: int | None = cfg.steps
+    elif epochs is not None:
+        total = epochs * source.n_batches if source.n_batches is not None else None
+    else:
+        total = default_steps(source.n_batches)
+    base_lr = float(cfg.lr) if cfg.lr is not None else default_lr(sae.n_concepts)
+    aux_k = cfg.aux_k if cfg.aux_k is not None else min(sae.n_concepts // 2, 256)
+    resample_every = cfg.resample_every
+    if resample_every is not None and not hasattr(sae, "resample_concepts_"):
+        raise SaenoError(f"{type(sae).__name__} cannot resample dead concepts: use "
+                         "resample_every=None (AuxK still applies)")
+    signature = {"sae": sae.config(), "batch_size": batch_size, "seed": cfg.seed,
+                 "steps": cfg.steps, "epochs": epochs, "total_steps": total, "lr": base_lr,
+                 "aux_k": aux_k, "aux_coef": cfg.aux_coef, "dead_window": cfg.dead_window,
+                 "lr_warmup_steps": cfg.lr_warmup_steps, "lr_decay_frac": cfg.lr_decay_frac,
+                 **({"resample_every": resample_every} if resample_every else {}),
+                 **strategy.record(), "config": cfg.record()}
 
     sae.to(device)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=(0.9, 0.999))
     since_fired = torch.zeros(sae.n_concepts, dtype=torch.long, device=device)
     step = epoch = batch_in_epoch = samples = 0
     aux_active = False
-
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    start_from = None
-    if resume:
-        if resume is True:
-            if ckpt_dir is None:
-                raise SaenoError("resume=True needs checkpoint_dir (CLI: --out DIR --resume)")
-            start_from = latest_checkpoint(ckpt_dir)
-        else:
-            start_from = Path(resume)
+    opt_state = None
+    ckpt_dir = as_path(cfg.checkpoint_dir)
+    start_from = strategy.resume_point(ckpt_dir, cfg.resume)
     if start_from is not None:
         state, tensors, opt_state = load_trainer_state(start_from)
         if state["signature"]["sae"] != signature["sae"]:
             raise CheckpointError(f"checkpoint {start_from} is for another model "
                                   f"({state['signature']['sae']}); build the same SAE to resume")
+        strategy.check_resume(start_from, state["signature"], signature)
         from safetensors.torch import load_file
 
         sae.load_state_dict(load_file(str(start_from / "sae_weights.safetensors")), strict=True)
         sae.to(device)
-        optimizer.load_state_dict(opt_state)
         since_fired = tensors["since_fired"].to(device)
         step, epoch = state["step"], state["epoch"]
         batch_in_epoch, samples = state["batch_in_epoch"], state["samples"]
         aux_active = state["aux_active"]
     else:
-        torch.manual_seed(seed)
-        if normalize != "none":
+        torch.manual_seed(cfg.seed)
+        if cfg.normalize != "none":
             mean, var = source.moments()
-            sae.set_normalization(*_normalization_from(mean, var, normalize))
+            sae.set_normalization(*_normalization_from(mean, var, cfg.normalize))
         sae.normalize_decoder_()
     if hook is not None:
         sae.hook = hook
-    fingerprint = store_fingerprint or getattr(source, "fingerprint", None)
+    fingerprint = cfg.store_fingerprint or getattr(source, "fingerprint", None)
     if fingerprint is not None:
         sae.model_fingerprint = fingerprint
 
-    logger = TrainLogger(log_csv, tensorboard=tensorboard, wandb=wandb, config=signature,
+    loss_module = strategy.wrap(LossModule(sae, aux_k, cfg.aux_coef))
+    optimizer = build_optimizer(sae, base_lr)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+
+    logger = TrainLogger(cfg.log_csv if strategy.is_main else None,
+                         tensorboard=cfg.tensorboard if strategy.is_main else False,
+                         wandb=cfg.wandb and strategy.is_main, config=signature,
                          resume=start_from is not None)
     from tqdm.auto import tqdm
 
-    pbar = tqdm(total=total, initial=step, disable=not progress, unit="step", desc="train_sae")
+    desc = strategy.label
+    pbar = tqdm(total=total, initial=step, disable=not (cfg.progress and strategy.is_main),
+                unit="step", desc=desc)
     history: list[dict[str, Any]] = []
-    zero = torch.zeros((), device=device)
-    acc = {"loss": zero.clone(), "mse": zero.clone(), "aux": zero.clone(), "penalty": zero.clone()}
+    acc = torch.zeros(len(LOSS_TERMS), dtype=torch.float32, device=device)
     acc_n = 0
     last_ckpt: Path | None = None
+    last_ckpt_step = -1  # the same on every rank (last_ckpt is None off the main rank)
     start_samples, t0 = samples, time.perf_counter()
     sae.train()
 
-    def checkpoint() -> Path:
-        assert ckpt_dir is not None
-        state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                 "samples": samples, "aux_active": aux_active, "signature": signature}
-        path = save_checkpoint(ckpt_dir / f"step_{step:08d}", sae, optimizer, state,
-                               {"since_fired": since_fired})
-        prune_checkpoints(ckpt_dir, keep_checkpoints, path)
+    def checkpoint() -> Path | None:
+        path = None
+        if strategy.is_main:
+            assert ckpt_dir is not None
+            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                     "samples": samples, "aux_active": aux_active, "signature": signature}
+            path = save_checkpoint(ckpt_dir / f"step_{step:08d}", sae, optimizer, state,
+                                   {"since_fired": since_fired})
+            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, path)
+        strategy.barrier()
         return path
 
     while total is None or step < total:
@@ -338,48 +349,49 @@ def train_sae(
         for batch in source.epoch(epoch, skip=batch_in_epoch):
             got_batch = True
             batch = batch.to(device, non_blocking=True)
-            f = lr_factor(step, total, lr_warmup_steps, lr_decay_frac)
+            f = lr_factor(step, total, cfg.lr_warmup_steps, cfg.lr_decay_frac)
             for group in optimizer.param_groups:
-                group["lr"] = base_lr * f
-            loss, mse, aux, penalty, out = sae_loss(sae, batch, since_fired >= dead_window,
-                                                    aux_active, aux_k, aux_coef)
-            acc["penalty"] += penalty
-            acc["aux"] += aux
+                group["lr"] = group["base_lr"] * f
+            loss, mse, aux, penalty, out = loss_module(batch, since_fired >= cfg.dead_window,
+                                                       aux_active)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             sae.normalize_decoder_()
-            since_fired = torch.where(_fired(out.codes), 0, since_fired + 1)
+            fired = strategy.any_rank(_fired(out.codes))
+            since_fired = torch.where(fired, 0, since_fired + 1)
             if (resample_every and (step + 1) % resample_every == 0
                     and (total is None or step + 1 + resample_every <= total)):
-                since_fired = _resample(sae, out, since_fired, dead_window, optimizer)
-            acc["loss"] += loss.detach()
-            acc["mse"] += mse.detach()
+                since_fired = _resample(sae, out, since_fired, cfg.dead_window, optimizer)
+                strategy.broadcast_parameters(sae)
+            acc += torch.stack([loss.detach(), mse.detach(), aux, penalty]).float()
             acc_n += 1
             step += 1
             batch_in_epoch += 1
-            samples += batch.shape[0]
+            samples += batch.shape[0] * strategy.world_size
             at_end = total is not None and step >= total
-            if step % log_every == 0 or at_end:
-                row = _log_row(step, samples, base_lr * f, acc, acc_n, out, since_fired,
-                               dead_window)
+            if step % cfg.log_every == 0 or at_end:
+                strategy.mean_over_ranks(acc)
+                row = _log_row(step, samples, base_lr * f, dict(zip(LOSS_TERMS, acc)), acc_n, out,
+                               since_fired, cfg.dead_window)
                 history.append(row)
                 logger.log(row)
                 pbar.update(step - pbar.n)
                 pbar.set_postfix(loss=f"{row['loss']:.4g}", ev=f"{row['ev']:.3f}",
-                                 l0=f"{row['l0']:.3g}", dead=f"{row['dead_fraction']:.2f}")
+                                 l0=f"{row['l0']:.3g}", dead=f"{row['dead_fraction']:.2f}",
+                                 lr=f"{row['lr']:.2g}")
                 aux_active = aux_k > 0 and row["dead_fraction"] > 0
-                for v in acc.values():
-                    v.zero_()
+                acc.zero_()
                 acc_n = 0
-            if ckpt_dir is not None and checkpoint_every and step % checkpoint_every == 0:
-                last_ckpt = checkpoint()
+            if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                last_ckpt, last_ckpt_step = checkpoint(), step
             if at_end:
                 break
         else:
             epoch += 1
             batch_in_epoch = 0
-            if (not got_batch and not resumed_mid_epoch) or (steps is None and epochs is not None and epoch >= epochs):
+            if (not got_batch and not resumed_mid_epoch) or (
+                    cfg.steps is None and epochs is not None and epoch >= epochs):
                 break
             continue
         break
@@ -387,13 +399,17 @@ def train_sae(
     pbar.close()
     logger.close()
     elapsed = time.perf_counter() - t0
-    if ckpt_dir is not None and (last_ckpt is None or not last_ckpt.name.endswith(f"{step:08d}")):
+    if ckpt_dir is not None and last_ckpt_step != step:
         last_ckpt = checkpoint()
     sae.eval()
     done_samples = samples - start_samples
+    found = convergence_warnings(history)
+    if strategy.is_main:
+        for message in found:
+            warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return TrainResult(sae=sae, steps=step, samples=samples, elapsed_s=elapsed,
                        samples_per_s=done_samples / elapsed if elapsed > 0 else math.nan,
-                       history=history, checkpoint=last_ckpt)
+                       history=history, checkpoint=last_ckpt, warnings=found)
 
 
 def _resample(sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window: int,
