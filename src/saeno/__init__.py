@@ -12,7 +12,23 @@ extras such as transformer-lens.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time the names load lazily
+    from saeno import (cli, datasets, distributed, export, hooking, pde, sae, store, synthetic,
+                       train, zoo)
+    from saeno.evaluation import evaluate
+    from saeno.export.concepts import export_concepts
+    from saeno.hooking.hooked_operator import HookedOperator
+    from saeno.sae.flat import FlatSAE
+    from saeno.sae.pointwise import SAE
+    from saeno.sae.sae_fno import SAEFNO
+    from saeno.sae.supervised import SupervisedSAE
+    from saeno.store.activation_store import ActivationStore
+    from saeno.store.capturing import capture
+    from saeno.train.checkpoint import load_sae, save_sae
+    from saeno.train.config import TrainConfig
+    from saeno.train.trainer import train_sae
 
 __version__ = "0.1.0"
 
@@ -28,10 +44,12 @@ _LAZY: dict[str, str] = {
     "load_sae": "saeno.train.checkpoint",
     "save_sae": "saeno.train.checkpoint",
     "train_sae": "saeno.train.trainer",
+    "TrainConfig": "saeno.train.config",
     "evaluate": "saeno.evaluation",
     "export_concepts": "saeno.export.concepts",
 }
-_SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export", "cli"}
+_SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export",
+               "cli", "distributed"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 
