@@ -1,6 +1,6 @@
 """Reproduce the SAE-NO paper's four claims on the synthetic sparse generative model (issue 7).
 
-Claims (METHOD.md section 3): (1) lifting recovers faster; (2) an SAE-FNO with truncated modes recovers
+Claims (docs/method.md section 4): (1) lifting recovers faster; (2) an SAE-FNO with truncated modes recovers
 smooth atoms better than non-smooth ones, and better than SAE / FlatSAE on smooth atoms; (3) an SAE-FNO
 trained on one grid keeps its reconstruction and its atoms at 0.5x, 1x, 2x and 4x, where a FlatSAE cannot
 run and a fixed-kernel convolutional SAE changes meaning; (4) lifting lowers the mean off-diagonal

@@ -55,7 +55,7 @@ def test_pointwise_normalisation_matches_manual_computation():
 
 
 def test_full_mode_sae_fno_without_spectral_path_equals_pointwise_sae():
-    """METHOD.md section 1: an SAE-FNO restricted to act pointwise is the pointwise SAE."""
+    """docs/method.md section 1: an SAE-FNO restricted to act pointwise is the pointwise SAE."""
     c, p, k, grid = 3, 8, 2, (7, 7)
     sae = SAE(c, p, sparsity={"type": "topk", "k": k})
     _randomize(sae)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 
 def planted(n: int, c: int, p: int, s: int, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
-    """METHOD.md section 3, Euclidean case: x = D c + offset, s non-negative active atoms per row."""
+    """docs/method.md section 4, Euclidean case: x = D c + offset, s non-negative active atoms per row."""
     g = torch.Generator().manual_seed(seed)
     d = torch.randn(p, c, generator=g)
     d /= d.norm(dim=1, keepdim=True)
@@ -201,7 +201,7 @@ def _shift_cos(true: torch.Tensor, learned: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.slow
 def test_sae_fno_recovers_a_planted_convolutional_dictionary():
-    """METHOD.md section 3 in 1D: x = sum_k kappa_k * z_k, smooth atoms, one location per concept."""
+    """docs/method.md section 4 in 1D: x = sum_k kappa_k * z_k, smooth atoms, one location per concept."""
     g = torch.Generator().manual_seed(5)
     c, n, p, s, m = 3, 32, 4, 2, 3000
     t = torch.arange(n) / n

@@ -1,6 +1,6 @@
 """Evaluate an SAE on captured activations: reconstruction, sparsity, operator loss recovered.
 
-Metrics (``../shared/METHOD.md`` section 4), each computed over the store's rows at every resolution
+Metrics (``docs/method.md`` section 5), each computed over the store's rows at every resolution
 given:
 
 - reconstruction on raw activations: ``mse``, ``rel_l2`` (mean over samples of

@@ -1,6 +1,6 @@
 """The sparse functional generative model of the SAE-NO paper, and the recovery metrics.
 
-METHOD.md section 3: ``x = sum_k kappa_k * z_k`` (circular convolution on the periodic unit box
+``docs/method.md`` section 4: ``x = sum_k kappa_k * z_k`` (circular convolution on the periodic unit box
 ``[0, 1)^d``, d = 1 or 2) with ``p`` true atoms ``kappa_k: [0, 1)^d -> R^C``; each sample activates ``s``
 concepts, each at ``n_locations`` random locations with random amplitudes. The Euclidean special case
 (one location, no shift) is ``x = D c``.

@@ -1,4 +1,4 @@
-"""Statistics of sparse codes (METHOD.md section 2): ``L0_concepts``, ``domain_fraction``,
+"""Statistics of sparse codes (``docs/method.md`` section 2): ``L0_concepts``, ``domain_fraction``,
 ``L0_per_point``, firing counts for dead concepts and densities.
 
 Codes are ``(B, p, *grid)`` (pointwise SAE, SAE-FNO) or ``(B, p)`` (flat SAE, or rows). A concept is

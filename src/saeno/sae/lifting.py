@@ -1,6 +1,6 @@
 """Learned pointwise lifting: ``P: R^C -> R^L`` before the encoder, ``Q: R^L -> R^C`` after the decoder.
 
-METHOD.md section 1 ("L-" models). Both maps are bias-free (the decoder bias of the core model lives in
+``docs/method.md`` section 1 ("L-" models). Both maps are bias-free (the decoder bias of the core model lives in
 the lifted space). At initialisation ``Q`` has orthonormal columns and ``P = Q^T``, so ``Q P = I``: the
 lifted model starts as the plain one seen through an isometric embedding.
 """

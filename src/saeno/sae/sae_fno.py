@@ -1,4 +1,4 @@
-"""SAE-FNO: a sparse autoencoder neural operator with function-valued codes (METHOD.md section 1).
+"""SAE-FNO: a sparse autoencoder neural operator with function-valued codes (``docs/method.md`` section 1).
 
 In normalised (and lifted) space, with ``K`` Fourier modes per dimension and ``G = (2K-1)^d``:
 

@@ -5,7 +5,7 @@ Pre-activations have the concepts on dimension 1: rows ``(N, p)`` (pointwise SAE
 function-valued codes ``(B, p, *grid)`` (SAE-FNO). ``penalty`` is a scalar tensor to add to the loss, or
 ``None``.
 
-Two levels of sparsity (METHOD.md section 2):
+Two levels of sparsity (``docs/method.md`` section 2):
 
 - ``group="point"``: the selection (TopK, BatchTopK) runs over the concepts at each grid point (the
   pointwise SAE's "k per point"); for rows this is the only meaning.

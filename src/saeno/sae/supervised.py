@@ -1,4 +1,4 @@
-"""Supervised SAE: decoder-only concept blocks switched on by labels (METHOD.md section 5).
+"""Supervised SAE: decoder-only concept blocks switched on by labels (``docs/method.md`` section 6).
 
 Every category value of every labelled factor (``viscosity=low``, ``ic=bump``, ...) is a *concept* and
 owns a learned code block of ``d = block_size`` channels. On a field the block is a function: its
