@@ -12,7 +12,6 @@ from saeno.sae import SAE, SAEFNO, FlatSAE
 from saeno.sae.registry import UnknownArchitectureError
 from saeno.train.checkpoint import CheckpointError, load_sae, save_sae
 
-
 pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 

@@ -12,13 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed_worker as w
 import numpy as np
 import pytest
 import torch
 import zarr
-
-import distributed_worker as w
 from distributed_worker import free_port, launch, tree
+
 from saeno.distributed import ShardedBatches
 from saeno.distributed.capture import PROGRESS_GROUP, capture_distributed, region
 from saeno.distributed.env import DistributedError, split_evenly

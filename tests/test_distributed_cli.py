@@ -7,6 +7,7 @@ Two forked gloo ranks call ``saeno.cli.main.main`` with torchrun's environment v
 from __future__ import annotations
 
 import torch
+from distributed_worker import launch, tree
 
 from saeno.cli import capture_cmd
 from saeno.cli.main import main
@@ -14,7 +15,6 @@ from saeno.distributed.env import launched_by_torchrun
 from saeno.hooking import HookedOperator, example_model
 from saeno.store import capture
 from saeno.train.checkpoint import load_sae
-from distributed_worker import launch, tree
 
 N = 12
 

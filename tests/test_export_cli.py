@@ -4,9 +4,9 @@ input with a message and exit code 2."""
 import json
 
 import pytest
-from test_export_concepts import build_tiny_pipeline
 
 from saeno.cli.main import main
+from test_export_concepts import build_tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,8 @@
 import re
 from html.parser import HTMLParser
 
-from test_export_schema import make_doc
-
 from saeno.export.html_report import write_report
+from test_export_schema import make_doc
 
 EVIL = '<script>alert("x")</script>&'
 

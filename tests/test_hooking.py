@@ -22,7 +22,6 @@ from saeno.errors import HookNameError, SaenoError, ShapeError
 from saeno.hooking import NoPresetWarning
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny tensors: one thread avoids OpenMP contention on a shared CPU (about 5x faster here)."""

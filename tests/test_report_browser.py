@@ -85,9 +85,8 @@ def open_in_chromium(page, tmp_path):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from test_export_concepts import build_tiny_pipeline
-
     from saeno.export.concepts import export_concepts
+    from test_export_concepts import build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("browser")
     fno, store = build_tiny_pipeline(root)

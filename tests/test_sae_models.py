@@ -9,7 +9,6 @@ from saeno.errors import SaenoError, ShapeError
 from saeno.sae import SAE, SAEFNO, FlatSAE
 from saeno.sae.base import ConfigError
 
-
 pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 

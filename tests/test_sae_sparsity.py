@@ -11,7 +11,6 @@ from saeno.sae import SAE, SAEFNO
 from saeno.sae.code_stats import CodeStats, domain_fraction, l0_concepts, l0_per_point
 from saeno.sae.sparsity import BatchTopK, JumpReLU, ReLUL1, TopK, make_sparsity
 
-
 pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 

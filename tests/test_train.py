@@ -15,7 +15,6 @@ from saeno.sae import SAE, SAEFNO, FlatSAE
 from saeno.train.schedules import default_lr, lr_factor
 from saeno.train.trainer import train_sae
 
-
 pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 

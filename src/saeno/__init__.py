@@ -15,8 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time the names load lazily
-    from saeno import (cli, datasets, distributed, export, hooking, pde, sae, store, synthetic,
-                       train, zoo)
+    from saeno import cli, datasets, distributed, export, hooking, pde, sae, store, synthetic, train, zoo
     from saeno.evaluation import evaluate
     from saeno.export.concepts import export_concepts
     from saeno.hooking.hooked_operator import HookedOperator

@@ -82,7 +82,7 @@ def _mean_field(store: Any, hook: str, batches: list[np.ndarray]) -> torch.Tenso
         s = a.astype(np.complex128 if np.iscomplexobj(a) else np.float64).sum(0)
         total = s if total is None else total + s
         count += len(rows)
-    return torch.from_numpy((total / max(count, 1)))
+    return torch.from_numpy(total / max(count, 1))
 
 
 @torch.no_grad()

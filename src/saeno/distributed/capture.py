@@ -39,11 +39,11 @@ import zarr
 from saeno.distributed import env
 from saeno.distributed.env import DistInfo, DistributedError
 from saeno.errors import StoreError
+from saeno.store import capturing as single
 from saeno.store import layout
 from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import dataset_of, iter_batches, length_of
-from saeno.store import capturing as single
 from saeno.store.writer import BackgroundWriter, ChunkSink
 
 #: the group holding the ranks' progress records while a distributed capture runs

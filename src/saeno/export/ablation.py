@@ -12,8 +12,9 @@ A supervised SAE has no encoder for its concepts: ablating concept ``k`` switche
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -23,9 +23,9 @@ import datetime as _dt
 import json
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +33,13 @@ import torch
 from saeno.errors import SaenoError, ShapeError, StoreError
 from saeno.export import figures as F
 from saeno.export import stats as S
-from saeno.export.ablation import (ABLATION_METHOD, ABLATION_METHOD_SUPERVISED, Effect,
-                                   ablation_effect, is_supervised)
+from saeno.export.ablation import (
+    ABLATION_METHOD,
+    ABLATION_METHOD_SUPERVISED,
+    Effect,
+    ablation_effect,
+    is_supervised,
+)
 from saeno.export.html_report import page_path, write_report
 from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, clean_number, validate_concepts
 

@@ -20,7 +20,14 @@ from saeno.errors import HookNameError, SaenoError, ShapeError
 from saeno.hooking.hook_point import AT_INPUT, AT_LAYER_OUTPUT, HookPoint
 from saeno.hooking.names import NamesFilter, resolve_names
 from saeno.hooking.padding import PaddingCropper
-from saeno.hooking.presets import ALL_MODULES, PresetError, expand_points, find_operator, generic_points, submodule
+from saeno.hooking.presets import (
+    ALL_MODULES,
+    PresetError,
+    expand_points,
+    find_operator,
+    generic_points,
+    submodule,
+)
 
 HookFn = Callable[..., "torch.Tensor | None"]
 FwdHooks = Sequence[tuple[Any, HookFn]]
