@@ -75,7 +75,7 @@ def check_model_matches_store(hooked: Any, store: Any) -> None:
 
 
 def _mean_field(store: Any, hook: str, batches: list[np.ndarray]) -> torch.Tensor:
-    total = None
+    total: Any = None
     count = 0
     for rows in batches:
         a = _read(store, hook, rows)
@@ -169,6 +169,7 @@ def evaluate_store(
         norm_sq = norm_sq + na64.pow(2).sum(1)
         norm_count += na64.shape[1]
         if ops is not None:
+            assert hooked is not None
             x = torch.from_numpy(_read(store, "x", idx)).to(device)
             y = torch.from_numpy(_read(store, "y", idx)).to(device)
             ops["clean"] += _rel_l2(hooked(x), y).sum().item()

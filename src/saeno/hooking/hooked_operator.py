@@ -305,7 +305,7 @@ class HookedOperator(nn.Module):
     # ------------------------------------------------------------------ hook machinery
     def _expand(self, fwd_hooks: FwdHooks) -> list[tuple[str, HookFn]]:
         if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
-            fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
+            fwd_hooks = [fwd_hooks]  # type: ignore[assignment]  # a single (name, fn) pair
         out = []
         for item in fwd_hooks:
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and callable(item[1])):

@@ -142,7 +142,9 @@ def _sampler(card: dict[str, Any]) -> Sampler | None:
 def _solve_chunk(card: dict[str, Any], seed: int, split: str, start: int, stop: int) -> tuple:
     """Solve samples ``start..stop-1`` of a split (module level so worker processes can run it)."""
     rngs = [np.random.default_rng([seed, SPLITS[split], i]) for i in range(start, stop)]
-    return _sampler(card)(card, rngs)
+    sampler = _sampler(card)
+    assert sampler is not None, card["pde"]
+    return sampler(card, rngs)
 
 
 def _solve_all(card: dict[str, Any], seed: int, tasks: list[tuple[str, int, int]],

@@ -69,7 +69,7 @@ class ActivationStore:
             )
         self.group = group
         self.url = url
-        self._attrs = attrs
+        self._attrs: dict[str, Any] = dict(attrs)
 
     @classmethod
     def open(cls, path_or_url: str | PathLike) -> ActivationStore:

@@ -35,8 +35,8 @@ def channel_moments(batches: Iterable[Tensor], max_batches: int | None = None
 
     Complex batches count as ``2C`` real channels (real parts, then imaginary parts).
     """
-    total = None
-    sq = None
+    total: Tensor | None = None
+    sq: Tensor | None = None
     count = 0
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
@@ -47,7 +47,7 @@ def channel_moments(batches: Iterable[Tensor], max_batches: int | None = None
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
         count += x.shape[0]
-    if count == 0:
+    if count == 0 or total is None or sq is None:
         raise SaenoError("the training data is empty: no batch to train on")
     mean = total / count
     var = (sq / count - mean.pow(2)).clamp_min(0)
@@ -107,7 +107,7 @@ def resolve_hook(store: Any, hook: str | None) -> str:
         if len(hooks) != 1:
             raise HookNameError(f"the store holds several hooks {hooks}: choose one with hook= "
                                 "(CLI: --hook NAME)")
-        hook = hooks[0]
+        hook = str(hooks[0])
     if hook not in hooks:
         raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
                             "first (saeno capture --hooks ...) or pick one of those")

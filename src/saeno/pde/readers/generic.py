@@ -87,7 +87,7 @@ def read_generic(
                 f"top-level keys are {_keys(group)}. Name the arrays with x_key=/y_key= (CLI --x-key/--y-key)"
             )
         xs, ys = group[x_key], group[y_key]
-        m = limit(xs.shape[0], n)
+        m = limit(len(xs), n)
         x, y = np.asarray(xs[:m]), np.asarray(ys[:m])
         params = {}
         for key in params_keys or []:
