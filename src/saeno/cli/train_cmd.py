@@ -6,7 +6,8 @@ import argparse
 import warnings
 from pathlib import Path
 
-from saeno.train.config import TrainConfig, add_arguments, from_arguments
+from saeno.train.config import add_arguments, config_from_args
+from saeno.train.trainer import summary_lines
 
 ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno",
          "supervised": "supervised"}
@@ -75,33 +76,6 @@ def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
     if arch == "flat":
         return FlatSAE(channels, args.concepts, grid=grid, **common)
     return SAEFNO(channels, args.concepts, ndim=len(grid), modes=args.modes, **common)
-
-
-def config_from_args(args: argparse.Namespace, out: Path, **overrides: object) -> TrainConfig:
-    """The :class:`TrainConfig` of the parsed flags, with the files under ``out``."""
-    return from_arguments(args, checkpoint_dir=str(out / "checkpoints"),
-                          log_csv=str(out / "train_log.csv"),
-                          tensorboard=str(out / "tensorboard") if args.tensorboard else False,
-                          **overrides)
-
-
-def summary_lines(res, sae, hook: str, processes: int = 1) -> list[str]:
-    """What ``saeno train`` prints at the end of a run."""
-    unit = "points" if sae.view == "points" else "fields"
-    where = f" with {processes} processes" if processes > 1 else ""
-    lines = [f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}{where}: "
-             f"{res.steps} steps, {res.samples} {unit} ({res.samples_per_s:.0f}/s)"]
-    final = res.final
-    if final:
-        parts = [f"explained variance {final['ev']:.3f}",
-                 f"mse {final['mse']:.4g} (normalised, summed over channels)",
-                 f"L0 {final['l0']:.3g}"]
-        if "l0_concepts" in final:
-            parts.append(f"concepts per sample {final['l0_concepts']:.3g}")
-        parts += [f"dead {100 * final['dead_fraction']:.1f}%", f"lr {final['lr']:.3g}"]
-        lines.append("last log interval: " + ", ".join(parts))
-    lines += [f"warning: {w}" for w in res.warnings]
-    return lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,10 +56,10 @@ def capture_from_args(args: argparse.Namespace, model: torch.nn.Module, data: An
 
 def train_from_args(args: argparse.Namespace, sae: Any, store: Any, hook: str, out: Path) -> int:
     """``torchrun ... -m saeno train``: :func:`train_distributed`; rank 0 saves the SAE to ``out``."""
-    from saeno.cli.train_cmd import config_from_args, summary_lines
     from saeno.distributed.train import train_distributed
     from saeno.train.checkpoint import save_sae
-    from saeno.train.trainer import ConvergenceWarning
+    from saeno.train.config import config_from_args
+    from saeno.train.trainer import ConvergenceWarning, summary_lines
 
     with env.process_group() as info:
         device = rank_device(args.device, info)

@@ -209,6 +209,16 @@ def from_arguments(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def config_from_args(args: argparse.Namespace, out: str | Path, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of ``saeno train``'s parsed flags, with its files under ``out``
+    (``out/checkpoints``, ``out/train_log.csv``, ``out/tensorboard``)."""
+    out = Path(out)
+    return from_arguments(args, checkpoint_dir=str(out / "checkpoints"),
+                          log_csv=str(out / "train_log.csv"),
+                          tensorboard=str(out / "tensorboard") if args.tensorboard else False,
+                          **overrides)
+
+
 def default_steps(n_batches: int | None) -> int:
     """The default length: at least :data:`DEFAULT_MIN_STEPS` steps and one epoch."""
     return max(DEFAULT_MIN_STEPS, n_batches or 0)

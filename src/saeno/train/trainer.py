@@ -411,6 +411,26 @@ def train_sae(
                        samples_per_s=done_samples / elapsed if elapsed > 0 else math.nan,
                        history=history, checkpoint=last_ckpt, warnings=found)
 
+def summary_lines(res: TrainResult, sae: SparseAutoencoder, hook: str | None,
+                  processes: int = 1) -> list[str]:
+    """The end-of-run summary ``saeno train`` prints: steps, samples, the last log interval's metrics
+    (with the learning rate) and the convergence warnings."""
+    unit = "points" if sae.view == "points" else "fields"
+    where = f" with {processes} processes" if processes > 1 else ""
+    lines = [f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}{where}: "
+             f"{res.steps} steps, {res.samples} {unit} ({res.samples_per_s:.0f}/s)"]
+    final = res.final
+    if final:
+        parts = [f"explained variance {final['ev']:.3f}",
+                 f"mse {final['mse']:.4g} (normalised, summed over channels)",
+                 f"L0 {final['l0']:.3g}"]
+        if "l0_concepts" in final:
+            parts.append(f"concepts per sample {final['l0_concepts']:.3g}")
+        parts += [f"dead {100 * final['dead_fraction']:.1f}%", f"lr {final['lr']:.3g}"]
+        lines.append("last log interval: " + ", ".join(parts))
+    lines += [f"warning: {w}" for w in res.warnings]
+    return lines
+
 
 def _resample(sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window: int,
               optimizer: torch.optim.Optimizer) -> Tensor:
