@@ -1,7 +1,7 @@
 """The benchmark's FNO (``burgers-labelled-fno``): trained on every label combination, cached on disk.
 
-Self-contained until the zoo offers a public training function: a neuraloperator 1D ``FNO`` (16 modes,
-hidden 32, 4 layers) maps ``x = (u0, log10 nu)`` to ``u(T)``, trained with Adam on the relative L2 loss.
+A neuraloperator 1D ``FNO`` (16 modes, hidden 32, 4 layers) maps ``x = (u0, log10 nu)`` to ``u(T)``,
+trained by the zoo's loop (:func:`saeno.zoo.training.fit_loop`) with Adam on the relative L2 loss.
 Saved as ``config.json`` + ``model.safetensors`` in ``saeno.paths.zoo_dir() / "burgers-labelled-fno"``
 (the zoo's folder convention), keyed by the training settings.
 """
@@ -9,7 +9,6 @@ Saved as ``config.json`` + ``model.safetensors`` in ``saeno.paths.zoo_dir() / "b
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +34,33 @@ def build(kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
 
 
 def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||``: ``(B,)``."""
-    d = (pred - target).flatten(1).norm(dim=1)
-    return d / target.flatten(1).norm(dim=1).clamp_min(1e-12)
+    """Per-sample relative L2 error (:func:`saeno.zoo.training.relative_l2`): ``(B,)``."""
+    from saeno.zoo.training import relative_l2
+
+    return relative_l2(pred, target)
+
+
+#: the benchmark FNO's training recipe (read by :func:`saeno.zoo.training.fit_loop`)
+RECIPE = {"batch_size": 32, "lr": 3e-3, "weight_decay": 1e-5, "optimizer": "adam", "pct_start": 0.1}
 
 
 def train_fno(x: np.ndarray, y: np.ndarray, *, epochs: int = 40, batch_size: int = 32,
               lr: float = 3e-3, seed: int = 0, device: str | torch.device = "cpu",
               progress: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train the benchmark FNO on ``x (N, 2, r)`` -> ``y (N, 1, r)``; returns ``(model, record)``."""
-    from tqdm.auto import tqdm
+    """Train the benchmark FNO on ``x (N, 2, r)`` -> ``y (N, 1, r)``; returns ``(model, record)``.
+
+    The loop is the zoo's (:func:`saeno.zoo.training.fit_loop`) with :data:`RECIPE`.
+    """
+    from saeno.zoo.training import fit_loop
 
     torch.manual_seed(seed)
     model = build().to(device)
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y, dtype=torch.float32)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
-    steps = epochs * math.ceil(len(xt) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in tqdm(range(epochs), desc="train fno", disable=not progress):
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = rel_l2(model(xt[idx].to(device)), yt[idx].to(device)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-    model.eval()
+    hp = dict(RECIPE, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    _, losses = fit_loop(model, torch.as_tensor(x, dtype=torch.float32),
+                         torch.as_tensor(y, dtype=torch.float32), hp, device=torch.device(device),
+                         progress=progress)
     return model, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                   "n_train": len(xt), "final_train_rel_l2": float(np.mean(losses[-20:]))}
+                   "n_train": len(x), "final_train_rel_l2": float(np.mean(losses[-20:]))}
 
 
 def save(model: torch.nn.Module, folder: str | Path, config: dict[str, Any]) -> Path:

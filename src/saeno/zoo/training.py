@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from saeno.errors import SaenoError
 from saeno.zoo.operator import ZooOperator
 
 
@@ -70,6 +71,62 @@ def channel_stats(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return a.mean(dim=dims), a.std(dim=dims).clamp_min(1e-8)
 
 
+def make_optimizer(params: Any, hp: dict[str, Any]) -> torch.optim.Optimizer:
+    """The recipe's optimiser: ``hp["optimizer"]`` ``"adamw"`` (default) or ``"adam"``, at ``hp["lr"]``
+    with ``hp["weight_decay"]``."""
+    kind = hp.get("optimizer", "adamw")
+    if kind not in ("adam", "adamw"):
+        raise SaenoError(f"unknown optimizer {kind!r} in a zoo recipe: use 'adam' or 'adamw'")
+    cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+    return cls(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+
+
+def fit_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hp: dict[str, Any], *,
+             device: torch.device, progress: bool = True, desc: str = "train fno",
+             ) -> tuple[list[float], list[float]]:
+    """Train ``model`` in place on raw ``(x, y)`` with the recipe ``hp``: the zoo's one FNO loop.
+
+    Relative-L2 loss of the raw output, the recipe's optimiser (:func:`make_optimizer`), a one-cycle
+    learning rate peaking at ``hp["lr"]`` after ``hp.get("pct_start", 0.2)`` of the steps, batches of
+    ``hp["batch_size"]`` in an order seeded by ``hp["seed"]`` (the caller seeds the initialisation).
+
+    Returns
+    -------
+    epoch_losses, step_losses : list of float
+        Mean loss per epoch (weighted by batch size) and the loss of every step.
+    """
+    from tqdm.auto import tqdm
+
+    opt = make_optimizer(model.parameters(), hp)
+    steps_per_epoch = math.ceil(len(x) / hp["batch_size"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=hp["lr"], total_steps=hp["epochs"] * steps_per_epoch,
+        pct_start=hp.get("pct_start", 0.2))
+    gen = torch.Generator().manual_seed(int(hp["seed"]))
+    epoch_losses: list[float] = []
+    step_losses: list[float] = []
+    bar = tqdm(range(hp["epochs"]), desc=desc, disable=not progress, unit="epoch")
+    for _ in bar:
+        model.train()
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), hp["batch_size"]):
+            idx = perm[i : i + hp["batch_size"]]
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            # the loss is the metric: relative L2 of the raw output
+            loss = relative_l2(model(xb), yb).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step_losses.append(float(loss.detach()))
+            total += step_losses[-1] * len(idx)
+        epoch_losses.append(total / len(x))
+        bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
+    model.eval()
+    return epoch_losses, step_losses
+
+
 def fit(
     spec: dict[str, Any],
     train_xy: tuple[torch.Tensor, torch.Tensor],
@@ -97,7 +154,6 @@ def fit(
         ``{"train_loss": [per epoch], "wall_time_s", "cpu_time_s" (process CPU time, all threads), ...}``.
     """
     from neuralop.models import FNO
-    from tqdm.auto import tqdm
 
     hp = spec["train"]
     seed = int(hp["seed"])
@@ -110,35 +166,12 @@ def fit(
     x_mean, x_std = channel_stats(x)
     y_mean, y_std = channel_stats(y)
     model = ZooOperator(FNO(**fno_kwargs), x.shape[1], y.shape[1], x_mean, x_std, y_mean, y_std).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    steps_per_epoch = math.ceil(len(x) / hp["batch_size"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=hp["lr"], total_steps=hp["epochs"] * steps_per_epoch, pct_start=0.2
-    )
-    gen = torch.Generator().manual_seed(seed)
-    history: list[float] = []
     start = time.perf_counter()
     cpu_start = time.process_time()
-    bar = tqdm(range(hp["epochs"]), desc=f"train {spec['name']}", disable=not progress, unit="epoch")
-    for _ in bar:
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for i in range(0, len(x), hp["batch_size"]):
-            idx = perm[i : i + hp["batch_size"]]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            # the loss is the metric: relative L2 of the raw output
-            loss = relative_l2(model(xb), yb).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / len(x))
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    history, _ = fit_loop(model, x, y, hp, device=device, progress=progress,
+                          desc=f"train {spec['name']}")
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
-    model.eval()
     return model, {
         "train_loss": history,
         "wall_time_s": wall,
