@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from saeno.errors import SaenoError
 from saeno.paths import zoo_dir
+from saeno.zoo.specs import LABELLED_FNO
 
 NAME = "burgers-labelled-fno"
 FNO_KWARGS = {"n_modes": [16], "in_channels": 2, "out_channels": 1, "hidden_channels": 32,
@@ -40,8 +41,8 @@ def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return relative_l2(pred, target)
 
 
-#: the benchmark FNO's training recipe (read by :func:`saeno.zoo.training.fit_loop`)
-RECIPE = {"batch_size": 32, "lr": 3e-3, "weight_decay": 1e-5, "optimizer": "adam", "pct_start": 0.1}
+#: the benchmark FNO's training recipe (:data:`saeno.zoo.specs.LABELLED_FNO`)
+RECIPE = LABELLED_FNO.as_spec()["train"]
 
 
 def train_fno(x: np.ndarray, y: np.ndarray, *, epochs: int = 40, batch_size: int = 32,
