@@ -13,6 +13,7 @@ from typing import Any
 
 from saeno.errors import SaenoError
 
+
 @dataclass(frozen=True)
 class FNOShape:
     """The neuraloperator ``FNO`` of a recipe (channels come from the dataset)."""
