@@ -79,10 +79,14 @@ def test_unconverged_runs_warn_and_say_why():
         res = train_sae(SAE(4, 2, sparsity={"type": "topk", "k": 1}), _rows() * 10, steps=2,
                         batch_size=64, progress=False, log_every=1)
     assert res.warnings and "explained variance" in res.warnings[0]
-    falling = [{"loss": 1.0 - 0.1 * i, "ev": 0.9} for i in range(8)]
-    flat = [{"loss": 1.0, "ev": 0.9} for _ in range(8)]
+    falling = [{"step": 10 * i, "loss": 1.0 - 0.1 * i, "ev": 0.9} for i in range(8)]
+    flat = [{"step": 10 * i, "loss": 1.0, "ev": 0.9} for i in range(8)]
     assert any("still falling" in w for w in convergence_warnings(falling))
     assert convergence_warnings(flat) == []
+    # a loss that falls only in the final learning-rate decay is not "still falling"
+    annealed = flat + [{"step": 80 + 10 * i, "loss": 0.9 - 0.1 * i, "ev": 0.9} for i in range(3)]
+    assert convergence_warnings(annealed, decay_start=75) == []
+    assert convergence_warnings(annealed) != []
     assert any("explained variance" in w for w in convergence_warnings([{"loss": 1, "ev": 0.2}]))
 
 

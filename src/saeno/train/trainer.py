@@ -25,7 +25,8 @@ Choices (documented defaults):
 - Learning rate: :func:`saeno.train.schedules.default_lr` (``2e-4 / sqrt(p / 16384)``, capped at 1e-2)
   with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps.
 - Default length: at least :data:`~saeno.train.config.DEFAULT_MIN_STEPS` steps and one epoch; a
-  :class:`ConvergenceWarning` when the last explained variance is below 0.5 or the loss still falls.
+  :class:`ConvergenceWarning` when the last explained variance is below 0.5 or the loss was still
+  falling fast at the full learning rate (:func:`convergence_warnings`).
 - Strategy: the same loop runs in one process (:class:`~saeno.train.strategy.SingleProcess`) or
   data-parallel (:class:`saeno.distributed.train.DataParallel`), which wraps :class:`LossModule` in
   DDP, all-reduces the firing mask and the logged loss sums, and checkpoints and logs from rank 0.
@@ -188,21 +189,24 @@ MIN_EV = 0.5
 FALLING_FAST = 0.05
 
 
-def convergence_warnings(history: list[dict[str, Any]]) -> list[str]:
+def convergence_warnings(history: list[dict[str, Any]], decay_start: int | None = None) -> list[str]:
     """Why the logged run looks unconverged (empty when it looks fine).
 
     Two checks: the last row's explained variance is below :data:`MIN_EV`; the mean loss of the last
-    quarter of the rows is more than :data:`FALLING_FAST` below that of the quarter before it.
+    quarter of the rows logged at the full learning rate (steps up to ``decay_start``, where the final
+    decay begins, which lowers the loss by itself) is more than :data:`FALLING_FAST` below that of the
+    quarter before it.
     """
     found = []
     if history and history[-1].get("ev", 1.0) < MIN_EV:
         found.append(f"the final explained variance is {history[-1]['ev']:.3f} (< {MIN_EV}): the "
                      "SAE reconstructs its input poorly; train longer (steps=/--steps) or use "
                      "more concepts")
-    q = len(history) // 4
+    rows = [r for r in history if decay_start is None or r.get("step", 0) <= decay_start]
+    q = len(rows) // 4
     if q >= 1:
-        last = sum(r["loss"] for r in history[-q:]) / q
-        before = sum(r["loss"] for r in history[-2 * q:-q]) / q
+        last = sum(r["loss"] for r in rows[-q:]) / q
+        before = sum(r["loss"] for r in rows[-2 * q:-q]) / q
         if before > 0 and (before - last) / before > FALLING_FAST:
             found.append(f"the loss was still falling fast ({100 * (before - last) / before:.0f}% "
                          "over the last quarter of training): train longer (steps=/--steps)")
@@ -403,7 +407,9 @@ def train_sae(
         last_ckpt = checkpoint()
     sae.eval()
     done_samples = samples - start_samples
-    found = convergence_warnings(history)
+    decay_start = (total - max(1, int(round(cfg.lr_decay_frac * total)))
+                   if total and cfg.lr_decay_frac > 0 else None)
+    found = convergence_warnings(history, decay_start)
     if strategy.is_main:
         for message in found:
             warnings.warn(message, ConvergenceWarning, stacklevel=2)
