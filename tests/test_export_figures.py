@@ -40,15 +40,21 @@ def test_every_figure_writes_a_png(tmp_path, grid):
 
 
 def test_mosaic_size_follows_panels_and_dpi(tmp_path):
-    # 2D panels go into one image: 10 px margin + 120 px per column, 18 px header + 142 px per
-    # row (title 22, panel 110, gap 10), at 72 dpi; the dpi scales everything
+    # 2D panels go into one image: more columns make it wider, more rows taller, and doubling the
+    # dpi doubles both sides
     codes = np.ones((2, 4, 4))
-    p = F.plot_code_maps(codes, tmp_path / "c.png", rows=[0, 1], activations=[1, 1], dpi=72)
-    assert _png_size(p) == (130, 302)
-    p = F.plot_code_maps(codes, tmp_path / "c4.png", rows=[0, 1], activations=[1, 1],
-                         x=np.ones((2, 1, 4, 4)), y_pred=np.ones((2, 1, 4, 4)),
-                         y=np.ones((2, 1, 4, 4)), dpi=144)
-    assert _png_size(p) == (2 * 490, 2 * 302)
+    fields = dict(x=np.ones((2, 1, 4, 4)), y_pred=np.ones((2, 1, 4, 4)), y=np.ones((2, 1, 4, 4)))
+
+    def size(name, n_rows, dpi, **kw):
+        return _png_size(F.plot_code_maps(codes[:n_rows], tmp_path / name, rows=list(range(n_rows)),
+                                          activations=[1] * n_rows, dpi=dpi, **kw))
+
+    one, two = size("a.png", 1, 72), size("b.png", 2, 72)
+    assert one[0] == two[0] and two[1] > one[1]
+    wide = size("c.png", 2, 72, **fields)
+    assert wide[0] > two[0] and wide[1] == two[1]
+    hi = size("d.png", 2, 144, **fields)
+    assert abs(hi[0] - 2 * wide[0]) <= 2 and abs(hi[1] - 2 * wide[1]) <= 2
 
 
 def test_mosaic_pixels_show_the_field(tmp_path):
