@@ -268,6 +268,10 @@ def test_intervene_cli(labelled_store, tmp_path, capsys):
         if (~kept).any():
             assert np.abs(f["y_edit"][:][~kept] - f["y_pred"][:][~kept]).max() > 1e-5
         assert f["y_cf"].shape == f["y_pred"].shape
+        # the Python function behind the verb, given the hooked FNO itself, gives the same arrays
+        res = iv.intervene(sae_dir, store, hooked, {"viscosity": "high"}, rows=np.arange(12))
+        np.testing.assert_array_equal(res["arrays"]["y_edit"], f["y_edit"][:])
+        assert res["scores"] is None and res["changed"] == int((~kept).sum())
     with pytest.raises(SystemExit):
         main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
               "--model", str(folder), "--out", str(out)])  # --set is required

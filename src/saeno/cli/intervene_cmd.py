@@ -62,74 +62,20 @@ def load_model(name: str, trust: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Edit, run, write, and print a summary."""
-    import h5py
-    import numpy as np
-    import torch
-
-    from saeno.errors import SaenoError
-    from saeno.hooking import HookedOperator
-    from saeno.hooking.fingerprint import fingerprint
-    from saeno.sae.supervised import SupervisedSAE
+    """Parse, call :func:`saeno.supervised.intervene.intervene`, write, print a summary."""
     from saeno.store import ActivationStore
-    from saeno.supervised import intervene as iv
-    from saeno.supervised.training import store_labels
-    from saeno.train.checkpoint import load_sae
+    from saeno.supervised.intervene import intervene, write_intervention
 
-    sae = load_sae(args.sae, device=args.device)
-    if not isinstance(sae, SupervisedSAE):
-        raise SaenoError(f"{args.sae} holds a {sae.architecture!r} SAE; intervene needs a supervised "
-                         "one (saeno train --arch supervised)")
     store = ActivationStore.open(args.store)
-    hook = sae.hook
-    if hook not in store.hooks:
-        raise SaenoError(f"the SAE was trained on hook {hook!r}, which the store does not hold "
-                         f"({store.hooks})")
-    model = load_model(args.model, trust=args.trust)
-    if sae.model_fingerprint and fingerprint(model) != sae.model_fingerprint:
-        raise SaenoError(f"model {args.model!r} is not the model the SAE was trained on "
-                         "(fingerprints differ): pass the FNO that produced the store")
-    hooked = HookedOperator(model).to(args.device).eval()
-    codes, factors = store_labels(store)
-    codes = {f: codes[f] for f in sae.factors}
-    factors = {f: factors[f] for f in sae.factors}
     rows = parse_rows(args.rows, store.n_rows)
-    assign = iv.parse_assignments(args.assign)
-    old = {f: c[rows] for f, c in codes.items()}
-    new = iv.set_label(old, factors, assign)
-    x = torch.as_tensor(store.read("x", rows))
-    clean = iv.run_edited(hooked, x, hook, None, batch_size=args.batch_size, device=args.device)
-    edited = iv.run_edited(hooked, x, hook, iv.sae_edit(sae, old, new), batch_size=args.batch_size,
-                           device=args.device)
-    out = {"rows": rows, "x": x.numpy(), "y_pred": clean.numpy(), "y_edit": edited.numpy()}
-    out.update({f"labels/{f}": old[f] for f in factors})
-    out.update({f"new_labels/{f}": new[f] for f in factors})
-    if args.score:
-        from saeno.supervised import benchmark_data as bd
-
-        card = (store.attrs.get("dataset") or {}).get("card") or {}
-        if card.get("name") != bd.CARD:
-            raise SaenoError(f"--score needs a store of the {bd.CARD} dataset; this one holds "
-                             f"{card.get('name')!r}")
-        index = store.read("index", rows)
-        x_cf, y_cf = bd.counterfactual(index, new, split=card.get("split", "train"),
-                                       seed=card.get("seed"), resolution=int(x.shape[-1]),
-                                       card=card)
-        fno_cf = iv.run_edited(hooked, x_cf, hook, None, batch_size=args.batch_size,
-                               device=args.device)
-        out.update({"x_cf": x_cf, "y_cf": y_cf, "y_fno_cf": fno_cf.numpy()})
-        res = iv.score({"do nothing": clean, "supervised SAE": edited, "FNO(x_cf)": fno_cf}, y_cf,
-                       fno_cf)
+    res = intervene(args.sae, store, load_model(args.model, trust=args.trust), args.assign,
+                    rows=rows, score_counterfactual=args.score, batch_size=args.batch_size,
+                    device=args.device)
+    if res["scores"] is not None:
         print(f"{'prediction':<16} {'relL2 vs solver':>16} {'relL2 vs FNO(x_cf)':>19}")
-        for name, r in res.items():
+        for name, r in res["scores"].items():
             print(f"{name:<16} {r['vs_solver']:>16.4f} {r['vs_fno_cf']:>19.4f}")
-    with h5py.File(args.out, "w") as f:
-        for k, v in out.items():
-            f.create_dataset(k, data=np.asarray(v))
-        f.attrs["set"] = ",".join(f"{k}={v}" for k, v in assign.items())
-        f.attrs["sae"] = str(args.sae)
-        f.attrs["hook"] = hook
-        f.attrs["factors"] = __import__("json").dumps(factors)
-    changed = int(sum((new[f] != old[f]).sum() for f in factors))
-    print(f"edited {len(rows)} rows ({changed} label changes) at {hook}; wrote {args.out}")
+    write_intervention(res, args.out, sae=str(args.sae))
+    print(f"edited {len(rows)} rows ({res['changed']} label changes) at {res['hook']}; "
+          f"wrote {args.out}")
     return 0

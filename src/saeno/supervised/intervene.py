@@ -15,6 +15,7 @@ the counterfactual input (relative L2 per sample).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -141,5 +142,124 @@ def score(preds: Mapping[str, Tensor | np.ndarray], y_cf: np.ndarray,
                    "vs_fno_cf": float(rel_l2(p, fno_cf).mean())} for name, p in preds.items()}
 
 
-__all__ = ["Edit", "set_label", "parse_assignments", "sae_edit", "array_edit", "run_edited", "rel_l2",
+def _hooked(model: Any, trust: bool, device: str | torch.device) -> Any:
+    """``model`` as a HookedOperator: a module, a HookedOperator, an example/zoo name or a path."""
+    from saeno.hooking import HookedOperator
+
+    if isinstance(model, HookedOperator):
+        return model.to(device).eval()
+    if isinstance(model, (str, PathLike)):
+        from saeno.hooking.examples import example_model, example_names
+        from saeno.zoo import load_model
+
+        name = str(model)
+        model = example_model(name) if name in example_names() else load_model(name, trust=trust)
+    return HookedOperator(model).to(device).eval()
+
+
+def intervene(sae: Any, store: Any, model: Any, assign: Mapping[str, str] | Sequence[str], *,
+              rows: np.ndarray | Sequence[int] | None = None, score_counterfactual: bool = False,
+              batch_size: int = 64, device: str | torch.device = "cpu",
+              trust: bool = False) -> dict[str, Any]:
+    """Set labels of stored samples with a supervised SAE and run the edited FNO.
+
+    For each row: encode the hook activation with the row's labels and nuisance, switch the labels in
+    ``assign``, add the decoded change to the activation (:func:`sae_edit`) and run the rest of the FNO.
+
+    Parameters
+    ----------
+    sae : SupervisedSAE or path
+        The supervised SAE (or its folder).
+    store : ActivationStore or path
+        A store captured from a labelled dataset with the SAE's hook.
+    model : module, HookedOperator, name or path
+        The FNO that produced the store (checked against the SAE's fingerprint).
+    assign : mapping or list of ``"factor=value"``
+        The labels to set on every row.
+    rows : array of int, optional
+        Store rows to edit (default: all).
+    score_counterfactual : bool
+        Also solve the counterfactual (labelled Burgers benchmark stores) and score the edit.
+    batch_size, device, trust
+        FNO batch size, device, and whether a pickled neuraloperator checkpoint may be loaded.
+
+    Returns
+    -------
+    dict
+        ``arrays`` (``rows``, ``x``, ``y_pred``, ``y_edit``, ``labels/<f>``, ``new_labels/<f>``, and
+        with scoring ``x_cf``, ``y_cf``, ``y_fno_cf``), ``scores`` (:func:`score`'s table or None),
+        ``hook``, ``factors``, ``assign`` and ``changed`` (number of label changes).
+    """
+    from saeno.hooking.fingerprint import fingerprint
+    from saeno.store import ActivationStore
+    from saeno.supervised.training import store_labels
+    from saeno.train.checkpoint import load_sae
+
+    if isinstance(sae, (str, PathLike)):
+        sae = load_sae(sae, device=device)
+    if not isinstance(sae, SupervisedSAE):
+        raise SaenoError(f"the SAE is a {getattr(sae, 'architecture', type(sae).__name__)!r} one; "
+                         "an intervention needs a supervised SAE (saeno train --arch supervised)")
+    if isinstance(store, (str, PathLike)):
+        store = ActivationStore.open(store)
+    hook = sae.hook
+    if hook not in store.hooks:
+        raise SaenoError(f"the SAE was trained on hook {hook!r}, which the store does not hold "
+                         f"({store.hooks})")
+    hooked = _hooked(model, trust, device)
+    if sae.model_fingerprint and fingerprint(hooked.model) != sae.model_fingerprint:
+        raise SaenoError("the model is not the one the SAE was trained on (fingerprints differ): "
+                         "pass the FNO that produced the store")
+    codes, factors = store_labels(store)
+    codes = {f: codes[f] for f in sae.factors}
+    factors = {f: factors[f] for f in sae.factors}
+    rows = np.arange(store.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+    assign = parse_assignments(list(assign)) if not isinstance(assign, Mapping) else dict(assign)
+    old = {f: c[rows] for f, c in codes.items()}
+    new = set_label(old, factors, assign)
+    x = torch.as_tensor(store.read("x", rows))
+    clean = run_edited(hooked, x, hook, None, batch_size=batch_size, device=device)
+    edited = run_edited(hooked, x, hook, sae_edit(sae, old, new), batch_size=batch_size,
+                        device=device)
+    out: dict[str, Any] = {"rows": rows, "x": x.numpy(), "y_pred": clean.numpy(),
+                           "y_edit": edited.numpy()}
+    out.update({f"labels/{f}": old[f] for f in factors})
+    out.update({f"new_labels/{f}": new[f] for f in factors})
+    scores = None
+    if score_counterfactual:
+        from saeno.supervised import benchmark_data as bd
+
+        card = (store.attrs.get("dataset") or {}).get("card") or {}
+        if card.get("name") != bd.CARD:
+            raise SaenoError(f"scoring needs a store of the {bd.CARD} dataset; this one holds "
+                             f"{card.get('name')!r}")
+        x_cf, y_cf = bd.counterfactual(store.read("index", rows), new,
+                                       split=card.get("split", "train"), seed=card.get("seed"),
+                                       resolution=int(x.shape[-1]), card=card)
+        fno_cf = run_edited(hooked, x_cf, hook, None, batch_size=batch_size, device=device)
+        out.update({"x_cf": x_cf, "y_cf": y_cf, "y_fno_cf": fno_cf.numpy()})
+        scores = score({"do nothing": clean, "supervised SAE": edited, "FNO(x_cf)": fno_cf}, y_cf,
+                       fno_cf)
+    changed = int(sum((new[f] != old[f]).sum() for f in factors))
+    return {"arrays": out, "scores": scores, "hook": hook, "factors": factors, "assign": assign,
+            "changed": changed}
+
+
+def write_intervention(result: Mapping[str, Any], path: str | PathLike, **attrs: str) -> None:
+    """Write :func:`intervene`'s arrays and settings to an HDF5 file (``attrs`` added as attributes)."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for k, v in result["arrays"].items():
+            f.create_dataset(k, data=np.asarray(v))
+        f.attrs["set"] = ",".join(f"{k}={v}" for k, v in result["assign"].items())
+        f.attrs["hook"] = result["hook"]
+        f.attrs["factors"] = json.dumps(result["factors"])
+        for k, v in attrs.items():
+            f.attrs[k] = v
+
+
+__all__ = ["Edit", "intervene", "write_intervention", "set_label", "parse_assignments", "sae_edit", "array_edit", "run_edited", "rel_l2",
            "score"]
