@@ -77,7 +77,11 @@ def detect_format(path: str | Path, keys: dict[str, Any] | None = None) -> str:
         ) from exc
 
 
-def file_splits(path: str | Path, format: str | None = None, **keys: Any) -> list[str]:  # noqa: A002
+def _flag(name: str) -> str:
+    return "--no-channels" if name == "channels_squeezed" else "--" + name.replace("_", "-")
+
+
+def file_splits(path: str | Path, format: str | None = None, **keys: Any) -> list[str]:
     """The splits a file has (``["test", "train"]`` for saeno files, its groups for generic files), or ``[]``."""
     fmt = format or detect_format(path, keys)
     try:
@@ -85,7 +89,7 @@ def file_splits(path: str | Path, format: str | None = None, **keys: Any) -> lis
             import h5py
 
             with h5py.File(path, "r") as f:
-                return sorted(k for k in f.keys() if isinstance(f[k], h5py.Group))
+                return sorted(k for k in f if isinstance(f[k], h5py.Group))
         if fmt == "generic":
             from saeno.pde.readers.generic import splits
 
@@ -135,7 +139,7 @@ def read_file(
     split: str | None = None,
     resolution: int | None = None,
     n: int | None = None,
-    format: str | None = None,  # noqa: A002 - user-facing keyword
+    format: str | None = None,
     rows: Any = None,
     **keys: Any,
 ) -> dict[str, Any]:
@@ -179,16 +183,22 @@ def read_file(
         raise DataFormatError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     reader = READERS[fmt]
     accepted = set(inspect.signature(reader).parameters)
+    keys = dict(keys)
+    if "trust" not in accepted:
+        keys.pop("trust", None)  # a permission, needed only by readers that may unpickle
+    if fmt == "neuraloperator-pt" and "no_channels" in keys:
+        keys["channels_squeezed"] = keys.pop("no_channels")
     unknown = sorted(set(keys) - accepted)
     if unknown:
+        options = sorted(accepted - {"path", "split", "n", "resolution"})
         raise DataFormatError(
-            f"{path}: options {unknown} do not apply to the {fmt} reader; it accepts "
-            f"{sorted(accepted - {'path', 'split', 'n', 'resolution'})}"
+            f"{path}: options {unknown} (CLI {', '.join(_flag(k) for k in unknown)}) do not apply to the {fmt} "
+            f"reader; it accepts {options} (CLI {', '.join(_flag(k) for k in options)})"
         )
     if split is not None and fmt not in SPLIT_READERS:
         raise DataFormatError(
             f"{path}: a {fmt} file has no {split!r} split (it is one set of samples). Omit split to read it "
-            "all, or split it by sample rows: rows='0:800' and rows='800:' (CLI --rows 0:800 / --rows 800:)"
+            "all, or split it by sample rows with rows= (CLI --rows), e.g. '0:800' to train and '800:' to test"
         )
     row_slice = parse_rows(rows)
     read_n = n

@@ -87,11 +87,11 @@ def channels_first(a: np.ndarray, n_lead: int) -> np.ndarray:
     return np.moveaxis(a, -1, n_lead)
 
 
-def describe_h5(f) -> str:  # noqa: ANN001 - h5py.File or Group
+def describe_h5(f) -> str:
     """A short listing of the datasets in an HDF5 file (name and shape), for error messages."""
     items: list[str] = []
 
-    def visit(name: str, obj) -> None:  # noqa: ANN001
+    def visit(name: str, obj) -> None:
         if hasattr(obj, "shape") and len(items) < 12:
             items.append(f"{name} {tuple(obj.shape)}")
 
@@ -126,7 +126,7 @@ def check_memory(nbytes: int, source: str, what: str) -> None:
     if free is not None and nbytes > MEMORY_FRACTION * free:
         raise DataFormatError(
             f"{source}: reading {what} needs {nbytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB of memory "
-            "is available; read fewer samples (n=, CLI --n) or a coarser resolution"
+            "is available; read fewer samples with n= (CLI --n) or a coarser resolution"
         )
 
 
@@ -160,7 +160,7 @@ def _hdf5_stored(ds: Any, source: str, key: str, rows: int) -> None:
         raise DataFormatError(
             f"{source}: dataset {key!r} declares shape {ds.shape} but only {stored} of its {needed} chunks "
             "needed here are stored; the others would read as fill values. The file is incomplete: "
-            "write it again, or read fewer samples (n=, CLI --n)"
+            "write it again, or read fewer samples with n= (CLI --n)"
         )
 
 

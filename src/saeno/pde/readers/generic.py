@@ -18,16 +18,22 @@ from typing import Any
 import numpy as np
 
 from saeno.errors import DataFormatError
-from saeno.pde.readers.common import check_array, infer_layout, layout_option, read_rows, to_channels_first
+from saeno.pde.readers.common import (
+    check_array,
+    infer_layout,
+    layout_option,
+    read_rows,
+    to_channels_first,
+)
 
 
-def _open(path: Path):  # noqa: ANN202 - h5py.File or zarr.Group
+def _open(path: Path):
     if path.is_dir() or path.suffix == ".zarr":
         import zarr
 
         try:
             return zarr.open_group(str(path), mode="r"), "zarr"
-        except Exception as exc:  # noqa: BLE001 - zarr raises several types for a missing or foreign store
+        except Exception as exc:
             raise DataFormatError(f"{path}: not a readable Zarr group ({type(exc).__name__}: {exc})") from exc
     import h5py
 
@@ -37,24 +43,24 @@ def _open(path: Path):  # noqa: ANN202 - h5py.File or zarr.Group
         raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from exc
 
 
-def _keys(group) -> list[str]:  # noqa: ANN001
+def _keys(group) -> list[str]:
     try:
         return sorted(group.keys())
     except Exception:  # noqa: BLE001 - defensive for foreign stores
         return []
 
 
-def _contains(group, key: str) -> bool:  # noqa: ANN001
+def _contains(group, key: str) -> bool:
     try:
         return key in group
     except Exception:  # noqa: BLE001 - a malformed path or foreign store
         return False
 
 
-def _array(group, key: str, path: Path):  # noqa: ANN001, ANN202
+def _array(group, key: str, path: Path):
     try:
         arr = group[key]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DataFormatError(f"{path}: cannot open {key!r} ({type(exc).__name__}: {exc})") from exc
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
         raise DataFormatError(f"{path}: {key!r} is a group, not an array; its keys are {_keys(arr)}")
@@ -72,7 +78,7 @@ def splits(path: str | Path) -> list[str]:
             root.close()
 
 
-def _time_axis(root, arr, key: str) -> int | None:  # noqa: ANN001
+def _time_axis(root, arr, key: str) -> int | None:
     """Length of the file's ``t-coordinate`` when it matches axis 1 of ``arr`` (a time series), else None."""
     if not _contains(root, "t-coordinate") or len(arr.shape) < 3:
         return None
@@ -129,7 +135,7 @@ def read_generic(
             if not (_contains(root, split) and _contains(root[split], x_key)):
                 raise DataFormatError(
                     f"{path}: no split {split!r} holding {x_key!r}; the file's top-level keys are {_keys(root)}. "
-                    "Omit split for a file without splits, or pick rows with rows=START:STOP (CLI --rows)"
+                    "Omit split for a file without splits, or pick sample rows with rows= (CLI --rows START:STOP)"
                 )
             group, used_split = root[split], split
         elif _contains(root, "train") and _contains(root["train"], x_key):

@@ -21,7 +21,13 @@ import h5py
 import numpy as np
 
 from saeno.errors import DataFormatError
-from saeno.pde.readers.common import check_array, describe_h5, limit, pair_frames, read_rows
+from saeno.pde.readers.common import (
+    check_array,
+    describe_h5,
+    limit,
+    pair_frames,
+    read_rows,
+)
 
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
 
@@ -120,7 +126,7 @@ def read_pdebench(
             traj = read_rows(tensor, src, "tensor", n)[:, :, None]  # (N, T, 1, *grid)
             card["layout"] = "tensor"
         else:
-            groups = sorted(k for k in f.keys() if isinstance(f[k], h5py.Group) and "data" in f[k])
+            groups = sorted(k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k])
             if not groups:
                 raise DataFormatError(
                     f"{path}: expected a PDEBench layout (a 'tensor' dataset, 'nu' + 'tensor' for Darcy, "

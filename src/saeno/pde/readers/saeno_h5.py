@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
 from saeno.errors import DataFormatError
 from saeno.pde.readers.common import check_array, read_rows
@@ -63,7 +62,7 @@ def read_saeno(
             raise DataFormatError(f"{path}: split {split!r} should hold groups x/ and y/ (one array per "
                                   f"resolution); found {sorted(group.keys())}")
         try:
-            stored = sorted(int(r) for r in group["x"].keys())
+            stored = sorted(int(r) for r in group["x"])
         except ValueError as exc:
             raise DataFormatError(f"{path}: {split}/x/ should hold one array per resolution named by its "
                                   f"size; found {sorted(group['x'].keys())}") from exc

@@ -131,7 +131,7 @@ def read_the_well(
             )
         scalars = {}
         if "scalars" in f and isinstance(f["scalars"], h5py.Group):
-            for key in f["scalars"].keys():
+            for key in f["scalars"]:
                 item = f["scalars"][key]
                 if isinstance(item, h5py.Dataset) and item.size == 1 and item.dtype.kind in "biuf":
                     scalars[key] = float(np.asarray(item[()]).reshape(-1)[0])

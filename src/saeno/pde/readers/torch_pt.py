@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from saeno.errors import DataFormatError, UntrustedFileError
-from saeno.pde.readers.common import check_array, infer_layout, layout_option, to_channels_first
+from saeno.pde.readers.common import (
+    check_array,
+    infer_layout,
+    layout_option,
+    to_channels_first,
+)
 
 
 def _load(path: Path, trust: bool) -> Any:
