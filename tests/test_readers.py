@@ -181,5 +181,5 @@ def test_generic_zarr_with_splits(tmp_path):
 def test_unknown_option_is_named(tmp_path):
     path = tmp_path / "p.pt"
     torch.save({"x": torch.zeros(2, 4), "y": torch.zeros(2, 4)}, path)
-    with pytest.raises(DataFormatError, match="options \\['pairing'\\] do not apply"):
+    with pytest.raises(DataFormatError, match=r"options \['pairing'\] \(CLI --pairing\) do not apply"):
         read_file(path, pairing="next")

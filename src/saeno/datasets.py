@@ -75,11 +75,12 @@ def generate(
 
 def load(
     name_or_path: str | Path,
-    split: str = "train",
+    split: str | None = None,
     resolution: int | None = None,
     n: int | None = None,
     seed: int | None = None,
     progress: bool = True,
+    rows: Any = None,
     **keys: Any,
 ) -> FieldDataset:
     """Load a benchmark by name (generating it on first use) or a user's data file.
@@ -89,8 +90,9 @@ def load(
     name_or_path : str or Path
         A benchmark name (see :func:`names`) or a path: neuraloperator ``.pt``, PDEBench HDF5,
         The Well HDF5, a saeno HDF5, or a generic HDF5 file / Zarr folder with named arrays.
-    split : {"train", "test"}
-        Which split.
+    split : {"train", "test"}, optional
+        Which split: for a benchmark (default ``"train"``) or a file with splits. A file without splits
+        (a ``.pt``, PDEBench or The Well file) refuses a split: pick sample rows with ``rows`` instead.
     resolution : int, optional
         Points per side: one of the stored resolutions (default: the card's ``default_resolution``).
     n : int, optional
@@ -100,6 +102,9 @@ def load(
         Generation seed for a benchmark (default: the card's).
     progress : bool
         Progress bar while generating.
+    rows : str, tuple or slice, optional
+        Sample rows ``START:STOP`` of a file, to split one file into train and test (``"0:800"``,
+        ``"800:"``).
     **keys
         Reader options for files (``x_key``, ``y_key``, ``pairing``, ``step``, ``trust``, ...; see
         :func:`saeno.pde.readers.read_file`).
@@ -108,11 +113,14 @@ def load(
     -------
     FieldDataset
     """
-    if split not in ("train", "test") and not keys:
-        raise DataFormatError(f"split must be 'train' or 'test', got {split!r}")
     path = Path(name_or_path)
     is_name = str(name_or_path) in card_names() and not path.exists()
     if is_name:
+        split = "train" if split is None else split
+        if split not in ("train", "test"):
+            raise DataFormatError(f"split must be 'train' or 'test', got {split!r}")
+        if keys:
+            raise DataFormatError(f"{name_or_path}: options {sorted(keys)} apply to files, not to benchmarks")
         the_card = load_card(str(name_or_path))
         resolutions = the_card["resolutions"]
         if resolution is not None and int(resolution) not in resolutions:
@@ -125,13 +133,13 @@ def load(
         file = find_cached(the_card, n or int(the_card["n_train"]), use_seed, resolution)
         if file is None:
             file = _generate(the_card["name"], n=n, seed=use_seed, progress=progress)
-        out = read_file(file, split=split, resolution=resolution, n=n, format="saeno")
+        out = read_file(file, split=split, resolution=resolution, n=n, format="saeno", rows=rows)
         name = the_card["name"]
     else:
         if not path.exists():
             raise DataFormatError(
                 f"{name_or_path!r} is neither a dataset name ({', '.join(card_names())}) nor an existing file"
             )
-        out = read_file(path, split=split, resolution=resolution, n=n, **keys)
+        out = read_file(path, split=split, resolution=resolution, n=n, rows=rows, **keys)
         name = path.stem
     return FieldDataset(out["x"], out["y"], name=name, card=out["card"], params=out["params"], labels=out["labels"])

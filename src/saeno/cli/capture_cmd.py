@@ -18,7 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hooks", required=True, help="hook name or glob, e.g. 'blocks.*.hook_out' (see `saeno hooks`)")
     p.add_argument("--out", required=True, metavar="STORE", help="store path or URL (memory://, s3://, ...)")
     p.add_argument("--resolution", type=int, default=None, help="grid resolution of the dataset")
-    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--split", default=None,
+                   help="dataset split: test (the default for benchmarks and files with splits) or train; "
+                   "for a file without splits use --rows")
     p.add_argument("--n", type=int, default=None, help="capture only the first N samples")
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage dtype")
@@ -27,19 +29,57 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted capture into STORE")
     p.add_argument("--overwrite", action="store_true", help="replace an existing saeno store at STORE")
     p.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/inf activations instead of stopping")
-    p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
+    p.add_argument("--trust", action="store_true",
+                   help="allow unpickling the model checkpoint and the data file (only files you trust)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from saeno.cli.common import add_data_options, add_model_options
+
+    add_model_options(p)
+    add_data_options(p)
     p.set_defaults(func=run)
 
 
-def _load_dataset(name_or_path: str, split: str, resolution: int | None):
+def _load_dataset(name_or_path: str, split: str | None, resolution: int | None, **keys):
+    from saeno import datasets
+
+    return datasets.load(name_or_path, split=split, resolution=resolution, **keys)
+
+
+def _split_and_keys(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """The split to capture (test for benchmarks and files with splits) and the reader options."""
+    from pathlib import Path
+
+    from saeno import datasets
+    from saeno.cli.common import data_keys
     from saeno.errors import SaenoError
 
-    try:
-        from saeno import datasets
-    except ImportError as exc:
-        raise SaenoError(f"cannot load dataset {name_or_path!r}: saeno.datasets is not available ({exc})") from exc
-    return datasets.load(name_or_path, split=split, resolution=resolution)
+    keys = data_keys(args)
+    if args.rows:
+        keys["rows"] = args.rows
+    if not Path(args.dataset).exists():  # a benchmark name (or a mistake datasets.load reports)
+        keys.pop("trust", None)
+        layout = sorted(set(keys) - {"rows"})
+        if layout and args.dataset in datasets.names():
+            raise SaenoError(f"{args.dataset} is a benchmark: the data-layout options "
+                             f"({', '.join('--' + k.replace('_', '-') for k in layout)}) apply to users' files only")
+        return args.split or "test", keys
+    if args.split is not None:
+        return args.split, keys
+    from saeno.pde.readers import file_splits
+
+    names = {k: v for k, v in keys.items() if k in ("x_key", "y_key")}
+    return ("test" if "test" in file_splits(args.dataset, **names) else None), keys
+
+
+def _part(args: argparse.Namespace, data, split: str | None) -> str:
+    """Which part of the dataset was captured, for the summary line."""
+    card = getattr(data, "card", {}) or {}
+    used = card.get("split", split)
+    if used in (None, "all"):
+        span = card.get("rows")
+        return f"rows {span[0]}:{span[1]} of {args.dataset}" if span else f"all of {args.dataset}"
+    other = "train" if used == "test" else "test"
+    return f"the {used} split of {args.dataset} (pass --split {other} for the {other} split)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from saeno.store import capture
     from saeno.store.activation_store import format_bytes
 
-    model = load_any_model(args.model, trust=args.trust)
+    model = load_any_model(args.model, trust=args.trust, model_config=args.model_config)
     if args.device:
         model = model.to(args.device)
-    data = _load_dataset(args.dataset, args.split, args.resolution)
+    split, keys = _split_and_keys(args)
+    data = _load_dataset(args.dataset, split, args.resolution, **keys)
+    part = _part(args, data, split)
     from saeno.distributed.env import launched_by_torchrun
 
     if launched_by_torchrun():  # torchrun --nproc-per-node N -m saeno capture ...
@@ -75,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(
-        f"captured {store.n_rows} samples of {len(store.hooks)} hooks to {store.url} "
+        f"captured {store.n_rows} samples of {len(store.hooks)} hooks from {part} to {store.url} "
         f"({format_bytes(store.nbytes_stored())} stored)"
     )
     return 0

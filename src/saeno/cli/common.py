@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI verbs: resolving models and printing."""
+"""Helpers shared by the CLI verbs: resolving models, the data-layout options, and printing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,21 @@ from pathlib import Path
 from typing import Any
 
 
-def load_any_model(name_or_path: str, trust: bool = False) -> Any:
+def has_option(p: Any, flag: str) -> bool:
+    """Whether an argparse parser defines ``flag``."""
+    return any(flag in a.option_strings for a in p._actions)
+
+
+def add_model_options(p: Any) -> None:
+    """``--model-config`` for verbs that take ``--model`` (the architecture of a plain state dict)."""
+    p.add_argument("--model-config", default=None, metavar="JSON|FILE",
+                   help="architecture of a state-dict --model: neuraloperator class and keyword arguments as "
+                   "JSON (e.g. '{\"model_class\": \"FNO\", \"n_modes\": [16, 16], \"in_channels\": 1, "
+                   "\"out_channels\": 1, \"hidden_channels\": 32}') or a JSON/YAML file (a neuraloperator "
+                   "config works too)")
+
+
+def load_any_model(name_or_path: str, trust: bool = False, model_config: Any = None) -> Any:
     """A built-in example model (``example-fno2d`` ...), or whatever ``saeno.zoo.load_model`` resolves.
 
     Parameters
@@ -16,6 +30,8 @@ def load_any_model(name_or_path: str, trust: bool = False) -> Any:
         An example name, a zoo name, a model folder, or a neuraloperator checkpoint.
     trust
         Allow unpickling a neuraloperator checkpoint (only for files you trust).
+    model_config
+        The architecture of a state-dict file (CLI ``--model-config``).
     """
     from saeno.errors import SaenoError
     from saeno.hooking.examples import example_model, example_names
@@ -29,7 +45,46 @@ def load_any_model(name_or_path: str, trust: bool = False) -> Any:
             f"cannot load {name_or_path!r}: the model zoo is not available ({exc}). "
             f"Use one of the built-in examples: {', '.join(example_names())}."
         ) from exc
-    return load_model(name_or_path, trust=trust)
+    return load_model(name_or_path, trust=trust, model_config=model_config)
+
+
+def add_data_options(p: Any) -> None:
+    """Options that tell the readers a user's file layout (``saeno capture``, ``saeno data info``)."""
+    g = p.add_argument_group("data file layout (users' files; see `saeno data info FILE`)")
+    g.add_argument("--x-key", default=None, metavar="KEY", help="input array (dict key, HDF5/Zarr path)")
+    g.add_argument("--y-key", default=None, metavar="KEY", help="output array")
+    g.add_argument("--pairing", default=None, choices=["initial_final", "next"],
+                   help="time series: first -> last frame (default) or frame t -> t + STEP")
+    g.add_argument("--step", type=int, default=None, help="frames between input and output (--pairing next)")
+    g.add_argument("--t-in", type=int, default=None, help="input frame (--pairing initial_final)")
+    g.add_argument("--t-out", type=int, default=None, help="output frame (--pairing initial_final)")
+    g.add_argument("--fields", default=None, metavar="A,B",
+                   help="fields to use as channels (The Well, PDEBench CFD), comma-separated")
+    layout = g.add_mutually_exclusive_group()
+    layout.add_argument("--channels-last", action="store_true", default=None, help="arrays are (N, *grid, C)")
+    layout.add_argument("--channels-first", action="store_true", default=None, help="arrays are (N, C, *grid)")
+    layout.add_argument("--no-channels", action="store_true", default=None, help="arrays are (N, *grid)")
+    g.add_argument("--ndim", type=int, default=None, help="number of space axes (settles the layout)")
+    g.add_argument("--rows", default=None, metavar="START:STOP",
+                   help="sample rows of a file without splits, e.g. --rows 0:800 to train, --rows 800: to test")
+
+
+def data_keys(args: Any) -> dict[str, Any]:
+    """Reader options from :func:`add_data_options` (only those given), plus ``trust``."""
+    keys: dict[str, Any] = {}
+    for name in ("x_key", "y_key", "pairing", "step", "t_in", "t_out", "ndim"):
+        value = getattr(args, name, None)
+        if value is not None:
+            keys[name] = value
+    if getattr(args, "fields", None):
+        keys["fields"] = [f.strip() for f in args.fields.split(",") if f.strip()]
+    for name in ("channels_last", "channels_first", "no_channels"):
+        if getattr(args, name, None):
+            # neuraloperator .pt files call "no channel axis" channels_squeezed
+            keys[name] = True
+    if getattr(args, "trust", False):
+        keys["trust"] = True
+    return keys
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

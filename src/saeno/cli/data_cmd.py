@@ -29,13 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     info = sub.add_parser("info", help="describe a benchmark or a data file")
     info.add_argument("name_or_path")
-    info.add_argument("--split", default="train")
+    info.add_argument("--split", default=None, help="split of a file that has them (default train)")
     info.add_argument("--resolution", type=int, default=None)
-    info.add_argument("--x-key", default=None, help="input array in a generic HDF5/Zarr file")
-    info.add_argument("--y-key", default=None, help="output array in a generic HDF5/Zarr file")
-    info.add_argument("--pairing", default=None, choices=["initial_final", "next"],
-                      help="time pairing for PDEBench / The Well time series")
     info.add_argument("--trust", action="store_true", help="allow unpickling a .pt file (trusted files only)")
+    from saeno.cli.common import add_data_options
+
+    add_data_options(info)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
 
@@ -63,18 +62,17 @@ def _list(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from saeno.cli.common import data_keys
     from saeno.datasets import load, names
 
-    keys = {k: v for k, v in (("x_key", args.x_key), ("y_key", args.y_key), ("pairing", args.pairing)) if v}
-    if args.trust:
-        keys["trust"] = True
+    keys = data_keys(args)
     if args.name_or_path in names():
         from saeno.datasets import card
 
         c = card(args.name_or_path)
         print(json.dumps(c, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in c.items()))
         return 0
-    ds = load(args.name_or_path, split=args.split, resolution=args.resolution, **keys)
+    ds = load(args.name_or_path, split=args.split, resolution=args.resolution, rows=args.rows, **keys)
     summary = {
         "name": ds.name,
         "n": len(ds),

@@ -3,6 +3,11 @@
 Each verb module in ``saeno.cli`` defines ``add_parser(subparsers)``, which registers its sub-command
 and sets ``func(args) -> int`` as the parser default. Verb modules import heavy libraries inside
 ``func`` only, so that ``saeno --help`` is fast.
+
+Before any verb runs, :func:`main` applies saeno's thread policy (:mod:`saeno.threads`: passive OpenMP
+waiting, chosen before torch loads, which is why it happens at import here), seeds every random number
+generator from the verb's ``--seed`` (0 when it has none), and gives verbs that take ``--model`` a
+``--model-config`` option. Errors caused by user input are printed in CLI terms, without a traceback.
 """
 
 from __future__ import annotations
@@ -12,20 +17,9 @@ import importlib
 import os
 import sys
 
-# OpenMP's wait policy is read once, when torch loads, so it is chosen here from the verb. `saeno capture`
-# lets OpenMP threads sleep at barriers: spinning threads starve the store's writer thread on small shared
-# machines (capture 3.6x slower with the cores loaded). Every other verb keeps OpenMP's default, which
-# trains FNOs and SAE-FNOs 1.5-2.4x faster on idle cores (benchmarks/results/zoo.md). A user's own
-# OMP_WAIT_POLICY wins.
-PASSIVE_OPENMP_VERBS = ("capture",)
+from saeno import threads
 
-
-def _choose_openmp_wait_policy(argv: list[str]) -> None:
-    if len(argv) > 1 and argv[1] in PASSIVE_OPENMP_VERBS:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-_choose_openmp_wait_policy(sys.argv)
+threads.configure()  # OMP_WAIT_POLICY is read once, when torch loads
 
 from saeno import __version__
 from saeno.errors import SaenoError
@@ -43,6 +37,15 @@ VERB_MODULES = [
     "export",
     "intervene",
 ]
+DEFAULT_SEED = 0
+
+
+def _add_model_config(parsers: dict[str, argparse.ArgumentParser]) -> None:
+    from saeno.cli.common import add_model_options, has_option
+
+    for parser in parsers.values():
+        if has_option(parser, "--model") and not has_option(parser, "--model-config"):
+            add_model_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,24 +64,70 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    _add_model_config(sub.choices)
     return parser
+
+
+def seed_everything(seed: int | None) -> int:
+    """Seed Python's, numpy's and torch's generators (``DEFAULT_SEED`` for ``None``); returns the seed."""
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = DEFAULT_SEED if seed is None else int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """Thread policy, seeds and ``--model-config``, before the verb runs."""
+    threads.apply()
+    seed_everything(getattr(args, "seed", None))
+    from saeno.zoo import io
+
+    io.CLI_MODEL_CONFIG = getattr(args, "model_config", None)
+
+
+def _quiet_broken_pipe() -> int:
+    """``saeno ... | head``: the reader left; stop without a traceback (and without one at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout already gone
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``saeno`` command line; returns the process exit code."""
+    from saeno.cli.messages import cli_message
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        _prepare(args)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except SaenoError as exc:
-        print(f"saeno {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"saeno {args.verb}: error: {cli_message(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except KeyboardInterrupt:
         print(f"saeno {args.verb}: interrupted", file=sys.stderr)
         return 130
+    finally:  # main() may run in-process: the verb's settings end with it
+        threads.remove()
+        from saeno.zoo import io
+
+        io.CLI_MODEL_CONFIG = None
 
 
 if __name__ == "__main__":  # pragma: no cover

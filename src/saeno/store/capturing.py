@@ -29,6 +29,7 @@ from zarr.codecs import BloscCodec
 
 from saeno.errors import ShapeError, StoreError
 from saeno.store import layout
+from saeno.store.xarray_dims import dimension_names, write_grid_coords
 from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import Batch, dataset_of, iter_batches, length_of
@@ -427,10 +428,12 @@ def _create_store(
 
     largest = max(int(np.prod(s)) * d.itemsize for s, d in specs.values())
     cs = chunk_size or layout.default_chunk_size(largest)
+    input_grid = specs[layout.X][0][1:]
     for name, (shape, stored) in specs.items():
         group.create_array(
             name,
             shape=(total, *shape),
+            dimension_names=dimension_names(name, (total, *shape), input_grid),
             chunks=(cs, *shape),
             dtype=stored,
             compressors=BloscCodec(**COMPRESSOR),
@@ -438,6 +441,7 @@ def _create_store(
             # skip zarr's all-fill-value scan of every chunk (a full extra pass over the data)
             config={"write_empty_chunks": True},
         )
+    write_grid_coords(group, input_grid)
     hook_info = _hook_info(specs, names)
     stats = {h: RunningStats.empty(hook_info[h]["shape"][0], hook_info[h]["complex"] is not None) for h in names}
     grid = list(specs[layout.X][0][1:])

@@ -22,7 +22,14 @@ import torch
 
 from saeno.errors import SaenoError
 from saeno.paths import zoo_dir
-from saeno.zoo.io import CONFIG, find_checkpoint, load_folder, load_neuralop_checkpoint, save_model
+from saeno.zoo.io import (
+    CONFIG,
+    find_checkpoint,
+    load_folder,
+    load_neuralop_checkpoint,
+    load_user_file,
+    save_model,
+)
 from saeno.zoo.operator import ZooOperator
 from saeno.zoo.specs import SPECS, fast_default, get_spec
 
@@ -162,7 +169,10 @@ def load(
 
 
 def load_model(
-    name_or_path: str | Path, trust: bool = False, device: str | torch.device | None = None
+    name_or_path: str | Path,
+    trust: bool = False,
+    device: str | torch.device | None = None,
+    model_config: Any = None,
 ) -> torch.nn.Module:
     """Load an operator: a zoo name, a saeno model folder, or neuraloperator checkpoint files.
 
@@ -171,11 +181,16 @@ def load_model(
     name_or_path : str or Path
         A zoo name (trained on first use), or ``burgers-labelled-fno`` (the supervised benchmark's
         FNO); a folder with ``config.json`` + ``model.safetensors``; or neuraloperator
-        ``save_checkpoint`` files (the folder, or the ``{name}_state_dict.pt`` path).
+        ``save_checkpoint`` files (the folder, or the ``{name}_state_dict.pt`` path); or a user's file: a
+        plain state dict (with ``model_config``) or a whole module saved with ``torch.save(model)`` (with
+        ``trust``), see :func:`saeno.zoo.io.load_user_file`.
     trust : bool
-        Allow unpickling neuraloperator checkpoints (they are pickles: only for trusted files).
+        Allow unpickling neuraloperator checkpoints and whole-module files (pickles: only trusted files).
     device : str or torch.device, optional
         Where to put the model.
+    model_config : dict, str or Path, optional
+        The architecture of a state-dict file: neuraloperator class and keyword arguments, or a
+        neuraloperator config (dict, JSON string, or JSON/YAML file).
 
     Returns
     -------
@@ -204,9 +219,15 @@ def load_model(
     ckpt = find_checkpoint(path)
     if ckpt is not None:
         return load_neuralop_checkpoint(ckpt[0], ckpt[1], trust=trust, device=device).eval()
+    if path.is_file():
+        from saeno.zoo import io
+
+        config = model_config if model_config is not None else io.CLI_MODEL_CONFIG
+        return load_user_file(path, model_config=config, trust=trust, device=device)
     raise SaenoError(
         f"{name_or_path!r} is not a zoo model ({', '.join(names())}), a folder with config.json + "
-        "model.safetensors, or neuraloperator checkpoint files ({name}_state_dict.pt + {name}_metadata.pkl)"
+        "model.safetensors, neuraloperator checkpoint files ({name}_state_dict.pt + {name}_metadata.pkl), "
+        "or a model file (a state dict with model_config=, or torch.save(model) with trust=True)"
     )
 
 

@@ -1,7 +1,18 @@
 """Save and load operators without pickle: ``config.json`` + ``model.safetensors`` (+ ``record.json``).
 
-neuraloperator's own ``save_checkpoint`` files (``{name}_state_dict.pt`` + ``{name}_metadata.pkl``) hold
-pickles; they are read only when the caller passes ``trust=True``.
+Users' own files are read too (:func:`load_user_file`):
+
+- neuraloperator's ``save_checkpoint`` files (``{name}_state_dict.pt`` + ``{name}_metadata.pkl``): pickles,
+  read only with ``trust=True``;
+- a plain ``state_dict`` (``torch.save(model.state_dict())``, ``.pt`` or ``.safetensors``, also under a
+  ``"state_dict"`` / ``"model"`` key) plus the architecture, given as ``model_config``: a neuraloperator
+  class and its keyword arguments (``{"model_class": "FNO", "n_modes": [16, 16], ...}``), a neuraloperator
+  training config (``{"model": {"model_arch": "fno", "data_channels": 1, ...}}``), or saeno's own
+  ``config.json``; as a dict, a JSON string, or a ``.json`` / ``.yaml`` file;
+- a whole module saved with ``torch.save(model)``: a pickle, read only with ``trust=True``.
+
+A refused file is named exactly as what it is (:func:`describe_torch_file` reads the pickle's opcodes
+without running them).
 """
 
 from __future__ import annotations
@@ -134,15 +145,20 @@ def load_folder(folder: str | Path, device: str | torch.device | None = None) ->
 
 
 def find_checkpoint(path: Path) -> tuple[Path, str] | None:
-    """``(folder, name)`` of neuraloperator ``save_checkpoint`` files at ``path``, if any."""
+    """``(folder, name)`` of neuraloperator ``save_checkpoint`` files at ``path`` (both files present), if any."""
+    def both(folder: Path, name: str) -> tuple[Path, str] | None:
+        ok = (folder / f"{name}_state_dict.pt").is_file() and (folder / f"{name}_metadata.pkl").is_file()
+        return (folder, name) if ok else None
+
     if path.is_file() and path.name.endswith("_state_dict.pt"):
-        return path.parent, path.name[: -len("_state_dict.pt")]
+        return both(path.parent, path.name[: -len("_state_dict.pt")])
     if path.is_file() and path.name.endswith("_metadata.pkl"):
-        return path.parent, path.name[: -len("_metadata.pkl")]
+        return both(path.parent, path.name[: -len("_metadata.pkl")])
     if path.is_dir():
-        found = sorted(path.glob("*_state_dict.pt"))
-        if found:
-            return path, found[0].name[: -len("_state_dict.pt")]
+        for found in sorted(path.glob("*_state_dict.pt")):
+            hit = both(path, found.name[: -len("_state_dict.pt")])
+            if hit:
+                return hit
     return None
 
 
@@ -168,3 +184,291 @@ def load_neuralop_checkpoint(
     cfg = {"name": name, "source": str(folder), "fno": kwargs}
     model = ZooOperator(fno, kwargs["in_channels"], kwargs["out_channels"], config=cfg)
     return model.to(device) if device is not None else model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# users' own model files
+
+# the ``--model-config`` of the CLI verb being run (set and reset by ``saeno.cli.main``), used by
+# :func:`saeno.zoo.load_model` when no ``model_config`` is passed, so that every verb taking ``--model`` gets it
+CLI_MODEL_CONFIG: Any = None
+_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+_ARCH_HINT = (
+    "Give the architecture with model_config= (CLI --model-config): a JSON/YAML file or string with the "
+    "neuraloperator class and its keyword arguments, e.g. '{\"model_class\": \"FNO\", \"n_modes\": [16, 16], "
+    "\"in_channels\": 1, \"out_channels\": 1, \"hidden_channels\": 32, \"n_layers\": 4}', or a neuraloperator "
+    "training config with a 'model' section"
+)
+
+
+def _pickle_globals(path: Path) -> tuple[str | None, list[str]]:
+    """The top-level opcode kind and the classes a torch pickle names, read without unpickling."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return None, []
+                data = z.read(name)
+        else:
+            data = path.read_bytes()
+        strings: list[str] = []
+        found: list[str] = []
+        top = None
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("PROTO", "FRAME"):
+                continue
+            if top is None:
+                top = op.name
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+        return top, found
+    except Exception:  # noqa: BLE001 - not a pickle we can read: say nothing more
+        return None, []
+
+
+class _Stub:
+    """Stands in for every class or function a pickle names outside torch's tensor allow-list: it accepts
+    any arguments and state and does nothing, so that loading runs no code from the file."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:  # noqa: PYI034
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
+        return _Stub()
+
+
+def _stub_pickle_module() -> Any:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves only torch's weights-only allow-list
+    (tensors, storages, dtypes, OrderedDict) and replaces everything else by :class:`_Stub`."""
+    import pickle
+    import types
+
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    allowed = _get_allowed_globals()
+
+    class StubUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            obj = allowed.get(f"{module}.{name}")
+            return obj if obj is not None else _Stub
+
+    mod = types.ModuleType("saeno_stub_pickle")
+    mod.Unpickler = StubUnpickler  # type: ignore[attr-defined]
+    mod.load = pickle.load  # type: ignore[attr-defined]
+    mod.__name__ = "saeno_stub_pickle"
+    return mod
+
+
+def load_tensors_only(path: str | Path) -> Any:
+    """``torch.load`` of a pickle with objects, running none of them: tensors load, other objects are stubs.
+
+    This reads the tensors of a checkpoint that also pickles Python objects (neuraloperator's state dicts
+    carry a ``_metadata`` entry of constructor arguments) without trusting the file.
+    """
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_stub_pickle_module())
+
+
+def describe_torch_file(path: str | Path) -> str:
+    """What a model file is, read without running any pickle: one of ``"safetensors"``, ``"state_dict"``,
+    ``"data"`` (a dict of ``x``/``y`` arrays), ``"module:<class>"`` (``torch.save(model)``),
+    ``"pickled-dict"`` (a dict holding Python objects), ``"unknown"``."""
+    import pickle
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return "safetensors"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        top, found = _pickle_globals(path)
+        if top in ("GLOBAL", "STACK_GLOBAL") and found and not found[0].startswith(("collections.", "builtins.")):
+            return f"module:{found[0]}"  # the top-level object is an instance of a class: torch.save(model)
+        try:
+            obj = load_tensors_only(path)
+        except Exception:  # noqa: BLE001 - not loadable even with stubs
+            return "pickled-dict"
+        return "state_dict" if _state_dict_of(obj) is not None else "pickled-dict"
+    except Exception:  # noqa: BLE001 - damaged or not a torch file
+        return "unknown"
+    if isinstance(obj, dict):
+        if "x" in obj and "y" in obj and not any("." in str(k) for k in obj):
+            return "data"
+        if _state_dict_of(obj) is not None:
+            return "state_dict"
+    return "unknown"
+
+
+def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
+    """The tensors of a state dict, possibly nested under a usual key; ``None`` when it is not one."""
+    if not isinstance(obj, dict):
+        return None
+    for key in _STATE_KEYS:
+        if isinstance(obj.get(key), dict):
+            inner = _state_dict_of(obj[key])
+            if inner is not None:
+                return inner
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    rest = [k for k, v in obj.items() if not isinstance(v, torch.Tensor) and not str(k).startswith("_")]
+    if not tensors or rest:
+        return None
+    if all(k.startswith("module.") for k in tensors):  # saved from DistributedDataParallel
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def read_model_config(model_config: Any) -> dict[str, Any]:
+    """The architecture as a dict: from a dict, a JSON string, or a ``.json`` / ``.yaml`` file."""
+    if isinstance(model_config, dict):
+        return dict(model_config)
+    text = str(model_config)
+    path = Path(text)
+    if text.lstrip().startswith("{"):
+        source, body = "model_config", text
+    elif path.is_file():
+        source, body = str(path), path.read_text(encoding="utf-8")
+    else:
+        raise DataFormatError(f"model_config {text!r} is neither a JSON object nor an existing file. " + _ARCH_HINT)
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            cfg = yaml.safe_load(body)
+        else:
+            cfg = json.loads(body)
+    except Exception as exc:
+        raise DataFormatError(f"{source}: not valid JSON/YAML ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise DataFormatError(f"{source}: expected an object with the model's class and arguments. " + _ARCH_HINT)
+    return cfg
+
+
+def build_architecture(model_config: Any) -> nn.Module:
+    """An untrained neuraloperator model from a :func:`read_model_config` architecture."""
+    from neuralop.models.base_model import BaseModel
+
+    cfg = read_model_config(model_config)
+    if isinstance(cfg.get("fno"), dict):  # saeno's own config.json
+        cfg = cfg["fno"]
+    if isinstance(cfg.get("model"), dict):  # a neuraloperator training config
+        cfg = dict(cfg["model"])
+        if "data_channels" in cfg:
+            cfg["in_channels"] = cfg.pop("data_channels")
+    cfg = dict(cfg)
+    name = str(cfg.pop("model_class", None) or cfg.pop("model_arch", None) or cfg.pop("arch", None) or "")
+    if not name:
+        raise DataFormatError("model_config names no model class ('model_class': 'FNO' ...). " + _ARCH_HINT)
+    cls = BaseModel._models.get(name.lower())
+    if cls is None:
+        raise DataFormatError(f"model_config names an unknown neuraloperator model class {name!r}; known: "
+                              f"{sorted(BaseModel._models)}")
+    if "n_modes" in cfg and isinstance(cfg["n_modes"], list):
+        cfg["n_modes"] = tuple(cfg["n_modes"])
+    try:
+        return cls(**cfg)
+    except TypeError as exc:
+        raise DataFormatError(f"model_config: {cls.__name__} does not accept these arguments ({exc})") from exc
+
+
+def _read_state(path: Path, trust: bool) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise DataFormatError(f"{path}: not a readable safetensors file ({exc})") from exc
+    obj = load_tensors_only(path)
+    state = _state_dict_of(obj)
+    if state is None:
+        raise DataFormatError(f"{path}: expected a state dict (names -> tensors), found {type(obj).__name__}")
+    return state
+
+
+def load_user_file(
+    path: str | Path, model_config: Any = None, trust: bool = False, device: str | torch.device | None = None
+) -> nn.Module:
+    """Load a user's model file: a state dict plus ``model_config``, or (with ``trust``) a whole module.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.pt``/``.pth``/``.ckpt``/``.safetensors`` file.
+    model_config : dict, str or Path, optional
+        The architecture for a state dict (see :func:`build_architecture`).
+    trust : bool
+        Allow unpickling a whole-module file (it can run arbitrary code: only files you trust).
+    device : str or torch.device, optional
+        Where to put the model.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in eval mode.
+
+    Raises
+    ------
+    UntrustedFileError, DataFormatError
+        Naming what the file is and what to pass.
+    """
+    path = Path(path)
+    kind = describe_torch_file(path)
+    if kind in ("state_dict", "safetensors"):
+        if model_config is None:
+            raise DataFormatError(
+                f"{path} is a plain state dict (weights only, no architecture), so the model cannot be built "
+                "from it alone. " + _ARCH_HINT
+            )
+        model = build_architecture(model_config)
+        state = _read_state(path, trust=False)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise DataFormatError(f"{path}: the weights do not match the architecture given in model_config "
+                                  f"({exc})") from exc
+    elif kind.startswith("module:") or (kind == "pickled-dict" and trust):
+        what = (f"a whole module saved with torch.save(model) (class {kind.split(':', 1)[1]})"
+                if kind.startswith("module:") else "a pickled checkpoint holding Python objects")
+        if not trust:
+            raise UntrustedFileError(
+                f"{path} is {what}, a Python pickle: loading it can run arbitrary code. If you trust its "
+                "source, pass trust=True (CLI --trust); or save model.state_dict() and give the architecture "
+                "with model_config= (CLI --model-config)."
+            )
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(obj, nn.Module):
+            model = obj
+        else:
+            state = _state_dict_of(obj)
+            if state is None or model_config is None:
+                raise DataFormatError(f"{path}: {what} that is not a module; it holds "
+                                      f"{sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__}. "
+                                      + _ARCH_HINT)
+            model = build_architecture(model_config)
+            model.load_state_dict(state, strict=True)
+    elif kind == "pickled-dict":
+        raise UntrustedFileError(
+            f"{path} is a pickled checkpoint holding Python objects beyond tensors: loading it can run arbitrary "
+            "code. If you trust it, pass trust=True (CLI --trust), with model_config= (CLI --model-config) "
+            "when it holds a state dict."
+        )
+    elif kind == "data":
+        raise DataFormatError(f"{path} is a data file (a dict with 'x' and 'y' arrays), not a model; pass it "
+                              "as the dataset (CLI --dataset)")
+    else:
+        raise DataFormatError(f"{path}: not a model file saeno can read (not a torch file of a state dict or a "
+                              "module, nor safetensors)")
+    return (model.to(device) if device is not None else model).eval()
