@@ -12,7 +12,7 @@ capture ``--n-train`` training samples and ``--n-test`` held-out test samples, t
 
 and explain every concept on the held-out samples with ``saeno.explain_concepts``. Each dictionary is
 judged against the shuffled-sample null and, as the random-init null, a fresh SAE of its own
-architecture (another seed; a random pointwise SAE for PCA). Reported: live concepts, share explained
+architecture (``--null-seeds`` other seeds, pooled; random pointwise SAEs for PCA). Reported: live concepts, share explained
 (both nulls, and the shuffled-sample null alone), mean held-out Spearman, the most frequent probes.
 The time of one explanation of 64 concepts on 100 samples is printed (``explain_s``).
 
@@ -121,11 +121,13 @@ def run_model(name: str, args, work: Path) -> dict:
         t_pt = time.perf_counter() - t
         pca = fit_pca(s_train, hook, min(channels, p // 2))
         rand = random_init_like(fno, seed + 500)
+        null_fno = [random_init_like(fno, seed + 1000 + i) for i in range(args.null_seeds)]
+        null_pt = [random_init_like(pt, seed + 1000 + i) for i in range(args.null_seeds)]
         dicts = {
-            "SAE-FNO": (fno, random_init_like(fno, seed + 1000)),
-            "pointwise SAE": (pt, random_init_like(pt, seed + 1000)),
-            "PCA dictionary": (pca, random_init_like(pt, seed + 1000)),
-            "random-init SAE-FNO": (rand, random_init_like(fno, seed + 1000)),
+            "SAE-FNO": (fno, null_fno),
+            "pointwise SAE": (pt, null_pt),
+            "PCA dictionary": (pca, null_pt),
+            "random-init SAE-FNO": (rand, null_fno),
         }
         for label, (d, null) in dicts.items():
             ex = explain_concepts(d, s_test, hook=hook, n_rows=args.n_test, seed=seed, null_sae=null,
@@ -140,14 +142,14 @@ def run_model(name: str, args, work: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| model | dictionary | live concepts | explained (both nulls) | explained (shuffle null only) "
-             "| mean held-out rho | top probes | explain s |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| model | dictionary | live concepts | explained (both nulls) | explained (shuffle null only) "
+              "| mean held-out rho | top probes | explain s |"), "|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         labels = list(dict.fromkeys(r["dictionary"] for r in res["runs"]))
         for label in labels:
             runs = [r for r in res["runs"] if r["dictionary"] == label]
 
-            def ms(key):
+            def ms(key, runs=runs):
                 v = np.array([r[key] for r in runs if r[key] is not None], dtype=float)
                 if v.size == 0:
                     return "n/a"
@@ -174,6 +176,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--steps-fno", type=int, default=300)
     parser.add_argument("--steps-sae", type=int, default=300)
+    parser.add_argument("--null-seeds", type=int, default=3, help="random-init SAEs in the null")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     results = {}

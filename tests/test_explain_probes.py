@@ -6,7 +6,12 @@ import pytest
 
 import saeno.explain as E
 from saeno.explain import fields as FL
-from saeno.explain.probes import ProbeContext, ProbeError, compute_probe_fields, select_probes
+from saeno.explain.probes import (
+    ProbeContext,
+    ProbeError,
+    compute_probe_fields,
+    select_probes,
+)
 
 DARCY_CARD = {"pde": "darcy", "domain": [[0.0, 1.0], [0.0, 1.0]], "grid": "vertices (i/n, j/n)",
               "parameters": {"high": 12.0, "low": 3.0}}

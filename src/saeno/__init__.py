@@ -30,8 +30,10 @@ _LAZY: dict[str, str] = {
     "train_sae": "saeno.train.trainer",
     "evaluate": "saeno.evaluate",
     "export_concepts": "saeno.export.concepts",
+    "explain_concepts": "saeno.explain.core",
 }
-_SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export", "cli"}
+_SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export", "cli",
+               "explain"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -40,6 +40,7 @@ VERB_MODULES = [
     "store",
     "train",
     "eval",
+    "explain",
     "export",
     "intervene",
 ]

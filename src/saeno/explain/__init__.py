@@ -10,10 +10,23 @@
 
 from saeno.explain import builtin as _builtin  # noqa: F401  (registers the built-in probes)
 from saeno.explain.core import explain_concepts, random_init_like, split_halves
-from saeno.explain.probes import (ExplainError, NotApplicable, ProbeContext, ProbeError,
-                                  available_probes, probe, registry, unregister)
-from saeno.explain.result import (ConceptExplanation, ExplainSummary, Explanations,
-                                  ExplanationsFileError, load_explanations)
+from saeno.explain.probes import (
+                                  ExplainError,
+                                  NotApplicable,
+                                  ProbeContext,
+                                  ProbeError,
+                                  available_probes,
+                                  probe,
+                                  registry,
+                                  unregister,
+)
+from saeno.explain.result import (
+                                  ConceptExplanation,
+                                  ExplainSummary,
+                                  Explanations,
+                                  ExplanationsFileError,
+                                  load_explanations,
+)
 
 __all__ = ["ConceptExplanation", "ExplainError", "ExplainSummary", "Explanations",
            "ExplanationsFileError", "NotApplicable", "ProbeContext", "ProbeError", "available_probes",

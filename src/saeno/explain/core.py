@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,12 @@ import torch
 
 from saeno.errors import ShapeError, StoreError
 from saeno.explain import scores as SC
-from saeno.explain.probes import ExplainError, compute_probe_fields, dataset_key, select_probes
+from saeno.explain.probes import (
+    ExplainError,
+    compute_probe_fields,
+    dataset_key,
+    select_probes,
+)
 from saeno.explain.result import ConceptExplanation, ExplainSummary, Explanations
 
 log = logging.getLogger(__name__)
@@ -57,11 +63,14 @@ EFFECT_FLOOR = 0.01  # "matters": ablation changes the output by at least 1% (re
 
 
 def _load_sae(sae: Any) -> tuple[Any, str | None]:
-    if isinstance(sae, torch.nn.Module) or hasattr(sae, "encode"):
-        return sae, None
-    from saeno.train.checkpoint import load_sae
+    if isinstance(sae, (str, PathLike)):
+        from saeno.train.checkpoint import load_sae
 
-    return load_sae(sae), str(sae)
+        return load_sae(sae), str(sae)
+    if not hasattr(sae, "encode"):
+        raise ExplainError(f"sae must be an SAE (with encode) or a folder written by saeno.save_sae, "
+                           f"got {type(sae).__name__}")
+    return sae, None
 
 
 def _open_store(store: Any) -> tuple[Any, str | None]:
@@ -94,7 +103,7 @@ def _has(store: Any, name: str) -> bool:
         return False
 
 
-def _card(store: Any) -> dict[str, Any]:
+def store_card(store: Any) -> dict[str, Any]:
     attrs = getattr(store, "attrs", None) or {}
     ds = attrs.get("dataset") or {}
     card = ds.get("card") if isinstance(ds, Mapping) else None
@@ -267,12 +276,12 @@ def score_concept(k: int, maps_k: np.ndarray, sel: np.ndarray, held: np.ndarray,
                     best = (r, a, b, g)
         if best is not None and best[0] > rho_sel:
             r_sel, a, b, g_a = best
-            tried = f"{names[a]} & {names[b]}"
+            tried = " & ".join(sorted([names[a], names[b]]))
             g_b = SC.ranks(SC.conjunction(B.signed_ranks(a, signs[a]), B.signed_ranks(b, signs[b])))
             r_b = _corr(SC.standardize(g_b), B.zc)
             alternatives.append({"probe": tried, "sign": 1, "rho_select": r_sel, "rho": r_b})
             if r_b > rho_held:
-                parts, rank_a, rank_b = [a, b], g_a, g_b
+                parts, rank_a, rank_b = sorted([a, b], key=lambda i: names[i]), g_a, g_b
                 rho_sel, rho_held = r_sel, r_b
 
     # where the concept is active, and the probe quantile that matches it best
@@ -478,7 +487,7 @@ def explain_concepts(
         sae = sae.to(dev).eval()
 
     # the halves, the probes and the code maps
-    card = _card(store)
+    card = store_card(store)
     dataset = dataset_key(card)
     chosen = select_probes(probes, dataset)
     sel_rows, held_rows = split_halves(rows, seed)
@@ -611,5 +620,14 @@ def _summary(concepts: list[ConceptExplanation], effect_floor: float) -> Explain
         probe_counts=counts, unexplained_important=[c.index for c in important])
 
 
-__all__ = ["DEFAULT_FLOOR", "DEFAULT_ROWS", "ablation_effects", "code_maps", "explain_concepts",
-           "random_init_like", "score_concept", "split_halves"]
+__all__ = [
+    "DEFAULT_FLOOR",
+    "DEFAULT_ROWS",
+    "ablation_effects",
+    "code_maps",
+    "explain_concepts",
+    "random_init_like",
+    "score_concept",
+    "split_halves",
+    "store_card",
+]
