@@ -19,9 +19,12 @@ Protocol (``docs/explain.md`` has the rationale):
 5. Nulls: the shuffled-sample null (the same statistic against the probe of other held-out samples,
    a random derangement per draw; a probe identical on every sample is shifted circularly by at
    least a quarter of every axis instead), and the random-init null (an SAE of the same architecture
-   and shape, freshly initialised, with the same normalisation, scored the same way: per probe the
-   held-out ``rho`` of its live concepts). A concept is *explained* when its held-out ``rho`` is at
-   least ``floor`` and above the 99th percentile of both nulls.
+   and shape, freshly initialised, with the same normalisation, explained by the same procedure:
+   the held-out ``rho`` of each of its live concepts, after its own choice of probe, pooled over
+   ``null_seeds`` initialisations). A concept is *explained* when its held-out ``rho`` is at least
+   ``floor`` and above the 99th percentile of both nulls. The random-init null is the same statistic
+   as the concept's, choice of probe included, so it also absorbs the choice among many probes;
+   the per-probe percentiles are kept in the result for reference (``q99_by_probe``).
 """
 
 from __future__ import annotations
@@ -530,30 +533,32 @@ def explain_concepts(
         else:
             null_seed_list = [seed + 1000 + i for i in range(int(null_seeds))]
             null_models = [random_init_like(sae, s_) for s_ in null_seed_list]
-        per_probe_rows = []
+        per_probe_rows, chosen_rho = [], []
         for i, null_model in enumerate(null_models):
             if hasattr(null_model, "to"):
                 null_model = null_model.to(dev).eval()
             null_maps = code_maps(null_model, acts, batch_size, dev)
             null_scored = _score_all(null_maps, sel, held, fields, names, invariant, grid,
                                      min_samples=min_samples, null_draws=null_draws,
-                                     conjunctions=False, seed=seed + i, with_null=False,
+                                     conjunctions=conjunctions, seed=seed + i, with_null=False,
                                      progress=progress, desc=f"random-init null {i + 1}/{len(null_models)}")
             per_probe_rows += [s_.rho_all for s_ in null_scored if s_.rho_all is not None]
+            chosen_rho += [s_.explanation.rho for s_ in null_scored if s_.explanation.live]
         per_probe = np.array(per_probe_rows)
         q99 = ({n: float(np.quantile(per_probe[:, j], NULL_QUANTILE)) for j, n in enumerate(names)}
                if per_probe.size else {})
         random_info = {"source": "given" if null_sae is not None else "random-init copies",
                        "seeds": null_seed_list, "n_models": len(null_models),
-                       "n_live": int(per_probe.shape[0]) if per_probe.size else 0, "q99": q99}
+                       "n_live": int(per_probe.shape[0]) if per_probe.size else 0,
+                       "q99": float(np.quantile(chosen_rho, NULL_QUANTILE)) if chosen_rho else None,
+                       "q99_by_probe": q99}
 
     concepts = [s.explanation for s in scored]
     for c in concepts:
         if not c.live:
             continue
         if random_info is not None:
-            c.null_random = (max(random_info["q99"].get(p, -1.0) for p in c.probes)
-                             if random_info["q99"] else None)
+            c.null_random = random_info["q99"]
         beats = [v for v in (c.null_shuffle, c.null_random) if v is not None]
         c.explained = bool(c.rho is not None and c.rho >= floor and all(c.rho > v for v in beats))
         c.status = "explained" if c.explained else "unexplained"
