@@ -23,8 +23,9 @@ Protocol (``docs/explain.md`` has the rationale):
    the held-out ``rho`` of each of its live concepts, after its own choice of probe, pooled over
    ``null_seeds`` initialisations). A concept is *explained* when its held-out ``rho`` is at least
    ``floor`` and above the 99th percentile of both nulls. The random-init null is the same statistic
-   as the concept's, choice of probe included, so it also absorbs the choice among many probes;
-   the per-probe percentiles are kept in the result for reference (``q99_by_probe``).
+   as the concept's, choice of probe included, so it also absorbs the choice among many probes
+   (single probes only: conjunctions are not tried for the null's concepts, which keeps it 2-3x
+   cheaper); the per-probe percentiles are kept in the result for reference (``q99_by_probe``).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _load_sae(sae: Any) -> tuple[Any, str | None]:
     if isinstance(sae, (str, PathLike)):
         from saeno.train.checkpoint import load_sae
 
-        return load_sae(sae), str(sae)
+        return load_sae(Path(sae)), str(sae)
     if not hasattr(sae, "encode"):
         raise ExplainError(f"sae must be an SAE (with encode) or a folder written by saeno.save_sae, "
                            f"got {type(sae).__name__}")
@@ -474,10 +475,9 @@ def explain_concepts(
     store, store_path = _open_store(store)
     hook = _pick_hook(store, sae, hook)
     total = int(getattr(store, "n_rows", store[hook].shape[0]))
-    if rows is None:
-        rows = np.arange(min(int(n_rows), total))
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    if rows.size and (rows.min() < 0 or rows.max() >= total):
+    row_ids = np.unique(np.asarray(np.arange(min(int(n_rows), total)) if rows is None else rows,
+                                   dtype=np.int64))
+    if row_ids.size and (row_ids.min() < 0 or row_ids.max() >= total):
         raise StoreError(f"rows must lie in 0..{total - 1} (the store's rows)")
     channels = int(store[hook].shape[1])
     if int(getattr(sae, "in_channels", channels)) != channels:
@@ -493,10 +493,10 @@ def explain_concepts(
     card = store_card(store)
     dataset = dataset_key(card)
     chosen = select_probes(probes, dataset)
-    sel_rows, held_rows = split_halves(rows, seed)
+    sel_rows, held_rows = split_halves(row_ids, seed)
     all_rows = np.concatenate([sel_rows, held_rows])
     order = np.argsort(all_rows)
-    rows_sorted = all_rows[order]  # == rows
+    rows_sorted = all_rows[order]  # == row_ids
     pos = {int(r): i for i, r in enumerate(rows_sorted)}
     sel = np.array([pos[int(r)] for r in sel_rows], dtype=np.int64)
     held = np.array([pos[int(r)] for r in held_rows], dtype=np.int64)
@@ -507,7 +507,7 @@ def explain_concepts(
         raise StoreError("the store has none of x, y, y_pred: probes need at least the model inputs; "
                          "capture with the dataset")
     fields_by_name, skipped = compute_probe_fields(
-        chosen, rows=rows_sorted, x=arrays["x"], y=arrays["y"], y_pred=arrays["y_pred"], card=card,
+        chosen, rows=[int(r) for r in rows_sorted], x=arrays["x"], y=arrays["y"], y_pred=arrays["y_pred"], card=card,
         params=_params(store, rows_sorted))
     for name, why in skipped.items():
         log.info("probe %s skipped: %s", name, why)
@@ -540,7 +540,7 @@ def explain_concepts(
             null_maps = code_maps(null_model, acts, batch_size, dev)
             null_scored = _score_all(null_maps, sel, held, fields, names, invariant, grid,
                                      min_samples=min_samples, null_draws=null_draws,
-                                     conjunctions=conjunctions, seed=seed + i, with_null=False,
+                                     conjunctions=False, seed=seed + i, with_null=False,
                                      progress=progress, desc=f"random-init null {i + 1}/{len(null_models)}")
             per_probe_rows += [s_.rho_all for s_ in null_scored if s_.rho_all is not None]
             chosen_rho += [s_.explanation.rho for s_ in null_scored if s_.explanation.live]
@@ -614,14 +614,15 @@ def _summary(concepts: list[ConceptExplanation], effect_floor: float) -> Explain
     explained = [c for c in live if c.explained]
     counts: dict[str, int] = {}
     for c in explained:
-        counts[c.probe] = counts.get(c.probe, 0) + 1
+        name = str(c.probe)
+        counts[name] = counts.get(name, 0) + 1
     counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     important = sorted((c for c in live if not c.explained and c.effect is not None
-                        and c.effect >= effect_floor), key=lambda c: -c.effect)
+                        and c.effect >= effect_floor), key=lambda c: -float(c.effect or 0.0))
     return ExplainSummary(
         n_concepts=len(concepts), n_live=len(live), n_explained=len(explained),
         share_explained=len(explained) / len(live) if live else None,
-        mean_score=float(np.mean([c.rho for c in live])) if live else None,
+        mean_score=float(np.mean([float(c.rho or 0.0) for c in live])) if live else None,
         probe_counts=counts, unexplained_important=[c.index for c in important])
 
 

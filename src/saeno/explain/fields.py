@@ -87,7 +87,7 @@ def stream_function(w: np.ndarray, lengths: Sequence[float]) -> np.ndarray:
     """``psi`` with ``-laplacian(psi) = w`` on a periodic 2D domain (zero-mean solution)."""
     ks = np.meshgrid(*[np.fft.fftfreq(n, d=1.0 / n) * (2.0 * np.pi / L) for n, L in zip(w.shape, lengths)],
                      indexing="ij")
-    k2 = sum(k * k for k in ks)
+    k2 = np.asarray(sum(k * k for k in ks), dtype=np.float64)
     spec = np.fft.fftn(w)
     k2[k2 == 0] = 1.0
     spec = spec / k2
@@ -125,8 +125,8 @@ def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     if mask.all() or not mask.any():
         far = float(np.sqrt(np.sum((h * np.asarray(mask.shape)) ** 2)))
         return np.full(mask.shape, far if mask.all() else -far)
-    inside = distance_transform_edt(mask, sampling=h) - half
-    outside = distance_transform_edt(~mask, sampling=h) - half
+    inside = np.asarray(distance_transform_edt(mask, sampling=h), dtype=np.float64) - half
+    outside = np.asarray(distance_transform_edt(~mask, sampling=h), dtype=np.float64) - half
     return np.where(mask, inside, -outside)
 
 
@@ -134,7 +134,7 @@ def boundary_distance(coords: Sequence[np.ndarray], domain: Sequence[Sequence[fl
     """Distance of every grid point to the boundary of the box ``domain`` (non-periodic domains)."""
     parts = []
     for c, (lo, hi) in zip(coords, domain):
-        parts.append(np.minimum(c - lo, hi - c))
+        parts.append(np.minimum(np.asarray(c) - float(lo), float(hi) - np.asarray(c)))
     out = parts[0]
     for p in parts[1:]:
         out = np.minimum(out, p)
