@@ -50,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "(default: the store's grid and twice it)")
     parser.add_argument("--device", default=None, help="torch device (default: the SAE's)")
     parser.add_argument("--dpi", type=int, default=72, help="PNG resolution (default 72)")
+    parser.add_argument("--explanations", default=None, metavar="FILE",
+                        help="explanations.json written by `saeno explain` for this SAE: shown on the "
+                             "concept pages and as index columns")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
     return parser
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         hook=args.hook, model=args.model, n_top=args.n_top, resolutions=args.resolutions,
         device=args.device, progress=not args.quiet,
         max_concepts=None if args.all else args.max_concepts, n_rows=args.n_rows,
-        trust=args.trust, dpi=args.dpi,
+        trust=args.trust, dpi=args.dpi, explanations=args.explanations,
     )
     doc = load_concepts(report.parent)
     n = len(doc["concepts"])

@@ -34,6 +34,7 @@ VERB_MODULES = [
     "store",
     "train",
     "eval",
+    "explain",
     "export",
     "intervene",
 ]

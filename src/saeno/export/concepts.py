@@ -40,6 +40,7 @@ from saeno.export.ablation import (
     ablation_effect,
     is_supervised,
 )
+from saeno.export.explanations import attach_explanations, load_for_export
 from saeno.export.html_report import page_path, write_report
 from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, clean_number, validate_concepts
 
@@ -534,6 +535,7 @@ def export_concepts(
     batch_size: int = 32,
     trust: bool = False,
     dpi: int = F.DEFAULT_DPI,
+    explanations: Any = None,
 ) -> Path:
     """Export an SAE's concepts: statistics, arrays, figures, ``concepts.json`` and ``report.html``.
 
@@ -572,6 +574,9 @@ def export_concepts(
         Allow unpickling when ``model`` is a neuraloperator checkpoint.
     dpi : int
         Resolution of the PNG figures.
+    explanations : path-like, dict or Explanations, optional
+        The output of ``saeno explain`` / :func:`saeno.explain_concepts` for this SAE: shown on each
+        concept's page and as sortable columns of the index.
 
     Returns
     -------
@@ -735,6 +740,8 @@ def export_concepts(
         "overview": {"density_figure": str(overview.relative_to(out).as_posix())},
         "concepts": concepts_json,
     }
+    if explanations is not None:
+        attach_explanations(doc, load_for_export(explanations, p, hook))
     validate_concepts(doc)
     (out / "concepts.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return write_report(doc, out)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from saeno.export import explanations as X
 from saeno.export.schema import validate_concepts
 
 PAGES_DIR = "concepts"
@@ -165,6 +166,7 @@ def _index_html(doc: Mapping[str, Any]) -> str:
                ("mean activation", "number"), ("max activation", "number"),
                ("output change (ablated)", "number"), ("error ablated / clean", "number"),
                ("parameters and labels", "text")]
+    headers += X.index_headers(doc)
     rows = []
     for c in sorted(doc["concepts"], key=lambda c: c["rank"]):  # most active first
         st, eff = c["stats"], c.get("effect")
@@ -180,7 +182,7 @@ def _index_html(doc: Mapping[str, Any]) -> str:
             + _num_cell(st["sample_density"]) + _num_cell(st["point_density"])
             + _num_cell(st["mean_activation"]) + _num_cell(st["max_activation"])
             + _num_cell(eff["rel_change"] if eff else None) + _num_cell(ratio)
-            + _text_cell(_enrichment_summary(c)) + "</tr>")
+            + _text_cell(_enrichment_summary(c)) + X.index_cells(doc, c) + "</tr>")
     parts.append(f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(doc['concepts'])} "
                  "concepts have a page (the most active ones). Rows are in order of activity; click a column "
                  "header to sort.</p>")
@@ -214,6 +216,7 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
                           "point density": st["point_density"],
                           "mean activation (active samples)": st["mean_activation"],
                           "max activation": st["max_activation"]})]
+    parts.append(X.page_section(doc, concept))
     figs = concept.get("figures", {})
 
     def fig(key: str, heading: str, alt: str) -> None:
