@@ -31,7 +31,7 @@ _LAZY: dict[str, str] = {
     "evaluate": "saeno.evaluate",
     "export_concepts": "saeno.export.concepts",
 }
-_SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export", "cli"}
+_SUBMODULES = {"audit", "datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export", "cli"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 
