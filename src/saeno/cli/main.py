@@ -42,6 +42,7 @@ VERB_MODULES = [
     "eval",
     "export",
     "intervene",
+    "audit",
 ]
 
 
