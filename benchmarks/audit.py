@@ -94,10 +94,10 @@ def fmt(values: list[float]) -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     summary = summarise(rows)
-    lines = [f"# Audit: off-distribution scores from inside the FNO\n",
-             f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s on a shared 2-core CPU machine under "
+    lines = ["# Audit: off-distribution scores from inside the FNO\n",
+             (f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s on a shared 2-core CPU machine under "
              f"load). Sizes: {meta['sizes']}. Mean ± standard deviation over seeds {meta['seeds']} (SAE "
-             "initialisation and training order; the data and the FNO are fixed).\n"]
+             "initialisation and training order; the data and the FNO are fixed).\n")]
     for model in MODELS:
         for arch in ("sae-fno", "sae"):
             keys = [k for k in summary if k[0] == model and k[1] == arch]

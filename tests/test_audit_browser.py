@@ -4,7 +4,6 @@ the score table sorts. Skipped where Debian's chromium is not installed."""
 import json
 
 import pytest
-
 from test_report_browser import CHROMIUM, open_in_chromium
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -12,9 +11,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
+    from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
+
     import saeno
     from saeno.export.audit_page import write_audit_page
-    from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
 
     root = tmp_path_factory.mktemp("audit_browser")
     model = culprit_model()
@@ -28,7 +28,7 @@ def page(tmp_path_factory):
 
 
 def test_audit_page_opens_without_errors_and_all_images_load(page, tmp_path):
-    path, res = page
+    path, _res = page
     html = path.read_text()
     assert "shift&lt;&amp;&gt;.zarr" in html and "shift<&>.zarr" not in html
     result, console = open_in_chromium(path, tmp_path)
@@ -57,7 +57,7 @@ def test_audit_score_table_sorts(page, tmp_path):
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                            f"--user-data-dir={tmp_path / 'prof'}", "--virtual-time-budget=5000", "--dump-dom",
                            probe.as_uri()], capture_output=True, text=True, timeout=120)
-    match = re.search(r'<pre id="saeno-check">(.*?)</pre>', proc.stdout, re.S)
+    match = re.search(r'<pre id="saeno-check">(.*?)</pre>', proc.stdout, re.DOTALL)
     assert match, proc.stderr[-1000:]
     got = json.loads(match.group(1).replace("&quot;", '"'))
     assert got["value"] == pytest.approx(res.shifts[0].detection["mahalanobis"]["auroc"])

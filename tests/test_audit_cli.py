@@ -5,9 +5,9 @@ import warnings
 
 import pytest
 import torch
+from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
 
 import saeno
-from test_audit import HOOK, capture, culprit_model, identity_sae, sparse_inputs, target
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_cli_refuses_a_store_of_another_model_by_name(setup, tmp_path, capsys, o
 def test_sae_of_another_model_is_refused(setup, tmp_path, one_thread_seeded):
     from saeno.audit import AuditError
 
-    root, _, stores = setup
+    _root, _, stores = setup
     sae = identity_sae()
     sae.model_fingerprint = "0" * 64
     with pytest.raises(AuditError, match="SAE was trained on activations of another model"):

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from saeno.audit.stats import (auroc, benjamini_hochberg, bootstrap_ratio_of_sums, bootstrap_weights,
-                               ledoit_wolf, roc_curve, spearman)
+from saeno.audit.stats import (
+    auroc,
+    benjamini_hochberg,
+    bootstrap_ratio_of_sums,
+    bootstrap_weights,
+    ledoit_wolf,
+    roc_curve,
+    spearman,
+)
 
 
 def test_bootstrap_intervals_cover_the_true_mean_at_about_their_nominal_rate():
@@ -54,7 +61,7 @@ def test_spearman_and_bh():
 def test_ledoit_wolf_agrees_with_scikit_learn():
     sk = pytest.importorskip("sklearn.covariance")
     x = np.random.default_rng(0).normal(size=(40, 12)) @ np.random.default_rng(1).normal(size=(12, 12))
-    mean, cov, shrink = ledoit_wolf(x)
+    _mean, cov, shrink = ledoit_wolf(x)
     ref = sk.LedoitWolf().fit(x)
     np.testing.assert_allclose(cov, ref.covariance_, rtol=1e-8)
     assert shrink == pytest.approx(ref.shrinkage_)

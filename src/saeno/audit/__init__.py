@@ -15,7 +15,7 @@ __all__ = ["AuditError", "AuditResult", "StoreAudit", "audit", "load_audit"]
 
 
 class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+    def __call__(self, *args, **kwargs):
         return audit(*args, **kwargs)
 
 

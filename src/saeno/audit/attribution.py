@@ -34,6 +34,25 @@ def _interval(est: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, list
     return {"value": clean(est), "low": clean(lo), "high": clean(hi)}
 
 
+def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``||pred - target|| / ||target||`` of ``(B, C, *grid)`` fields."""
+    ref = target.flatten(1).norm(dim=1)
+    return (pred - target).flatten(1).norm(dim=1) / ref.clamp_min(torch.finfo(ref.dtype).tiny)
+
+
+def ablation_hook(sae: Any, concept: int) -> Any:
+    """Hook function removing concept ``concept``'s contribution from the activation, keeping the SAE's
+    reconstruction error: ``a -> a - (decode(z) - decode(z with z_k = 0))``."""
+
+    def fn(act: torch.Tensor, *, hook: Any = None) -> torch.Tensor:
+        z = sae.encode(act)
+        z_off = z.clone()
+        z_off[:, concept] = 0
+        return act - (sae.decode(z) - sae.decode(z_off)).to(act.dtype)
+
+    return fn
+
+
 @torch.no_grad()
 def _codes(sae: Any, a: np.ndarray, device: torch.device) -> torch.Tensor:
     t = torch.from_numpy(np.asarray(a)).to(device)
@@ -127,8 +146,6 @@ def attribute_errors(sae: Any, store: Any, hook: str, rows: np.ndarray, *, hooke
     if hooked is None:
         notes.append("no model given: the ablation view was skipped (pass the FNO to ablate concepts)")
         return out
-    from saeno.export.ablation import ablation_hook, relative_l2
-
     removed = np.zeros((n, len(candidates)))
     clean_err = np.zeros(n)
     for lo in range(0, n, batch_size):

@@ -24,7 +24,12 @@ import torch
 from saeno.audit.attribution import attribute_errors
 from saeno.audit.features import StoreFeatures, store_features
 from saeno.audit.moves import concept_moves
-from saeno.audit.scores import ALL_SCORES, BASELINE_SCORES, SAE_SCORES, OffDistributionScorer
+from saeno.audit.scores import (
+    ALL_SCORES,
+    BASELINE_SCORES,
+    SAE_SCORES,
+    OffDistributionScorer,
+)
 from saeno.audit.stats import auroc, roc_curve, spearman
 from saeno.errors import SaenoError
 
@@ -143,7 +148,7 @@ def _check_compatible(train: Any, others: list[Any], hook: str, sae: Any, hooked
             raise AuditError(f"the store {s.url} was captured from another model (fingerprint "
                              f"{str(s.fingerprint)[:12]}) than the training store {train.url} "
                              f"({str(want)[:12]}): capture every store with the same FNO")
-        if list(s.hook_info(hook)["shape"])[0] != list(train.hook_info(hook)["shape"])[0]:
+        if next(iter(s.hook_info(hook)["shape"])) != next(iter(train.hook_info(hook)["shape"])):
             raise AuditError(f"hook {hook!r} has {s.hook_info(hook)['shape'][0]} channels in {s.url} and "
                              f"{train.hook_info(hook)['shape'][0]} in the training store")
     if getattr(sae, "model_fingerprint", None) and want and sae.model_fingerprint != want:
@@ -196,7 +201,7 @@ def audit(
     Parameters
     ----------
     sae
-        A trained SAE or the folder of a saved one (its ``hook`` is the audited hook).
+        A trained SAE (``saeno.load_sae(folder)``; its ``hook`` is the audited hook).
     train_store
         The store the SAE was trained on (path or :class:`~saeno.ActivationStore`): the reference.
     stores
@@ -239,10 +244,8 @@ def audit(
     AuditError
         A store from another model or without the hook, an SAE of another model, a supervised SAE.
     """
-    from saeno.train.checkpoint import load_sae
-
     if isinstance(sae, (str, Path)):
-        sae = load_sae(sae)
+        raise AuditError(f"sae={str(sae)!r} is a path: load the SAE first, saeno.audit(saeno.load_sae(path), ...)")
     if getattr(sae, "architecture", None) == "supervised":
         raise AuditError("a supervised SAE needs labels for its codes: audit an unsupervised SAE (sae, "
                          "sae-fno, flat)")
@@ -274,14 +277,14 @@ def audit(
     train_rows = rows_of(train)
     if id_st is None:
         perm = np.random.default_rng(seed).permutation(train_rows)
-        n_id = max(2, int(round(holdout * len(perm))))
+        n_id = max(2, round(holdout * len(perm)))
         if len(perm) - n_id < 2:
             raise AuditError(f"the training store has too few rows ({len(perm)}) to hold out {holdout:.0%}")
         id_rows, ref_rows = np.sort(perm[:n_id]), np.sort(perm[n_id:])
         id_source = train
     else:
         id_rows, ref_rows, id_source = rows_of(id_st), train_rows, id_st
-    feats = lambda s, r: store_features(sae, s, hook, r, batch_size=batch_size, progress=progress)  # noqa: E731
+    feats = lambda s, r: store_features(sae, s, hook, r, batch_size=batch_size, progress=progress)
     with torch.no_grad():
         ref = feats(train, ref_rows)
         scorer = OffDistributionScorer.fit(ref, k=knn)

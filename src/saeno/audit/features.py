@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+
 @dataclass
 class StoreFeatures:
     """Per-sample arrays of one store (``n`` rows, ``p`` concepts, ``C`` channels)."""

@@ -17,10 +17,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from saeno.export.html_report import _fmt, _meta_table, _num_cell, _page, _table, _text_cell, esc  # noqa: E402
+from saeno.export.html_report import (
+    _fmt,
+    _meta_table,
+    _num_cell,
+    _page,
+    _table,
+    _text_cell,
+    esc,
+)
 
 FIG_DIR = "figures"
 SCORE_LABELS = {
