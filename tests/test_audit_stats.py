@@ -65,3 +65,11 @@ def test_ledoit_wolf_agrees_with_scikit_learn():
     ref = sk.LedoitWolf().fit(x)
     np.testing.assert_allclose(cov, ref.covariance_, rtol=1e-8)
     assert shrink == pytest.approx(ref.shrinkage_)
+
+
+def test_spearman_agrees_with_scipy_with_ties():
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, 6, 50).astype(float), rng.normal(size=50)
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b)[0])

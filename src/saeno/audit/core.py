@@ -301,7 +301,7 @@ def audit(
             has_y = f.error is not None
             sa = StoreAudit(name=name + (" (held out)" if is_id and id_st is None else ""), url=s.url,
                             n_samples=len(f.rows), has_targets=has_y,
-                            scores={k: _floats(v) for k, v in scores.items()}, error=_floats(f.error),
+                            scores={k: _floats(v) or [] for k, v in scores.items()}, error=_floats(f.error),
                             variant=variant)
             if not has_y:
                 sa.notes.append("this store has no targets (y): the error attribution and the "

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from saeno.errors import SaenoError
+
 
 @dataclass
 class StoreFeatures:
@@ -45,6 +47,8 @@ def store_features(sae: Any, store: Any, hook: str, rows: np.ndarray, *, batch_s
 
     device = next(iter(sae.buffers())).device
     rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        raise SaenoError(f"no rows to audit in the store {store.url}")
     has_y = with_error and "y" in store and "y_pred" in store
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("recon", "mag", "frac", "pooled", "norm", "err")}
     for lo in tqdm(range(0, len(rows), batch_size), desc=f"audit {store.url.rsplit('/', 1)[-1]}",
@@ -68,6 +72,6 @@ def store_features(sae: Any, store: Any, hook: str, rows: np.ndarray, *, batch_s
             yp = np.asarray(store.read("y_pred", idx), dtype=np.float64)
             d = np.sqrt(((yp - y) ** 2).reshape(len(idx), -1).sum(1))
             out["err"].append(d / np.sqrt((y ** 2).reshape(len(idx), -1).sum(1)).clip(1e-12))
-    cat = {k: np.concatenate(v) if v else None for k, v in out.items()}
+    cat = {k: np.concatenate(v) for k, v in out.items() if v}
     return StoreFeatures(rows=rows, recon=cat["recon"], magnitude=cat["mag"], active_frac=cat["frac"],
-                         pooled=cat["pooled"], norm=cat["norm"], error=cat["err"])
+                         pooled=cat["pooled"], norm=cat["norm"], error=cat.get("err"))

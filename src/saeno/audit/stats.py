@@ -96,7 +96,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return float("nan")
-    return float(_st.spearmanr(a[ok], b[ok]).statistic)
+    ra, rb = _st.rankdata(a[ok]), _st.rankdata(b[ok])
+    return float(np.corrcoef(ra, rb)[0, 1])  # Pearson of the ranks (ties: mid-ranks)
 
 
 def ledoit_wolf(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
