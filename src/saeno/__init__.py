@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time the names load lazily
-    from saeno import cli, datasets, distributed, explain, export, hooking, pde, sae, store, synthetic, train, zoo
+    from saeno import audit, cli, datasets, distributed, explain, export, hooking, pde, sae, store, synthetic, train, zoo
     from saeno.evaluation import evaluate
     from saeno.explain.core import explain_concepts
     from saeno.export.concepts import export_concepts
@@ -49,8 +49,8 @@ _LAZY: dict[str, str] = {
     "export_concepts": "saeno.export.concepts",
     "explain_concepts": "saeno.explain.core",
 }
-_SUBMODULES = {"datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train", "export",
-               "cli", "distributed", "explain"}
+_SUBMODULES = {"audit", "datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train",
+               "export", "cli", "distributed", "explain"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from saeno.errors import DataFormatError
-from saeno.pde.cards import card_names, load_card
+from saeno.pde.cards import apply_variant, card_names, load_card, split_variant
 from saeno.pde.dataset import FieldDataset
 from saeno.pde.generate import find_cached
 from saeno.pde.generate import generate as _generate
@@ -41,6 +41,7 @@ def generate(
     n_test: int | None = None,
     force: bool = False,
     workers: int | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Generate a benchmark dataset (or return its cached file).
 
@@ -63,6 +64,8 @@ def generate(
     workers : int, optional
         Solver processes (default: chosen from the time of the first chunk; the file is the same
         for any number).
+    variant : str, optional
+        A named shifted variant from the card (``card(name)["variants"]``).
 
     Returns
     -------
@@ -70,7 +73,7 @@ def generate(
         The cached HDF5 file (under ``saeno.paths.data_dir()``).
     """
     return _generate(name, n=n, resolutions=resolutions, seed=seed, progress=progress, n_test=n_test,
-                     force=force, workers=workers)
+                     force=force, workers=workers, variant=variant)
 
 
 def load(
@@ -81,6 +84,7 @@ def load(
     seed: int | None = None,
     progress: bool = True,
     rows: Any = None,
+    variant: str | None = None,
     **keys: Any,
 ) -> FieldDataset:
     """Load a benchmark by name (generating it on first use) or a user's data file.
@@ -105,6 +109,9 @@ def load(
     rows : str, tuple or slice, optional
         Sample rows ``START:STOP`` of a file, to split one file into train and test (``"0:800"``,
         ``"800:"``).
+    variant : str, optional
+        A named shifted variant of a benchmark (``saeno data list`` shows them), e.g.
+        ``load("darcy", variant="contrast")``; equivalent to the name ``"darcy@contrast"``.
     **keys
         Reader options for files (``x_key``, ``y_key``, ``pairing``, ``step``, ``trust``, ...; see
         :func:`saeno.pde.readers.read_file`).
@@ -114,14 +121,19 @@ def load(
     FieldDataset
     """
     path = Path(name_or_path)
-    is_name = str(name_or_path) in card_names() and not path.exists()
+    base, named_variant = split_variant(str(name_or_path))
+    variant = variant or named_variant
+    is_name = base in card_names() and not path.exists()
+    if variant is not None and not is_name:
+        raise DataFormatError(f"variant={variant!r} needs a benchmark name ({', '.join(card_names())}), "
+                              f"not the file {name_or_path!r}")
     if is_name:
         split = "train" if split is None else split
         if split not in ("train", "test"):
             raise DataFormatError(f"split must be 'train' or 'test', got {split!r}")
         if keys:
             raise DataFormatError(f"{name_or_path}: options {sorted(keys)} apply to files, not to benchmarks")
-        the_card = load_card(str(name_or_path))
+        the_card = apply_variant(load_card(base), variant)
         resolutions = the_card["resolutions"]
         if resolution is not None and int(resolution) not in resolutions:
             raise DataFormatError(
@@ -132,7 +144,7 @@ def load(
         use_seed = int(the_card["seed"] if seed is None else seed)
         file = find_cached(the_card, n or int(the_card["n_train"]), use_seed, resolution)
         if file is None:
-            file = _generate(the_card["name"], n=n, seed=use_seed, progress=progress)
+            file = _generate(base, n=n, seed=use_seed, progress=progress, variant=variant)
         out = read_file(file, split=split, resolution=resolution, n=n, format="saeno", rows=rows)
         name = the_card["name"]
     else:

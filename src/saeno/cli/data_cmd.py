@@ -18,6 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--resolution", type=int, action="append", default=None,
                      help="a resolution to store (repeat for several; default: the card's)")
     gen.add_argument("--seed", type=int, default=None, help="base seed (default: the card's)")
+    gen.add_argument("--variant", default=None, metavar="NAME",
+                     help="a shifted variant from the card (see `saeno data list`)")
     gen.add_argument("--force", action="store_true", help="regenerate even if cached")
     gen.add_argument("--workers", type=int, default=None, metavar="N",
                      help="solver processes (default: 1 for quick jobs, else up to 4; same file)")
@@ -44,7 +46,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     path = generate(args.name, n=args.n, resolutions=args.resolution, seed=args.seed,
                     progress=not args.no_progress, n_test=args.n_test, force=args.force,
-                    workers=args.workers)
+                    workers=args.workers, variant=args.variant)
     print(path)
     return 0
 
@@ -56,6 +58,8 @@ def _list(args: argparse.Namespace) -> int:
         c = card(name)
         print(f"{name:16s} {c['ndim']}D  resolutions {c['resolutions']}  n_train {c['n_train']}  "
               f"n_test {c['n_test']}  {c.get('description', '')[:60]}")
+        for variant, spec in (c.get("variants") or {}).items():
+            print(f"  --variant {variant:12s} {spec.get('description', '')}")
     return 0
 
 

@@ -37,6 +37,7 @@ VERB_MODULES = [
     "explain",
     "export",
     "intervene",
+    "audit",
 ]
 DEFAULT_SEED = 0
 

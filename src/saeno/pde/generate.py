@@ -5,6 +5,10 @@ Each sample ``i`` of split ``s`` draws its random input from its own generator
 are the same whatever the total size. The PDE is solved once on the card's ``solve_resolution`` grid and
 every stored resolution is an exact subsample of it (every ``solve_resolution / r``-th point).
 
+A card parameter ``input_noise`` = s adds Gaussian noise of standard deviation ``s * std(x_i)`` to each
+input ``x_i`` after the solve (the target stays the solution of the clean input), drawn from its own
+generator ``default_rng([seed, s, i, NOISE_STREAM])`` so the clean part equals the noise-free dataset's.
+
 File layout (``format = "saeno-dataset-1"``)::
 
     attrs: format, card (JSON), seed, n_train, n_test, resolutions (JSON)
@@ -31,10 +35,11 @@ from tqdm.auto import tqdm
 from saeno.errors import SaenoError
 from saeno.paths import data_dir
 from saeno.pde import burgers, darcy, navier_stokes
-from saeno.pde.cards import card_hash, load_card
+from saeno.pde.cards import apply_variant, card_hash, load_card
 from saeno.pde.grf import sample_grf
 
 FORMAT = "saeno-dataset-1"
+NOISE_STREAM = 7919
 SPLITS = {"train": 0, "test": 1}
 
 # a sampler returns (x, y, params); params may hold "_labels": {factor: int codes}
@@ -144,7 +149,14 @@ def _solve_chunk(card: dict[str, Any], seed: int, split: str, start: int, stop: 
     rngs = [np.random.default_rng([seed, SPLITS[split], i]) for i in range(start, stop)]
     sampler = _sampler(card)
     assert sampler is not None, card["pde"]
-    return sampler(card, rngs)
+    x, y, params = sampler(card, rngs)
+    noise = float(card["parameters"].get("input_noise", 0.0) or 0.0)
+    if noise > 0:
+        x = np.array(x, dtype=np.float64, copy=True)
+        for j, i in enumerate(range(start, stop)):
+            rng = np.random.default_rng([seed, SPLITS[split], i, NOISE_STREAM])
+            x[j] += noise * x[j].std() * rng.standard_normal(x[j].shape)
+    return x, y, params
 
 
 def _solve_all(card: dict[str, Any], seed: int, tasks: list[tuple[str, int, int]],
@@ -187,6 +199,7 @@ def generate(
     chunk: int = 50,
     force: bool = False,
     workers: int | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Generate (or find in the cache) the dataset described by a card.
 
@@ -212,13 +225,16 @@ def generate(
         Processes solving chunks in parallel (the file is the same for any number). Default: after
         timing the first chunk, up to 4 (and the CPU count) when the rest would take over 10 s,
         else 1.
+    variant : str, optional
+        One of the card's named variants (``saeno.pde.cards.apply_variant``); cached under its own
+        name ``<base>@<variant>``.
 
     Returns
     -------
     Path
         The HDF5 file.
     """
-    card = load_card(name)
+    card = apply_variant(load_card(name), variant)
     seed = int(card["seed"] if seed is None else seed)
     n_train, n_test = _sizes(card, n, n_test)
     fine = int(card["solve_resolution"])
