@@ -9,7 +9,6 @@ replace it (by zeros or by a given tensor) before the forward goes on. The famil
 from __future__ import annotations
 
 import torch
-
 from neuralop.layers.resample import resample
 
 
