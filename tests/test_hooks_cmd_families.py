@@ -85,3 +85,14 @@ def test_bad_architecture_fails_cleanly(arch, message, capsys):
     assert main(["hooks", "--architecture", arch]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("family", ["FNOGNO", "GINO"])
+def test_neuralop_checkpoint_of_a_point_cloud_family(family, tmp_path, capsys, one_thread_seeded):
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = build_architecture(ARCHS[family])
+    model.save_checkpoint(tmp_path, "model")
+    assert main(["hooks", "--model", str(tmp_path), "--trust", "--resolution", "8"]) == 0
+    out = capsys.readouterr().out
+    assert f"preset neuralop-{family.lower()}" in out.splitlines()[0]
+    assert list(_rows(out)) == HookedOperator(model).hook_names

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
+NON_GRID_FAMILIES = ("neuralop-fnogno", "neuralop-gino", "neuralop-codano")  # inputs other than one grid field
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``hooks`` verb."""
     p = subparsers.add_parser(
@@ -187,6 +190,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_any_model(args.model, trust=args.trust)
     hooked = HookedOperator(model, keep_padding=args.keep_padding).eval()
+    note = ""
+    if hooked.preset and hooked.preset["name"] in NON_GRID_FAMILIES and hooked.operator_path:
+        # a wrapper (a zoo ZooOperator) forwards one grid field only: probe the operator it holds
+        note = f" (probed on the {type(hooked.operator).__name__} inside the wrapper; 'hook_out' is its output)"
+        hooked = HookedOperator(hooked.operator, keep_padding=args.keep_padding).eval()
     inputs, kwargs = probe_input(hooked, args.resolution, args.batch)
     with torch.no_grad():
         _, cache = hooked.run_with_cache(*inputs, **kwargs)
@@ -198,6 +206,6 @@ def run(args: argparse.Namespace) -> int:
     preset = hooked.preset["name"] if hooked.preset else "generic"
     where = f" at {hooked.operator_path!r}" if hooked.operator_path else ""
     shapes = ", ".join(str(tuple(t.shape)) for t in [*inputs, *kwargs.values()] if isinstance(t, torch.Tensor))
-    print(f"{type(model).__name__}: preset {preset}{where}, input {shapes}")
+    print(f"{type(model).__name__}: preset {preset}{where}, input {shapes}{note}")
     print(format_table(rows))
     return 0
