@@ -249,3 +249,40 @@ def test_fno_preset_still_matches_the_hand_forward(padding):
     hooked, _ = check_family(model, lambda tap: hand.fno(model, x, tap), (x,), {},
                              zero_names=["lifting.hook_out", "blocks.1.spectral.hook_out", "blocks.2.hook_out"])
     assert hooked.preset["name"] == "neuralop-fno"
+
+
+# ----------------------------------------------------------------------------------------------- preset checks
+def test_uqno_whose_base_model_no_preset_knows_fails_naming_it():
+    model = neuralop_models.UQNO(nn.Sequential(nn.Conv1d(1, 1, 1)), _fno())
+    with pytest.raises(PresetError, match=r"no hook preset matches its submodel 'base_model' \(Sequential\)"):
+        HookedOperator(model)
+
+
+def test_fno_whose_layer_count_disagrees_with_its_blocks_fails():
+    model = _fno(n_layers=3)
+    model.n_layers = 2  # the attribute the names are expanded over no longer matches fno_blocks.convs
+    with pytest.raises(PresetError, match=r"fno_blocks.convs holds 3 modules but FNO.n_layers is 2"):
+        HookedOperator(model)
+
+
+def test_a_preset_with_an_unknown_layout_is_refused():
+    preset = {"name": "bad-layout", "match": {"classes": ["FNO"]},
+              "points": [{"name": "hook_out", "module": "@root", "at": "output", "layout": "rows"}]}
+    with pytest.raises(PresetError, match=r"layout='rows'"):
+        HookedOperator(_fno(), preset=preset)
+
+
+def test_a_custom_module_shaped_like_an_fno_but_holding_a_list_is_not_taken_for_one():
+    class LooksLikeFNO(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lifting, self.projection = nn.Conv1d(1, 4, 1), nn.Conv1d(4, 1, 1)
+            self.fno_blocks = nn.ModuleList([nn.Conv1d(4, 4, 1)])
+            self.n_layers, self.in_channels, self.n_dim = 1, 1, 1
+
+        def forward(self, x):
+            return self.projection(self.fno_blocks[0](self.lifting(x)))
+
+    with pytest.warns(UserWarning, match="no hook preset matches"):
+        hooked = HookedOperator(LooksLikeFNO())
+    assert hooked.preset is None and "fno_blocks.0.hook_out" in hooked.hook_names

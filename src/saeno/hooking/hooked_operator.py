@@ -63,9 +63,11 @@ class HookedOperator(nn.Module):
     Parameters
     ----------
     model : nn.Module
-        Any model. A submodule a preset of ``hooks/`` describes (a neuraloperator FNO or TFNO, at any
-        depth: a wrapper that normalises inputs and outputs is fine) gets the preset's names; any other
-        model gets ``<module.path>.hook_out`` for every submodule, with a warning.
+        Any model. A submodule a preset of ``hooks/`` describes (a neuraloperator FNO, TFNO, SFNO, UNO,
+        UQNO, CODANO, FNOGNO or GINO, at any depth: a wrapper that normalises inputs and outputs is
+        fine) gets the preset's names (see ``docs/hooks.md``); any other model gets
+        ``<module.path>.hook_out`` for every submodule, with a warning. A model whose tree differs from
+        what its preset expects raises :class:`~saeno.hooking.PresetError` naming the difference.
     preset : str, Path or dict, optional
         Force a preset (name, JSON path or dict); ``"all-modules"`` gives the generic names without a
         warning. By default every shipped preset is tried.
@@ -86,7 +88,8 @@ class HookedOperator(nn.Module):
     Notes
     -----
     A hook function is ``fn(act, *, hook) -> Tensor | None``; a returned tensor (same shape) replaces
-    the activation downstream. Fields are ``(B, C, *grid)``; activations of a domain-padded FNO are
+    the activation downstream. Fields are ``(B, C, *grid)``, each on its own grid (a UNO block's,
+    a GINO's latent grid); point clouds are ``(B, C, n)``. Activations of a domain-padded operator are
     cropped to the input grid, and a replacement is written back into the padded tensor's interior
     (the padding cells keep the model's values). If the model calls a hooked module more than once
     per forward, the cache keeps the last call.
