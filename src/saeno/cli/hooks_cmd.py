@@ -194,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
     if hooked.preset and hooked.preset["name"] in NON_GRID_FAMILIES and hooked.operator_path:
         # a wrapper (a zoo ZooOperator) forwards one grid field only: probe the operator it holds
         note = f" (probed on the {type(hooked.operator).__name__} inside the wrapper; 'hook_out' is its output)"
-        hooked = HookedOperator(hooked.operator, keep_padding=args.keep_padding).eval()
+        operator = hooked.operator
+        assert operator is not None
+        hooked = HookedOperator(operator, keep_padding=args.keep_padding).eval()
     inputs, kwargs = probe_input(hooked, args.resolution, args.batch)
     with torch.no_grad():
         _, cache = hooked.run_with_cache(*inputs, **kwargs)

@@ -155,7 +155,7 @@ class HookedOperator(nn.Module):
         return list(sites.values())
 
     def _make_input_spec(self) -> tuple[int, int] | None:
-        if self.preset is None or "input" not in self.preset:
+        if self.preset is None or "input" not in self.preset or self._operator is None:
             return None
         spec = self.preset["input"]
         ndim = attribute(self._operator, spec.get("ndim", ""))
@@ -371,6 +371,7 @@ class HookedOperator(nn.Module):
             self._handles.append(self._install(site))
         for scope in need_input:
             operator, cropper = self._croppers.get(scope) or (submodule(self.model, scope), None)
+            assert operator is not None, scope
             recorder = _input_recorder(cropper, self._batch, scope)
             self._handles.append(operator.register_forward_pre_hook(recorder, with_kwargs=True))
 

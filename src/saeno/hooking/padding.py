@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -65,7 +66,8 @@ class PaddingCropper:
                 slices = None
             entry = self._by_grid[grid] = (padded, slices)
         self._current = {entry[0]: entry[1]}
-        self._interior = (entry[0], pad_amounts(self.padding.domain_padding, grid), grid)
+        fractions: Any = self.padding.domain_padding
+        self._interior = (entry[0], pad_amounts(fractions, grid), grid)
 
     def slices_for(self, spatial_shape: tuple[int, ...]) -> tuple | None:
         """Index that crops an activation of this spatial shape, or ``None`` when it needs none."""

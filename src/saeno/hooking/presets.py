@@ -236,12 +236,13 @@ def structure_problems(preset: dict, module: nn.Module) -> list[str]:
         return [f"{cls}.{layers['count']} is {attribute(module, layers['count'])!r}, not a layer count"]
     length = (preset.get("layers") or {}).get("length")
     if length:
-        container = submodule(module, length)
-        if container is None or not hasattr(container, "__len__"):
+        container: Any = submodule(module, length)
+        size = len(container) if container is not None and hasattr(container, "__len__") else None
+        if size is None:
             problems.append(f"{cls} has no container {length!r} of layers")
-        elif len(container) != n_layers:
+        elif size != n_layers:
             problems.append(
-                f"{cls}.{length} holds {len(container)} modules but {cls}.{preset['layers']['count']} is {n_layers}"
+                f"{cls}.{length} holds {size} modules but {cls}.{preset['layers']['count']} is {n_layers}"
             )
     for template, allowed in (preset.get("expect") or {}).items():
         paths = [template.replace("{i}", str(i)) for i in range(n_layers)] if "{i}" in template else [template]
@@ -251,7 +252,7 @@ def structure_problems(preset: dict, module: nn.Module) -> list[str]:
             if name not in allowed and not (found is None and None in allowed):
                 shown = [a for a in allowed if a is not None]
                 problems.append(
-                    f"{cls}.{path} is {'absent' if found is None else 'a ' + name}, where the preset expects "
+                    f"{cls}.{path} is {'absent' if name is None else 'a ' + name}, where the preset expects "
                     f"{' or '.join(shown)}"
                 )
     return problems
@@ -404,6 +405,7 @@ def expand_points(
                 index=index if template["at"] == AT_LAYER_OUTPUT else None,
             )
             if layered:
+                assert i is not None
                 if first_layer_slot is None:
                     first_layer_slot = len(singles)
                 per_layer[i].append(point)
