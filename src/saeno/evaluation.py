@@ -74,6 +74,14 @@ def check_model_matches_store(hooked: Any, store: Any) -> None:
         )
 
 
+def _hook_grid(store: Any, hook: str) -> tuple[int, ...]:
+    """The grid of a hook's fields (a store without per-hook grids: the input grid)."""
+    grid_of = getattr(store, "grid_of", None)
+    if callable(grid_of) and hook in getattr(store, "hooks", [hook]):
+        return tuple(grid_of(hook))
+    return tuple(store.grid)
+
+
 def _mean_field(store: Any, hook: str, batches: list[np.ndarray]) -> torch.Tensor:
     total: Any = None
     count = 0
@@ -146,7 +154,8 @@ def evaluate_store(
         mean_field = _mean_field(store, hook, batches).to(device)
         ops = {"clean": 0.0, "sae": 0.0, "ablate": 0.0}
 
-    bar = tqdm(batches, desc=f"eval {hook} @ {'x'.join(map(str, store.grid))}", disable=not progress,
+    hook_grid = _hook_grid(store, hook)
+    bar = tqdm(batches, desc=f"eval {hook} @ {'x'.join(map(str, hook_grid))}", disable=not progress,
                unit="batch")
     for idx in bar:
         a = torch.from_numpy(_read(store, hook, idx)).to(device)
@@ -190,7 +199,8 @@ def evaluate_store(
     log_density = np.log10(np.clip(density, 10.0 ** DENSITY_BINS[0], None))
     counts, _ = np.histogram(log_density[density > 0], bins=DENSITY_BINS)
     result: dict[str, Any] = {
-        "grid": list(store.grid),
+        "grid": list(hook_grid),
+        "input_grid": list(store.grid),
         "n_samples": n,
         "space": "raw activations (normalised metrics marked _normalized)",
         "mse": sums["se"] / sums["values"],
@@ -289,7 +299,7 @@ def evaluate(
         except SaenoError as exc:
             if isinstance(exc, StoreError):
                 raise
-            res = {"grid": list(other.grid), "skipped": str(exc)}
+            res = {"grid": list(_hook_grid(other, hook)), "input_grid": list(other.grid), "skipped": str(exc)}
         results.append(res | {"training_resolution": False})
     return {"hook": hook, "architecture": sae.config()["architecture"], "results": results}
 

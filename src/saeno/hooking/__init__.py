@@ -6,7 +6,7 @@ This package imports torch but never transformer-lens (see :mod:`saeno.lens`) no
 from saeno.hooking.examples import example_model, example_names
 from saeno.hooking.fingerprint import fingerprint
 from saeno.hooking.hook_point import HookPoint
-from saeno.hooking.hooked_operator import HookedOperator
+from saeno.hooking.hooked_operator import HookedOperator, HookNotFiredWarning
 from saeno.hooking.presets import NoPresetWarning, PresetError, load_presets, preset_names
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "load_presets",
     "preset_names",
     "NoPresetWarning",
+    "HookNotFiredWarning",
     "PresetError",
 ]

@@ -8,6 +8,7 @@ The wrapped model is not edited: torch hooks are installed only while hook funct
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from saeno.errors import HookNameError, SaenoError, ShapeError
-from saeno.hooking.hook_point import AT_INPUT, AT_LAYER_OUTPUT, HookPoint
+from saeno.hooking.hook_point import AT_INPUT, AT_LAYER_OUTPUT, LAYOUT_CHANNELS_LAST, LAYOUT_TOKENS, HookPoint
 from saeno.hooking.names import NamesFilter, resolve_names
 from saeno.hooking.padding import PaddingCropper
 from saeno.hooking.presets import (
     ALL_MODULES,
     PresetError,
+    attribute,
     expand_points,
     find_operator,
     generic_points,
@@ -33,6 +35,10 @@ HookFn = Callable[..., "torch.Tensor | None"]
 FwdHooks = Sequence[tuple[Any, HookFn]]
 
 
+class HookNotFiredWarning(UserWarning):
+    """A selected hook point saw no tensor during a forward pass (its module was not called)."""
+
+
 class _StopForward(Exception):
     """Raised by the ``stop_at`` hook to end a forward pass early; caught by ``run_with_cache``."""
 
@@ -40,11 +46,12 @@ class _StopForward(Exception):
 class _Site:
     """One torch module that serves one or more hook points (several for a per-layer module)."""
 
-    __slots__ = ("module", "at", "by_layer", "points", "crop")
+    __slots__ = ("module", "at", "by_layer", "points", "crop", "scope")
 
-    def __init__(self, module: nn.Module, at: str) -> None:
+    def __init__(self, module: nn.Module, at: str, scope: str) -> None:
         self.module = module
         self.at = at
+        self.scope = scope
         self.by_layer: dict[int, HookPoint] = {}
         self.points: list[HookPoint] = []
         self.crop = False
@@ -56,9 +63,11 @@ class HookedOperator(nn.Module):
     Parameters
     ----------
     model : nn.Module
-        Any model. A submodule a preset of ``hooks/`` describes (a neuraloperator FNO or TFNO, at any
-        depth: a wrapper that normalises inputs and outputs is fine) gets the preset's names; any other
-        model gets ``<module.path>.hook_out`` for every submodule, with a warning.
+        Any model. A submodule a preset of ``hooks/`` describes (a neuraloperator FNO, TFNO, SFNO, UNO,
+        UQNO, CODANO, FNOGNO or GINO, at any depth: a wrapper that normalises inputs and outputs is
+        fine) gets the preset's names (see ``docs/hooks.md``); any other model gets
+        ``<module.path>.hook_out`` for every submodule, with a warning. A model whose tree differs from
+        what its preset expects raises :class:`~saeno.hooking.PresetError` naming the difference.
     preset : str, Path or dict, optional
         Force a preset (name, JSON path or dict); ``"all-modules"`` gives the generic names without a
         warning. By default every shipped preset is tried.
@@ -79,7 +88,8 @@ class HookedOperator(nn.Module):
     Notes
     -----
     A hook function is ``fn(act, *, hook) -> Tensor | None``; a returned tensor (same shape) replaces
-    the activation downstream. Fields are ``(B, C, *grid)``; activations of a domain-padded FNO are
+    the activation downstream. Fields are ``(B, C, *grid)``, each on its own grid (a UNO block's,
+    a GINO's latent grid); point clouds are ``(B, C, n)``. Activations of a domain-padded operator are
     cropped to the input grid, and a replacement is written back into the padded tensor's interior
     (the padding cells keep the model's values). If the model calls a hooked module more than once
     per forward, the cache keeps the last call.
@@ -94,6 +104,7 @@ class HookedOperator(nn.Module):
         self.preset: dict | None = None
         self.operator_path: str | None = None
         self._operator: nn.Module | None = None
+        scopes: dict[str, str | None] = {}
         if preset == ALL_MODULES:
             points = generic_points(model, warn=False)
         else:
@@ -107,10 +118,11 @@ class HookedOperator(nn.Module):
                 points = generic_points(model, warn=True)
             else:
                 self.operator_path, self._operator, self.preset = found
-                points = expand_points(model, self.operator_path, self._operator, self.preset)
+                points = expand_points(model, self.operator_path, self._operator, self.preset, scopes=scopes)
         self.hook_points: dict[str, HookPoint] = {p.name: p for p in points}
         self._names: list[str] = [p.name for p in points]
-        self._cropper = self._make_cropper()
+        self._croppers = self._make_croppers(scopes)
+        self._batch: dict[str, int] = {}  # batch size of the forward pass, per operator (token layouts)
         self._sites = self._make_sites(points)
         self._input_spec = self._make_input_spec()
         self._entries: list[tuple[str, HookFn, object]] = []
@@ -118,13 +130,15 @@ class HookedOperator(nn.Module):
         self._handles: list[RemovableHandle] = []
 
     # ------------------------------------------------------------------ construction helpers
-    def _make_cropper(self) -> PaddingCropper | None:
-        if self.preset is None or not self.preset.get("padding"):
-            return None
-        padding = getattr(self._operator, self.preset["padding"], None)
-        if padding is None or not hasattr(padding, "domain_padding"):
-            return None
-        return PaddingCropper(padding)
+    def _make_croppers(self, scopes: dict[str, str | None]) -> dict[str, tuple[nn.Module, PaddingCropper]]:
+        """One padding cropper per operator (scope) that has a neuraloperator ``DomainPadding``."""
+        croppers = {}
+        for scope, attr in scopes.items():
+            operator = submodule(self.model, scope)
+            padding = getattr(operator, attr, None) if attr and operator is not None else None
+            if padding is not None and hasattr(padding, "domain_padding"):
+                croppers[scope] = (operator, PaddingCropper(padding))
+        return croppers
 
     def _make_sites(self, points: list[HookPoint]) -> list[_Site]:
         sites: dict[tuple[str, str], _Site] = {}
@@ -134,20 +148,20 @@ class HookedOperator(nn.Module):
             if site is None:
                 module = submodule(self.model, p.module_path)
                 assert module is not None, p
-                site = sites[key] = _Site(module, p.at)
+                site = sites[key] = _Site(module, p.at, p.scope)
             site.points.append(p)
             if p.at == AT_LAYER_OUTPUT:
                 site.by_layer[p.layer] = p
         return list(sites.values())
 
     def _make_input_spec(self) -> tuple[int, int] | None:
-        if self.preset is None or "input" not in self.preset:
+        if self.preset is None or "input" not in self.preset or self._operator is None:
             return None
         spec = self.preset["input"]
-        ndim = getattr(self._operator, spec.get("ndim", ""), None)
+        ndim = attribute(self._operator, spec.get("ndim", ""))
         channels = getattr(self.model, "in_channels", None)
         if not isinstance(channels, int):
-            channels = getattr(self._operator, spec.get("channels", ""), None)
+            channels = attribute(self._operator, spec.get("channels", ""))
         if isinstance(ndim, int) and isinstance(channels, int):
             return channels, ndim
         return None
@@ -204,7 +218,7 @@ class HookedOperator(nn.Module):
             f"and a grid with {ndim} dimension(s) of any size.{hint}"
         )
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    def forward(self, x: torch.Tensor, /, *args: Any, **kwargs: Any) -> Any:
         """Run the wrapped model (with whatever hooks are active) after checking the input shape."""
         self.check_input(x)
         return self.model(x, *args, **kwargs)
@@ -212,6 +226,7 @@ class HookedOperator(nn.Module):
     def run_with_cache(
         self,
         x: torch.Tensor,
+        /,
         names_filter: NamesFilter = None,
         device: torch.device | str | None = None,
         stop_at: str | None = None,
@@ -230,7 +245,8 @@ class HookedOperator(nn.Module):
         stop_at : str, optional
             Exact hook name after which the forward ends early (output ``None``).
         **model_kwargs
-            Passed to the model's forward.
+            Passed to the model's forward (a keyword ``x``, as GINO's, goes there too: the input is
+            positional-only).
 
         Returns
         -------
@@ -262,14 +278,23 @@ class HookedOperator(nn.Module):
         entries: list[tuple[str, HookFn]] = [(n, save) for n in names]
         if stop_at is not None:
             entries.append((stop_at, stop))
+        stopped = False
         with self._active(entries):
             try:
                 out = self.forward(x, **model_kwargs)
             except _StopForward:
-                out = None
+                out, stopped = None, True
+        missing = [] if stopped else [n for n in names if n not in cache]
+        if missing:
+            warnings.warn(
+                f"hook point(s) {', '.join(missing)} did not fire in this forward pass: the model did not call "
+                "their modules, or they returned something other than a tensor; the cache has no entry for them.",
+                HookNotFiredWarning,
+                stacklevel=2,
+            )
         return out, cache
 
-    def run_with_hooks(self, x: torch.Tensor, fwd_hooks: FwdHooks = (), **model_kwargs: Any) -> Any:
+    def run_with_hooks(self, x: torch.Tensor, /, fwd_hooks: FwdHooks = (), **model_kwargs: Any) -> Any:
         """Run the model with ``fwd_hooks`` (``[(name_or_glob, fn)]``) active for this call only."""
         with self.hooks(fwd_hooks=fwd_hooks):
             return self.forward(x, **model_kwargs)
@@ -335,33 +360,26 @@ class HookedOperator(nn.Module):
         self._fns = {k: tuple(v) for k, v in fns.items()}
         if not self._fns:
             return
-        cropping = self._cropper is not None and not self.keep_padding
-        need_grid = False
+        need_input: set[str] = set()
         for site in self._sites:
             active = [p for p in site.points if p.name in self._fns]
             if not active:
                 continue
-            site.crop = cropping and any(p.padded for p in active)
-            need_grid = need_grid or site.crop
+            site.crop = site.scope in self._croppers and not self.keep_padding and any(p.padded for p in active)
+            if site.crop or any(p.layout == LAYOUT_TOKENS for p in active):
+                need_input.add(site.scope)
             self._handles.append(self._install(site))
-        if need_grid:
-            cropper = self._cropper
-
-            def record_grid(module: nn.Module, args: tuple, kwargs: dict) -> None:
-                x = args[0] if args else next(iter(kwargs.values()), None)
-                if isinstance(x, torch.Tensor):
-                    cropper.set_input_grid(tuple(x.shape[2:]))
-
-            self._handles.append(self._operator.register_forward_pre_hook(record_grid, with_kwargs=True))
+        for scope in need_input:
+            operator, cropper = self._croppers.get(scope) or (submodule(self.model, scope), None)
+            assert operator is not None, scope
+            recorder = _input_recorder(cropper, self._batch, scope)
+            self._handles.append(operator.register_forward_pre_hook(recorder, with_kwargs=True))
 
     def _install(self, site: _Site) -> RemovableHandle:
         fire = self._fire
         if site.at == AT_LAYER_OUTPUT:
             by_layer = site.by_layer
-            layers = self.preset["layers"]
-            index_arg = int(layers.get("index_arg", 1))
-            index_kwarg = layers.get("index_kwarg", "index")
-            index_default = layers.get("index_default", 0)
+            index_arg, index_kwarg, index_default = site.points[0].index or (1, "index", 0)
             crop = site.crop
 
             def layer_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -391,21 +409,65 @@ class HookedOperator(nn.Module):
         fns = self._fns.get(point.name)
         if not fns or not isinstance(act, torch.Tensor):
             return None
-        slices = self._cropper.slices_for(tuple(act.shape[2:])) if crop else None
+        if point.layout == LAYOUT_CHANNELS_LAST:
+            return self._fire_points(point, act, fns)
+        if point.layout == LAYOUT_TOKENS:
+            tokens_shape = act.shape
+            act = act.reshape(self._batch[point.scope], -1, *tokens_shape[2:])
+            new = self._fire_field(point, act, fns, crop)
+            return None if new is None else new.reshape(tokens_shape)
+        return self._fire_field(point, act, fns, crop)
+
+    def _fire_field(
+        self, point: HookPoint, act: torch.Tensor, fns: tuple[HookFn, ...], crop: bool
+    ) -> torch.Tensor | None:
+        """A ``(B, C, *grid)`` activation, cropped to the input grid when ``crop``."""
+        slices = self._croppers[point.scope][1].slices_for(tuple(act.shape[2:])) if crop else None
         current = act if slices is None else act[slices]
         replaced = None
-        for fn in fns:
-            new = fn(current, hook=point)
-            if new is not None:
-                if not isinstance(new, torch.Tensor) or new.shape != current.shape:
-                    got = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__
-                    raise ShapeError(
-                        f"a hook function on {point.name!r} returned {got}; return None or a tensor of the "
-                        f"activation's shape {tuple(current.shape)}."
-                    )
-                current = replaced = new
+        current, replaced = _call_all(fns, point, current)
         if replaced is None or slices is None:
             return replaced
         full = act.clone()
         full[slices] = replaced
         return full
+
+    @staticmethod
+    def _fire_points(point: HookPoint, act: torch.Tensor, fns: tuple[HookFn, ...]) -> torch.Tensor | None:
+        """Point-cloud activation ``(n, C)`` or ``(B, n, C)``: hooks see ``(B, C, n)``."""
+        unbatched = act.dim() == 2
+        field = (act.unsqueeze(0) if unbatched else act).transpose(-1, -2)
+        _, replaced = _call_all(fns, point, field)
+        if replaced is None:
+            return None
+        back = replaced.transpose(-1, -2)
+        return back.squeeze(0) if unbatched else back
+
+
+def _call_all(fns: tuple[HookFn, ...], point: HookPoint, current: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Run every hook function in turn; each sees the previous one's replacement."""
+    replaced = None
+    for fn in fns:
+        new = fn(current, hook=point)
+        if new is not None:
+            if not isinstance(new, torch.Tensor) or new.shape != current.shape:
+                got = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__
+                raise ShapeError(
+                    f"a hook function on {point.name!r} returned {got}; return None or a tensor of the "
+                    f"activation's shape {tuple(current.shape)}."
+                )
+            current = replaced = new
+    return current, replaced
+
+
+def _input_recorder(cropper: PaddingCropper | None, batch: dict[str, int], scope: str) -> Callable[..., None]:
+    """Forward pre-hook on an operator: tell ``cropper`` its input's grid, and note the batch size."""
+
+    def record_input(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else next(iter(kwargs.values()), None)
+        if isinstance(x, torch.Tensor):
+            batch[scope] = int(x.shape[0])
+            if cropper is not None:
+                cropper.set_input_grid(tuple(x.shape[2:]))
+
+    return record_input

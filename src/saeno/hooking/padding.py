@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -51,6 +52,7 @@ class PaddingCropper:
         self.padding = padding
         self._by_grid: dict[tuple[int, ...], tuple[tuple[int, ...], tuple | None]] = {}
         self._current: dict[tuple[int, ...], tuple | None] = {}
+        self._interior: tuple[tuple[int, ...], list[int], tuple[int, ...]] | None = None
         self._warned: set[tuple[int, ...]] = set()
 
     def set_input_grid(self, grid: tuple[int, ...]) -> None:
@@ -64,6 +66,8 @@ class PaddingCropper:
                 slices = None
             entry = self._by_grid[grid] = (padded, slices)
         self._current = {entry[0]: entry[1]}
+        fractions: Any = self.padding.domain_padding
+        self._interior = (entry[0], pad_amounts(fractions, grid), grid)
 
     def slices_for(self, spatial_shape: tuple[int, ...]) -> tuple | None:
         """Index that crops an activation of this spatial shape, or ``None`` when it needs none."""
@@ -74,6 +78,9 @@ class PaddingCropper:
         stored = getattr(self.padding, "_unpad_indices", {}).get(f"{list(key)}")
         if stored is not None:
             return stored
+        scaled = self._scaled_slices(key)
+        if scaled is not None:
+            return scaled
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(
@@ -81,3 +88,22 @@ class PaddingCropper:
                 stacklevel=2,
             )
         return None
+
+    def _scaled_slices(self, shape: tuple[int, ...]) -> tuple | None:
+        """Crop of a padded field resampled by a whole-domain factor (a UNO block), when it is exact.
+
+        A field of the padded grid ``P`` resampled to ``S`` keeps the interior ``[a, a + r)`` of each
+        dimension at ``[a S / P, (a + r) S / P)``; only integer bounds give an exact crop.
+        """
+        if self._interior is None:
+            return None
+        padded, amounts, grid = self._interior
+        if len(shape) != len(padded):
+            return None
+        out: list[slice] = []
+        for s, p, a, r in zip(shape, padded, amounts, grid):
+            start, stop = a * s, (a + r) * s
+            if start % p or stop % p:
+                return None
+            out.append(slice(start // p, stop // p))
+        return (Ellipsis,) + tuple(out)

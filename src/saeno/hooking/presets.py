@@ -10,6 +10,7 @@ of :mod:`saeno.hooking.hooked_operator`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import warnings
@@ -19,12 +20,21 @@ from typing import Any
 from torch import nn
 
 from saeno.errors import SaenoError
-from saeno.hooking.hook_point import AT_INPUT, AT_LAYER_OUTPUT, AT_OUTPUT, HookPoint
+from saeno.hooking.hook_point import (
+    AT_INPUT,
+    AT_LAYER_OUTPUT,
+    AT_OUTPUT,
+    LAYOUT_CHANNELS_LAST,
+    LAYOUT_FIELD,
+    LAYOUT_TOKENS,
+    HookPoint,
+)
 from saeno.resources import hooks_dir
 
 ROOT = "@root"  # module path meaning "the outermost wrapped model"
 ALL_MODULES = "all-modules"  # preset name: one ``<path>.hook_out`` per submodule, no warning
 _VALID_AT = {AT_OUTPUT, AT_INPUT, AT_LAYER_OUTPUT}
+_VALID_LAYOUT = {LAYOUT_FIELD, LAYOUT_CHANNELS_LAST, LAYOUT_TOKENS}
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
 
 
@@ -43,7 +53,17 @@ def _validate(preset: dict, source: str) -> dict:
     match = preset["match"]
     if not (match.get("classes") or match.get("children")):
         raise PresetError(f"hook preset {source}: 'match' needs 'classes' or 'children'.")
+    if not isinstance(preset["points"], list):
+        raise PresetError(f"hook preset {source}: 'points' must be a list.")
+    for sub in preset.get("submodels", []):
+        if not isinstance(sub, dict) or not isinstance(sub.get("prefix"), str) or not sub.get("module"):
+            raise PresetError(f"hook preset {source}: each of 'submodels' needs a 'prefix' and a 'module'.")
     for point in preset["points"]:
+        if point.get("layout", LAYOUT_FIELD) not in _VALID_LAYOUT:
+            raise PresetError(
+                f"hook preset {source}: point {point.get('name')!r} has layout={point.get('layout')!r}; "
+                f"use one of {sorted(_VALID_LAYOUT)}."
+            )
         if point.get("at") not in _VALID_AT:
             raise PresetError(
                 f"hook preset {source}: point {point.get('name')!r} has at={point.get('at')!r}; "
@@ -155,7 +175,8 @@ def submodule(root: nn.Module, path: str) -> nn.Module | None:
     return module if isinstance(module, nn.Module) else None
 
 
-def _attr(module: nn.Module, path: str) -> Any:
+def attribute(module: nn.Module, path: str) -> Any:
+    """Value at a dotted attribute path (``None`` when any step is missing)."""
     value: Any = module
     for part in path.split("."):
         value = getattr(value, part, None)
@@ -177,7 +198,77 @@ def matches_structure(preset: dict, module: nn.Module) -> bool:
         return False
     if any(submodule(module, c) is None for c in children):
         return False
-    return all(_attr(module, a) is not None for a in match.get("attributes", []))
+    return all(attribute(module, a) is not None for a in match.get("attributes", []))
+
+
+def _layer_count(preset: dict, module: nn.Module) -> int | None:
+    layers = preset.get("layers")
+    if layers is None:
+        return 0
+    count = attribute(module, layers["count"])
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def structure_problems(preset: dict, module: nn.Module) -> list[str]:
+    """What in a module's tree differs from what a preset expects (empty when it fits).
+
+    Checks the preset's ``expect`` (module path, ``{i}`` per layer, to the class names allowed there;
+    ``null`` among them allows an absent module), that ``layers.count`` is an integer, and that
+    ``layers.length`` (a container's path) holds that many modules.
+
+    Parameters
+    ----------
+    preset : dict
+        A validated preset.
+    module : nn.Module
+        The candidate operator.
+
+    Returns
+    -------
+    list of str
+        One sentence per mismatch.
+    """
+    problems = []
+    cls = type(module).__name__
+    n_layers = _layer_count(preset, module)
+    if n_layers is None:
+        layers = preset["layers"]
+        return [f"{cls}.{layers['count']} is {attribute(module, layers['count'])!r}, not a layer count"]
+    length = (preset.get("layers") or {}).get("length")
+    if length:
+        container: Any = submodule(module, length)
+        size = len(container) if container is not None and hasattr(container, "__len__") else None
+        if size is None:
+            problems.append(f"{cls} has no container {length!r} of layers")
+        elif size != n_layers:
+            problems.append(
+                f"{cls}.{length} holds {size} modules but {cls}.{preset['layers']['count']} is {n_layers}"
+            )
+    for template, allowed in (preset.get("expect") or {}).items():
+        paths = [template.replace("{i}", str(i)) for i in range(n_layers)] if "{i}" in template else [template]
+        for path in paths:
+            found = submodule(module, path)
+            name = None if found is None else type(found).__name__
+            if name not in allowed and not (found is None and None in allowed):
+                shown = [a for a in allowed if a is not None]
+                problems.append(
+                    f"{cls}.{path} is {'absent' if name is None else 'a ' + name}, where the preset expects "
+                    f"{' or '.join(shown)}"
+                )
+    return problems
+
+
+def check_structure(preset: dict, module: nn.Module, path: str = "") -> None:
+    """Raise :class:`PresetError` naming every mismatch between a preset and a module's tree."""
+    problems = structure_problems(preset, module)
+    if problems:
+        where = f" at {path!r}" if path else ""
+        raise PresetError(
+            f"hook preset {preset['name']!r} does not fit the {type(module).__name__}{where}: "
+            + "; ".join(problems)
+            + ". Its hooks would read the wrong tensors: use the preset of this model family "
+            "(see `saeno hooks --model ...` and hooks/README.md), or preset='all-modules' for generic names."
+        )
 
 
 def find_operator(model: nn.Module, preset: str | Path | dict | None = None) -> tuple[str, nn.Module, dict] | None:
@@ -194,15 +285,21 @@ def find_operator(model: nn.Module, preset: str | Path | dict | None = None) -> 
     Returns
     -------
     tuple or None
-        ``(path, module, preset)`` or ``None`` when nothing matched.
+        ``(path, module, preset)`` or ``None`` when nothing matched. A class match is returned even
+        when the tree differs from the preset (check it with :func:`check_structure`); a structure
+        match only where nothing differs, unless ``preset`` is given.
     """
-    presets = [get_preset(preset)] if preset is not None else load_presets()
+    forced = preset is not None
+    presets = [get_preset(preset)] if forced else load_presets()
     modules = list(model.named_modules())
-    for test in (matches_class, matches_structure):
-        for path, module in modules:
-            for p in presets:
-                if test(p, module):
-                    return path, module, p
+    for path, module in modules:
+        for p in presets:
+            if matches_class(p, module):
+                return path, module, p
+    for path, module in modules:
+        for p in presets:
+            if matches_structure(p, module) and (forced or not structure_problems(p, module)):
+                return path, module, p
     return None
 
 
@@ -210,11 +307,20 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}.{path}" if prefix and path else (prefix or path)
 
 
-def expand_points(model: nn.Module, operator_path: str, operator: nn.Module, preset: dict) -> list[HookPoint]:
+def expand_points(
+    model: nn.Module,
+    operator_path: str,
+    operator: nn.Module,
+    preset: dict,
+    prefix: str = "",
+    scopes: dict[str, str | None] | None = None,
+) -> list[HookPoint]:
     """Turn a preset's point templates into concrete hook points of one model.
 
     Points whose module is absent (``None``, e.g. ``positional_embedding=None`` or ``fno_skip=None``)
-    are left out. ``{i}`` in a name or module path is expanded over the operator's layers.
+    are left out. ``{i}`` in a name or module path is expanded over the operator's layers. A preset with
+    ``submodels`` hooks each of them with the preset that matches it, its names under the submodel's
+    prefix (``base.blocks.0.hook_out``).
 
     Parameters
     ----------
@@ -226,22 +332,51 @@ def expand_points(model: nn.Module, operator_path: str, operator: nn.Module, pre
         The matched operator.
     preset : dict
         The preset that matched.
+    prefix : str, optional
+        Put before every name (with a dot).
+    scopes : dict, optional
+        Filled with ``{operator path: name of its domain-padding attribute or None}`` for the operator
+        and every submodel operator (paths inside ``model``).
 
     Returns
     -------
     list of HookPoint
-        In the preset's order, layer by layer for ``{i}`` points.
+        Submodels first, then the preset's points in its order, layer by layer for ``{i}`` points.
+
+    Raises
+    ------
+    PresetError
+        The operator's tree differs from what the preset (or a submodel's preset) expects.
     """
+    check_structure(preset, operator, operator_path)
+    if scopes is not None:
+        scopes[operator_path] = preset.get("padding")
     layers = preset.get("layers")
-    n_layers = 0
+    n_layers = _layer_count(preset, operator) or 0
+    index = None
     if layers is not None:
-        count = _attr(operator, layers["count"])
-        if not isinstance(count, int):
+        index = (int(layers.get("index_arg", 1)), layers.get("index_kwarg", "index"), layers.get("index_default", 0))
+    subs: list[HookPoint] = []
+    for sub in preset.get("submodels", []):
+        sub_module = submodule(operator, sub["module"])
+        if sub_module is None:
             raise PresetError(
-                f"hook preset {preset['name']!r}: attribute {layers['count']!r} of {type(operator).__name__} "
-                f"is {count!r}, not a layer count."
+                f"hook preset {preset['name']!r}: {type(operator).__name__} has no submodel {sub['module']!r}."
             )
-        n_layers = count
+        sub_path = _join(operator_path, sub["module"])
+        sub_prefix = _join(prefix, sub["prefix"])
+        found = find_operator(sub_module, sub.get("preset"))
+        if found is None:
+            raise PresetError(
+                f"hook preset {preset['name']!r}: no hook preset matches its submodel {sub['module']!r} "
+                f"({type(sub_module).__name__}); add one to hooks/ (see hooks/README.md)."
+            )
+        inner_path, inner, inner_preset = found
+        inner_scopes: dict[str, str | None] = {}
+        inner_points = expand_points(sub_module, inner_path, inner, inner_preset, sub_prefix, inner_scopes)
+        subs.extend(_rebase(p, sub_path) for p in inner_points)
+        if scopes is not None:
+            scopes.update({_join(sub_path, k): v for k, v in inner_scopes.items()})
     singles: list[HookPoint] = []
     per_layer: list[list[HookPoint]] = [[] for _ in range(n_layers)]
     first_layer_slot: int | None = None
@@ -260,13 +395,17 @@ def expand_points(model: nn.Module, operator_path: str, operator: nn.Module, pre
             if module is None:
                 continue
             point = HookPoint(
-                name=name,
+                name=_join(prefix, name),
                 module_path=full,
                 at=template["at"],
                 layer=i,
                 padded=bool(template.get("padded", False)),
+                scope=operator_path,
+                layout=template.get("layout", LAYOUT_FIELD),
+                index=index if template["at"] == AT_LAYER_OUTPUT else None,
             )
             if layered:
+                assert i is not None
                 if first_layer_slot is None:
                     first_layer_slot = len(singles)
                 per_layer[i].append(point)
@@ -277,7 +416,14 @@ def expand_points(model: nn.Module, operator_path: str, operator: nn.Module, pre
     ordered = list(singles)
     for layer_points in per_layer:
         ordered.extend(layer_points)
-    return ordered + tail
+    return subs + ordered + tail
+
+
+def _rebase(point: HookPoint, base: str) -> HookPoint:
+    """The same point, its module and scope paths taken from ``base`` (a submodel inside the model)."""
+    return dataclasses.replace(
+        point, module_path=_join(base, point.module_path), scope=_join(base, point.scope)
+    )
 
 
 def generic_points(model: nn.Module, warn: bool = True) -> list[HookPoint]:

@@ -104,6 +104,11 @@ class ActivationStore:
         """Grid of the model inputs (each hook's own grid is in :meth:`hook_info`)."""
         return tuple(self._attrs["grid"])
 
+    def grid_of(self, hook: str) -> tuple[int, ...]:
+        """Grid of one hook's fields, which differs from :attr:`grid` where a model rescales (a UNO block)."""
+        info = self.hook_info(hook)
+        return tuple(info.get("grid", info["shape"][1:]))
+
     @property
     def fingerprint(self) -> str:
         """Fingerprint of the model that produced the store."""
