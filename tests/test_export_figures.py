@@ -39,28 +39,47 @@ def test_every_figure_writes_a_png(tmp_path, grid):
         assert w > 50 and h > 50
 
 
+def _mosaic_size(ncols, nrows, title=False):
+    """Expected mosaic size in points: a margin plus, per column, panel + gap + colour bar and its
+    labels; a header (or half a gap) plus, per row, labels + panel + gap."""
+    bar = F.CBAR_GAP_PT + F.CBAR_PT + F.CBAR_TEXT_PT
+    width = F.GAP_PT + ncols * (F.PANEL_PT + F.GAP_PT + bar)
+    height = (F.HEADER_PT if title else F.GAP_PT // 2) + nrows * (F.TITLE_PT + F.PANEL_PT + F.GAP_PT)
+    return width, height
+
+
 def test_mosaic_size_follows_panels_and_dpi(tmp_path):
-    # 2D panels go into one image: 10 px margin + 120 px per column, 18 px header + 142 px per
-    # row (title 22, panel 110, gap 10), at 72 dpi; the dpi scales everything
+    # 2D panels go into one image laid out in points; the dpi scales everything
     codes = np.ones((2, 4, 4))
     p = F.plot_code_maps(codes, tmp_path / "c.png", rows=[0, 1], activations=[1, 1], dpi=72)
-    assert _png_size(p) == (130, 302)
+    assert _png_size(p) == _mosaic_size(1, 2)
     p = F.plot_code_maps(codes, tmp_path / "c4.png", rows=[0, 1], activations=[1, 1],
                          x=np.ones((2, 1, 4, 4)), y_pred=np.ones((2, 1, 4, 4)),
-                         y=np.ones((2, 1, 4, 4)), dpi=144)
-    assert _png_size(p) == (2 * 490, 2 * 302)
+                         y=np.ones((2, 1, 4, 4)), dpi=144, title="t")
+    w, h = _mosaic_size(4, 2, title=True)
+    assert _png_size(p) == (2 * w, 2 * h)
 
 
-def test_mosaic_pixels_show_the_field(tmp_path):
+def test_default_dpi_gives_readable_text():
+    # labels at least 12 px tall on screen (72 dpi figures had ~5 px labels)
+    assert F.FONT_LABEL * F.DEFAULT_DPI / 72 >= 12
+    assert F.FONT_TICK * F.DEFAULT_DPI / 72 >= 11
+
+
+def test_mosaic_pixels_show_the_field_and_its_colour_bar(tmp_path):
     # a code map that is zero except on its right half: right half of the panel is bright
     code = np.zeros((1, 8, 8))
     code[0, 4:, :] = 1.0  # first axis is x (drawn horizontally)
     p = F.plot_code_maps(code, tmp_path / "c.png", rows=[0], activations=[1.0], dpi=72)
     with Image.open(p) as img:
         rgb = np.asarray(img.convert("L"), dtype=float)
-    top, left = 18 + 22, 10
-    panel = rgb[top:top + 110, left:left + 110]
-    assert panel[:, 70:].mean() > panel[:, :40].mean() + 100
+    top, left = F.GAP_PT // 2 + F.TITLE_PT, F.GAP_PT
+    panel = rgb[top:top + F.PANEL_PT, left:left + F.PANEL_PT]
+    assert panel[:, 80:].mean() > panel[:, :40].mean() + 100
+    # the colour bar beside it runs from dark (bottom, 0) to bright (top, 1)
+    bx = left + F.PANEL_PT + F.CBAR_GAP_PT + F.CBAR_PT // 2
+    bar = rgb[top + 3:top + F.PANEL_PT - 3, bx]
+    assert bar[:10].mean() > bar[-10:].mean() + 100
 
 
 def test_constant_atom_is_drawn_as_channel_bars(tmp_path):
@@ -70,7 +89,7 @@ def test_constant_atom_is_drawn_as_channel_bars(tmp_path):
     assert not F.is_spatially_constant(atom + np.eye(8)[None])
     p = F.plot_atom({"8x8": atom}, tmp_path / "bars.png", dpi=50)
     w, h = _png_size(p)
-    assert h == 110  # one bar chart of 2.2 inches, not one row of 2-inch image panels
+    assert h == 140  # one bar chart of 2.8 inches, not one row of image panels
 
 
 def test_amplitude_spectrum_peaks_at_the_mode_and_is_resolution_free():

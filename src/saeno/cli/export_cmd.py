@@ -49,7 +49,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="grids to render atoms on, e.g. 16 32 or 16x16 32x32 "
                              "(default: the store's grid and twice it)")
     parser.add_argument("--device", default=None, help="torch device (default: the SAE's)")
-    parser.add_argument("--dpi", type=int, default=72, help="PNG resolution (default 72)")
+    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
+    parser.add_argument("--single-file", action="store_true",
+                        help="write report.html as one self-contained file (every concept page a "
+                             "section, figures inline) that can be mailed or attached on its own")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the SAE's evaluation (explained variance, loss recovered with "
+                             "--model, dead share) at the top of the report")
+    parser.add_argument("--model-name", default=None, metavar="NAME",
+                        help="name of the model in the report (default: its recorded name or "
+                             "the --model given)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
     return parser
@@ -65,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         hook=args.hook, model=args.model, n_top=args.n_top, resolutions=args.resolutions,
         device=args.device, progress=not args.quiet,
         max_concepts=None if args.all else args.max_concepts, n_rows=args.n_rows,
-        trust=args.trust, dpi=args.dpi,
+        trust=args.trust, dpi=args.dpi, inline=args.single_file,
+        evaluation=False if args.no_eval else None, model_name=args.model_name,
     )
     doc = load_concepts(report.parent)
     n = len(doc["concepts"])
