@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
@@ -80,7 +81,7 @@ def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
     """Write ``fig`` as PNG and close it (no tight layout: it costs a second draw)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 3})
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return path
 
@@ -210,15 +211,11 @@ def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, 
         if colorbar and shared and row:
             bar(row[-1][2], row_lims, GAP_PT + len(row) * cell_w, top)
     fig = plt.figure(figsize=(W / dpi, H / dpi), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(canvas, interpolation="nearest", extent=(0, width, height, 0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_axis_off()
+    fig.figimage(canvas, xo=0, yo=0, origin="upper")  # pixels as they are: no resampling
     for x, y, text, ha, va, size in texts:
-        ax.text(x, y, text, ha=ha, va=va, fontsize=size, linespacing=1.1)
+        fig.text(x / width, 1.0 - y / height, text, ha=ha, va=va, fontsize=size, linespacing=1.1)
     if title:
-        ax.text(width / 2, 5, title, ha="center", va="top", fontsize=FONT_TITLE)
+        fig.text(0.5, 1.0 - 5 / height, title, ha="center", va="top", fontsize=FONT_TITLE)
     return _save(fig, path, dpi)
 
 
@@ -589,6 +586,7 @@ def plot_density_overview(densities: np.ndarray, path: Path | str, *, title: str
     fig, ax = plt.subplots(figsize=(4.0, 2.4))
     if alive.size:
         ax.hist(np.log10(alive), bins=min(30, max(5, alive.size)), alpha=0.8)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     ax.set_xlabel("log10 activation density (fraction of samples)", fontsize=FONT_LABEL)
     ax.set_ylabel("concepts", fontsize=FONT_LABEL)
     ax.tick_params(labelsize=FONT_TICK)

@@ -243,7 +243,7 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
         "exported": doc["created"] + f" by saeno {doc['saeno_version']}",
     }
     on = f" of {model_name}" if model_name else ""
-    parts = [f"<h1 id=\"top\">Concepts of an {esc(sae['architecture'])} on {esc(store['hook'])}"
+    parts = [f"<h1 id=\"top\">{esc(sae['architecture'])} concepts on {esc(store['hook'])}"
              f"{esc(on)}</h1>", _meta_table(meta)]
     parts.append(_evaluation_html(doc.get("evaluation")))
     if not abl["done"]:
