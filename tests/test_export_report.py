@@ -3,6 +3,7 @@ top examples as images, the SAE-FNO atom split into its smooth and pointwise par
 ``arrays.zarr`` that xarray opens with named dimensions and coordinates."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,14 +25,18 @@ def exported(tmp_path_factory):
     out = root / "export"
     export_concepts(root / "sae_fno", store, out, model=fno, n_top=3, max_concepts=2,
                     progress=False)
-    return root, fno, store, out, saeno.load_sae(root / "sae_fno")
+    return SimpleNamespace(root=root, fno=fno, store=store, out=out,
+                           sae=saeno.load_sae(root / "sae_fno"))
 
 
 def test_evaluation_is_computed_and_matches_evaluate(exported):
     import saeno
     from saeno.evaluate import evaluate
 
-    root, fno, store, out, sae = exported
+    fno = exported.fno
+    store = exported.store
+    out = exported.out
+    sae = exported.sae
     doc = load_concepts(out)
     ev = doc["evaluation"]
     assert ev["source"] == "computed" and len(ev["results"]) == 1
@@ -45,7 +50,9 @@ def test_evaluation_is_computed_and_matches_evaluate(exported):
 
 
 def test_given_evaluation_is_used_at_every_resolution(exported, tmp_path):
-    root, fno, store, out, sae = exported
+    fno = exported.fno
+    store = exported.store
+    sae = exported.sae
     given = {"hook": HOOK, "architecture": "sae-fno", "results": [
         {"grid": [16, 16], "training_resolution": True, "n_samples": 5, "explained_variance": 0.5,
          "loss_recovered": 0.25, "splice_added_error": 0.125, "dead_fraction": 0.0},
@@ -62,7 +69,8 @@ def test_given_evaluation_is_used_at_every_resolution(exported, tmp_path):
 
 
 def test_model_is_named_as_the_user_named_it(exported):
-    root, fno, store, out, sae = exported
+    fno = exported.fno
+    out = exported.out
     assert load_concepts(out)["model"]["name"] == "my-darcy-fno"
     assert "my-darcy-fno" in (out / "report.html").read_text()
     plain = torch.nn.Linear(2, 2)
@@ -74,7 +82,7 @@ def test_model_is_named_as_the_user_named_it(exported):
 def test_pages_show_thumbnails_examples_and_the_split_atom(exported):
     from PIL import Image
 
-    root, fno, store, out, sae = exported
+    out = exported.out
     doc = load_concepts(out)
     for k in doc["figures_for"]:
         c = doc["concepts"][k]
@@ -91,7 +99,7 @@ def test_pages_show_thumbnails_examples_and_the_split_atom(exported):
 
 
 def test_point_mass_split_recovers_the_kernel_and_the_pointwise_column(exported):
-    root, fno, store, out, sae = exported
+    sae = exported.sae
     concepts = [0, 3]
     atoms = {(16, 16): sae.concepts(16)[concepts].numpy(), (24, 24): sae.concepts(24)[concepts].numpy()}
     smooth, vectors, unit = _split_point_mass(sae, concepts, atoms)
@@ -108,7 +116,8 @@ def test_point_mass_split_recovers_the_kernel_and_the_pointwise_column(exported)
 
 def test_arrays_open_in_xarray_with_dimensions_and_coordinates(exported):
     xr = pytest.importorskip("xarray")
-    root, fno, store, out, sae = exported
+    out = exported.out
+    sae = exported.sae
     doc = load_concepts(out)
     ds = xr.open_zarr(out / "arrays.zarr")
     assert ds["activations"].dims == ("sample", "concept")
@@ -136,7 +145,9 @@ def test_arrays_open_in_xarray_with_dimensions_and_coordinates(exported):
 
 
 def test_single_file_export_is_self_contained(exported, tmp_path):
-    root, fno, store, out, sae = exported
+    fno = exported.fno
+    store = exported.store
+    sae = exported.sae
     report = export_concepts(sae, store, tmp_path, model=fno, n_top=2, max_concepts=2,
                              progress=False, inline=True, evaluation=False)
     text = report.read_text()

@@ -441,8 +441,6 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
 
     if path.exists():
         shutil.rmtree(path)
-    ndim = len(grid)
-    gdims = GRID_DIMS[:ndim]
     g = zarr.open_group(str(path), mode="w")
     g.attrs["description"] = ("saeno concept export: per-concept arrays; the 'exported' coordinate "
                               "lists the concepts (axis 0) of atoms, spectra, code_maps, top_rows "
