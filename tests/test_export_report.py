@@ -50,7 +50,6 @@ def test_evaluation_is_computed_and_matches_evaluate(exported):
 
 
 def test_given_evaluation_is_used_at_every_resolution(exported, tmp_path):
-    fno = exported.fno
     store = exported.store
     sae = exported.sae
     given = {"hook": HOOK, "architecture": "sae-fno", "results": [
@@ -69,7 +68,6 @@ def test_given_evaluation_is_used_at_every_resolution(exported, tmp_path):
 
 
 def test_model_is_named_as_the_user_named_it(exported):
-    fno = exported.fno
     out = exported.out
     assert load_concepts(out)["model"]["name"] == "my-darcy-fno"
     assert "my-darcy-fno" in (out / "report.html").read_text()
@@ -117,7 +115,6 @@ def test_point_mass_split_recovers_the_kernel_and_the_pointwise_column(exported)
 def test_arrays_open_in_xarray_with_dimensions_and_coordinates(exported):
     xr = pytest.importorskip("xarray")
     out = exported.out
-    sae = exported.sae
     doc = load_concepts(out)
     ds = xr.open_zarr(out / "arrays.zarr")
     assert ds["activations"].dims == ("sample", "concept")
