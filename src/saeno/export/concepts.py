@@ -626,6 +626,10 @@ def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: 
         title=f"{title}: its {len(rows)} most activating samples" if rows else title)
     figs["thumbnail"] = (F.write_thumbnail(code_maps[0], f"{stem}_thumb.png")
                          if rows and np.ndim(code_maps[0]) >= 1 else None)
+    notes["density"] = ("Histogram of the concept's per-sample activation over the samples where "
+                        "it is active; dashed red lines mark the quantile examples listed below.")
+    notes["examples"] = ("Top row: the model input (channel 0); bottom row: the concept's code "
+                         "map on that sample; each row on one colour scale.")
     figs["density"] = F.plot_density(
         st.hist_counts[k], st.hist_edges[k], f"{stem}_density.png",
         sample_density=float(st.sample_density[k]),

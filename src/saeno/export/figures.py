@@ -548,7 +548,7 @@ def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
     """
     counts = np.asarray(counts, dtype=np.float64)
     edges = np.asarray(edges, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(3.6, 2.2))
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if counts.sum() > 0:
         ax.stairs(counts, edges, fill=True, alpha=0.7)
         for q in quantiles:
@@ -583,7 +583,7 @@ def plot_density_overview(densities: np.ndarray, path: Path | str, *, title: str
     """
     densities = np.asarray(densities, dtype=np.float64)
     alive = densities[densities > 0]
-    fig, ax = plt.subplots(figsize=(4.0, 2.4))
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if alive.size:
         ax.hist(np.log10(alive), bins=min(30, max(5, alive.size)), alpha=0.8)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
