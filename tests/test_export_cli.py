@@ -84,3 +84,29 @@ def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, 
     capsys.readouterr()
     assert main(args + ["--out", str(tmp_path / "out2"), "--model", str(other)]) == 2
     assert "fingerprint" in capsys.readouterr().err
+
+
+def test_single_file_and_no_eval_flags(saved, tmp_path, capsys):
+    out = tmp_path / "single"
+    rc = main(["export", "--sae", str(saved / "sae_fno"), "--store", str(saved / "store.zarr"),
+               "--out", str(out), "--n-top", "2", "--max-concepts", "1", "--quiet",
+               "--single-file", "--no-eval", "--model-name", "my FNO"])
+    assert rc == 0
+    text = (out / "report.html").read_text()
+    assert "data:image/png;base64," in text and 'src="figures/' not in text
+    doc = json.loads((out / "concepts.json").read_text())
+    assert doc["evaluation"] is None
+    assert "How well the SAE reconstructs" not in text
+
+
+def test_saelens_flag_writes_a_saelens_folder_and_store_is_needed_otherwise(saved, tmp_path,
+                                                                            capsys):
+    rc = main(["export", "--sae", str(saved / "sae"), "--saelens", str(tmp_path / "lens")])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "lens" / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and cfg["d_in"] == 8 and cfg["d_sae"] == 12
+    assert "load_from_disk" in capsys.readouterr().out
+    assert main(["export", "--sae", str(saved / "sae_fno"), "--saelens", str(tmp_path / "x")]) == 2
+    assert "pointwise" in capsys.readouterr().err
+    assert main(["export", "--sae", str(saved / "sae"), "--out", str(tmp_path / "o")]) == 2
+    assert "--store" in capsys.readouterr().err

@@ -57,16 +57,26 @@ def test_mosaic_size_follows_panels_and_dpi(tmp_path):
     assert abs(hi[0] - 2 * wide[0]) <= 2 and abs(hi[1] - 2 * wide[1]) <= 2
 
 
-def test_mosaic_pixels_show_the_field(tmp_path):
+def test_default_dpi_gives_readable_text():
+    # labels at least 12 px tall on screen (72 dpi figures had ~5 px labels)
+    assert F.FONT_LABEL * F.DEFAULT_DPI / 72 >= 12
+    assert F.FONT_TICK * F.DEFAULT_DPI / 72 >= 11
+
+
+def test_mosaic_pixels_show_the_field_and_its_colour_bar(tmp_path):
     # a code map that is zero except on its right half: right half of the panel is bright
     code = np.zeros((1, 8, 8))
     code[0, 4:, :] = 1.0  # first axis is x (drawn horizontally)
     p = F.plot_code_maps(code, tmp_path / "c.png", rows=[0], activations=[1.0], dpi=72)
     with Image.open(p) as img:
         rgb = np.asarray(img.convert("L"), dtype=float)
-    top, left = 18 + 22, 10
-    panel = rgb[top:top + 110, left:left + 110]
-    assert panel[:, 70:].mean() > panel[:, :40].mean() + 100
+    top, left = F.GAP_PT // 2 + F.TITLE_PT, F.GAP_PT
+    panel = rgb[top:top + F.PANEL_PT, left:left + F.PANEL_PT]
+    assert panel[:, 80:].mean() > panel[:, :40].mean() + 100
+    # the colour bar beside it runs from dark (bottom, 0) to bright (top, 1)
+    bx = left + F.PANEL_PT + F.CBAR_GAP_PT + F.CBAR_PT // 2
+    bar = rgb[top + 3:top + F.PANEL_PT - 3, bx]
+    assert bar[:10].mean() > bar[-10:].mean() + 100
 
 
 def test_constant_atom_is_drawn_as_channel_bars(tmp_path):
@@ -76,7 +86,7 @@ def test_constant_atom_is_drawn_as_channel_bars(tmp_path):
     assert not F.is_spatially_constant(atom + np.eye(8)[None])
     p = F.plot_atom({"8x8": atom}, tmp_path / "bars.png", dpi=50)
     w, h = _png_size(p)
-    assert h == 110  # one bar chart of 2.2 inches, not one row of 2-inch image panels
+    assert h == 140  # one bar chart of 2.8 inches, not one row of image panels
 
 
 def test_amplitude_spectrum_peaks_at_the_mode_and_is_resolution_free():

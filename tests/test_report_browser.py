@@ -107,9 +107,27 @@ def test_report_opens_without_errors_and_all_images_load(report, tmp_path):
         assert result["broken"] == [], f"{page.name}: images that did not load {result['broken']}"
         assert result["n_images"] >= (1 if page.name == "report.html" else 4)
     index, _ = open_in_chromium(report / "report.html", tmp_path)
-    densities = [c["stats"]["sample_density"] for c in doc["concepts"]]
+    # one thumbnail per exported concept, the density overview
+    assert index["n_images"] == len(doc["figures_for"]) + 1
+    densities = [c["stats"]["sample_density"] for c in doc["concepts"] if not c["stats"]["dead"]]
     assert index["ascending"] == pytest.approx(sorted(densities))
     assert index["descending"] == pytest.approx(sorted(densities, reverse=True))
+
+
+def test_single_file_report_opens_alone(report, tmp_path):
+    """The single-file report, copied away from its figures, still shows every image."""
+    from saeno.export.html_report import write_report
+
+    doc = json.loads((report / "concepts.json").read_text())
+    single = write_report(doc, report, inline=True)
+    alone = tmp_path / "alone" / "report.html"
+    alone.parent.mkdir()
+    alone.write_text(single.read_text(encoding="utf-8"), encoding="utf-8")
+    write_report(doc, report)  # restore the multi-page index for the other tests
+    result, console = open_in_chromium(alone, tmp_path)
+    assert console == [] and result["log"] == [] and result["broken"] == []
+    n_pages = len(doc["figures_for"])
+    assert result["n_images"] >= 1 + n_pages * 5
 
 
 def test_checker_catches_broken_images_and_script_errors(report, tmp_path):

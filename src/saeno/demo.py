@@ -147,7 +147,8 @@ def run_demo(out: str | Path = "saeno-demo", *, fast: bool = False, device: str 
     t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
     report_html = saeno.export_concepts(saes["sae-fno"], test_stores[res], out / "report", hook=hook,
                                        model=hooked, max_concepts=cfg.n_export, progress=progress,
-                                       device=device)
+                                       device=device, evaluation=reports["sae-fno"],
+                                       model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""))
     _done(t0)
 
     rows = [row for rep in reports.values() for row in summary_rows(rep)]

@@ -28,8 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "the FNO's prediction. Writes concepts.json, arrays.zarr, figures/ and report.html."),
     )
     parser.add_argument("--sae", required=True, metavar="DIR", help="SAE folder (saeno.save_sae)")
-    parser.add_argument("--store", required=True, metavar="STORE", help="activation store path or URL")
-    parser.add_argument("--out", required=True, metavar="DIR", help="export folder")
+    parser.add_argument("--store", metavar="STORE", help="activation store path or URL")
+    parser.add_argument("--out", metavar="DIR", help="export folder")
+    parser.add_argument("--saelens", metavar="DIR", default=None,
+                        help="instead of the report, write the (pointwise) SAE in SAELens's format "
+                             "to DIR, for sae_lens.SAE.load_from_disk (no --store or --out needed)")
     parser.add_argument("--hook", default=None,
                         help="hook the SAE was trained on (default: from the SAE, or the store's only hook)")
     parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
@@ -49,7 +52,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="grids to render atoms on, e.g. 16 32 or 16x16 32x32 "
                              "(default: the store's grid and twice it)")
     parser.add_argument("--device", default=None, help="torch device (default: the SAE's)")
-    parser.add_argument("--dpi", type=int, default=72, help="PNG resolution (default 72)")
+    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
+    parser.add_argument("--single-file", action="store_true",
+                        help="write report.html as one self-contained file (every concept page a "
+                             "section, figures inline) that can be mailed or attached on its own")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the SAE's evaluation (explained variance, loss recovered with "
+                             "--model, dead share) at the top of the report")
+    parser.add_argument("--model-name", default=None, metavar="NAME",
+                        help="name of the model in the report (default: its recorded name or "
+                             "the --model given)")
     parser.add_argument("--explanations", default=None, metavar="FILE",
                         help="explanations.json written by `saeno explain` for this SAE: shown on the "
                              "concept pages and as index columns")
@@ -60,15 +72,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run ``saeno export``; prints a short summary and the report's path."""
+    from saeno.errors import SaenoError
     from saeno.export.concepts import export_concepts
     from saeno.export.schema import load_concepts
 
+    if args.saelens:
+        from saeno.sae.saelens import export_saelens
+        from saeno.train.checkpoint import load_sae
+
+        folder = export_saelens(load_sae(args.sae), args.saelens)
+        print(f"SAELens folder: {folder} (load it with sae_lens.SAE.load_from_disk)")
+        return 0
+    missing = [flag for flag, value in (("--store", args.store), ("--out", args.out)) if not value]
+    if missing:
+        raise SaenoError(f"saeno export needs {' and '.join(missing)} to write a report "
+                         "(or --saelens DIR to convert the SAE to SAELens's format)")
     report = export_concepts(
         args.sae, args.store, args.out,
         hook=args.hook, model=args.model, n_top=args.n_top, resolutions=args.resolutions,
         device=args.device, progress=not args.quiet,
         max_concepts=None if args.all else args.max_concepts, n_rows=args.n_rows,
-        trust=args.trust, dpi=args.dpi, explanations=args.explanations,
+        trust=args.trust, dpi=args.dpi, explanations=args.explanations, inline=args.single_file,
+        evaluation=False if args.no_eval else None, model_name=args.model_name,
     )
     doc = load_concepts(report.parent)
     n = len(doc["concepts"])

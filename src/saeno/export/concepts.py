@@ -103,11 +103,28 @@ def _resolve_model(model: Any, trust: bool) -> tuple[Any | None, str | None]:
 
         name = str(model)
         model = load_model(model, trust=trust)
-    if isinstance(model, HookedOperator):
-        return model, name or type(model.model).__name__
-    if not isinstance(model, torch.nn.Module):
+    if not isinstance(model, (HookedOperator, torch.nn.Module)):
         raise ExportError(f"model must be a zoo name, a path or a torch module, got {type(model)}")
-    return HookedOperator(model), name or type(model).__name__
+    hooked = model if isinstance(model, HookedOperator) else HookedOperator(model)
+    return hooked, name or model_display_name(hooked.model)
+
+
+def model_display_name(model: torch.nn.Module) -> str:
+    """The name a user gave the model: a zoo or saved model's recorded name, else its class.
+
+    Looks at ``saeno_config["name"]`` (zoo and ``saeno.zoo.save_model`` models) and at a
+    ``saeno_name`` attribute a user may set, before falling back to the class name.
+    """
+    for obj in (model, getattr(model, "fno", None)):
+        if obj is None:
+            continue
+        name = getattr(obj, "saeno_name", None)
+        cfg = getattr(obj, "saeno_config", None)
+        if name:
+            return str(name)
+        if isinstance(cfg, Mapping) and cfg.get("name"):
+            return str(cfg["name"])
+    return type(model).__name__
 
 
 def _check_fingerprint(hooked: Any, store: Any) -> str:
@@ -332,6 +349,53 @@ def _render_atoms(sae: torch.nn.Module, concepts: Sequence[int],
     return atoms, vectors
 
 
+@torch.no_grad()
+def _split_point_mass(sae: torch.nn.Module, concepts: Sequence[int],
+                      atoms: Mapping[tuple[int, ...], np.ndarray]
+                      ) -> tuple[dict[tuple[int, ...], np.ndarray], np.ndarray, str] | None:
+    """Split rendered atoms into a smooth part and a pointwise part at the origin.
+
+    An SAE-FNO concept rendered on N points is a resolution-free function ``kappa_k`` (the spectral
+    kernel) plus a channel vector at the origin point whose value grows like N (a point mass).
+    Drawn together, the point dominates the colour scale. The split uses only the renderings: at two
+    grids ``N1 < N2`` the kernel's origin value is the same, so ``d = atom_2(0) - atom_1(0)`` is the
+    growth of the point mass and the point part on N points is ``d * N / (N2 - N1)``.
+
+    Returns ``({resolution: smooth atoms}, vectors (n, C), unit)`` with the pointwise vectors as
+    their value on one cell of the SAE's mode grid (``G`` cells, when the SAE stores
+    ``spectral_gain``) or else on the first grid; None when the atoms have no point part.
+    """
+    if not atoms:
+        return None
+    first = min(atoms, key=lambda r: int(np.prod(r)))
+    second = tuple(2 * g for g in first)
+    if second in atoms:
+        a2 = atoms[second]
+    else:
+        try:
+            rendered = sae.concepts(second)
+        except (SaenoError, ValueError, RuntimeError):
+            return None
+        idx = torch.as_tensor(list(concepts), dtype=torch.long)
+        a2 = _real(rendered.index_select(0, idx.to(rendered.device))).float().cpu().numpy()
+    a1 = atoms[first]
+    origin = (slice(None), slice(None), *([0] * len(first)))
+    n1, n2 = int(np.prod(first)), int(np.prod(second))
+    d = (a2[origin].astype(np.float64) - a1[origin]) / (n2 - n1)  # point part per grid point
+    scale = max(float(np.abs(a1).max()), 1e-30)
+    if float(np.abs(d).max()) * n1 <= 1e-6 * scale:
+        return None
+    smooth = {}
+    for res, a in atoms.items():
+        part = a.astype(np.float64).copy()
+        part[origin] -= d * int(np.prod(res))
+        smooth[res] = part.astype(np.float32)
+    gain = getattr(sae, "spectral_gain", None)
+    if gain:
+        return smooth, (d * float(gain)).astype(np.float32), f"one mode-grid cell (G = {int(gain)})"
+    return smooth, (d * n1).astype(np.float32), f"one cell of the {_res_label(first)} grid"
+
+
 # ---------------------------------------------------------------------------------------------
 # output
 
@@ -340,54 +404,121 @@ def _res_label(res: Sequence[int]) -> str:
     return "x".join(str(int(r)) for r in res)
 
 
+GRID_DIMS = ("x", "y", "z")
+
+
+def _grid_coords(g: Any, shape: Sequence[int], dims: Sequence[str]) -> None:
+    """Coordinate arrays of a grid on the unit torus: ``x = i / n`` (cell corners), one per axis."""
+    for dim, n in zip(dims, shape):
+        if dim not in g:
+            arr = g.create_array(dim, data=np.arange(int(n), dtype=np.float64) / int(n),
+                                 dimension_names=(dim,))
+            arr.attrs["long_name"] = f"{dim} position on the unit domain (grid point i at i / {n})"
+
+
 def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts: Sequence[int],
                   top_rows: np.ndarray, code_maps: np.ndarray,
                   atoms: Mapping[tuple[int, ...], np.ndarray], spectra: np.ndarray,
                   radial: np.ndarray, corr: np.ndarray, effects: Mapping[int, Effect],
-                  vectors: np.ndarray | None = None) -> None:
-    """Write ``arrays.zarr``. ``N`` rows, ``p`` concepts, ``n`` exported concepts (``exported``)::
+                  vectors: np.ndarray | None = None, grid: Sequence[int] = (),
+                  pointwise: np.ndarray | None = None) -> None:
+    """Write ``arrays.zarr``, a Zarr v3 group that ``xarray.open_zarr`` and ``open_datatree`` read.
 
-        activations (N, p)             per-sample activation of every concept
-        sample_density, point_density, mean_activation (p,)   (point_density NaN for a flat SAE)
-        histogram_counts (p, bins), histogram_edges (p, bins + 1)
-        exported (n,)                  concept index of axis 0 of the arrays below
-        top_rows (n, n_top)            store rows of the top samples (-1: fewer active samples)
-        code_maps (n, n_top, *grid)    z_k(x) on those rows ((n, n_top) for a flat SAE)
-        correlation (n, n)             Pearson correlation of the exported concepts' activations
-        atoms/<H>x<W> (n, C, *grid)    atoms rendered at each resolution
-        atom_vectors (n, C)            channel vectors (pointwise SAE only)
-        spectra (n, *grid), radial_spectra (n, R)   amplitude spectra at the finest resolution
-        effect/concepts (m,), effect/y_clean, effect/y_ablated (m, n_top, C, *grid)
+    Every array names its dimensions (Zarr v3 ``dimension_names``) and every dimension has a
+    coordinate array of the same name. ``N`` rows, ``p`` concepts, ``n`` exported concepts::
+
+        activations (sample, concept)              per-sample activation of every concept
+        sample_density, point_density, mean_activation (concept)  (point_density NaN: flat SAE)
+        histogram_counts (concept, bin), histogram_edges (concept, bin_edge)
+        exported (exported)                        concept index of each exported concept
+        top_rows (exported, top)                   store rows of the top samples (-1: fewer)
+        code_maps (exported, top, x, y[, z])       z_k(x) on those rows ((exported, top): flat SAE)
+        correlation (exported, exported_other)     Pearson correlation of their activations
+        spectra (exported, kx, ky[, kz]), radial_spectra (exported, k)   at the finest grid,
+                                                   of the smooth part (see atom_pointwise)
+        atom_vectors (exported, channel)           channel vectors (pointwise SAE only)
+        atom_pointwise (exported, channel)         SAE-FNO: the pointwise part of each atom, as
+                                                   drawn in the report (attribute ``unit``)
+        atoms/<H>x<W> (exported, channel, x_<H>, y_<W>)   atoms rendered at each resolution
+        effect/y_clean, effect/y_ablated (ablated, top, channel, x, y)  with effect/ablated the
+                                                   concept indices
     """
     import zarr
 
     if path.exists():
         shutil.rmtree(path)
     g = zarr.open_group(str(path), mode="w")
-    g.attrs["description"] = ("saeno concept export: per-concept arrays; 'exported' lists the concepts "
-                              "(axis 0) of atoms, spectra, code_maps, top_rows and effect")
-    g.create_array("activations", data=acts.astype(np.float32))
-    g.create_array("sample_density", data=st.sample_density)
-    pd = st.point_density if st.point_density is not None else np.full(acts.shape[1], np.nan)
-    g.create_array("point_density", data=pd)
-    g.create_array("mean_activation", data=st.mean_activation)
-    g.create_array("histogram_counts", data=st.hist_counts)
-    g.create_array("histogram_edges", data=st.hist_edges)
-    g.create_array("exported", data=np.asarray(concepts, dtype=np.int64))
-    g.create_array("top_rows", data=top_rows.astype(np.int64))
-    g.create_array("code_maps", data=code_maps.astype(np.float32))
-    g.create_array("correlation", data=corr.astype(np.float32))
-    atoms_g = g.require_group("atoms")
-    for res, arr in atoms.items():
-        atoms_g.create_array(_res_label(res), data=arr.astype(np.float32))
+    g.attrs["description"] = ("saeno concept export: per-concept arrays; the 'exported' coordinate "
+                              "lists the concepts (axis 0) of atoms, spectra, code_maps, top_rows "
+                              "and effect")
+
+    def put(group: Any, name: str, data: np.ndarray, dims: Sequence[str], **attrs: Any) -> None:
+        data = np.asarray(data)
+        if data.ndim != len(dims):
+            raise ExportError(f"internal: array {name} {data.shape} does not fit dims {dims}")
+        arr = group.create_array(name, data=data, dimension_names=tuple(dims))
+        if attrs:
+            arr.attrs.update(attrs)
+
+    n_rows, p = acts.shape
+    n_top = top_rows.shape[1] if top_rows.ndim == 2 else 0
+    put(g, "sample", np.arange(n_rows, dtype=np.int64), ("sample",), long_name="store row")
+    put(g, "concept", np.arange(p, dtype=np.int64), ("concept",))
+    put(g, "exported", np.asarray(concepts, dtype=np.int64), ("exported",),
+        long_name="concept index of the exported concepts")
+    put(g, "exported_other", np.asarray(concepts, dtype=np.int64), ("exported_other",))
+    put(g, "top", np.arange(n_top, dtype=np.int64), ("top",), long_name="rank among top samples")
+    put(g, "activations", acts.astype(np.float32), ("sample", "concept"))
+    put(g, "sample_density", st.sample_density, ("concept",))
+    pd = st.point_density if st.point_density is not None else np.full(p, np.nan)
+    put(g, "point_density", pd, ("concept",))
+    put(g, "mean_activation", st.mean_activation, ("concept",))
+    n_bins = st.hist_counts.shape[1]
+    put(g, "bin", np.arange(n_bins, dtype=np.int64), ("bin",))
+    put(g, "bin_edge", np.arange(n_bins + 1, dtype=np.int64), ("bin_edge",))
+    put(g, "histogram_counts", st.hist_counts, ("concept", "bin"))
+    put(g, "histogram_edges", st.hist_edges, ("concept", "bin_edge"))
+    put(g, "top_rows", top_rows.astype(np.int64), ("exported", "top"))
+    cm = code_maps.astype(np.float32)
+    cm_dims = ("exported", "top", *GRID_DIMS[:cm.ndim - 2])
+    if cm.ndim > 2:
+        _grid_coords(g, cm.shape[2:], cm_dims[2:])
+    put(g, "code_maps", cm, cm_dims)
+    put(g, "correlation", corr.astype(np.float32), ("exported", "exported_other"))
+    channel_count = None
+    for arr in list(atoms.values())[:1]:
+        channel_count = arr.shape[1]
     if vectors is not None:
-        g.create_array("atom_vectors", data=vectors.astype(np.float32))
-    g.create_array("spectra", data=spectra.astype(np.float32))
-    g.create_array("radial_spectra", data=radial.astype(np.float32))
+        channel_count = vectors.shape[1]
+    if channel_count is not None:
+        put(g, "channel", np.arange(channel_count, dtype=np.int64), ("channel",))
+    if vectors is not None:
+        put(g, "atom_vectors", vectors.astype(np.float32), ("exported", "channel"))
+    if pointwise is not None:
+        put(g, "atom_pointwise", pointwise.astype(np.float32), ("exported", "channel"),
+            description="pointwise part of each SAE-FNO atom (the smooth part is the atom "
+                        "rendered on N points minus N/G times this at the origin)")
+    sp = spectra.astype(np.float32)
+    if sp.ndim >= 2:
+        kd = tuple(f"k{d}" for d in GRID_DIMS[:sp.ndim - 1])
+        for dim, size in zip(kd, sp.shape[1:]):
+            put(g, dim, np.fft.fftshift(np.fft.fftfreq(size, d=1.0 / size)), (dim,),
+                long_name=f"frequency along {dim[1:]} (cycles per domain), zero in the middle")
+        put(g, "spectra", sp, ("exported", *kd))
+        put(g, "k", np.arange(radial.shape[1], dtype=np.int64), ("k",),
+            long_name="|frequency| shell")
+        put(g, "radial_spectra", radial.astype(np.float32), ("exported", "k"))
+    atoms_g = g.require_group("atoms")
+    if atoms:
+        put(atoms_g, "exported", np.asarray(concepts, dtype=np.int64), ("exported",))
+        put(atoms_g, "channel", np.arange(channel_count or 0, dtype=np.int64), ("channel",))
+    for res, arr in atoms.items():
+        rdims = tuple(f"{d}_{n}" for d, n in zip(GRID_DIMS, res))  # x_32: x on the 32-point grid
+        _grid_coords(atoms_g, res, rdims)
+        put(atoms_g, _res_label(res), arr.astype(np.float32), ("exported", "channel", *rdims))
     if effects:
         eg = g.require_group("effect")
         order = [k for k in concepts if k in effects]
-        eg.create_array("concepts", data=np.asarray(order, dtype=np.int64))
         width = max(effects[k].y_clean.shape[0] for k in order)
         sample_shape = effects[order[0]].y_clean.shape[1:]
         y_clean = np.full((len(order), width, *sample_shape), np.nan, dtype=np.float32)
@@ -396,8 +527,18 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
             n = effects[k].y_clean.shape[0]
             y_clean[i, :n] = effects[k].y_clean
             y_abl[i, :n] = effects[k].y_ablated
-        eg.create_array("y_clean", data=y_clean)
-        eg.create_array("y_ablated", data=y_abl)
+        ydims = ("ablated", "top", "out_channel", *GRID_DIMS[:len(sample_shape) - 1])
+        put(eg, "ablated", np.asarray(order, dtype=np.int64), ("ablated",),
+            long_name="concept index of each ablation")
+        put(eg, "top", np.arange(width, dtype=np.int64), ("top",))
+        put(eg, "out_channel", np.arange(sample_shape[0], dtype=np.int64), ("out_channel",))
+        _grid_coords(eg, sample_shape[1:], ydims[3:])
+        put(eg, "y_clean", y_clean, ydims)
+        put(eg, "y_ablated", y_abl, ydims)
+        put(eg, "concepts", np.asarray(order, dtype=np.int64), ("ablated",))
+    with warnings.catch_warnings():  # zarr notes that consolidated metadata is not in the v3 spec
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
 
 
 def _concept_name(sae: torch.nn.Module, k: int) -> tuple[str, str | None]:
@@ -432,18 +573,49 @@ def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: 
                     st: S.ConceptStats, acts: np.ndarray, code_maps: np.ndarray,
                     atoms: dict[str, np.ndarray], vector: np.ndarray | None,
                     spectrum: tuple[np.ndarray, str], flat: bool, dpi: int, title: str,
-                    centre: bool) -> dict[str, Path | None]:
-    """Atom, spectrum, code-map and density figures of concept ``k``; returns their paths.
+                    centre: bool, point: tuple[np.ndarray, str] | None = None,
+                    notes: dict[str, str] | None = None) -> dict[str, Path | None]:
+    """Atom, spectrum, code-map, example, thumbnail and density figures of concept ``k``.
 
     ``centre`` draws atoms rolled to the middle of the grid (kernels at the origin); a supervised
-    SAE's atoms are fields over the domain and are drawn as they are.
+    SAE's atoms are fields over the domain and are drawn as they are. ``point`` is the concept's
+    pointwise channel vector and its unit when ``atoms`` hold only the smooth part (SAE-FNO, see
+    :func:`_split_point_mass`). Captions of the figures go into ``notes``.
     """
+    notes = {} if notes is None else notes
     figs: dict[str, Path | None] = {}
     if vector is not None:  # a channel vector: the same at every point and resolution
         figs["atom"] = F.plot_atom({"every grid": vector}, f"{stem}_atom.png", title=title, dpi=dpi)
         figs["spectrum"] = None  # a point mass in space: a flat spectrum says nothing
+        notes["atom"] = ("A pointwise SAE's concept is one channel vector, the change of the "
+                         "activation per unit code at the point where the code is; bars are its "
+                         f"{vector.shape[0]} channels.")
     else:
-        figs["atom"] = F.plot_atom(atoms, f"{stem}_atom.png", title=title, centre=centre, dpi=dpi)
+        first = next(iter(atoms.values()))
+        n_ch = min(2, first.shape[0])
+        channels = F.top_channels(first, n_ch)
+        figs["atom"] = F.plot_atom(atoms, f"{stem}_atom.png", title=title, centre=centre,
+                                   channels=channels, dpi=dpi)
+        part = "smooth part of the atom" if point is not None else "atom"
+        notes["atom"] = (
+            f"Each row is the {part} rendered on one grid"
+            + (", rolled so that the origin (where the code sits) is in the middle" if centre else "")
+            + f". First panel: the norm over all {first.shape[0]} channels; then channel"
+            + ("s " if n_ch > 1 else " ") + " and ".join(str(c) for c in channels)
+            + f", the {n_ch} with the most energy (sum of squares over the grid) at "
+            f"{next(iter(atoms))}. Values are the change of the activation per unit code.")
+        if point is not None:
+            figs["atom_pointwise"] = F.plot_channel_vector(
+                point[0], f"{stem}_atom_pointwise.png", dpi=dpi,
+                ylabel=f"per unit code on {point[1].split(' (')[0]}",
+                title=f"{title}: pointwise part, added where the code is ({point[1]})")
+            norm_s = float(np.sqrt((first.astype(np.float64) ** 2).sum() / first[0].size))
+            norm_p = float(np.linalg.norm(point[0]))
+            notes["atom_pointwise"] = (
+                "The decoder also adds this channel vector at the code's own location. On a grid "
+                "of N points it is a point mass (its value there grows like N), so it is drawn "
+                f"apart from the smooth part. Its norm {norm_p:.3g} on {point[1]}, against an "
+                f"RMS norm {norm_s:.3g} of the smooth part.")
         figs["spectrum"] = F.plot_spectrum(spectrum[0], f"{stem}_spectrum.png",
                                            title=f"{title} at {spectrum[1]}", dpi=dpi)
     show = rows[:FIG_SAMPLES]
@@ -453,6 +625,17 @@ def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: 
         code_maps[:len(show)], f"{stem}_codes.png", rows=show,
         activations=[acts[r, k] for r in show], x=side["x"], y_pred=side["y_pred"], y=side["y"],
         title=title, dpi=dpi)
+    x_all = _read(store, "x", rows).float().numpy() if fields["x"] and rows else None
+    figs["examples"] = F.plot_examples(
+        x_all, code_maps[:len(rows)], f"{stem}_examples.png", rows=rows,
+        activations=[acts[r, k] for r in rows], dpi=dpi,
+        title=f"{title}: its {len(rows)} most activating samples" if rows else title)
+    figs["thumbnail"] = (F.write_thumbnail(code_maps[0], f"{stem}_thumb.png")
+                         if rows and np.ndim(code_maps[0]) >= 1 else None)
+    notes["density"] = ("Histogram of the concept's per-sample activation over the samples where "
+                        "it is active; dashed red lines mark the quantile examples listed below.")
+    notes["examples"] = ("Top row: the model input (channel 0); bottom row: the concept's code "
+                         "map on that sample; each row on one colour scale.")
     figs["density"] = F.plot_density(
         st.hist_counts[k], st.hist_edges[k], f"{stem}_density.png",
         sample_density=float(st.sample_density[k]),
@@ -515,6 +698,53 @@ def _sae_config(sae: torch.nn.Module) -> dict:
     return json.loads(json.dumps(cfg, default=str))
 
 
+#: metrics of :func:`saeno.evaluate` shown at the top of the report, in order
+EVALUATION_KEYS = ("explained_variance", "rel_l2", "loss_recovered", "splice_added_error",
+                   "dead_fraction", "L0_concepts", "L0_per_point", "domain_fraction")
+
+
+def _evaluation(evaluation: Mapping[str, Any] | bool | None, sae: torch.nn.Module, store: Any,
+                hook: str, hooked: Any, n: int, batch_size: int, progress: bool) -> dict | None:
+    """The report's ``evaluation`` block from :func:`saeno.evaluate`'s result (or computed here).
+
+    ``{"source": "given" | "computed", "results": [{"grid", "samples", metrics..., "skipped"}],
+    "note": str | None}``; None when ``evaluation`` is False.
+    """
+    if evaluation is False:
+        return None
+    source = "given"
+    note = None
+    if evaluation is None or evaluation is True:
+        from saeno.evaluate import evaluate
+
+        source = "computed"
+        try:
+            evaluation = evaluate(sae, store, hook, hooked=hooked, rows=np.arange(n),
+                                  batch_size=min(batch_size, 16), progress=progress)
+        except (SaenoError, AttributeError, TypeError, KeyError) as exc:
+            # a store or SAE that evaluate cannot read: the report says so instead of failing
+            return {"source": source, "results": [], "note": f"not evaluated: {exc}"}
+        if hooked is None:
+            note = "no model was given, so loss recovered and error added are not computed"
+    if not isinstance(evaluation, Mapping) or "results" not in evaluation:
+        raise ExportError("evaluation must be the dict saeno.evaluate returns (with 'results'), "
+                          "True/None to evaluate here, or False")
+    rows = []
+    for res in evaluation["results"]:
+        row: dict[str, Any] = {"grid": [int(g) for g in res.get("grid", [])],
+                               "training_resolution": bool(res.get("training_resolution", False))}
+        if "skipped" in res:
+            row["skipped"] = str(res["skipped"])
+        else:
+            for key in EVALUATION_KEYS:
+                v = res.get(key)
+                row[key] = None if v is None else clean_number(v)
+            samples = res.get("n_samples", res.get("samples"))
+            row["samples"] = None if samples is None else int(samples)
+        rows.append(row)
+    return {"source": source, "results": rows, "note": note}
+
+
 # ---------------------------------------------------------------------------------------------
 # the entry point
 
@@ -536,6 +766,9 @@ def export_concepts(
     trust: bool = False,
     dpi: int = F.DEFAULT_DPI,
     explanations: Any = None,
+    evaluation: Mapping[str, Any] | bool | None = None,
+    model_name: str | None = None,
+    inline: bool = False,
 ) -> Path:
     """Export an SAE's concepts: statistics, arrays, figures, ``concepts.json`` and ``report.html``.
 
@@ -577,6 +810,16 @@ def export_concepts(
     explanations : path-like, dict or Explanations, optional
         The output of ``saeno explain`` / :func:`saeno.explain_concepts` for this SAE: shown on each
         concept's page and as sortable columns of the index.
+    evaluation : dict, bool or None
+        The SAE's evaluation for the top of the report: the result of :func:`saeno.evaluate`
+        (every resolution it holds is shown); ``None`` or ``True``: evaluate here on the exported
+        rows at the store's resolution (with ``model``: loss recovered too); ``False``: none.
+    model_name : str, optional
+        How to name the model in the report (default: the name recorded with a zoo or saved model,
+        else the path or zoo name given, else its class).
+    inline : bool
+        Write ``report.html`` as one self-contained file, every concept page a section of it and
+        every figure inline (``data:`` URIs), instead of an index with a page per concept.
 
     Returns
     -------
@@ -612,7 +855,8 @@ def export_concepts(
     dev = torch.device(device) if device is not None else next(
         (p.device for p in sae.parameters()), torch.device("cpu"))
     sae = sae.to(dev).eval()
-    hooked, model_name = _resolve_model(model, trust)
+    hooked, resolved_name = _resolve_model(model, trust)
+    model_name = model_name or resolved_name
     model_fp = None
     if hooked is not None:
         model_fp = _check_fingerprint(hooked, store)
@@ -658,8 +902,12 @@ def export_concepts(
     # arrays and figures of the chosen concepts
     res_list = _normalize_resolutions(resolutions, grid, ndim, flat)
     atoms, vectors = _render_atoms(sae, chosen, res_list) if chosen else ({}, None)
+    centre = not (flat or supervised)
+    split = (_split_point_mass(sae, chosen, atoms) if chosen and centre and vectors is None
+             else None)
+    smooth = split[0] if split is not None else atoms  # what the atom figures and spectra show
     finest = max(atoms, key=lambda r: int(np.prod(r))) if atoms else None
-    spectra = np.stack([F.amplitude_spectrum(a) for a in atoms[finest]]) if chosen else np.zeros((0,))
+    spectra = np.stack([F.amplitude_spectrum(a) for a in smooth[finest]]) if chosen else np.zeros((0,))
     radial = np.stack([F.radial_spectrum(s) for s in spectra]) if chosen else np.zeros((0,))
     code_maps = (_code_maps(encode, store, hook, chosen, top_rows, dev, batch_size) if chosen
                  else np.zeros((0, n_top)))
@@ -684,15 +932,18 @@ def export_concepts(
                 y_hat = hooked(_read(store, "x", rows).to(dev, torch.float32))
                 clean.update(zip(rows, y_hat))
     fig_paths: dict[int, dict[str, str | None]] = {}
+    fig_notes: dict[int, dict[str, str]] = {}
     for i, k in enumerate(tqdm(chosen, desc="concepts", disable=not progress, unit="concept")):
         rows = [int(r) for r in top_rows[i] if r >= 0]
         stem = out / f"figures/concept_{k:05d}"
         figs = _static_figures(
             stem, k, rows, store=store, fields=fields, st=st, acts=acts, code_maps=code_maps[i],
-            atoms={_res_label(r): a[i] for r, a in atoms.items()},
+            atoms={_res_label(r): a[i] for r, a in smooth.items()},
             vector=None if vectors is None else vectors[i],
             spectrum=(spectra[i], _res_label(finest)), flat=flat, dpi=dpi,
-            title=_figure_title(sae, k), centre=not (flat or supervised))
+            title=_figure_title(sae, k), centre=centre,
+            point=None if split is None else (split[1][i], split[2]),
+            notes=fig_notes.setdefault(k, {}))
         figs["effect"] = None
         if ablation_reason is None and rows:
             x = _read(store, "x", rows).to(dev, torch.float32)
@@ -708,7 +959,8 @@ def export_concepts(
 
     _write_arrays(out / "arrays.zarr", acts=acts, st=st, concepts=chosen, top_rows=top_rows,
                   code_maps=code_maps, atoms=atoms, spectra=spectra, radial=radial, corr=corr,
-                  effects=effects, vectors=vectors)
+                  effects=effects, vectors=vectors, grid=grid,
+                  pointwise=None if split is None else split[1])
 
     concepts_json = [
         _concept_entry(k, sae=sae, st=st, acts=acts, top=tops[k], correlated=correlated[k],
@@ -716,6 +968,9 @@ def export_concepts(
                        figures=fig_paths.get(k), flat=flat)
         for k in range(p)
     ]
+    for entry in concepts_json:
+        entry["figure_notes"] = fig_notes.get(entry["index"], {})
+    evaluation_json = _evaluation(evaluation, sae, store, hook, hooked, n, batch_size, progress)
 
     from saeno import __version__
 
@@ -738,13 +993,15 @@ def export_concepts(
         "arrays": "arrays.zarr",
         "figures_for": [int(k) for k in chosen],
         "overview": {"density_figure": str(overview.relative_to(out).as_posix())},
+        "evaluation": evaluation_json,
         "concepts": concepts_json,
     }
     if explanations is not None:
         attach_explanations(doc, load_for_export(explanations, p, hook))
     validate_concepts(doc)
     (out / "concepts.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    return write_report(doc, out)
+    return write_report(doc, out, inline=inline)
 
 
-__all__ = ["DEFAULT_MAX_CONCEPTS", "ExportError", "export_concepts"]
+__all__ = ["DEFAULT_MAX_CONCEPTS", "EVALUATION_KEYS", "ExportError", "export_concepts",
+           "model_display_name"]

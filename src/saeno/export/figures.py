@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,8 +19,8 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-DEFAULT_DPI = 72
-_PANEL = 2.0  # inches per panel
+DEFAULT_DPI = 100
+_PANEL = 2.8  # inches per panel
 
 
 def _as_2d(field: np.ndarray) -> np.ndarray:
@@ -34,7 +35,7 @@ def show_field(ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "vir
                symmetric: bool = False) -> None:
     """Draw one field on ``ax``: a curve for 1D, an image for 2D, the middle slice for 3D.
 
-    Images carry no colour bar (they are expensive to draw); the title ends with the value range.
+    Images get a colour bar.
 
     Parameters
     ----------
@@ -53,11 +54,11 @@ def show_field(ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "vir
     if field.ndim == 0:
         ax.bar([0], [float(field)])
         ax.set_xticks([])
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=FONT_TICK)
     elif field.ndim == 1:
         ax.plot(np.linspace(0.0, 1.0, field.shape[0]), field, lw=1.0)
         ax.set_xticks([])
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=FONT_TICK)
         if symmetric:
             ax.axhline(0.0, color="0.6", lw=0.5)
     else:
@@ -69,18 +70,18 @@ def show_field(ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "vir
             kwargs = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
         else:
             kwargs = dict(vmin=lo, vmax=hi if hi > lo else lo + 1.0, cmap=cmap)
-        ax.imshow(img.T, origin="lower", interpolation="nearest", **kwargs)
+        im = ax.imshow(img.T, origin="lower", interpolation="nearest", **kwargs)
         ax.set_axis_off()
-        title = f"{title}\n[{lo:.3g}, {hi:.3g}]" if title else f"[{lo:.3g}, {hi:.3g}]"
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=FONT_TICK)
     if title:
-        ax.set_title(title, fontsize=6)
+        ax.set_title(title, fontsize=FONT_LABEL)
 
 
 def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
     """Write ``fig`` as PNG and close it (no tight layout: it costs a second draw)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return path
 
@@ -88,10 +89,10 @@ def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
 def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> None:
     """Fixed margins in inches (cheap, unlike tight_layout): room for titles and, if asked, labels."""
     w, h = fig.get_size_inches()
-    top = 1.0 - (0.6 if suptitle else 0.4) / h
+    top = 1.0 - (0.85 if suptitle else 0.5) / h
     if labelled:
-        fig.subplots_adjust(left=0.5 / w, right=1.0 - 0.15 / w, bottom=0.45 / h, top=top,
-                            wspace=0.45, hspace=0.6)
+        fig.subplots_adjust(left=0.75 / w, right=1.0 - 0.2 / w, bottom=0.6 / h, top=top,
+                            wspace=0.5, hspace=0.6)
     else:
         fig.subplots_adjust(left=0.05 / w, right=1.0 - 0.05 / w, bottom=0.05 / h, top=top,
                             wspace=0.1, hspace=0.5)
@@ -101,11 +102,18 @@ def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> N
 # (diverging, centred on zero).
 Panel = tuple[np.ndarray, str, str]
 _CMAPS = {"seq": "viridis", "codes": "magma", "sym": "RdBu_r"}
-#: layout of image mosaics, in pixels at 72 dpi (scaled by dpi / 72)
-PANEL_PX = 110
-TITLE_PX = 22
-GAP_PX = 10
-HEADER_PX = 18
+#: layout of image mosaics, in points (1/72 inch; pixels are points * dpi / 72)
+PANEL_PT = 120
+TITLE_PT = 30
+GAP_PT = 14
+HEADER_PT = 26
+CBAR_PT = 8  # colour bar strip beside each panel
+CBAR_GAP_PT = 3
+CBAR_TEXT_PT = 42  # room for the colour bar's tick labels
+#: font sizes in points
+FONT_TITLE = 11
+FONT_LABEL = 9
+FONT_TICK = 8
 
 
 def _fit(img: np.ndarray, px: int) -> np.ndarray:
@@ -117,49 +125,97 @@ def _fit(img: np.ndarray, px: int) -> np.ndarray:
     return img[np.ix_(rows, cols)]
 
 
-def _colour(img: np.ndarray, style: str) -> tuple[np.ndarray, str]:
-    """RGBA uint8 image and the value-range text of a field drawn in ``style``."""
+def _limits(img: np.ndarray, style: str) -> tuple[float, float]:
     finite = img[np.isfinite(img)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if style == "sym":
         vmax = max(abs(lo), abs(hi)) or 1.0
-        vmin = -vmax
-    else:
-        vmin, vmax = lo, (hi if hi > lo else lo + 1.0)
-    normed = np.clip((np.nan_to_num(img, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
+        return -vmax, vmax
+    if style == "codes" and lo >= 0:  # codes are non-negative: the scale starts at zero
+        lo = 0.0
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+def _colour(img: np.ndarray, style: str,
+            limits: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+    """RGBA uint8 image of a field drawn in ``style`` and the colour scale's ``(vmin, vmax)``."""
+    vmin, vmax = limits if limits is not None else _limits(img, style)
+    normed = np.clip((np.nan_to_num(img, nan=vmin) - vmin) / ((vmax - vmin) or 1.0), 0.0, 1.0)
     rgba = matplotlib.colormaps[_CMAPS[style]](normed, bytes=True)
     rgba[~np.isfinite(img)] = 255
-    return rgba, f"[{lo:.3g}, {hi:.3g}]"
+    return rgba, (vmin, vmax)
 
 
-def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int) -> Path:
-    """Draw rows of 2D panels as one image on a single axes (far cheaper than one axes each)."""
+def _tick(v: float) -> str:
+    return "0" if v == 0 else f"{v:.3g}"
+
+
+def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int,
+            colorbar: bool = True, panel_pt: int = PANEL_PT, shared: bool = False) -> Path:
+    """Draw rows of 2D panels as one image on a single axes (far cheaper than one axes each).
+
+    Each panel gets its own colour bar (``colorbar``) with its minimum, maximum (and zero for
+    signed fields) written beside it; ``shared`` puts every panel of a row on one colour scale,
+    drawn once at the end of the row. The canvas is built at the output resolution, so text and
+    pixels stay sharp at any ``dpi``.
+    """
+    s = dpi / 72.0
     nrows = len(panels)
     ncols = max(len(r) for r in panels)
-    cell_w, cell_h = PANEL_PX + GAP_PX, TITLE_PX + PANEL_PX + GAP_PX
-    width = GAP_PX + ncols * cell_w
-    height = HEADER_PX + nrows * cell_h
-    canvas = np.full((height, width, 4), 255, dtype=np.uint8)
-    texts = []
+    bar_w = CBAR_GAP_PT + CBAR_PT + CBAR_TEXT_PT
+    per_panel_bar = colorbar and not shared
+    cell_w = panel_pt + GAP_PT + (bar_w if per_panel_bar else 0)
+    cell_h = TITLE_PT + panel_pt + GAP_PT
+    width = GAP_PT + ncols * cell_w + (bar_w if colorbar and shared else 0)
+    height = (HEADER_PT if title else GAP_PT // 2) + nrows * cell_h
+    head = HEADER_PT if title else GAP_PT // 2
+    W, H = int(round(width * s)), int(round(height * s))
+    canvas = np.full((H, W, 4), 255, dtype=np.uint8)
+    ppx = int(round(panel_pt * s))
+    texts: list[tuple[float, float, str, str, str, float]] = []  # x, y, text, ha, va, size
+
+    def bar(style: str, lims: tuple[float, float], left_pt: float, top_pt: float) -> None:
+        x0, y0 = int(round(left_pt * s)), int(round(top_pt * s))
+        bw = max(1, int(round(CBAR_PT * s)))
+        grad = np.linspace(1.0, 0.0, ppx)[:, None] * np.ones((1, bw))
+        canvas[y0:y0 + ppx, x0:x0 + bw] = matplotlib.colormaps[_CMAPS[style]](grad, bytes=True)
+        canvas[y0:y0 + ppx, [x0, x0 + bw - 1]] = (90, 90, 90, 255)
+        canvas[[y0, y0 + ppx - 1], x0:x0 + bw] = (90, 90, 90, 255)
+        tx = left_pt + CBAR_PT + 2
+        vmin, vmax = lims
+        texts.append((tx, top_pt, _tick(vmax), "left", "top", FONT_TICK))
+        texts.append((tx, top_pt + panel_pt, _tick(vmin), "left", "bottom", FONT_TICK))
+        if vmin < 0 < vmax and 0.12 < vmax / (vmax - vmin) < 0.88:
+            texts.append((tx, top_pt + panel_pt * vmax / (vmax - vmin), "0", "left", "center",
+                          FONT_TICK))
+
     for i, row in enumerate(panels):
+        top = head + i * cell_h + TITLE_PT
+        row_lims = None
+        if shared and row:
+            styles = {st for _, _, st in row}
+            allv = np.concatenate([np.ravel(_as_2d(f)) for f, _, _ in row])
+            row_lims = _limits(allv, row[0][2] if len(styles) == 1 else "seq")
         for j, (field, label, style) in enumerate(row):
-            rgba, rng = _colour(_fit(np.flipud(_as_2d(field).T), PANEL_PX), style)
-            top = HEADER_PX + i * cell_h + TITLE_PX
-            left = GAP_PX + j * cell_w
+            img = _fit(np.flipud(_as_2d(np.asarray(field, dtype=np.float64)).T), ppx)
+            rgba, lims = _colour(img, style, row_lims)
+            left = GAP_PT + j * cell_w
             h, w = rgba.shape[:2]
-            oy, ox = top + (PANEL_PX - h) // 2, left + (PANEL_PX - w) // 2
+            oy = int(round(top * s)) + (ppx - h) // 2
+            ox = int(round(left * s)) + (ppx - w) // 2
             canvas[oy:oy + h, ox:ox + w] = rgba
-            texts.append((left + PANEL_PX / 2, top - 2, f"{label}\n{rng}" if label else rng))
-    fig = plt.figure(figsize=(width / 72, height / 72), dpi=72)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(canvas, interpolation="nearest", extent=(0, width, height, 0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_axis_off()
-    for x, y, text in texts:
-        ax.text(x, y, text, ha="center", va="bottom", fontsize=6, linespacing=1.1)
+            if label:
+                texts.append((left + panel_pt / 2, top - 3, label, "center", "bottom", FONT_LABEL))
+            if per_panel_bar:
+                bar(style, lims, left + panel_pt + CBAR_GAP_PT, top)
+        if colorbar and shared and row:
+            bar(row[-1][2], row_lims, GAP_PT + len(row) * cell_w, top)
+    fig = plt.figure(figsize=(W / dpi, H / dpi), dpi=dpi)
+    fig.figimage(canvas, xo=0, yo=0, origin="upper")  # pixels as they are: no resampling
+    for x, y, text, ha, va, size in texts:
+        fig.text(x / width, 1.0 - y / height, text, ha=ha, va=va, fontsize=size, linespacing=1.1)
     if title:
-        ax.text(width / 2, 2, title, ha="center", va="top", fontsize=8)
+        fig.text(0.5, 1.0 - 5 / height, title, ha="center", va="top", fontsize=FONT_TITLE)
     return _save(fig, path, dpi)
 
 
@@ -180,7 +236,7 @@ def _draw_panels(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: 
             else:
                 axes[i, j].set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=FONT_TITLE)
     _adjust(fig, labelled=True, suptitle=bool(title))
     return _save(fig, path, dpi)
 
@@ -204,13 +260,37 @@ def is_spatially_constant(atom: np.ndarray, rtol: float = 1e-5) -> bool:
     return bool(spread <= rtol * max(np.abs(flat).max(), 1e-30))
 
 
+def plot_channel_vector(vec: np.ndarray, path: Path | str, *, title: str = "",
+                        ylabel: str = "value", dpi: int = DEFAULT_DPI) -> Path:
+    """Draw a channel vector ``(C,)`` as bars (red positive, blue negative), channels on the x axis."""
+    vec = np.asarray(vec, dtype=np.float64).reshape(-1)
+    fig, ax = plt.subplots(figsize=(min(9.0, max(4.0, 0.13 * vec.size + 1.6)), 2.8))
+    ax.bar(np.arange(vec.size), vec, color=np.where(vec >= 0, "tab:red", "tab:blue"))
+    ax.axhline(0.0, color="0.5", lw=0.6)
+    ax.set_xlabel("channel", fontsize=FONT_LABEL)
+    ax.set_ylabel(ylabel, fontsize=FONT_LABEL)
+    ax.tick_params(labelsize=FONT_TICK)
+    ax.set_xlim(-0.7, vec.size - 0.3)
+    if title:
+        ax.set_title(title, fontsize=FONT_LABEL)
+    _adjust(fig, labelled=True)
+    return _save(fig, path, dpi)
+
+
+def top_channels(atom: np.ndarray, n: int) -> list[int]:
+    """The ``n`` channels of an atom ``(C, *grid)`` with the most energy, most first."""
+    return _top_channels(atom, n)
+
+
 def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str = "",
-              n_channels: int = 2, centre: bool = False, dpi: int = DEFAULT_DPI) -> Path:
+              n_channels: int = 2, centre: bool = False, channels: Sequence[int] | None = None,
+              dpi: int = DEFAULT_DPI) -> Path:
     """Draw one concept's atom rendered at several resolutions.
 
-    One row per resolution: the channel norm ``|kappa_k(x)|`` and the ``n_channels`` channels with the
-    most energy (chosen at the first resolution, signed colour scale). A spatially constant atom
-    (pointwise SAE) is drawn as a bar chart of its channel weights instead.
+    One row per resolution: the channel norm ``|atom(x)|`` and the ``n_channels`` channels with the
+    most energy (chosen at the first resolution, or given as ``channels``; signed colour scale),
+    each with its colour bar. A spatially constant atom (pointwise SAE) is drawn as a bar chart of
+    its channel weights instead.
 
     Parameters
     ----------
@@ -225,6 +305,8 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
     centre : bool
         Roll the origin to the middle of the grid before drawing (for convolution kernels, whose
         mass sits around the origin and would otherwise be split over the corners).
+    channels : sequence of int, optional
+        The channels to draw (default: the ``n_channels`` with the most energy).
     dpi : int
         Resolution of the PNG.
 
@@ -239,25 +321,69 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
     first = np.asarray(atoms[labels[0]], dtype=np.float64)
     if all(is_spatially_constant(a) for a in atoms.values()):
         vec = first.reshape(first.shape[0], -1).mean(axis=1)
-        fig, ax = plt.subplots(figsize=(max(3.0, 0.12 * vec.size + 1.0), 2.2))
-        ax.bar(np.arange(vec.size), vec, color=np.where(vec >= 0, "tab:red", "tab:blue"))
-        ax.set_xlabel("channel", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.set_title((title + ": " if title else "") + "channel vector, the same at every grid "
-                     "point (" + ", ".join(labels) + ")", fontsize=7)
-        _adjust(fig, labelled=True)
-        return _save(fig, path, dpi)
-    channels = _top_channels(first, min(n_channels, first.shape[0]))
+        return plot_channel_vector(
+            vec, path, dpi=dpi, ylabel="change of the activation per unit code",
+            title=(title + ": " if title else "") + "channel vector, the same at every grid point")
+    if channels is None:
+        channels = _top_channels(first, min(n_channels, first.shape[0]))
     panels = []
     for label in labels:
         atom = np.asarray(atoms[label], dtype=np.float64)
         if centre:
             atom = np.fft.fftshift(atom, axes=tuple(range(1, atom.ndim)))
-            label = f"{label} centred"
-        row = [(np.sqrt((atom ** 2).sum(axis=0)), f"{label}: |atom|", "seq")]
-        row += [(atom[c], f"{label}: channel {c}", "sym") for c in channels]
+        row = [(np.sqrt((atom ** 2).sum(axis=0)), f"{label}\n|atom| over channels", "seq")]
+        row += [(atom[c], f"{label}\nchannel {c}", "sym") for c in channels]
         panels.append(row)
     return _draw_panels(panels, path, title=title, dpi=dpi)
+
+
+def plot_examples(x: np.ndarray | None, code_maps: np.ndarray, path: Path | str, *,
+                  rows: Sequence[int], activations: Sequence[float], title: str = "",
+                  dpi: int = DEFAULT_DPI) -> Path:
+    """Thumbnails of a concept's top examples: the input (first channel) above its code map.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or None
+        ``(n, C, *grid)`` model inputs of the samples (None: code maps only).
+    code_maps : numpy.ndarray
+        ``(n, *code_grid)`` code maps of the concept on the same samples.
+    rows, activations : sequence
+        Store row and the concept's activation of each sample (the labels).
+    title : str
+        Figure title.
+    dpi : int
+        Resolution of the PNG.
+    """
+    code_maps = np.asarray(code_maps, dtype=np.float64)
+    labels = [f"row {int(r)}\nz = {float(a):.3g}" for r, a in zip(rows, activations)]
+    panels = []
+    if x is not None:
+        panels.append([(_channel_field(x[i]), labels[i], "seq") for i in range(len(labels))])
+        code_row = [(code_maps[i], "code map", "codes") for i in range(len(labels))]
+    else:
+        code_row = [(code_maps[i], labels[i], "codes") for i in range(len(labels))]
+    panels.append(code_row)
+    if not labels:
+        panels = [[(np.zeros((2, 2)), "no active sample", "seq")]]
+    if all(np.ndim(f) >= 2 for row in panels for f, _, _ in row):
+        return _mosaic(panels, path, title=title, dpi=dpi, panel_pt=84, shared=True)
+    return _draw_panels(panels, path, title=title, dpi=dpi)
+
+
+def write_thumbnail(field: np.ndarray, path: Path | str, *, px: int = 56,
+                    style: str = "codes") -> Path:
+    """A small PNG of one field (no text), for the report's index."""
+    img = np.flipud(_as_2d(np.asarray(field, dtype=np.float64)).T)
+    if img.ndim == 1:
+        img = np.tile(img[None, :], (max(1, img.shape[0] // 4), 1))
+    elif img.ndim == 0:
+        img = np.full((2, 2), float(img))
+    rgba, _ = _colour(_fit(img, px), style)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, rgba)
+    return path
 
 
 def amplitude_spectrum(atom: np.ndarray) -> np.ndarray:
@@ -312,31 +438,41 @@ def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "",
     """
     spectrum = np.asarray(spectrum, dtype=np.float64)
     radial = radial_spectrum(spectrum)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * _PANEL + 0.6, _PANEL))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * _PANEL + 1.6, _PANEL + 0.4))
     floor = max(float(spectrum.max()) * 1e-6, 1e-30)
     # log10 values on linear axes: matplotlib's log-scale tick machinery is slow
     if spectrum.ndim == 1:
         freqs = np.fft.fftshift(np.fft.fftfreq(spectrum.shape[0], d=1.0 / spectrum.shape[0]))
         axes[0].plot(freqs, np.log10(np.maximum(spectrum, floor)), lw=1.0)
-        axes[0].set_xlabel("frequency", fontsize=7)
-        axes[0].tick_params(labelsize=6)
-        axes[0].set_title("log10 amplitude", fontsize=7)
+        axes[0].set_xlabel("frequency", fontsize=FONT_LABEL)
+        axes[0].tick_params(labelsize=FONT_TICK)
+        axes[0].set_title("log10 amplitude", fontsize=FONT_LABEL)
     else:
         img = np.log10(np.maximum(_as_2d(spectrum), floor))
         half = [s // 2 for s in img.shape]
-        axes[0].imshow(img.T, origin="lower", interpolation="nearest",
-                       extent=(-half[0] - 0.5, img.shape[0] - half[0] - 0.5,
-                               -half[1] - 0.5, img.shape[1] - half[1] - 0.5))
-        axes[0].set_xticks([-half[0], 0, half[0] - 1])
-        axes[0].set_yticks([-half[1], 0, half[1] - 1])
-        axes[0].tick_params(labelsize=6)
-        axes[0].set_title(f"log10 amplitude [{img.min():.2g}, {img.max():.2g}]", fontsize=7)
+        # zoom to the band that holds the energy (a band-limited atom fills only |k| < K)
+        strong = np.argwhere(img > np.log10(floor) + 1.0)
+        reach = int(np.abs(strong - np.array(half)).max()) + 2 if strong.size else max(half)
+        reach = min(reach, min(half))
+        img = img[half[0] - reach:half[0] + reach, half[1] - reach:half[1] + reach]
+        im = axes[0].imshow(img.T, origin="lower", interpolation="nearest",
+                            extent=(-reach - 0.5, reach - 0.5, -reach - 0.5, reach - 0.5))
+        axes[0].set_xticks([-reach, 0, reach - 1])
+        axes[0].set_yticks([-reach, 0, reach - 1])
+        axes[0].set_xlabel("frequency k_x", fontsize=FONT_LABEL)
+        axes[0].set_ylabel("frequency k_y", fontsize=FONT_LABEL)
+        axes[0].tick_params(labelsize=FONT_TICK)
+        cb = fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
+        cb.ax.tick_params(labelsize=FONT_TICK)
+        cb.set_label("log10 amplitude", fontsize=FONT_TICK)
+        axes[0].set_title("amplitude spectrum", fontsize=FONT_LABEL)
     axes[1].plot(np.arange(radial.size), np.log10(np.maximum(radial, floor)), marker=".", lw=1.0)
-    axes[1].set_xlabel("|frequency|", fontsize=7)
-    axes[1].set_title("radial average, log10", fontsize=7)
-    axes[1].tick_params(labelsize=6)
+    axes[1].set_xlabel("|frequency| (cycles per domain)", fontsize=FONT_LABEL)
+    axes[1].set_ylabel("log10 RMS amplitude", fontsize=FONT_LABEL)
+    axes[1].set_title("radial average", fontsize=FONT_LABEL)
+    axes[1].tick_params(labelsize=FONT_TICK)
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=FONT_TITLE)
     _adjust(fig, labelled=True, suptitle=bool(title))
     return _save(fig, path, dpi)
 
@@ -378,8 +514,9 @@ def plot_code_maps(code_maps: np.ndarray, path: Path | str, *, rows: Sequence[in
              if arr is not None]
     panels = []
     for i in range(code_maps.shape[0]):
-        row = [(code_maps[i], f"row {int(rows[i])}: z={float(activations[i]):.3g}", "codes")]
-        row += [(_channel_field(arr[i]), name, "seq") for name, arr in extra]
+        row = [(code_maps[i], f"row {int(rows[i])}, z = {float(activations[i]):.3g}\ncode map z_k(x)",
+                "codes")]
+        row += [(_channel_field(arr[i]), f"{name}\n(channel 0)", "seq") for name, arr in extra]
         panels.append(row)
     if not panels:
         panels = [[(np.zeros((2, 2)), "no active sample", "seq")]]
@@ -411,7 +548,7 @@ def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
     """
     counts = np.asarray(counts, dtype=np.float64)
     edges = np.asarray(edges, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(3.6, 2.2))
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if counts.sum() > 0:
         ax.stairs(counts, edges, fill=True, alpha=0.7)
         for q in quantiles:
@@ -421,10 +558,10 @@ def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
     text = f"active on {100 * sample_density:.1f}% of samples"
     if point_density is not None:
         text += f", {100 * point_density:.2f}% of points"
-    ax.set_xlabel("activation (per sample, when active)", fontsize=7)
-    ax.set_ylabel("samples", fontsize=7)
-    ax.tick_params(labelsize=6)
-    ax.set_title((title + "\n" if title else "") + text, fontsize=7)
+    ax.set_xlabel("activation (per sample, when active)", fontsize=FONT_LABEL)
+    ax.set_ylabel("samples", fontsize=FONT_LABEL)
+    ax.tick_params(labelsize=FONT_TICK)
+    ax.set_title((title + "\n" if title else "") + text, fontsize=FONT_LABEL)
     _adjust(fig, labelled=True, suptitle=bool(title))
     return _save(fig, path, dpi)
 
@@ -446,15 +583,16 @@ def plot_density_overview(densities: np.ndarray, path: Path | str, *, title: str
     """
     densities = np.asarray(densities, dtype=np.float64)
     alive = densities[densities > 0]
-    fig, ax = plt.subplots(figsize=(4.0, 2.4))
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if alive.size:
         ax.hist(np.log10(alive), bins=min(30, max(5, alive.size)), alpha=0.8)
-    ax.set_xlabel("log10 activation density (fraction of samples)", fontsize=7)
-    ax.set_ylabel("concepts", fontsize=7)
-    ax.tick_params(labelsize=6)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.set_xlabel("log10 activation density (fraction of samples)", fontsize=FONT_LABEL)
+    ax.set_ylabel("concepts", fontsize=FONT_LABEL)
+    ax.tick_params(labelsize=FONT_TICK)
     dead = int((densities <= 0).sum())
     ax.set_title((title + ": " if title else "") + f"{dead} of {densities.size} concepts never active",
-                 fontsize=7)
+                 fontsize=FONT_LABEL)
     _adjust(fig, labelled=True)
     return _save(fig, path, dpi)
 
@@ -492,15 +630,19 @@ def plot_effect(y_clean: np.ndarray, y_ablated: np.ndarray, path: Path | str, *,
         if err_clean is not None and err_ablated is not None:
             clean_t += f" (err {float(err_clean[i]):.3g})"
             abl_t += f" (err {float(err_ablated[i]):.3g})"
+        clean_t, abl_t = clean_t.replace(" (err", "\n(err"), abl_t.replace(" (err", "\n(err")
         panels.append([(_channel_field(y_clean[i]), clean_t, "seq"),
                        (_channel_field(y_ablated[i]), abl_t, "seq"),
-                       (_channel_field(y_ablated[i] - y_clean[i]), "ablated - clean", "sym")])
+                       (_channel_field(y_ablated[i] - y_clean[i]), "ablated - clean\n(channel 0)", "sym")])
     return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
 __all__ = [
     "DEFAULT_DPI",
-    "PANEL_PX",
+    "PANEL_PT",
+    "plot_channel_vector",
+    "plot_examples",
+    "write_thumbnail",
     "amplitude_spectrum",
     "is_spatially_constant",
     "plot_atom",

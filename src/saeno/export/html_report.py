@@ -8,6 +8,7 @@ and hook names) is HTML-escaped.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,7 @@ from saeno.export.schema import validate_concepts
 PAGES_DIR = "concepts"
 
 _CSS = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 80em; }
+body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 90em; line-height: 1.4; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.4em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
@@ -33,6 +34,15 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }
 .note { background: #fff6dd; border: 1px solid #e8d9a8; padding: 0.4em 0.7em; }
 .meta td { text-align: left; }
 nav a { margin-right: 1em; }
+table.eval td, table.eval th { padding: 0.3em 0.7em; }
+table.eval { font-size: 0.95em; margin: 0.5em 0 0.3em 0; }
+td.thumb { padding: 1px; text-align: center; }
+td.thumb img { border: 0; margin: 0; display: block; width: 40px; height: 40px;
+               image-rendering: pixelated; }
+.caption { color: #555; font-size: 0.9em; max-width: 60em; margin: 0 0 0.8em 0; }
+.dead-summary { color: #666; }
+section.concept { border-top: 2px solid #ccc; margin-top: 2.5em; }
+details summary { cursor: pointer; font-weight: bold; margin-top: 1em; }
 """
 
 # Sort the table whose header was clicked: numbers by value (empty cells last), text by locale.
@@ -94,6 +104,33 @@ def _text_cell(value: Any, inner_html: str | None = None) -> str:
     return f'<td class="text">{inner_html if inner_html is not None else esc(value)}</td>'
 
 
+class _Links:
+    """Where a page's links and images point: separate pages with relative paths, or one file.
+
+    ``up`` is the prefix from the page to the export folder (``"../"`` for a concept page);
+    ``root`` set means one self-contained file: images become ``data:`` URIs read from ``root``
+    and links to concept pages become anchors in the same file.
+    """
+
+    def __init__(self, up: str = "", root: Path | None = None) -> None:
+        self.up, self.root = up, root
+
+    def img(self, rel: str) -> str:
+        if self.root is None:
+            return self.up + rel
+        data = (self.root / rel).read_bytes()
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+    def page(self, page: str, from_page: bool) -> str:
+        """Link to a concept page (``page`` relative to the export folder)."""
+        if self.root is not None:
+            return "#" + Path(page).stem
+        return Path(page).name if from_page else page
+
+    def index(self) -> str:
+        return "#top" if self.root is not None else self.up + "report.html"
+
+
 def _page(title: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -138,55 +175,121 @@ def _enrichment_summary(concept: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _index_html(doc: Mapping[str, Any]) -> str:
+_EVAL_COLUMNS = (
+    ("explained_variance", "explained variance"),
+    ("rel_l2", "relative L2 error"),
+    ("loss_recovered", "loss recovered"),
+    ("splice_added_error", "error added by splicing"),
+    ("dead_fraction", "dead share"),
+    ("L0_concepts", "active concepts per sample"),
+    ("L0_per_point", "active concepts per point"),
+)
+_EVAL_HELP = (
+    "Explained variance 1 - E|a - a_hat|^2 / E|a - mean a|^2 of the raw activations; loss "
+    "recovered (L_mean - L_sae) / (L_mean - L_clean) of the FNO's relative L2 error against the "
+    "target when the reconstruction (or the mean activation) is spliced in at the hook; error added "
+    "L_sae / L_clean - 1; dead share: concepts never active on the evaluated samples.")
+
+
+def _evaluation_html(evaluation: Mapping[str, Any] | None) -> str:
+    """The SAE's evaluation at each resolution, for the top of the index."""
+    if not evaluation:
+        return ""
+    rows = []
+    for res in evaluation.get("results", []):
+        grid = "x".join(map(str, res.get("grid", [])))
+        if res.get("training_resolution"):
+            grid += " (training)"
+        if "skipped" in res:
+            rows.append(f"<tr>{_text_cell(grid)}<td colspan=\"{len(_EVAL_COLUMNS) + 1}\" "
+                        f"class=\"text\">not evaluated: {esc(res['skipped'])}</td></tr>")
+            continue
+        rows.append("<tr>" + _text_cell(grid) + _num_cell(res.get("samples"))
+                    + "".join(_num_cell(res.get(key)) for key, _ in _EVAL_COLUMNS) + "</tr>")
+    head = [("grid", "text"), ("samples", "number")] + [(t, "number") for _, t in _EVAL_COLUMNS]
+    parts = ["<h2>How well the SAE reconstructs</h2>"]
+    if rows:
+        where = ("evaluated here on the exported samples" if evaluation.get("source") == "computed"
+                 else "from saeno.evaluate")
+        parts.append(_table(head, rows, sortable=False).replace('<table class=""',
+                                                                '<table class="eval"', 1))
+        parts.append(f'<p class="caption">{esc(_EVAL_HELP)} ({esc(where)}; empty: not computed)</p>')
+    if evaluation.get("note"):
+        parts.append(f'<p class="note">{esc(evaluation["note"])}</p>')
+    return "\n".join(parts)
+
+
+def _dead_summary(dead: list[Mapping[str, Any]], n_total: int, n_rows: int) -> str:
+    if not dead:
+        return f'<p class="dead-summary">Every one of the {n_total} concepts is active.</p>'
+    idx = sorted(c["index"] for c in dead)
+    shown = ", ".join(map(str, idx[:60])) + (", ..." if len(idx) > 60 else "")
+    return (f'<p class="dead-summary"><b>{len(idx)} of {n_total} concepts '
+            f"({100 * len(idx) / max(n_total, 1):.0f}%) are dead</b>: never active on the "
+            f"{n_rows} samples (not listed below): {esc(shown)}</p>")
+
+
+def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
+    links = links or _Links()
     sae, store = doc["sae"], doc["store"]
     abl = doc["ablation"]
+    model_name = doc["model"]["name"] if doc.get("model") else None
     meta = {
         "SAE": f"{sae['architecture']}, {sae['n_concepts']} concepts, {sae['in_channels']} channels, "
                f"{sae['ndim']}D" + (f" ({sae['path']})" if sae.get("path") else ""),
+        "model": model_name or "(none given)",
         "store": f"{store.get('path') or '(in memory)'}, hook {store['hook']}, grid "
                  + "x".join(map(str, store["grid"])) + f", {store['n_rows']} samples",
-        "model": doc["model"]["name"] if doc.get("model") else "(none)",
         "resolutions": ", ".join("x".join(map(str, r)) for r in doc["resolutions"]),
         "exported": doc["created"] + f" by saeno {doc['saeno_version']}",
     }
-    parts = [f"<h1>Concepts of {esc(sae['architecture'])} on {esc(store['hook'])}</h1>",
-             _meta_table(meta)]
+    on = f" of {model_name}" if model_name else ""
+    parts = [f"<h1 id=\"top\">{esc(sae['architecture'])} concepts on {esc(store['hook'])}"
+             f"{esc(on)}</h1>", _meta_table(meta)]
+    parts.append(_evaluation_html(doc.get("evaluation")))
     if not abl["done"]:
         parts.append(f'<p class="note">No ablation effects: {esc(abl.get("reason") or "")}</p>')
-    else:
-        parts.append(f'<p>Ablation: {esc(abl["method"])}</p>')
-    parts.append("<h2>Definitions</h2><ul>" + "".join(
-        f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["definitions"].items()) + "</ul>")
-    overview = doc.get("overview", {}).get("density_figure")
-    if overview:
-        parts.append(f'<img src="{esc(overview)}" alt="activation density of all concepts">')
-    headers = [("concept", "number"), ("name", "text"), ("rank", "number"),
+    headers = [("concept", "number"), ("code map", "text"), ("name", "text"), ("rank", "number"),
                ("sample density", "number"), ("point density", "number"),
                ("mean activation", "number"), ("max activation", "number"),
                ("output change (ablated)", "number"), ("error ablated / clean", "number"),
                ("parameters and labels", "text")]
     headers += X.index_headers(doc)
     rows = []
-    for c in sorted(doc["concepts"], key=lambda c: c["rank"]):  # most active first
+    live = [c for c in doc["concepts"] if not c["stats"]["dead"]]
+    dead = [c for c in doc["concepts"] if c["stats"]["dead"]]
+    for c in sorted(live, key=lambda c: c["rank"]):  # most active first
         st, eff = c["stats"], c.get("effect")
         name_html = esc(concept_title(c))
         if c.get("page"):
-            name_html = f'<a href="{esc(c["page"])}">{name_html}</a>'
+            name_html = f'<a href="{esc(links.page(c["page"], False))}">{name_html}</a>'
         ratio = None
         if eff and eff.get("err_clean") and eff.get("err_ablated") is not None:
             ratio = eff["err_ablated"] / eff["err_clean"]
-        cls = ' class="dead"' if st["dead"] else ""
+        thumb = (c.get("figures") or {}).get("thumbnail")
+        thumb_html = (f'<img src="{esc(links.img(thumb))}" alt="code map of concept {c["index"]}">'
+                      if thumb else "")
         rows.append(
-            f"<tr{cls}>" + _num_cell(c["index"]) + _text_cell(None, name_html) + _num_cell(c["rank"])
+            "<tr>" + _num_cell(c["index"]) + f'<td class="thumb">{thumb_html}</td>'
+            + _text_cell(None, name_html) + _num_cell(c["rank"])
             + _num_cell(st["sample_density"]) + _num_cell(st["point_density"])
             + _num_cell(st["mean_activation"]) + _num_cell(st["max_activation"])
             + _num_cell(eff["rel_change"] if eff else None) + _num_cell(ratio)
             + _text_cell(_enrichment_summary(c)) + X.index_cells(doc, c) + "</tr>")
-    parts.append(f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(doc['concepts'])} "
-                 "concepts have a page (the most active ones). Rows are in order of activity; click a column "
-                 "header to sort.</p>")
+    parts.append(f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(live)} live concepts have "
+                 "a page (the most active ones; the code map is the concept's on its top sample). "
+                 "Rows are in order of activity; click a column header to sort.</p>")
+    parts.append(_dead_summary(dead, len(doc["concepts"]), store["n_rows"]))
     parts.append(_table(headers, rows, table_id="concepts"))
+    overview = doc.get("overview", {}).get("density_figure")
+    if overview:
+        parts.append("<h2>Activation density of all concepts</h2>"
+                     f'<img src="{esc(links.img(overview))}" alt="activation density of all concepts">')
+    if abl["done"]:
+        parts.append(f'<p class="caption">Ablation: {esc(abl["method"])}</p>')
+    parts.append("<details><summary>Definitions</summary><ul>" + "".join(
+        f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["definitions"].items())
+        + "</ul></details>")
     return _page(f"saeno concepts: {sae['architecture']} on {store['hook']}", "\n".join(parts))
 
 
@@ -199,16 +302,17 @@ def _examples_table(concept: Mapping[str, Any]) -> str:
 
 
 def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
-                  prev_page: str | None, next_page: str | None) -> str:
-    up = "../"
+                  prev_page: str | None, next_page: str | None,
+                  links: _Links | None = None) -> str:
+    links = links or _Links("../")
     by_index = {c["index"]: c for c in doc["concepts"]}
     st = concept["stats"]
     title = concept_title(concept)
-    nav = [f'<a href="{up}report.html">index</a>']
+    nav = [f'<a href="{esc(links.index())}">index</a>']
     if prev_page:
-        nav.append(f'<a href="{esc(Path(prev_page).name)}">previous</a>')
+        nav.append(f'<a href="{esc(links.page(prev_page, True))}">previous</a>')
     if next_page:
-        nav.append(f'<a href="{esc(Path(next_page).name)}">next</a>')
+        nav.append(f'<a href="{esc(links.page(next_page, True))}">next</a>')
     parts = [f"<nav>{''.join(nav)}</nav>", f"<h1>{esc(title)}</h1>",
              _meta_table({"index": concept["index"], "rank by activity": concept["rank"],
                           "hook": doc["store"]["hook"],
@@ -218,17 +322,25 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
                           "max activation": st["max_activation"]})]
     parts.append(X.page_section(doc, concept))
     figs = concept.get("figures", {})
+    notes = concept.get("figure_notes") or {}
 
     def fig(key: str, heading: str, alt: str) -> None:
         if figs.get(key):
-            parts.append(f"<h2>{esc(heading)}</h2><img src=\"{up}{esc(figs[key])}\" alt=\"{esc(alt)}\">")
+            head = f"<h2>{esc(heading)}</h2>" if heading else ""
+            parts.append(f"{head}<img src=\"{esc(links.img(figs[key]))}\" alt=\"{esc(alt)}\">")
+            if notes.get(key):
+                parts.append(f'<p class="caption">{esc(notes[key])}</p>')
 
-    fig("atom", "Atom at several resolutions", f"atom of {title}")
-    fig("spectrum", "Fourier amplitude spectrum", f"spectrum of {title}")
+    fig("examples", "Top examples", f"top examples of {title}")
     fig("code_maps", "Code maps on the top samples, beside the FNO's input and output",
         f"code maps of {title}")
+    fig("atom", "Atom: what the decoder adds for a unit code at one point"
+        + (" (smooth part)" if figs.get("atom_pointwise") else ""), f"atom of {title}")
+    fig("atom_pointwise", "", f"pointwise part of the atom of {title}")
+    fig("spectrum", "Fourier amplitude spectrum of the atom"
+        + (" (smooth part)" if figs.get("atom_pointwise") else ""), f"spectrum of {title}")
     fig("density", "Activation density and histogram", f"histogram of {title}")
-    parts.append("<h2>Top and quantile examples</h2>" + _examples_table(concept))
+    parts.append("<h2>Top and quantile examples (store rows)</h2>" + _examples_table(concept))
     parts.append("<h2>Effect on the prediction</h2>")
     eff = concept.get("effect")
     if eff:
@@ -247,7 +359,7 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
         other = by_index.get(item["index"])
         name_html = esc(concept_title(other) if other else item["index"])
         if other and other.get("page"):
-            name_html = f'<a href="{esc(Path(other["page"]).name)}">{name_html}</a>'
+            name_html = f'<a href="{esc(links.page(other["page"], True))}">{name_html}</a>'
         corr_rows.append(f"<tr>{_num_cell(item['index'])}{_text_cell(None, name_html)}"
                          f"{_num_cell(item['correlation'])}</tr>")
     parts.append("<h2>Correlated concepts</h2>" + _table(
@@ -272,7 +384,13 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
     return _page(f"saeno: {title}", "\n".join(parts))
 
 
-def write_report(doc: Mapping[str, Any], out: str | Path) -> Path:
+def _body(page: str) -> str:
+    """The content between ``<body>`` and the sorting script of a page from :func:`_page`."""
+    start = page.index("<body>\n") + len("<body>\n")
+    return page[start:page.rindex("\n<script>")]
+
+
+def write_report(doc: Mapping[str, Any], out: str | Path, *, inline: bool = False) -> Path:
     """Write ``report.html`` and one page per concept that has ``page`` set.
 
     Parameters
@@ -282,6 +400,10 @@ def write_report(doc: Mapping[str, Any], out: str | Path) -> Path:
         in it are relative to ``out``.
     out : path-like
         The export folder.
+    inline : bool
+        Write one self-contained ``report.html`` instead: the index followed by every concept
+        page as a section, figures inline as ``data:`` URIs (it can be mailed or attached on its
+        own; the ``concepts/`` pages are written as well, for ``concepts.json``'s links).
 
     Returns
     -------
@@ -300,7 +422,20 @@ def write_report(doc: Mapping[str, Any], out: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_concept_html(doc, concept, prev_page, next_page), encoding="utf-8")
     index = out / "report.html"
-    index.write_text(_index_html(doc), encoding="utf-8")
+    if not inline:
+        index.write_text(_index_html(doc), encoding="utf-8")
+        return index
+    links = _Links("", root=out)
+    sections = []
+    for i, concept in enumerate(with_pages):
+        prev_page = with_pages[i - 1]["page"] if i > 0 else None
+        next_page = with_pages[i + 1]["page"] if i + 1 < len(with_pages) else None
+        body = _body(_concept_html(doc, concept, prev_page, next_page, links))
+        sections.append(f'<section class="concept" id="{esc(Path(concept["page"]).stem)}">'
+                        f"\n{body}\n</section>")
+    page = _index_html(doc, links)
+    page = page.replace("\n<script>", "\n" + "\n".join(sections) + "\n<script>", 1)
+    index.write_text(page, encoding="utf-8")
     return index
 
 

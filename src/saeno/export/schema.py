@@ -123,6 +123,14 @@ DOCUMENT = {
 }
 
 
+#: optional keys of the document (absent in exports of older saeno versions)
+EVALUATION_ROW = {"grid": ListOf(int), "training_resolution": bool}
+OPTIONAL = {
+    # the SAE's evaluation at each resolution (saeno.evaluate's headline metrics)
+    "evaluation": Opt({"source": str, "note": Opt(str), "results": ListOf(EVALUATION_ROW)}),
+}
+
+
 def _type_name(spec: Any) -> str:
     if isinstance(spec, tuple):
         return "number"
@@ -208,6 +216,9 @@ def validate_concepts(doc: Any) -> dict:
             f"concepts.json version {version!r} is not supported by this saeno (reads version "
             f"{SCHEMA_VERSION}): export again with this version of saeno")
     _check(doc, DOCUMENT, "concepts.json")
+    for key, spec in OPTIONAL.items():
+        if key in doc:
+            _check(doc[key], spec, f"concepts.json.{key}")
     n = doc["sae"]["n_concepts"]
     indices = [c["index"] for c in doc["concepts"]]
     if indices != list(range(n)):

@@ -28,8 +28,10 @@ from saeno.sae.sparsity import Sparsity, make_sparsity
 
 COMPLEX_TREATMENTS = (None, "realimag")
 # keys that save_sae adds to cfg.json beside the constructor arguments
+# (``constants``: the fixed numbers and conventions of the forward pass, written for readers of the
+# files, see docs/sae_format.md; derived from the other keys, so ignored when loading)
 META_KEYS = frozenset({"architecture", "hook", "model_fingerprint", "normalization", "versions",
-                       "metadata"})
+                       "metadata", "constants"})
 
 
 class ConfigError(SaenoError, ValueError):
@@ -124,11 +126,23 @@ class SparseAutoencoder(nn.Module):
         """Subclass constructor arguments beyond the common ones."""
         return {}
 
+    def constants(self) -> dict[str, Any]:
+        """Fixed numbers and conventions of the forward pass, for readers of ``cfg.json``.
+
+        Not constructor arguments (they follow from them); ``from_config`` ignores them.
+        See ``docs/sae_format.md``.
+        """
+        return {"format_version": 1, "channels_real": self.real_channels,
+                "channels_core": self.core_channels,
+                "complex_layout": ("[real_0..real_{C-1}, imag_0..imag_{C-1}]" if self.complex
+                                   else None)}
+
     def config(self) -> dict[str, Any]:
-        """JSON-able constructor arguments plus ``architecture``."""
+        """JSON-able constructor arguments plus ``architecture`` and ``constants``."""
         return {"architecture": self.architecture, "in_channels": self.in_channels,
                 "n_concepts": self.n_concepts, "sparsity": self.sparsity.config(),
-                "lifting": self.lifting, "complex": self.complex, **self.extra_config()}
+                "lifting": self.lifting, "complex": self.complex, **self.extra_config(),
+                "constants": self.constants()}
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> SparseAutoencoder:

@@ -56,6 +56,11 @@ class FlatSAE(SparseAutoencoder):
     def extra_config(self) -> dict[str, Any]:
         return {"grid": list(self.grid)}
 
+    def constants(self) -> dict[str, Any]:
+        return {**super().constants(), "encoder_input": "vec(x) - b_dec",
+                "flatten_order": "channel-major: vec index = c * prod(grid) + row-major grid index",
+                "W_enc_shape": "(C * prod(grid), p)", "W_dec_shape": "(p, C * prod(grid))"}
+
     def _check_grid(self, grid: tuple[int, ...]) -> None:
         if tuple(grid) != self.grid:
             raise ShapeError(f"this FlatSAE was trained on the grid {self.grid} and cannot run on "

@@ -54,6 +54,10 @@ class SAE(SparseAutoencoder):
     def extra_config(self) -> dict[str, Any]:
         return {"ndim": self.ndim}
 
+    def constants(self) -> dict[str, Any]:
+        return {**super().constants(), "encoder_input": "x - b_dec",
+                "W_enc_shape": "(C, p)", "W_dec_shape": "(p, C)"}
+
     def _check_input(self, a: Tensor) -> None:
         if a.dim() > 5:
             raise ShapeError("pointwise SAE expects rows (N, C) or fields (B, C, *grid) with a "

@@ -102,6 +102,19 @@ class SAEFNO(SparseAutoencoder):
     def extra_config(self) -> dict[str, Any]:
         return {"ndim": self.ndim, "modes": self.modes, "decoder_pointwise": self.decoder_pointwise}
 
+    def constants(self) -> dict[str, Any]:
+        k, d = self.modes, int(self.ndim)
+        return {**super().constants(),
+                "spectral_gain": self.spectral_gain,  # G = (2K-1)^d, on the decoder's spectral path
+                "spectral_gain_formula": "(2 * modes - 1) ** ndim",
+                "fft": "rfftn over the grid axes, norm='forward' (divided by the number of "
+                       "points); inverse irfftn with norm='forward' (not divided)",
+                "mode_shape": [2 * k - 1] * (d - 1) + [k],
+                "mode_order": "leading axes: frequency f at index f mod (2K-1), f in -(K-1)..K-1; "
+                              "last axis: f in 0..K-1 (real FFT); on a grid of n points only "
+                              "|f| < min(K, (n+1)//2) are used",
+                "spectral_weight_layout": "(C_in, C_out, *mode_shape, 2), last axis (real, imag)"}
+
     def _bias(self, b: Tensor, like: Tensor) -> Tensor:
         return b.view(1, -1, *([1] * (like.dim() - 2)))
 
