@@ -31,7 +31,7 @@ def exported(tmp_path_factory):
 
 def test_evaluation_is_computed_and_matches_evaluate(exported):
     import saeno
-    from saeno.evaluate import evaluate
+    from saeno.evaluation import evaluate
 
     fno = exported.fno
     store = exported.store

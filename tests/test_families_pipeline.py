@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import saeno
-from saeno.evaluate import evaluate
+from saeno.evaluation import evaluate
 from saeno.export.concepts import export_concepts
 from saeno.export.schema import load_concepts
 

@@ -156,7 +156,7 @@ def _check_compatible(train: Any, others: list[Any], hook: str, sae: Any, hooked
                          f"{sae.model_fingerprint[:12]}) than the training store {train.url} "
                          f"({str(want)[:12]}): pass the store the SAE was trained on")
     if hooked is not None:
-        from saeno.evaluate import check_model_matches_store
+        from saeno.evaluation import check_model_matches_store
 
         check_model_matches_store(hooked, train)
 

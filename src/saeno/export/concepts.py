@@ -715,7 +715,7 @@ def _evaluation(evaluation: Mapping[str, Any] | bool | None, sae: torch.nn.Modul
     source = "given"
     note = None
     if evaluation is None or evaluation is True:
-        from saeno.evaluate import evaluate
+        from saeno.evaluation import evaluate
 
         source = "computed"
         try:
