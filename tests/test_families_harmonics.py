@@ -24,3 +24,14 @@ def test_sfno_fields_match_hand_forward(n_layers):
     assert type(model.fno_blocks.convs[0]).__name__ == "SphericalConv"
     assert f"blocks.{n_layers - 1}.spectral.hook_out" in cache
 
+
+
+def test_saeno_hooks_lists_an_sfno_architecture(capsys):
+    from saeno.cli.main import main
+
+    arch = '{"model_class": "SFNO", "n_modes": [4, 4], "hidden_channels": 4, "in_channels": 1, "out_channels": 1, "n_layers": 2}'
+    assert main(["hooks", "--architecture", arch, "--resolution", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("SFNO: preset neuralop-sfno")
+    assert [line.split()[0] for line in lines[3:]][-2:] == ["projection.hook_in", "hook_out"]
+    assert any(line.startswith("blocks.1.spectral.hook_out") for line in lines)

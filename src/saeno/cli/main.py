@@ -98,7 +98,7 @@ def _quiet_broken_pipe() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # pragma: no cover - stdout already gone
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - stdout already gone
         pass
     return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
 

@@ -20,9 +20,11 @@ File layout (``format = "saeno-dataset-1"``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -159,6 +161,28 @@ def _solve_chunk(card: dict[str, Any], seed: int, split: str, start: int, stop: 
     return x, y, params
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start spawned workers without re-running the user's script.
+
+    A spawned process imports the parent's ``__main__`` (from its ``__spec__`` or ``__file__``) before it
+    runs its task; a plain script that calls ``saeno.zoo.load(...)`` at top level, without an
+    ``if __name__ == "__main__":`` guard, would then run again in every worker and start pools of its own.
+    The workers run only :func:`_solve_chunk` from this module, so the main module is hidden from them.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
 def _solve_all(card: dict[str, Any], seed: int, tasks: list[tuple[str, int, int]],
                workers: int | None) -> Iterator[tuple[tuple[str, int, int], tuple]]:
     """Yield ``(task, (x, y, params))`` in task order; chunks after the first in worker processes
@@ -182,7 +206,8 @@ def _solve_all(card: dict[str, Any], seed: int, tasks: list[tuple[str, int, int]
     # spawn, not fork: the parent may hold OpenMP / torch threads that a forked child would inherit
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(_solve_chunk, card, seed, *task) for task in rest]
+        with _main_module_hidden():  # the workers start here, and need only this module
+            futures = [pool.submit(_solve_chunk, card, seed, *task) for task in rest]
         for task, fut in zip(rest, futures):
             yield task, fut.result()
     finally:  # on an error (or Ctrl-C) do not wait for the chunks still queued
