@@ -7,6 +7,7 @@ the model a tiny FNO folder, the dataset a small ``.pt`` file, the sizes small; 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from distributed_worker import free_port
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "distributed.md"
@@ -109,7 +109,7 @@ def test_every_documented_torchrun_command_runs(tmp_path, tiny_inputs):
             pytest.fail(f"{' '.join(argv)}: no store was captured before it")
         cmd += ["--no-progress"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                              env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
         verb = argv[argv.index("saeno") + 1]
         assert "with 2 processes" in proc.stdout, proc.stdout[-2000:]
