@@ -21,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None,
                    help="dataset split: test (the default for benchmarks and files with splits) or train; "
                    "for a file without splits use --rows")
-    p.add_argument("--n", type=int, default=None, help="capture only the first N samples")
+    p.add_argument("--max-samples", "--n", dest="n", type=int, default=None, metavar="N",
+                   help="capture only the first N samples (--n is the old spelling; under torchrun "
+                   "only --max-samples works)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage dtype")
     p.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: about 4 MiB)")

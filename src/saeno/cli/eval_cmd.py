@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="the FNO (zoo name or path) to splice into for operator loss recovered")
     p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
-    p.add_argument("--n", type=int, default=None, help="evaluate the first N rows only")
+    p.add_argument("--max-samples", "--n", dest="n", type=int, default=None, metavar="N",
+                   help="evaluate the first N rows only (--n is the old spelling)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the full report as JSON")
