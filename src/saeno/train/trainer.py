@@ -43,13 +43,13 @@ from torch import Tensor
 from saeno.errors import SaenoError
 from saeno.sae.base import SparseAutoencoder
 from saeno.train.checkpoint import (
-    CheckpointError,
     latest_checkpoint,
     load_trainer_state,
     prune_checkpoints,
     save_checkpoint,
 )
 from saeno.train.data import make_source
+from saeno.train.guards import FiniteLossGuard, check_resume, check_train_args
 from saeno.train.logging import TrainLogger
 from saeno.train.schedules import default_lr, lr_factor
 
@@ -244,6 +244,8 @@ def train_sae(
         raise SaenoError("give steps or epochs, not both")
     if (steps is not None and steps < 1) or (epochs is not None and epochs < 1):
         raise SaenoError("steps and epochs must be >= 1")
+    check_train_args(lr=lr, batch_size=batch_size, dead_window=dead_window, log_every=log_every,
+                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, aux_k=aux_k)
     device = torch.device(device) if device is not None else next(sae.parameters()).device
     view = sae.view
     if batch_size is None:
@@ -286,9 +288,8 @@ def train_sae(
             start_from = Path(resume)
     if start_from is not None:
         state, tensors, opt_state = load_trainer_state(start_from)
-        if state["signature"]["sae"] != signature["sae"]:
-            raise CheckpointError(f"checkpoint {start_from} is for another model "
-                                  f"({state['signature']['sae']}); build the same SAE to resume")
+        check_resume(start_from, state["signature"], signature, hook=hook,
+                     fingerprint=store_fingerprint or getattr(source, "fingerprint", None))
         from safetensors.torch import load_file
 
         sae.load_state_dict(load_file(str(start_from / "sae_weights.safetensors")), strict=True)
@@ -311,7 +312,9 @@ def train_sae(
         sae.model_fingerprint = fingerprint
 
     logger = TrainLogger(log_csv, tensorboard=tensorboard, wandb=wandb, config=signature,
-                         resume=start_from is not None)
+                         resume=start_from is not None,
+                         resume_step=step if start_from is not None else None)
+    guard = FiniteLossGuard(device)
     from tqdm.auto import tqdm
 
     pbar = tqdm(total=total, initial=step, disable=not progress, unit="step", desc="train_sae")
@@ -325,6 +328,7 @@ def train_sae(
 
     def checkpoint() -> Path:
         assert ckpt_dir is not None
+        guard.check(source)
         state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                  "samples": samples, "aux_active": aux_active, "signature": signature}
         path = save_checkpoint(ckpt_dir / f"step_{step:08d}", sae, optimizer, state,
@@ -343,6 +347,7 @@ def train_sae(
                 group["lr"] = base_lr * f
             loss, mse, aux, penalty, out = sae_loss(sae, batch, since_fired >= dead_window,
                                                     aux_active, aux_k, aux_coef)
+            guard.update(loss, step, epoch, batch_in_epoch)
             acc["penalty"] += penalty
             acc["aux"] += aux
             optimizer.zero_grad(set_to_none=True)
@@ -361,6 +366,7 @@ def train_sae(
             samples += batch.shape[0]
             at_end = total is not None and step >= total
             if step % log_every == 0 or at_end:
+                guard.check(source)
                 row = _log_row(step, samples, base_lr * f, acc, acc_n, out, since_fired,
                                dead_window)
                 history.append(row)
@@ -386,6 +392,7 @@ def train_sae(
     pbar.update(step - pbar.n)
     pbar.close()
     logger.close()
+    guard.check(source)
     elapsed = time.perf_counter() - t0
     if ckpt_dir is not None and (last_ckpt is None or not last_ckpt.name.endswith(f"{step:08d}")):
         last_ckpt = checkpoint()
