@@ -72,9 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from saeno.cli.validate import check, disk_error
+
+        check(args)  # every argument, before anything is read or written
         return int(args.func(args) or 0)
     except SaenoError as exc:
         print(f"saeno {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        message = disk_error(exc)  # a full or read-only disk: a message, not a traceback
+        if message is None:
+            raise
+        print(f"saeno {args.verb}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"saeno {args.verb}: interrupted", file=sys.stderr)

@@ -126,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
         from saeno.errors import ShapeError
 
         raise ShapeError(f"hook {hook!r} holds complex activations: pass --complex realimag")
+    if ARCHS[args.arch] == "sae-fno":
+        from saeno.cli.validate import check_modes
+
+        check_modes(args.modes, grid)
     sae = build_sae(args, channels, grid)
     out = Path(args.out)
     if launched_by_torchrun():  # torchrun --nproc-per-node N -m saeno train ...
