@@ -12,7 +12,6 @@ FNO kwargs, normaliser), ``model.safetensors``, ``record.json`` (training record
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -22,7 +21,14 @@ import torch
 
 from saeno.errors import SaenoError
 from saeno.paths import zoo_dir
-from saeno.zoo.io import CONFIG, find_checkpoint, load_folder, load_neuralop_checkpoint, save_model
+from saeno.zoo.io import (
+    CONFIG,
+    find_checkpoint,
+    load_folder,
+    load_neuralop_checkpoint,
+    read_json,
+    save_model,
+)
 from saeno.zoo.operator import ZooOperator
 from saeno.zoo.specs import SPECS, fast_default, get_spec
 
@@ -197,7 +203,7 @@ def load_model(
         return model_fno.load_or_train(device=device).eval()  # the labelled benchmark's FNO
     path = Path(name_or_path)
     if path.is_dir() and (path / CONFIG).is_file():
-        cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        cfg = read_json(path / CONFIG)
         if "normalizer" not in cfg and "fno" in cfg:  # a bare FNO saved by model_fno.save
             return model_fno.load_folder(path, device=device).eval()
         return load_folder(path, device=device).eval()
@@ -221,7 +227,7 @@ def info(name_or_path: str | Path) -> dict[str, Any]:
         out = {"name": path.name, "trained": (path / CONFIG).is_file()}
     out["folder"] = str(path)
     if out["trained"]:
-        out["config"] = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        out["config"] = read_json(path / CONFIG)
         record = path / "record.json"
-        out["record"] = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+        out["record"] = read_json(record) if record.is_file() else {}
     return out
