@@ -47,6 +47,11 @@ def open_group(url: str, mode: str = "r", missing_ok: bool = False) -> zarr.Grou
         if missing_ok:
             return None
         raise StoreError(f"no store at {url}: check the path or URL, or run `saeno capture` to make one") from None
+    except (ValueError, TypeError) as exc:  # a zarr.json that is not JSON or not Zarr metadata
+        raise StoreError(f"{url}/zarr.json is damaged ({type(exc).__name__}: {exc}); capture again "
+                         "(--overwrite)") from None
+    except NotADirectoryError:
+        raise StoreError(f"no store at {url}: it is a file, not a store folder") from None
 
 
 class ActivationStore:

@@ -430,16 +430,14 @@ def _capture_into(
     return ActivationStore.open(url)
 
 
-def _existing_group(url: str) -> zarr.Group | None:
-    """The group at ``url``, None when there is none; a damaged root document is an error."""
+def _existing_group(url: str, overwrite: bool = False) -> zarr.Group | None | bool:
+    """The group at ``url``, None when there is none, False when its root document is damaged and
+    ``overwrite`` allows replacing it; a damaged root document is an error otherwise."""
     try:
         return open_group(url, mode="r", missing_ok=True)
-    except (ValueError, TypeError, KeyError) as exc:  # zarr.json that is not valid metadata
-        if _is_local(url) and (Path(url.removeprefix("file://")) / "zarr.json").exists():
-            raise StoreError(
-                f"{url}/zarr.json is damaged ({type(exc).__name__}: {exc}); it cannot be resumed: "
-                "capture again with --overwrite (overwrite=True) if it is a saeno store"
-            ) from None
+    except StoreError:
+        if overwrite and _is_local(url) and (Path(url.removeprefix("file://")) / "zarr.json").exists():
+            return False
         raise
 
 
@@ -450,12 +448,10 @@ def _never_committed(attrs: dict) -> bool:
 
 def _create_target(url: str, lock: WriterLock) -> zarr.Group:
     """A fresh group (the previous content removed), locked, marked as being created."""
-    group = zarr.open_group(url, mode="w")
+    marker = {"format": layout.FORMAT_NAME, "format_version": layout.FORMAT_VERSION, "state": "creating"}
+    group = zarr.open_group(url, mode="w", attributes=marker)  # the group's first write holds the marker
     lock.release()
     lock.acquire()
-    group.update_attributes(
-        {"format": layout.FORMAT_NAME, "format_version": layout.FORMAT_VERSION, "state": "creating"}
-    )
     return group
 
 
@@ -473,7 +469,10 @@ def _open_target(
                 if not os.access(parent, os.W_OK):
                     raise StoreError(f"cannot create the store at {url}: {parent} is not writable")
                 break
-    existing = _existing_group(url)
+    existing = _existing_group(url, overwrite=overwrite)
+    if existing is False:  # a Zarr root document too damaged to read: --overwrite replaces it
+        WriterLock(lock.root, url).acquire().release()  # unless a capture holds it
+        return _create_target(url, lock), None
     if existing is not None:
         attrs = dict(existing.attrs)
         is_store = layout.is_store_attrs(attrs)

@@ -140,10 +140,6 @@ def validate_commit(attrs: dict[str, Any], url: str) -> None:
         raise _fail(url, "complete", f"is {complete!r}, expected true or false")
     if complete and rows != n_planned:
         raise _fail(url, "complete", f"is true with {rows} of {n_planned} rows written")
-    record = attrs.get("commit")
-    if record is not None and (not isinstance(record, dict) or record.get("digest") != _safe_digest(attrs)):
-        raise _fail(url, "commit", "does not match rows_written, complete, stats and chunk_crc "
-                        "(its digest differs)")
     stats = attrs.get("stats")
     if not isinstance(stats, dict) or set(stats) != set(attrs["hooks"]):
         raise _fail(url, "stats", "does not hold statistics for exactly the store's hooks")
@@ -173,6 +169,10 @@ def validate_commit(attrs: dict[str, Any], url: str) -> None:
                 isinstance(v, list) and len(v) == n_chunks and all(_is_int(c) for c in v)
                 for v in crc.values()):
             raise _fail(url, "chunk_crc", f"does not hold {n_chunks} checksums per array")
+    record = attrs.get("commit")
+    if record is not None and (not isinstance(record, dict) or record.get("digest") != _safe_digest(attrs)):
+        raise _fail(url, "commit", "does not match rows_written, complete, stats and chunk_crc "
+                    "(its digest differs)")
 
 
 def _safe_digest(attrs: dict[str, Any]) -> str | None:

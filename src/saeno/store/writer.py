@@ -208,7 +208,8 @@ class ChunkSink:
         for name, parts in self._pending.items():
             value = parts[0] if len(parts) == 1 else np.concatenate(parts)
             raw[name] = value
-            data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
+            with np.errstate(over="ignore"):  # an overflow is reported below, by name
+                data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
         chunk_stats = {}
         for hook, name in self.hooks.items():
             values = data[name]
