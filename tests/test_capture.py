@@ -149,8 +149,11 @@ def test_float16_and_n_and_read_selections(hooked) -> None:
     x = inputs(10)
     store = capture(hooked, x, "blocks.2.hook_out", mem_url(), dtype="float16", n=6, progress=False)
     assert store.n_rows == 6 and store["blocks.2.hook_out"].dtype == np.float16
-    _, cache = hooked.run_with_cache(x[:6], names_filter="blocks.2.hook_out")
-    assert np.array_equal(store.read("blocks.2.hook_out"), cache["blocks.2.hook_out"].numpy().astype(np.float16))
+    # the partial batch runs padded to the batch size (32) with copies of its last sample
+    padded = torch.cat([x[:6], x[5:6].expand(26, *x.shape[1:])])
+    _, cache = hooked.run_with_cache(padded, names_filter="blocks.2.hook_out")
+    want = cache["blocks.2.hook_out"][:6].numpy().astype(np.float16)
+    assert np.array_equal(store.read("blocks.2.hook_out"), want)
     assert store.read("x").dtype == np.float32  # inputs and outputs stay float32
     rows = np.array([4, 0, 2])
     assert np.array_equal(store.read("x", rows), x.numpy()[rows])

@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from saeno.cli.validate import check, disk_error
+
+        check(args)  # every argument, before anything is read or written
         _prepare(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()
@@ -122,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except OSError as exc:
+        from saeno.cli.validate import disk_error
+
+        message = disk_error(exc)  # a full or read-only disk: a message, not a traceback
+        if message is None:
+            raise
+        print(f"saeno {args.verb}: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"saeno {args.verb}: interrupted", file=sys.stderr)
         return 130

@@ -114,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         from saeno.errors import ShapeError
 
         raise ShapeError(f"hook {hook!r} holds complex activations: pass --complex realimag")
+    if ARCHS[args.arch] == "sae-fno":
+        from saeno.cli.validate import check_modes
+
+        check_modes(args.modes, grid)
     import torch
 
     torch.manual_seed(args.seed)  # the SAE's initial weights depend on the seed too

@@ -321,7 +321,7 @@ def _capture_region(hooked: Any, data: Any, names: list[str], group: zarr.Group,
                 continue
             if batch.start >= hi:
                 break
-            out, cache = single._forward(hooked, batch.x, names, dev)
+            out, cache = single._forward(hooked, batch.x, names, dev, pad_to=batch_size)
             a, b = max(0, start - batch.start), min(len(batch), hi - batch.start)
             rows = single._rows(batch, out, cache, names, a, b)
             del out, cache
@@ -361,5 +361,9 @@ def _finish(group: zarr.Group, attrs: dict) -> None:
         for rows in per_chunk:
             stats = stats.merge(_unpack(rows, info["complex"] is not None))
         merged[hook] = stats.to_json()
-    group.attrs.update({"rows_written": total, "complete": True, "stats": merged})
+    from saeno.store.commit import write_commit
+    from saeno.store.repair import chunk_checksums
+
+    crc = chunk_checksums(group, list(attrs["array_shapes"]), total, str(group.store_path))
+    write_commit(group, total, True, merged, crc)  # one write of the root metadata
     del group[PROGRESS_GROUP]

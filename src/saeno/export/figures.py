@@ -81,9 +81,21 @@ def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
     """Write ``fig`` as PNG and close it (no tight layout: it costs a second draw)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _plain_text(fig)
     fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return path
+
+
+def _plain_text(fig: Figure) -> None:
+    """Render every title, label and note as plain text: user strings (labels, hook names) may hold
+    ``$``, which matplotlib would parse as mathtext (and fail on, e.g. ``$\\frac{1}{$``). Tick
+    labels, which matplotlib formats itself at draw time, keep their mathtext."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        if "$" in text.get_text():
+            text.set_parse_math(False)
 
 
 def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> None:

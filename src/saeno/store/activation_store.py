@@ -12,7 +12,8 @@ import zarr
 from zarr.errors import NodeNotFoundError
 
 from saeno.errors import HookNameError, StoreError
-from saeno.store import layout
+from saeno.store import commit, layout
+from saeno.store.integrity import check_chunks_present, read_chunk
 from saeno.store.loader import StoreLoader
 from saeno.store.running_stats import RunningStats
 
@@ -46,6 +47,11 @@ def open_group(url: str, mode: str = "r", missing_ok: bool = False) -> zarr.Grou
         if missing_ok:
             return None
         raise StoreError(f"no store at {url}: check the path or URL, or run `saeno capture` to make one") from None
+    except (ValueError, TypeError) as exc:  # a zarr.json that is not JSON or not Zarr metadata
+        raise StoreError(f"{url}/zarr.json is damaged ({type(exc).__name__}: {exc}); capture again "
+                         "(--overwrite)") from None
+    except NotADirectoryError:
+        raise StoreError(f"no store at {url}: it is a file, not a store folder") from None
 
 
 class ActivationStore:
@@ -56,7 +62,7 @@ class ActivationStore:
     Zarr array (of a hook, or of ``"x"``, ``"y"``, ``"y_pred"``, ``"index"``, ``"params/<name>"``).
     """
 
-    def __init__(self, group: zarr.Group, url: str) -> None:
+    def __init__(self, group: zarr.Group, url: str, check_chunks: bool = True) -> None:
         attrs = dict(group.attrs)
         if not layout.is_store_attrs(attrs):
             raise StoreError(f"{url} is a Zarr group but not a saeno activation store")
@@ -67,9 +73,29 @@ class ActivationStore:
                 f"{layout.FORMAT_VERSION}: install the saeno version that wrote it "
                 f"({attrs.get('saeno_version')}) or capture again"
             )
+        commit.validate(attrs, url)
         self.group = group
         self.url = url
         self._attrs: dict[str, Any] = dict(attrs)
+        names = self._stored_arrays()
+        if check_chunks:
+            check_chunks_present(group, names, self.n_rows, url)
+
+    def _stored_arrays(self) -> list[str]:
+        """Paths of every array the metadata promises, checked against the group."""
+        shapes = self._attrs.get("array_shapes") or {
+            layout.hook_path(h): self._attrs["hook_info"][h]["shape"] for h in self._attrs["hooks"]}
+        n, cs = int(self._attrs["n_planned"]), int(self._attrs["chunk_size"])
+        for name, shape in shapes.items():
+            try:
+                node = self.group[name]
+            except KeyError:
+                raise StoreError(f"the store at {self.url} is damaged: array {name!r} is missing "
+                                 "(its folder was deleted); capture again (--overwrite)") from None
+            if not isinstance(node, zarr.Array) or tuple(node.shape) != (n, *shape) or int(node.chunks[0]) != cs:
+                raise StoreError(f"the store at {self.url} is damaged: array {name!r} does not have "
+                                 f"the shape {[n, *shape]} and {cs} samples per chunk its metadata records")
+        return list(shapes)
 
     @classmethod
     def open(cls, path_or_url: str | PathLike) -> ActivationStore:
@@ -194,15 +220,43 @@ class ActivationStore:
         """
         array = self[name]
         sel = self._rows(rows)
-        if isinstance(sel, np.ndarray):
-            if sel.size == 0:
-                return np.empty((0, *array.shape[1:]), dtype=array.dtype)
-            order = np.argsort(sel, kind="stable")
-            values = array.get_orthogonal_selection((sel[order],))
-            out = np.empty_like(values)
-            out[order] = values
-            return out
-        return np.asarray(array[sel])
+        if isinstance(sel, (int, np.integer)):
+            return self._gather(name, array, np.array([sel]))[0]
+        if isinstance(sel, slice):
+            sel = np.arange(self.n_rows, dtype=np.int64)[sel]
+        if sel.size == 0:
+            return np.empty((0, *array.shape[1:]), dtype=array.dtype)
+        return self._gather(name, array, sel)
+
+    def chunk_reader(self, name: str) -> Any:
+        """``read(chunk) -> rows`` of one committed chunk of ``name``, decoded and checksum-checked."""
+        array = self[name]
+        path = layout.hook_path(name) if name in self._attrs["hooks"] else name
+        crcs = (self._attrs.get("chunk_crc") or {}).get(path)
+        n = self.n_rows
+
+        def read(chunk: int) -> np.ndarray:
+            return read_chunk(array, self.url, path, chunk, n, crcs)
+
+        return read
+
+    def _gather(self, name: str, array: zarr.Array, sel: np.ndarray) -> np.ndarray:
+        cs = int(array.chunks[0])
+        read = self.chunk_reader(name)
+        chunks = sel // cs
+        out = np.empty((sel.size, *array.shape[1:]), dtype=array.dtype)
+        for c in np.unique(chunks):
+            where = np.flatnonzero(chunks == c)
+            out[where] = read(int(c))[sel[where] - int(c) * cs]
+        return out
+
+    def verify(self) -> None:
+        """Read every committed chunk of every array and check it (StoreError at the first bad one)."""
+        for name in self._stored_arrays():
+            array = self.group[name]
+            crcs = (self._attrs.get("chunk_crc") or {}).get(name)
+            for chunk in range(-(-self.n_rows // int(array.chunks[0]))):
+                read_chunk(array, self.url, name, chunk, self.n_rows, crcs)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -292,6 +346,7 @@ class ActivationStore:
             drop_last=drop_last,
             return_index=return_index,
             prefetch=prefetch,
+            read_chunk=self.chunk_reader(hook),
         )
 
     # -- summaries ---------------------------------------------------------------------------

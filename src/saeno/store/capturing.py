@@ -15,6 +15,8 @@ store.)
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sys
 import warnings
@@ -25,15 +27,22 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from saeno.errors import ShapeError, StoreError
-from saeno.store import layout
-from saeno.store.xarray_dims import dimension_names, write_grid_coords
-from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
+from saeno.store import commit, layout
+from saeno.store.activation_store import (
+    ActivationStore,
+    format_bytes,
+    open_group,
+    store_url,
+)
+from saeno.store.lock import WriterLock
+from saeno.store.repair import check_same_data, verify_and_repair
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import Batch, dataset_of, iter_batches, length_of
 from saeno.store.writer import BackgroundWriter, ChunkSink
+from saeno.store.xarray_dims import dimension_names, write_grid_coords
 
 #: batches the writer queue holds before the forward pass waits
 QUEUE_BATCHES = 4
@@ -105,7 +114,15 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def _forward(hooked: Any, x: torch.Tensor, names: list[str], device: torch.device) -> tuple[Any, dict]:
+def _forward(
+    hooked: Any, x: torch.Tensor, names: list[str], device: torch.device, pad_to: int | None = None
+) -> tuple[Any, dict]:
+    """Forward ``x`` and cache ``names``. A batch shorter than ``pad_to`` is padded with copies of
+    its last sample (dropped again): every forward pass then has the same batch size, so the values do
+    not depend on the thread count CPU kernels split a partial batch over."""
+    n = int(x.shape[0])
+    if pad_to is not None and 0 < n < pad_to:
+        x = torch.cat([x, x[-1:].expand(pad_to - n, *x.shape[1:])])
     with torch.no_grad():
         out, cache = hooked.run_with_cache(x.to(device), names_filter=names)
     missing = [h for h in names if h not in cache]
@@ -113,6 +130,9 @@ def _forward(hooked: Any, x: torch.Tensor, names: list[str], device: torch.devic
         raise StoreError(
             f"hook(s) {missing} did not fire in the forward pass; capture only hooks the model runs"
         )
+    if x.shape[0] != n:
+        cache = {h: v[:n] for h, v in cache.items()}
+        out = out[:n] if isinstance(out, torch.Tensor) else out
     return out, cache
 
 
@@ -263,6 +283,8 @@ def capture(
     """
     if dtype not in _DTYPES:
         raise StoreError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise StoreError(f"batch_size must be a positive number of samples, got {batch_size!r}")
     if n is not None and n < 1:
         raise StoreError(f"n must be a positive number of samples, got {n}")
     if chunk_size is not None and chunk_size < 1:
@@ -287,10 +309,47 @@ def capture(
     if total == 0:
         raise StoreError("the data holds no samples")
 
-    group, attrs = _open_target(url, resume=resume, overwrite=overwrite)
+    lock = WriterLock(Path(url.removeprefix("file://")) if _is_local(url) else None, url)
+    try:
+        group, attrs = _open_target(url, resume=resume, overwrite=overwrite, lock=lock)
+        return _capture_into(
+            group, attrs, url, hooked, data, names, model, dev, fingerprint, total,
+            batch_size=batch_size, dtype=dtype, allow_nonfinite=allow_nonfinite,
+            progress=progress, dataset_card=dataset_card, chunk_size=chunk_size,
+        )  # fmt: skip
+    except OSError as exc:
+        raise _os_error(exc, url) from None
+    finally:
+        lock.release()
+
+
+def _os_error(exc: OSError, url: str) -> StoreError:
+    if exc.errno == errno.ENOSPC:
+        return StoreError(
+            f"the disk holding {url} is full ({exc.strerror}); the rows committed before stay "
+            "readable: free some space and resume the capture (--resume)"
+        )
+    return StoreError(f"cannot write the store at {url}: {exc.strerror or exc} ({exc.filename or url}); "
+                      "choose a location you can write to")
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 * 2**30
+
+
+def _capture_into(
+    group: zarr.Group, attrs: dict | None, url: str, hooked: Any, data: Any, names: list[str],
+    model: torch.nn.Module, dev: torch.device, fingerprint: str, total: int, *, batch_size: int,
+    dtype: str, allow_nonfinite: bool, progress: bool, dataset_card: dict | None, chunk_size: int | None,
+) -> ActivationStore:
     start = 0
     if attrs is not None:
+        commit.validate_static(attrs, url)
         _check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
+        attrs = verify_and_repair(group, attrs, url)
         start = int(attrs["rows_written"])
         if attrs.get("complete"):
             if int(attrs["n_planned"]) != total:
@@ -311,9 +370,10 @@ def capture(
                 stacklevel=2,
             )
             batch_size = int(attrs["batch_size"])
+        check_same_data(group, attrs, data, batch_size, url)
 
         if start >= total:  # killed between the last chunk's commit and the final one
-            group.attrs.update({"complete": True})
+            commit.write_commit(group, start, True, attrs["stats"], attrs.get("chunk_crc"))
             return ActivationStore.open(url)
 
     ds = None if isinstance(data, torch.Tensor) else dataset_of(data)
@@ -321,13 +381,14 @@ def capture(
     sink: ChunkSink | None = None
     writer: BackgroundWriter | None = None
     bar = None
+    pad_to = data.batch_size if isinstance(data, torch.utils.data.DataLoader) else batch_size
     try:
         for batch in iter_batches(data, batch_size, start, total):
             end = batch.start + len(batch)
             if end <= start:  # a DataLoader batch already written: check it is the same data
                 _check_skipped(group, batch, url)
                 continue
-            out, cache = _forward(hooked, batch.x, names, dev)
+            out, cache = _forward(hooked, batch.x, names, dev, pad_to=pad_to)
             rows = _rows(batch, out, cache, names, max(0, start - batch.start), min(len(batch), total - batch.start))
             del out, cache
             if writer is None:
@@ -336,7 +397,7 @@ def capture(
                     attrs = _create_store(
                         group, specs, names, fingerprint=fingerprint, model=model, dtype=dtype,
                         total=total, batch_size=batch_size, chunk_size=chunk_size, batch=batch,
-                        ds=ds, card=card, split=_attr(ds, "split"),
+                        ds=ds, card=card, split=_attr(ds, "split"), allow_nonfinite=allow_nonfinite,
                     )  # fmt: skip
                 else:
                     _check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=specs)
@@ -370,22 +431,64 @@ def capture(
     return ActivationStore.open(url)
 
 
-def _open_target(url: str, *, resume: bool, overwrite: bool) -> tuple[zarr.Group, dict | None]:
+def _existing_group(url: str, overwrite: bool = False) -> zarr.Group | None | bool:
+    """The group at ``url``, None when there is none, False when its root document is damaged and
+    ``overwrite`` allows replacing it; a damaged root document is an error otherwise."""
+    try:
+        return open_group(url, mode="r", missing_ok=True)
+    except StoreError:
+        if overwrite and _is_local(url) and (Path(url.removeprefix("file://")) / "zarr.json").exists():
+            return False
+        raise
+
+
+def _never_committed(attrs: dict) -> bool:
+    """A saeno store killed while it was being created (no committed row to lose)."""
+    return layout.is_store_attrs(attrs) and (attrs.get("state") == "creating" or not attrs.get("rows_written"))
+
+
+def _create_target(url: str, lock: WriterLock) -> zarr.Group:
+    """A fresh group (the previous content removed), locked, marked as being created."""
+    marker = {"format": layout.FORMAT_NAME, "format_version": layout.FORMAT_VERSION, "state": "creating"}
+    group = zarr.open_group(url, mode="w", attributes=marker)  # the group's first write holds the marker
+    lock.release()
+    lock.acquire()
+    return group
+
+
+def _open_target(
+    url: str, *, resume: bool, overwrite: bool, lock: WriterLock | None = None
+) -> tuple[zarr.Group, dict | None]:
     """Open the store for writing; returns (group, attrs of an existing store or None)."""
-    existing = open_group(url, mode="r", missing_ok=True)
+    lock = lock or WriterLock(None, url)
+    if _is_local(url):
+        path = Path(url.removeprefix("file://")).expanduser()
+        for parent in (path, *path.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise StoreError(f"cannot create the store at {url}: {parent} is a file, not a folder")
+                if not os.access(parent, os.W_OK):
+                    raise StoreError(f"cannot create the store at {url}: {parent} is not writable")
+                break
+    existing = _existing_group(url, overwrite=overwrite)
+    if existing is False:  # a Zarr root document too damaged to read: --overwrite replaces it
+        WriterLock(lock.root, url).acquire().release()  # unless a capture holds it
+        return _create_target(url, lock), None
     if existing is not None:
         attrs = dict(existing.attrs)
         is_store = layout.is_store_attrs(attrs)
+        if is_store:
+            lock.acquire()  # before anything is changed: a running capture keeps its store
         if resume:
             if not is_store:
                 raise StoreError(f"{url} is not a saeno activation store: cannot resume it")
+            if _never_committed(attrs):
+                return _create_target(url, lock), None
             if _is_local(url):
                 _remove_partial_files(Path(url.removeprefix("file://")))
             return zarr.open_group(url, mode="r+"), attrs
-        if is_store and overwrite:
-            return zarr.open_group(url, mode="w"), None
-        if is_store and not attrs.get("rows_written") and not list(existing.members()):
-            return zarr.open_group(url, mode="w"), None
+        if is_store and (overwrite or _never_committed(attrs)):
+            return _create_target(url, lock), None
         raise StoreError(
             f"{url} already holds "
             + (f"a saeno store with {attrs.get('rows_written', 0)} rows" if is_store else "a Zarr group")
@@ -398,7 +501,7 @@ def _open_target(url: str, *, resume: bool, overwrite: bool) -> tuple[zarr.Group
             raise StoreError(
                 f"{path} exists and is not an empty folder or a saeno store; choose another location"
             )
-    return zarr.open_group(url, mode="w"), None  # (resume with nothing there starts afresh)
+    return _create_target(url, lock), None  # (resume with nothing there starts afresh)
 
 
 def _remove_partial_files(root: Path) -> None:
@@ -423,11 +526,20 @@ def _create_store(
     ds: Any,
     card: Any,
     split: Any,
+    allow_nonfinite: bool = False,
 ) -> dict:
     from saeno import __version__
 
     largest = max(int(np.prod(s)) * d.itemsize for s, d in specs.values())
-    cs = chunk_size or layout.default_chunk_size(largest)
+    cs = min(chunk_size, total) if chunk_size else layout.default_chunk_size(largest)
+    per_sample = sum(int(np.prod(s)) * d.itemsize for s, d in specs.values())
+    budget = _memory_bytes() // 8  # a chunk is held twice (pending rows, compression) per array
+    if chunk_size and cs * per_sample > budget:
+        raise StoreError(
+            f"chunk_size={chunk_size} needs {format_bytes(cs * per_sample)} of memory per chunk, more "
+            f"than the {format_bytes(budget)} allowed (an eighth of this machine's memory): use a "
+            f"chunk size of at most {max(1, budget // per_sample)} samples (--chunk-size), or the default"
+        )
     input_grid = specs[layout.X][0][1:]
     for name, (shape, stored) in specs.items():
         group.create_array(
@@ -436,7 +548,8 @@ def _create_store(
             dimension_names=dimension_names(name, (total, *shape), input_grid),
             chunks=(cs, *shape),
             dtype=stored,
-            compressors=BloscCodec(**COMPRESSOR),
+            # crc32c after compression: a flipped or truncated byte in a chunk file fails to decode
+            compressors=[BloscCodec(**COMPRESSOR), Crc32cCodec()],
             fill_value=0,
             # skip zarr's all-fill-value scan of every chunk (a full extra pass over the data)
             config={"write_empty_chunks": True},
@@ -467,14 +580,14 @@ def _create_store(
         "chunk_size": cs,
         "batch_size": batch_size,
         "n_planned": total,
-        "rows_written": 0,
-        "complete": False,
-        "stats": {h: s.to_json() for h, s in stats.items()},
+        "allow_nonfinite": bool(allow_nonfinite),
+        "state": "ready",
+        **commit.commit_attrs(0, False, stats, {name: [] for name in specs}),
         "params": sorted(k.split("/", 1)[1] for k in specs if k.startswith(layout.PARAMS_GROUP + "/")),
         "labels": _json_safe(_attr(ds, "labels") or {}),
     }
-    group.attrs.update(attrs)
-    return attrs
+    group.update_attributes(attrs)  # one write: the store is either being created or ready
+    return dict(group.attrs)
 
 
 def _start_writer(
@@ -489,6 +602,7 @@ def _start_writer(
 ) -> tuple[ChunkSink, BackgroundWriter, Any]:
     arrays = {name: group[name] for name in specs}
     stats = {h: RunningStats.from_json(attrs["stats"][h]) for h in names}
+    crc = attrs.get("chunk_crc") or {}
     sink = ChunkSink(
         group,
         arrays,
@@ -498,6 +612,7 @@ def _start_writer(
         start_row=start,
         dtypes={name: d for name, (_, d) in specs.items()},
         allow_nonfinite=allow_nonfinite,
+        chunk_crc={name: list(crc.get(name, [])) for name in specs},
     )
     writer = BackgroundWriter(sink.consume, sink.finish, maxsize=QUEUE_BATCHES)
     bar = None
@@ -524,4 +639,4 @@ def _shrink(group: zarr.Group, sink: ChunkSink) -> None:
     rows = sink.rows_written
     for array in sink.arrays.values():
         array.resize((rows, *array.shape[1:]))
-    group.attrs.update({"n_planned": rows})
+    commit.write_commit(group, rows, True, sink.stats, sink.chunk_crc, extra={"n_planned": rows})

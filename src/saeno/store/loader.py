@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,9 @@ class StoreLoader:
         (points): ``(batch, rows)`` or ``(batch, rows, positions)``.
     prefetch
         Batches prepared ahead by the prefetch thread.
+    read_chunk
+        ``read_chunk(chunk) -> rows`` of one whole committed chunk (the store's checked reader);
+        default: read the array directly.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class StoreLoader:
         drop_last: bool = False,
         return_index: bool = False,
         prefetch: int = 4,
+        read_chunk: Callable[[int], np.ndarray] | None = None,
     ) -> None:
         if view not in ("field", "points"):
             raise StoreError(f"view must be 'field' or 'points', got {view!r}")
@@ -96,6 +100,7 @@ class StoreLoader:
         self.drop_last = drop_last
         self.return_index = return_index
         self.prefetch = max(1, int(prefetch))
+        self._read_chunk = read_chunk
         self.chunk_size = int(array.chunks[0])
         self.channels = int(array.shape[1])
         self.points_per_sample = int(np.prod(array.shape[2:], dtype=np.int64))
@@ -177,7 +182,8 @@ class StoreLoader:
     def _read(self, chunk: int, sel: np.ndarray) -> tuple[np.ndarray, ...]:
         lo = chunk * self.chunk_size
         hi = min(lo + self.chunk_size, self.n_rows)
-        block = np.asarray(self.array[lo:hi])  # one whole chunk
+        # one whole chunk
+        block = self._read_chunk(chunk) if self._read_chunk is not None else np.asarray(self.array[lo:hi])
         if sel.size != hi - lo:
             block = block[sel - lo]
         if block.dtype == np.float16 or block.dtype.kind in "iu":

@@ -6,8 +6,8 @@ thread is re-raised in the caller at its next ``submit`` or at ``close``.
 
 :class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks and,
 for each chunk, in this order: computes the hooks' statistics (stopping at non-finite values),
-writes the chunk of every array, then commits the merged statistics and ``rows_written`` in one
-write of the root attributes. A kill at any moment therefore leaves a store whose first
+writes the chunk of every array, then commits the merged statistics, ``rows_written`` and the
+chunks' content checksums in one write of the root attributes (see :mod:`saeno.store.commit`). A kill at any moment therefore leaves a store whose first
 ``rows_written`` rows are complete and whose statistics describe exactly those rows.
 """
 
@@ -24,6 +24,8 @@ import zarr
 from zarr.core.sync import sync
 
 from saeno.errors import SaenoError
+from saeno.store.commit import write_commit
+from saeno.store.integrity import content_crc
 from saeno.store.running_stats import RunningStats
 
 _STOP = object()
@@ -144,6 +146,8 @@ class ChunkSink:
         Keep NaN/inf activations (statistics skip them) instead of stopping.
     on_commit
         Called as ``on_commit(rows_written, uncompressed_bytes)`` after each commit.
+    chunk_crc
+        Array name -> content checksums of the chunks already committed (extended in place).
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class ChunkSink:
         dtypes: dict[str, np.dtype],
         allow_nonfinite: bool = False,
         on_commit: Callable[[int, int], None] | None = None,
+        chunk_crc: dict[str, list[int]] | None = None,
     ) -> None:
         if start_row % chunk_size:
             raise ValueError(f"start_row {start_row} is not a multiple of chunk_size {chunk_size}")
@@ -170,6 +175,7 @@ class ChunkSink:
         self.allow_nonfinite = allow_nonfinite
         self.on_commit = on_commit
         self.bytes_written = 0
+        self.chunk_crc = {name: list((chunk_crc or {}).get(name, [])) for name in arrays}
         self._pending: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
         self._n_pending = 0
 
@@ -198,10 +204,12 @@ class ChunkSink:
     def _flush(self) -> None:
         start = self.rows_written
         stop = start + self._n_pending
-        data = {}
+        data, raw = {}, {}
         for name, parts in self._pending.items():
             value = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
+            raw[name] = value
+            with np.errstate(over="ignore"):  # an overflow is reported below, by name
+                data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
         chunk_stats = {}
         for hook, name in self.hooks.items():
             values = data[name]
@@ -209,6 +217,7 @@ class ChunkSink:
                 bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
                 if bad.any():
                     row = start + int(np.argmax(bad))
+                    _raise_if_overflow(hook, raw[name], values, row, start)
                     raise NonFiniteActivationError(
                         f"hook {hook!r} produced NaN or infinite values at row {row} (sample "
                         f"number {row} of the capture); the {start} rows before its chunk are "
@@ -216,7 +225,10 @@ class ChunkSink:
                         "allow_nonfinite=True (--allow-nonfinite) to keep such values."
                     )
             chunk_stats[hook] = RunningStats.from_array(values, skip_nonfinite=self.allow_nonfinite)
+        crcs = {name: content_crc(value) for name, value in data.items()}
         sync(self._write_all(data, start, stop))
+        for name, crc in crcs.items():
+            self.chunk_crc[name].append(crc)
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
         self.rows_written = stop
@@ -232,12 +244,21 @@ class ChunkSink:
         )
 
     def _commit(self, complete: bool) -> None:
-        self.group.attrs.update(
-            {
-                "rows_written": self.rows_written,
-                "complete": complete,
-                "stats": {hook: s.to_json() for hook, s in self.stats.items()},
-            }
-        )
+        # statistics that skipped non-finite values are marked so (validation then allows lower counts)
+        extra = {"allow_nonfinite": True} if self.allow_nonfinite else None
+        write_commit(self.group, self.rows_written, complete, self.stats, self.chunk_crc, extra=extra)
         if self.on_commit is not None:
             self.on_commit(self.rows_written, self.bytes_written)
+
+
+def _raise_if_overflow(hook: str, raw: np.ndarray, stored: np.ndarray, row: int, start: int) -> None:
+    """A NonFiniteActivationError naming an overflow when the values were finite before the cast."""
+    if stored.dtype == raw.dtype or not np.isfinite(raw).all():
+        return
+    peak = float(np.abs(raw).max())
+    limit = float(np.finfo(stored.dtype).max)
+    raise NonFiniteActivationError(
+        f"hook {hook!r} overflows {stored.dtype} at row {row}: the model's values are finite but "
+        f"reach {peak:.4g}, beyond the largest {stored.dtype} ({limit:.6g}); the {start} rows before "
+        "its chunk are written and readable. Capture with dtype='float32' (--dtype float32)."
+    )

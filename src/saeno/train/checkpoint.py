@@ -5,18 +5,29 @@ model fingerprint, normalisation, versions, metadata) and ``sae_weights.safetens
 buffers, normalisation included). A checkpoint folder is an SAE folder plus ``trainer_state.json``
 (step, data position, optimiser hyper-parameters, ...) and ``trainer_state.safetensors`` (optimiser
 state tensors, RNG states, dead-concept counters). Checkpoints live in ``<dir>/step_<NNNNNNNN>/``.
+
+Crash safety: every file is written under a temporary name, flushed to disk (fsync) and renamed;
+``cfg.json`` records the SHA-256 and size of ``sae_weights.safetensors`` and ``trainer_state.json``
+those of ``trainer_state.safetensors``, so damaged or mismatched weights are detected on load. A
+checkpoint folder is written whole under a hidden temporary name and renamed into place, so a
+``step_*`` folder is always complete; resuming takes the newest intact checkpoint and warns about
+any newer one that is damaged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -29,16 +40,83 @@ WEIGHTS_NAME = "sae_weights.safetensors"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 _STEP_RE = re.compile(r"^step_(\d+)$")
+_TMP_PREFIX = ".tmp-"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(SaenoError):
     """A missing, incomplete or incompatible SAE folder or checkpoint."""
 
 
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then fsync and rename ``tmp`` to ``path`` (a kill leaves the old or new file)."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"sha256", "bytes"}`` of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def _check_digest(path: Path, recorded: Any, owner: Path) -> None:
+    if not isinstance(recorded, dict):
+        return  # written before digests were recorded
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing (named in {owner})")
+    if path.stat().st_size != recorded.get("bytes") or file_digest(path)["sha256"] != recorded.get("sha256"):
+        raise CheckpointError(f"{path} is damaged or was replaced: its size or SHA-256 differs from "
+                              f"the one recorded in {owner}; use an intact copy or train again")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON (damaged or truncated: {exc})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return obj
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file (damaged or truncated: "
+                              f"{exc})") from None
 
 
 def _versions() -> dict[str, str]:
@@ -67,6 +145,9 @@ def save_sae(sae: SparseAutoencoder, path: str | Path,
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sae.state_dict().items()}
+    weights = path / WEIGHTS_NAME
+    _atomic(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     cfg = {
         **sae.config(),
         "hook": sae.hook,
@@ -74,28 +155,47 @@ def save_sae(sae: SparseAutoencoder, path: str | Path,
         "normalization": {"mean": sae.norm_mean.tolist(), "scale": sae.norm_scale.tolist()},
         "versions": _versions(),
         "metadata": {**sae.metadata, **(metadata or {})},
+        "weights": file_digest(weights),
     }
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sae.state_dict().items()}
-    tmp = path / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path / WEIGHTS_NAME)
     _write_json(path / CFG_NAME, cfg)
     return path
 
 
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The ``step_*`` folder with the highest step under ``root`` that holds a complete checkpoint."""
+def checkpoint_problem(path: Path, need_state: bool = True) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from (``need_state=False``: loaded as an
+    SAE), or None when it is intact."""
+    try:
+        cfg = _read_json(path / CFG_NAME)
+        _check_digest(path / WEIGHTS_NAME, cfg.get("weights"), path / CFG_NAME)
+        if not (path / WEIGHTS_NAME).exists():
+            raise CheckpointError(f"{path / WEIGHTS_NAME} is missing")
+        if not need_state:
+            return None
+        state = _read_json(path / STATE_JSON)
+        if not (path / STATE_TENSORS).exists():
+            raise CheckpointError(f"{path / STATE_TENSORS} is missing")
+        _check_digest(path / STATE_TENSORS, state.get("tensors"), path / STATE_JSON)
+        if "trainer" not in state or "optimizer" not in state:
+            raise CheckpointError(f"{path / STATE_JSON} lacks the trainer or optimizer state")
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+def latest_checkpoint(root: str | Path, need_state: bool = True) -> Path | None:
+    """The newest intact ``step_*`` checkpoint under ``root`` (a warning for newer damaged ones);
+    ``need_state=False`` asks only for an intact SAE (weights and ``cfg.json``)."""
     root = Path(root)
     if not root.is_dir():
         return None
-    best: tuple[int, Path] | None = None
-    for child in root.iterdir():
-        m = _STEP_RE.match(child.name)
-        if m and (child / STATE_JSON).exists() and (child / WEIGHTS_NAME).exists():
-            step = int(m.group(1))
-            if best is None or step > best[0]:
-                best = (step, child)
-    return None if best is None else best[1]
+    found = sorted(((int(m.group(1)), child) for child in root.iterdir()
+                    if (m := _STEP_RE.match(child.name)) and child.is_dir()), reverse=True)
+    for _, child in found:
+        problem = checkpoint_problem(child, need_state)
+        if problem is None:
+            return child
+        log.warning("skipping the damaged checkpoint %s (%s); trying an older one", child, problem)
+    return None
 
 
 def resolve_sae_path(path: str | Path) -> Path:
@@ -104,7 +204,7 @@ def resolve_sae_path(path: str | Path) -> Path:
     if (path / CFG_NAME).exists():
         return path
     for root in (path, path / "checkpoints"):
-        found = latest_checkpoint(root)
+        found = latest_checkpoint(root, need_state=False)
         if found is not None:
             return found
     raise CheckpointError(f"{path} is not an SAE folder: it has no {CFG_NAME} (and no checkpoints). "
@@ -128,18 +228,22 @@ def load_sae(path: str | Path, device: str | torch.device | None = None) -> Spar
         In ``eval()`` mode, with ``hook``, ``model_fingerprint`` and ``metadata`` set.
     """
     folder = resolve_sae_path(path)
-    try:
-        cfg = json.loads((folder / CFG_NAME).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{folder / CFG_NAME} is not valid JSON ({exc})") from None
+    cfg = _read_json(folder / CFG_NAME)
     if "architecture" not in cfg:
         raise CheckpointError(f"{folder / CFG_NAME} has no 'architecture' key")
     cls = registry.get(cfg["architecture"])
-    sae = cls.from_config(cfg)
+    try:
+        sae = cls.from_config({k: v for k, v in cfg.items() if k != "weights"})
+    except SaenoError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / CFG_NAME} does not describe a {cfg['architecture']} SAE "
+                              f"({type(exc).__name__}: {exc}); it is damaged or was edited") from None
     weights = folder / WEIGHTS_NAME
     if not weights.exists():
         raise CheckpointError(f"{folder} has {CFG_NAME} but no {WEIGHTS_NAME}")
-    state = load_file(str(weights))
+    _check_digest(weights, cfg.get("weights"), folder / CFG_NAME)
+    state = _load_tensors(weights)
     try:
         sae.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -179,17 +283,34 @@ def _optimizer_from_files(meta: dict[str, Any], tensors: dict[str, Tensor]) -> d
 
 def save_checkpoint(path: str | Path, sae: SparseAutoencoder, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], tensors: dict[str, Tensor] | None = None) -> Path:
-    """Write an SAE folder plus the trainer state (JSON ``state``, ``tensors``, optimiser, RNG)."""
-    path = save_sae(sae, path)
+    """Write an SAE folder plus the trainer state (JSON ``state``, ``tensors``, optimiser, RNG).
+
+    The folder is written whole under a hidden temporary name and renamed to ``path`` (replacing a
+    checkpoint of the same step), so a kill never leaves a partial ``step_*`` folder.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f"{_TMP_PREFIX}*"):  # left by a killed write
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    path = save_sae(sae, tmp)
     opt_meta, opt_tensors = _optimizer_to_files(optimizer)
     all_tensors = {**{f"trainer.{k}": v.detach().to("cpu").contiguous()
                       for k, v in (tensors or {}).items()}, **opt_tensors}
     all_tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         all_tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
-    save_file(all_tensors, str(path / STATE_TENSORS))
-    _write_json(path / STATE_JSON, {"trainer": state, "optimizer": opt_meta})
-    return path
+    _atomic(path / STATE_TENSORS, lambda t: save_file(all_tensors, str(t)))
+    _write_json(path / STATE_JSON, {"trainer": state, "optimizer": opt_meta,
+                                    "tensors": file_digest(path / STATE_TENSORS)})
+    old = final.parent / f"{_TMP_PREFIX}old-{final.name}.{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def prune_checkpoints(root: str | Path, keep: int, newest: Path) -> None:
@@ -219,8 +340,11 @@ def load_trainer_state(path: str | Path) -> tuple[dict[str, Any], dict[str, Tens
     if not (path / STATE_JSON).exists():
         raise CheckpointError(f"{path} holds no trainer state ({STATE_JSON}): it is an SAE folder, "
                               "not a checkpoint; resume from a step_* folder")
-    meta = json.loads((path / STATE_JSON).read_text())
-    raw = load_file(str(path / STATE_TENSORS))
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"cannot resume from {path}: {problem}")
+    meta = _read_json(path / STATE_JSON)
+    raw = _load_tensors(path / STATE_TENSORS)
     torch.set_rng_state(raw["rng.torch"])
     if "rng.cuda" in raw and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(raw["rng.cuda"]))

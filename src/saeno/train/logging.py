@@ -24,12 +24,17 @@ class TrainLogger:
         Run configuration for wandb.
     resume : bool
         Append to an existing CSV instead of overwriting it.
+    resume_step : int, optional
+        The step a resumed run continues from: rows of later steps (logged by the interrupted run
+        after its last checkpoint) are dropped, so the CSV holds each step once, in order.
     """
 
     def __init__(self, csv_path: str | Path | None = None, *, tensorboard: bool | str | Path = False,
                  wandb: bool = False, config: dict[str, Any] | None = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, resume_step: int | None = None) -> None:
         self.csv_path = Path(csv_path) if csv_path else None
+        if self.csv_path is not None and resume and resume_step is not None:
+            truncate_csv(self.csv_path, resume_step)
         self._fields: list[str] | None = None
         self._resume = resume
         self._tb = None
@@ -78,3 +83,32 @@ class TrainLogger:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def truncate_csv(path: Path, last_step: int) -> None:
+    """Keep the header and the rows with ``step <= last_step`` (atomic rewrite; no-op if absent)."""
+    import os
+
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or "step" not in rows[0]:
+        return
+    col = rows[0].index("step")
+
+    def keep(row: list[str]) -> bool:
+        try:
+            return int(float(row[col])) <= last_step
+        except (IndexError, ValueError):
+            return False  # a row torn by a kill
+
+    kept = [rows[0]] + [r for r in rows[1:] if keep(r)]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(kept)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

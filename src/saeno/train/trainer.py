@@ -49,12 +49,12 @@ from torch import Tensor, nn
 from saeno.errors import SaenoError
 from saeno.sae.base import SparseAutoencoder
 from saeno.train.checkpoint import (
-    CheckpointError,
     load_trainer_state,
     prune_checkpoints,
     save_checkpoint,
 )
 from saeno.train.config import NORMALIZE_MODES, TrainConfig, as_path, default_steps
+from saeno.train.guards import FiniteLossGuard, check_resume, check_train_args
 from saeno.train.logging import TrainLogger
 from saeno.train.schedules import default_lr, lr_factor
 from saeno.train.strategy import SingleProcess
@@ -253,6 +253,9 @@ def train_sae(
         looks unconverged.
     """
     cfg = TrainConfig.build(config, **options)
+    check_train_args(lr=cfg.lr, batch_size=cfg.batch_size, dead_window=cfg.dead_window,
+                     log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                     keep_checkpoints=cfg.keep_checkpoints, aux_k=cfg.aux_k)
     strategy = strategy or SingleProcess()
     device = strategy.device(cfg.device, sae)
     view = sae.view
@@ -289,9 +292,8 @@ def train_sae(
     start_from = strategy.resume_point(ckpt_dir, cfg.resume)
     if start_from is not None:
         state, tensors, opt_state = load_trainer_state(start_from)
-        if state["signature"]["sae"] != signature["sae"]:
-            raise CheckpointError(f"checkpoint {start_from} is for another model "
-                                  f"({state['signature']['sae']}); build the same SAE to resume")
+        check_resume(start_from, state["signature"], signature, hook=hook,
+                     fingerprint=cfg.store_fingerprint or getattr(source, "fingerprint", None))
         strategy.check_resume(start_from, state["signature"], signature)
         from safetensors.torch import load_file
 
@@ -321,7 +323,9 @@ def train_sae(
     logger = TrainLogger(cfg.log_csv if strategy.is_main else None,
                          tensorboard=cfg.tensorboard if strategy.is_main else False,
                          wandb=cfg.wandb and strategy.is_main, config=signature,
-                         resume=start_from is not None)
+                         resume=start_from is not None,
+                         resume_step=step if start_from is not None else None)
+    guard = FiniteLossGuard(device)
     from tqdm.auto import tqdm
 
     desc = strategy.label
@@ -337,6 +341,7 @@ def train_sae(
 
     def checkpoint() -> Path | None:
         path = None
+        guard.check(source)
         if strategy.is_main:
             assert ckpt_dir is not None
             state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
@@ -358,6 +363,7 @@ def train_sae(
                 group["lr"] = group["base_lr"] * f
             loss, mse, aux, penalty, out = loss_module(batch, since_fired >= cfg.dead_window,
                                                        aux_active)
+            guard.update(loss, step, epoch, batch_in_epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -375,6 +381,7 @@ def train_sae(
             samples += batch.shape[0] * strategy.world_size
             at_end = total is not None and step >= total
             if step % cfg.log_every == 0 or at_end:
+                guard.check(source)
                 strategy.mean_over_ranks(acc)
                 row = _log_row(step, samples, base_lr * f, dict(zip(LOSS_TERMS, acc)), acc_n, out,
                                since_fired, cfg.dead_window)

@@ -12,7 +12,6 @@ FNO kwargs, normaliser), ``model.safetensors``, ``record.json`` (training record
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from saeno.zoo.io import (
     load_folder,
     load_neuralop_checkpoint,
     load_user_file,
+    read_json,
     save_model,
 )
 from saeno.zoo.operator import ZooOperator
@@ -212,7 +212,7 @@ def load_model(
         return model_fno.load_or_train(device=device).eval()  # the labelled benchmark's FNO
     path = Path(name_or_path)
     if path.is_dir() and (path / CONFIG).is_file():
-        cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        cfg = read_json(path / CONFIG)
         if "normalizer" not in cfg and "fno" in cfg:  # a bare FNO saved by model_fno.save
             return model_fno.load_folder(path, device=device).eval()
         return load_folder(path, device=device).eval()
@@ -242,7 +242,7 @@ def info(name_or_path: str | Path) -> dict[str, Any]:
         out = {"name": path.name, "trained": (path / CONFIG).is_file()}
     out["folder"] = str(path)
     if out["trained"]:
-        out["config"] = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        out["config"] = read_json(path / CONFIG)
         record = path / "record.json"
-        out["record"] = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+        out["record"] = read_json(record) if record.is_file() else {}
     return out

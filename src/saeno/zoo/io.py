@@ -115,8 +115,9 @@ def save_model(model: nn.Module, folder: str | Path, config: dict[str, Any] | No
     tmp = folder / f".{WEIGHTS}.tmp{os.getpid()}"
     save_file(tensor_state(model), str(tmp), metadata={"format": "saeno-operator-1"})
     os.replace(tmp, folder / WEIGHTS)
-    (folder / CONFIG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    (folder / RECORD).write_text(json.dumps(model.saeno_record, indent=2), encoding="utf-8")
+    cfg[WEIGHTS_DIGEST_KEY] = weights_digest(folder / WEIGHTS)
+    _write_text(folder / RECORD, json.dumps(model.saeno_record, indent=2))
+    _write_text(folder / CONFIG, json.dumps(cfg, indent=2))  # last: names the weights it describes
     return folder
 
 
@@ -128,15 +129,20 @@ def load_folder(folder: str | Path, device: str | torch.device | None = None) ->
     missing = [f for f in (CONFIG, WEIGHTS) if not (folder / f).is_file()]
     if missing:
         raise DataFormatError(f"{folder}: expected {CONFIG} and {WEIGHTS}; missing {missing}")
-    cfg = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    if "fno" not in cfg:
+    cfg = read_json(folder / CONFIG)
+    if not isinstance(cfg.get("fno"), dict):
         raise DataFormatError(f"{folder / CONFIG}: no 'fno' entry with the model's constructor arguments")
-    record = json.loads((folder / RECORD).read_text(encoding="utf-8")) if (folder / RECORD).is_file() else {}
-    fno = build_fno(cfg["fno"])
+    record = read_json(folder / RECORD) if (folder / RECORD).is_file() else {}
+    check_weights(folder / WEIGHTS, cfg.pop(WEIGHTS_DIGEST_KEY, None), folder / CONFIG)
+    fno = checked_build(cfg["fno"], folder / CONFIG)
     norm = cfg.get("normalizer", {})
     model = ZooOperator(fno, cfg["fno"]["in_channels"], cfg["fno"]["out_channels"], config=cfg, record=record,
                         **{k: norm.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")})
-    state = load_file(str(folder / WEIGHTS))
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise DataFormatError(f"{folder / WEIGHTS} is not a readable safetensors file (damaged or "
+                              f"truncated: {exc})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -472,3 +478,57 @@ def load_user_file(
         raise DataFormatError(f"{path}: not a model file saeno can read (not a torch file of a state dict or a "
                               "module, nor safetensors)")
     return (model.to(device) if device is not None else model).eval()
+
+
+# ---------------------------------------------------------------- validation of the files on disk
+WEIGHTS_DIGEST_KEY = "weights_digest"
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`DataFormatError` naming the file when it is not one."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path} is not valid JSON (damaged or truncated: {exc}); restore it "
+                              "or train the model again") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{path} does not hold a JSON object")
+    return obj
+
+
+def weights_digest(path: Path) -> dict[str, Any]:
+    """``{"sha256", "bytes"}`` of a weights file (recorded in ``config.json``)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def check_weights(path: Path, recorded: Any, config: Path) -> None:
+    """Refuse weights whose size or SHA-256 differs from ``config.json`` (folders that record it)."""
+    if not isinstance(recorded, dict):
+        return
+    now = weights_digest(path)
+    if now != {"sha256": recorded.get("sha256"), "bytes": recorded.get("bytes")}:
+        raise DataFormatError(f"{path} is damaged or was replaced: its size or SHA-256 differs from "
+                              f"the one recorded in {config}; restore the file or train the model again")
+
+
+def checked_build(kwargs: dict[str, Any], config: Path) -> nn.Module:
+    """:func:`build_fno`, with arguments the model class does not take reported against ``config``."""
+    try:
+        return build_fno(kwargs)
+    except DataFormatError:
+        raise
+    except (TypeError, KeyError, ValueError) as exc:
+        raise DataFormatError(f"{config}: the 'fno' entry does not build a model ({type(exc).__name__}: "
+                              f"{exc}); the file is damaged or was edited") from None
