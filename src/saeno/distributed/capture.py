@@ -303,7 +303,7 @@ def _capture_region(hooked: Any, data: Any, names: list[str], group: zarr.Group,
         return
     stop = min(-(-hi // batch_size) * batch_size, total)  # end of the single-process batch holding hi-1
     shapes = attrs["array_shapes"]
-    arrays = {name: group[name] for name in shapes}
+    arrays = {name: layout.writable(group, name) for name in shapes}
     dtypes = {name: np.dtype(array.dtype) for name, array in arrays.items()}
     bar = None
     if progress and info.is_main:

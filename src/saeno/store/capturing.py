@@ -600,7 +600,7 @@ def _start_writer(
     progress: bool,
     total: int,
 ) -> tuple[ChunkSink, BackgroundWriter, Any]:
-    arrays = {name: group[name] for name in specs}
+    arrays = {name: layout.writable(group, name) for name in specs}
     stats = {h: RunningStats.from_json(attrs["stats"][h]) for h in names}
     crc = attrs.get("chunk_crc") or {}
     sink = ChunkSink(

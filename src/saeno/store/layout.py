@@ -116,3 +116,10 @@ def default_chunk_size(per_sample_bytes: int) -> int:
 def is_store_attrs(attrs: dict[str, Any]) -> bool:
     """Whether a group's attributes describe a saeno activation store."""
     return attrs.get("format") == FORMAT_NAME
+
+
+def writable(group, name: str):
+    """Array ``name`` of ``group`` opened for writing: every chunk is written, also one equal to the
+    fill value (a missing chunk file then always means damage; zarr skips such chunks by default)."""
+    return group[name].with_config({"write_empty_chunks": True})
+
