@@ -5,8 +5,9 @@ beside two busy processes, in one run.
 
 For each condition (``idle``: nothing started by the benchmark; ``busy``: two CPU-bound Python processes that
 the benchmark starts, bounds by ``--busy-seconds`` and stops) and each setting of :mod:`saeno.threads`
-(``saeno``: the new default; ``spin``: OpenMP's default policy, all threads; ``passive``: passive waiting,
-all threads; ``passive1``: passive waiting, one thread), a fresh child process times:
+(``passive``: the default, passive waiting with all threads; ``spectral1``: passive waiting, one thread
+inside neuraloperator's spectral convolutions; ``spin``: OpenMP's default policy, all threads;
+``passive1``: passive waiting, one thread), a fresh child process times:
 
 - ``fno_fit``: training steps of the darcy zoo FNO (hidden 32, 8x8 modes, 4 layers, batch 32, 32x32), run as
   the zoo runs them (``saeno.zoo.training.cpu_threads`` with the recipe's one thread, which takes effect under
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SETTINGS = ("saeno", "spin", "passive", "passive1")
+SETTINGS = ("passive", "spectral1", "spin", "passive1")
 STEPS = ("fno_fit", "capture", "train_sae", "train_sae_fno")
 BUSY = "import time\nend = time.time() + {s}\nx = 0\nwhile time.time() < end:\n    x += 1\n"
 

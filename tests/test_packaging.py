@@ -30,9 +30,9 @@ def test_installed_package_finds_presets_and_cards(tmp_path):
     assert "darcy" in eval(out[3])
 
 
-@pytest.mark.parametrize("verb, expected", [("capture", "PASSIVE"), ("demo", None), ("train", None)])
+@pytest.mark.parametrize("verb, expected", [("capture", "PASSIVE"), ("demo", "PASSIVE"), ("train", "PASSIVE")])
 def test_cli_chooses_openmp_wait_policy_by_verb(verb, expected):
-    """Only `saeno capture` switches OpenMP to passive waiting (before torch loads); a user's value wins."""
+    """Every verb switches OpenMP to passive waiting (saeno.threads, before torch loads); a user's value wins."""
     code = ("import os, sys; sys.argv = ['saeno', %r]; import saeno.cli.main; "
             "print(os.environ.get('OMP_WAIT_POLICY'))" % verb)
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -43,3 +43,8 @@ def test_cli_chooses_openmp_wait_policy_by_verb(verb, expected):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()[-1]
     assert out == "ACTIVE"
+    env.pop("OMP_WAIT_POLICY")
+    env["SAENO_THREADS"] = "spin"  # the opt-out keeps OpenMP's default
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    assert out == "None"

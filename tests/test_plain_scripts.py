@@ -33,7 +33,7 @@ def test_main_module_is_hidden_from_workers_and_restored():
     main = sys.modules["__main__"]
     before = (main.__dict__.get("__file__"), main.__dict__.get("__spec__"))
     with _main_module_hidden():
-        import multiprocessing.spawn as spawn
+        from multiprocessing import spawn
 
         data = spawn.get_preparation_data("w")
         assert "init_main_from_path" not in data and "init_main_from_name" not in data

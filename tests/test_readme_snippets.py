@@ -19,13 +19,13 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
 
 
 def command_lines() -> list[str]:
     """``saeno VERB ...`` from bash blocks and inline code spans (placeholders like ``...`` skipped)."""
     found = []
-    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", README, flags=re.S):
+    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", README, flags=re.DOTALL):
         for part in re.split(r"&&|\n|;|\|", block):
             found.append(part.strip())
     # the pipeline table's CLI column holds whole command lines (prose also names bare verbs and flags)

@@ -7,20 +7,20 @@ but waking sleeping threads costs time in every parallel region, which hurts ope
 parallel regions: neuraloperator's spectral convolutions contract complex tensors with ``einsum``, run as
 many small batched products, and are slower with two sleeping threads than with one.
 
-saeno's default (:data:`DEFAULT`, applied by the ``saeno`` command for every verb, and available to Python
-users through :func:`configure` and :func:`apply`):
+saeno's default (:data:`DEFAULT`, ``"passive"``, applied by the ``saeno`` command for every verb, and
+available to Python users through :func:`configure` before torch is imported and :func:`apply` after):
+``OMP_WAIT_POLICY=PASSIVE`` (a user's own setting wins) with torch's thread count; the zoo's FNO training
+additionally runs with its recipe's one thread under passive waiting (``saeno.zoo.training.cpu_threads``).
 
-- ``OMP_WAIT_POLICY=PASSIVE`` (set before torch loads; a user's own setting wins);
-- all intra-op threads for dense operations (matrix products of SAEs, FFTs over whole batches);
-- one intra-op thread inside every neuraloperator spectral convolution (forward and backward), where
-  waking threads costs more than it gains (saeno's own SAE-FNO contracts contiguous operands instead).
+Policies (``SAENO_THREADS`` or ``apply(policy)``): ``"passive"`` (the default), ``"spectral1"`` (passive
+waiting, and one intra-op thread inside every neuraloperator spectral convolution, forward and backward,
+through a global module hook), ``"passive1"`` (passive waiting, one thread everywhere), ``"spin"``
+(OpenMP's default policy: nothing changed), ``"off"`` (saeno changes nothing).
 
-Measurements, idle and beside two busy processes, against the fixed settings in the same run:
-``benchmarks/results/busy_machine.md`` (``python benchmarks/busy_machine.py``).
-
-Policies (``SAENO_THREADS`` or ``apply(policy)``): ``"saeno"`` (the default above), ``"passive"``
-(passive waiting, all threads everywhere), ``"passive1"`` (passive waiting, one thread), ``"spin"``
-(OpenMP's default policy, all threads: nothing changed), ``"off"`` (saeno changes nothing).
+Measurements, idle and beside two busy processes, all policies in the same run:
+``benchmarks/results/busy_machine.md`` (``python benchmarks/busy_machine.py``). Spinning collapsed there
+(4-59x slower than the best setting); the three passive settings stayed within the noise of a machine
+whose load others changed during the run, and ``"spectral1"`` showed no gain over plain passive waiting.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("saeno", "passive", "passive1", "spin", "off")
-DEFAULT = "saeno"
+POLICIES = ("passive", "spectral1", "passive1", "spin", "off")
+DEFAULT = "passive"
 ENV = "SAENO_THREADS"
-# module classes run with one intra-op thread under the "saeno" policy
+# module classes run with one intra-op thread under the "spectral1" policy
 SINGLE_THREAD_MODULES = ("SpectralConv", "SpectralConv1d", "SpectralConv2d", "SpectralConv3d")
 
 _state: dict[str, Any] = {"policy": None, "handles": [], "depth": 0, "saved": None}
@@ -61,7 +61,7 @@ def configure(policy: str | None = None) -> str:
     policy = policy or policy_from_env()
     if policy not in POLICIES:
         raise ValueError(f"unknown thread policy {policy!r}; choose one of {POLICIES}")
-    if policy in ("saeno", "passive", "passive1"):
+    if policy in ("passive", "spectral1", "passive1"):
         if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
             logger.info("torch is already imported: OMP_WAIT_POLICY=PASSIVE cannot take effect any more")
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -165,7 +165,7 @@ def apply(policy: str | None = None, threads: int | None = None) -> str:
         torch.set_num_threads(int(threads))
     if policy == "passive1":
         torch.set_num_threads(1)
-    elif policy == "saeno":
+    elif policy == "spectral1":
         from torch.nn.modules.module import (
             register_module_forward_hook,
             register_module_forward_pre_hook,
