@@ -270,7 +270,8 @@ def train_sae(
                                **({"resample_every": resample_every} if resample_every else {}))
 
     sae.to(device)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=(0.9, 0.999))
+    params = sae.param_groups(base_lr) if hasattr(sae, "param_groups") else sae.parameters()
+    optimizer = torch.optim.Adam(params, lr=base_lr, betas=(0.9, 0.999))
     since_fired = torch.zeros(sae.n_concepts, dtype=torch.long, device=device)
     step = epoch = batch_in_epoch = samples = 0
     aux_active = False
@@ -303,6 +304,8 @@ def train_sae(
         if normalize != "none":
             mean, var = source.moments()
             sae.set_normalization(*_normalization_from(mean, var, normalize))
+        if getattr(sae, "bias_field", None) is not None and source.n_batches is not None:
+            sae.fit_bias_field_(source.epoch(0))  # the training mean field, in normalised units
         sae.normalize_decoder_()
     if hook is not None:
         sae.hook = hook
@@ -340,7 +343,7 @@ def train_sae(
             batch = batch.to(device, non_blocking=True)
             f = lr_factor(step, total, lr_warmup_steps, lr_decay_frac)
             for group in optimizer.param_groups:
-                group["lr"] = base_lr * f
+                group["lr"] = base_lr * f * group.get("lr_scale", 1.0)
             loss, mse, aux, penalty, out = sae_loss(sae, batch, since_fired >= dead_window,
                                                     aux_active, aux_k, aux_coef)
             acc["penalty"] += penalty
