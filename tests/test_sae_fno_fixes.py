@@ -83,7 +83,7 @@ def test_pointwise_sae_with_a_bias_field_trains_on_fields_and_round_trips():
 @pytest.mark.parametrize("norm", ["parameters", "function"])
 def test_encoder_starts_as_the_exact_adjoint_of_the_decoder(ndim, grid, norm):
     torch.manual_seed(1)
-    sae = SAEFNO(3, 5, ndim=ndim, modes=3, bias_field=None, concept_norm=norm)
+    sae = SAEFNO(3, 5, ndim=ndim, modes=3, bias_field=None, concept_norm=norm, encoder_init="adjoint")
     z = torch.randn(2, 5, *grid, dtype=torch.float64)
     x = torch.randn(2, 3, *grid, dtype=torch.float64)
     sae = sae.double()
@@ -93,6 +93,12 @@ def test_encoder_starts_as_the_exact_adjoint_of_the_decoder(ndim, grid, norm):
     lhs, rhs = (dz * x).sum(), (z * ex).sum()
     assert lhs.abs() > 1e-3
     torch.testing.assert_close(lhs, rhs, rtol=1e-6, atol=0.0)  # weights were set in float32
+    # without the gain G the spectral part is off by G: the identity fails
+    sae.encoder_init = "adjoint-no-gain"
+    sae.init_encoder_from_decoder_()
+    with torch.no_grad():
+        ex = sae.encode_pre(x) - sae.b_e.view(1, -1, *([1] * ndim))
+    assert not torch.allclose(lhs, (z * ex).sum(), rtol=1e-3)
 
 
 def test_function_norm_is_the_norm_of_the_concept_on_the_mode_grid():

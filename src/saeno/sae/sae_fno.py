@@ -103,7 +103,7 @@ class SAEFNO(SparseAutoencoder):
                  sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
                  complex: str | None = None, decoder_pointwise: bool = True,
                  bias_field: int | None | str = "modes", spectral_lr_scale: float = 0.1,
-                 concept_norm: str = "parameters", encoder_init: str = "adjoint",
+                 concept_norm: str = "parameters", encoder_init: str = "adjoint-no-gain",
                  spectral_gain: float | None = None) -> None:
         if ndim is None:
             raise ConfigError("SAEFNO needs ndim (1, 2 or 3)")
