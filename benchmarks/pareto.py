@@ -32,7 +32,6 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> None:
     from saeno.store import ActivationStore
 
     stores = Path(args.stores)
-    train_path = sorted(stores.glob("train_*.zarr"))[0]
+    train_path = min(stores.glob("train_*.zarr"))
     res = int(train_path.stem.split("_")[1])
     train = ActivationStore.open(train_path)
     test = ActivationStore.open(stores / f"test_{res}.zarr")
@@ -177,9 +176,9 @@ def report(args: argparse.Namespace) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["zoo"], r["variant"], r["c"]), []).append(r)
-    lines = ["| FNO | model | c | seeds | grid | output change | EV | EV vs mean field | codes/point | "
-             "domain | never firing | loss rec. | error added (abs) | atoms |cos| | code corr. | "
-             "reproduced |", "|" + "---|" * 16]
+    lines = [("| FNO | model | c | seeds | grid | output change | EV | EV vs mean field | codes/point | "
+              "domain | never firing | loss rec. | error added (abs) | atoms |cos| | code corr. | "
+              "reproduced |"), "|" + "---|" * 16]
     summary: dict[tuple, dict] = {}
     for (zoo, variant, c), rs in sorted(groups.items()):
         grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and "x" in k]
@@ -195,7 +194,7 @@ def report(args: argparse.Namespace) -> None:
                 "splice_added_abs")}
             summary[(zoo, variant, c, g)] = stat
 
-            def f(k: str, d: int = 3) -> str:
+            def f(k: str, d: int = 3, stat: dict = stat) -> str:
                 m, h = stat[k]
                 return "-" if not np.isfinite(m) else f"{m:.{d}f} ± {h:.{d}f}"
 
@@ -222,7 +221,7 @@ def report(args: argparse.Namespace) -> None:
                 ("explained_variance", "EV"), ("dead_fraction", "never-firing share")]
         zoos = sorted({k[0] for k in summary})
         for zoo in zoos:
-            g0 = sorted({k[3] for k in summary if k[0] == zoo}, key=lambda s: int(s.split("x")[0]))[0]
+            g0 = min({k[3] for k in summary if k[0] == zoo}, key=lambda s: int(s.split("x")[0]))
             for variant in VARIANTS:
                 pts = sorted((k[2], v) for k, v in summary.items()
                              if k[0] == zoo and k[1] == variant and k[3] == g0)

@@ -148,7 +148,7 @@ def test_per_group_learning_rates_reach_the_optimiser(monkeypatch):
 def test_peak_picking_never_keeps_two_neighbours_of_one_bump():
     n = 32
     t = torch.arange(n, dtype=torch.float32)
-    bump = lambda c, h: h * torch.exp(-((t - c) ** 2) / 8.0)  # noqa: E731
+    bump = lambda c, h: h * torch.exp(-((t - c) ** 2) / 8.0)
     z = (bump(8, 1.0) + bump(22, 0.6)).view(1, 1, n)
     top2 = keep_top_domain(z, 2 / n)
     assert set(top2.flatten().nonzero().flatten().tolist()) == {7, 8} or \
