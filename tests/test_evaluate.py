@@ -130,3 +130,48 @@ def test_missing_hook_is_refused(setup):
     _, _, store, _ = setup
     with pytest.raises(StoreError, match="holds"):
         evaluate(_identity_sae(6), store, "blocks.1.hook_out", progress=False)
+
+
+def test_output_change_and_mean_field_ev_against_hand_computation(setup):
+    """A mean-field decoder: the output change is the FNO's own change, recomputed by hand; EV against
+    the mean field is exactly 0 for it, EV against the channel mean is positive."""
+    model, hooked, store, _ = setup
+    sae = saeno.SAE(6, 12, ndim=2, sparsity={"type": "topk", "k": 1}, bias_field=4)
+    mean, var = store.stats(HOOK)
+    sae.set_normalization(mean, np.sqrt(var))
+    a = store.read(HOOK)
+    field = torch.from_numpy(a.mean(0)).double()
+    normed = (field - torch.as_tensor(mean).view(-1, 1, 1)) / torch.as_tensor(np.sqrt(var)).view(-1, 1, 1)
+    sae.bias_field.fit_(normed)
+    with torch.no_grad():
+        sae.W_dec.zero_()  # reconstruction = the bias field (4 modes of the mean field)
+        sae.b_dec.zero_()
+        sae.b_enc.fill_(-1e6)  # no concept ever fires
+    res = evaluate(sae, store, HOOK, hooked=hooked, progress=False)["results"][0]
+    x = torch.from_numpy(store.read("x"))
+    with torch.no_grad():
+        clean = model(x).numpy()
+        with hooked.hooks(fwd_hooks=[(HOOK, lambda act, hook: sae(act).to(act.dtype))]):
+            spliced = model(x).numpy()
+    assert res["output_change"] == pytest.approx(_rel(spliced, clean), rel=1e-4)
+    assert res["splice_added_abs"] == pytest.approx(res["L_sae"] - res["L_clean"], rel=1e-9)
+    # the bias field keeps 4 modes of the mean field: compare against the decoder's own output
+    with torch.no_grad():
+        a_hat = sae(torch.from_numpy(a)).numpy()
+    ev_field = 1 - ((a - a_hat) ** 2).sum() / ((a - a.mean(0)) ** 2).sum()
+    assert res["explained_variance_mean_field"] == pytest.approx(float(ev_field), abs=1e-4)
+    assert res["explained_variance"] > res["explained_variance_mean_field"]
+    assert res["never_firing"] == 12 and res["density_window_samples"] == store.n_rows
+
+
+def test_rare_concepts_are_counted_from_densities(setup):
+    _, _, store, _ = setup
+    sae = _identity_sae(6)
+    mean, var = store.stats(HOOK)
+    sae.set_normalization(mean, np.sqrt(var))
+    res = evaluate(sae, store, HOOK, progress=False)["results"][0]
+    assert res["rare_concepts"] == 0 and res["never_firing"] == 0
+    from saeno.evaluate import evaluate_store
+
+    res = evaluate_store(sae, store, HOOK, progress=False, rare_density=1.01)  # everything is "rare"
+    assert res["rare_concepts"] == 12

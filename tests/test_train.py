@@ -218,7 +218,7 @@ def test_sae_fno_recovers_a_planted_convolutional_dictionary():
         picked = atoms[which[:, j]]  # (m, c, n)
         x += amp[:, j, None, None] * picked.gather(2, pos[:, j, None, :].expand(m, c, n))
     torch.manual_seed(0)
-    sae = SAEFNO(c, 8, ndim=1, modes=4,
+    sae = SAEFNO(c, 8, ndim=1, modes=4, encoder_init="adjoint", spectral_lr_scale=1.0,
                  sparsity={"type": "topk", "k": s, "group": "concept", "domain_frac": 1 / n})
 
     def matched(model):

@@ -28,8 +28,8 @@ class DemoConfig:
     n_test: int = 100
     epochs_fno: int | None = None  # None: the zoo recipe
     concepts: int = 64
-    k_sae_fno: int = 8
-    k_sae: int = 8
+    k_sae_fno: int = 16  # concepts per sample, each on a quarter of the domain: ~4 codes per point
+    k_sae: int = 4  # codes per point, matched to the SAE-FNO
     modes: int = 8
     steps_sae_fno: int = 500
     steps_sae: int = 600
@@ -124,7 +124,8 @@ def run_demo(out: str | Path = "saeno-demo", *, fast: bool = False, device: str 
     torch.manual_seed(cfg.seed)  # SAE initialisation independent of whether the FNO was just trained
     saes = {
         "sae-fno": saeno.SAEFNO(channels, cfg.concepts, ndim=2, modes=cfg.modes, lifting=cfg.lifting,
-                                sparsity={"type": "topk", "k": cfg.k_sae_fno, "group": "concept"}),
+                                sparsity={"type": "topk", "k": cfg.k_sae_fno, "group": "concept",
+                                          "domain_frac": 0.25}),
         "sae": saeno.SAE(channels, cfg.concepts, ndim=2,
                          sparsity={"type": "topk", "k": cfg.k_sae, "group": "point"}),
     }

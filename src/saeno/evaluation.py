@@ -6,15 +6,22 @@ given:
 - reconstruction on raw activations: ``mse``, ``rel_l2`` (mean over samples of
   ``||a - a_hat|| / ||a||``), ``explained_variance`` ``1 - E||a - a_hat||^2 / E||a - mean(a)||^2``
   where ``mean(a)`` is the per-channel mean over the store's samples and grid points (its captured
-  statistics); the same two on the SAE's
-  normalised scale (``mse_normalized``, ``explained_variance_normalized``);
+  statistics), and ``explained_variance_mean_field``, the same against the mean *field* over the
+  evaluated samples (a position-dependent baseline: the share of variance left once the mean field is
+  known, which a model with a bias field gets for free); the same two on the SAE's normalised scale
+  (``mse_normalized``, ``explained_variance_normalized``);
 - sparsity of the codes: ``L0_concepts``, ``domain_fraction``, ``L0_per_point``, ``dead_fraction``
-  (never active in the evaluated samples) and the log10 activation-density histogram;
-- operator loss recovered, when the FNO is given: splice ``a_hat`` in place of ``a`` at the hook and
-  run the rest of the FNO; with ``L`` the mean relative L2 error of the FNO's output against the
-  dataset's target ``y``, ``loss_recovered = (L_ablate - L_sae) / (L_ablate - L_clean)`` where the
-  ablation replaces ``a`` by its mean field over the evaluated samples, reported beside the error
-  added by splicing ``splice_added_error = L_sae / L_clean - 1``.
+  and ``never_firing`` (never active in the ``density_window_samples`` evaluated samples),
+  ``rare_concepts`` (active, in fewer than ``rare_density`` of them) and the log10 activation-density
+  histogram;
+- faithfulness to the FNO, when the FNO is given: splice ``a_hat`` in place of ``a`` at the hook and
+  run the rest of the FNO. The headline is ``output_change``, the mean over samples of
+  ``||f(a_hat) - f(a)|| / ||f(a)||`` against the FNO's own clean output (errors cannot cancel against
+  the FNO's error on the solver's target). Against the dataset's target ``y``, with ``L`` the mean
+  relative L2 error: ``loss_recovered = (L_ablate - L_sae) / (L_ablate - L_clean)`` where the
+  ablation replaces ``a`` by its mean field over the evaluated samples, the absolute error added
+  ``splice_added_abs = L_sae - L_clean`` and the relative ``splice_added_error = L_sae / L_clean - 1``
+  (both can be negative when the splice's error happens to cancel part of the FNO's).
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ def evaluate_store(
     rows: Sequence[int] | np.ndarray | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    rare_density: float = 0.01,
 ) -> dict[str, Any]:
     """All metrics of ``sae`` on one store (one resolution).
 
@@ -123,6 +131,9 @@ def evaluate_store(
         Samples per batch.
     progress
         Show a progress bar.
+    rare_density
+        A concept active in fewer than this share of the evaluated samples (but in one at least)
+        counts as rare.
 
     Returns
     -------
@@ -147,12 +158,13 @@ def evaluate_store(
     norm_sum = norm_sq = torch.zeros((), dtype=torch.float64)  # per normalised channel, over rows
     norm_count = 0  # values per normalised channel
     ops = None
+    mean_field = _mean_field(store, hook, batches).to(device)
+    var_field = 0.0
     if hooked is not None:
         if "y" not in store:
             raise StoreError(f"the store {store.url} has no dataset targets 'y': capture it from a "
                              "dataset with targets to compute the operator loss")
-        mean_field = _mean_field(store, hook, batches).to(device)
-        ops = {"clean": 0.0, "sae": 0.0, "ablate": 0.0}
+        ops = {"clean": 0.0, "sae": 0.0, "ablate": 0.0, "change": 0.0}
 
     hook_grid = _hook_grid(store, hook)
     bar = tqdm(batches, desc=f"eval {hook} @ {'x'.join(map(str, hook_grid))}", disable=not progress,
@@ -171,6 +183,7 @@ def evaluate_store(
         sums["values"] += a.numel()
         centred = a - ch_mean.to(device=device, dtype=a.dtype).view(1, -1, *([1] * (a.dim() - 2)))
         var_sum += centred.abs().pow(2).sum().item()
+        var_field += (a - mean_field.to(a.dtype)).abs().pow(2).sum().item()
         na, nh = sae.normalize(a), sae.normalize(a_hat)
         sums["se_norm"] += (na - nh).pow(2).sum().item()
         na64 = na.double().transpose(0, 1).reshape(na.shape[1], -1)
@@ -181,7 +194,8 @@ def evaluate_store(
             assert hooked is not None
             x = torch.from_numpy(_read(store, "x", idx)).to(device)
             y = torch.from_numpy(_read(store, "y", idx)).to(device)
-            ops["clean"] += _rel_l2(hooked(x), y).sum().item()
+            clean_out = hooked(x)
+            ops["clean"] += _rel_l2(clean_out, y).sum().item()
 
             def splice(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
                 return sae(act).to(act.dtype)
@@ -189,7 +203,9 @@ def evaluate_store(
             def ablate(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
                 return mean_field.to(act.dtype).expand_as(act)
 
-            ops["sae"] += _rel_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)]), y).sum().item()
+            spliced = hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)])
+            ops["sae"] += _rel_l2(spliced, y).sum().item()
+            ops["change"] += _rel_l2(spliced, clean_out).sum().item()
             ops["ablate"] += _rel_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, ablate)]), y).sum().item()
 
     n = sums["n"]
@@ -209,8 +225,14 @@ def evaluate_store(
         "explained_variance": 1.0 - sums["se"] / var_sum if var_sum > 0 else math.nan,
         "explained_variance_normalized": (1.0 - sums["se_norm"] / var_sum_norm
                                           if var_sum_norm > 0 else math.nan),
+        "explained_variance_mean_field": (1.0 - sums["se"] / var_field if var_field > 0
+                                          else math.nan),
         **{k: float(v) for k, v in code.items()},
         "dead_concepts": int((density == 0).sum()),
+        "never_firing": int((density == 0).sum()),
+        "rare_concepts": int(((density > 0) & (density < rare_density)).sum()),
+        "rare_density": float(rare_density),
+        "density_window_samples": int(n),
         "density": density.tolist(),
         "density_histogram": {"log10_edges": DENSITY_BINS.tolist(), "counts": counts.tolist(),
                               "never_active": int((density == 0).sum())},
@@ -219,6 +241,8 @@ def evaluate_store(
         clean, with_sae, ablated = (ops[k] / n for k in ("clean", "sae", "ablate"))
         denom = ablated - clean
         result.update({
+            "output_change": ops["change"] / n,
+            "splice_added_abs": with_sae - clean,
             "L_clean": clean,
             "L_sae": with_sae,
             "L_ablate": ablated,
@@ -304,8 +328,9 @@ def evaluate(
     return {"hook": hook, "architecture": sae.config()["architecture"], "results": results}
 
 
-SUMMARY_KEYS = ("explained_variance", "rel_l2", "L0_concepts", "L0_per_point", "domain_fraction",
-                "dead_fraction", "loss_recovered", "splice_added_error")
+SUMMARY_KEYS = ("output_change", "explained_variance", "explained_variance_mean_field", "rel_l2",
+                "L0_concepts", "L0_per_point", "domain_fraction", "dead_fraction", "rare_concepts",
+                "loss_recovered", "splice_added_abs", "splice_added_error", "density_window_samples")
 
 
 def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -325,13 +350,16 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`summary_rows` rows (what ``saeno eval`` prints)."""
     cols = ["architecture", "grid", *SUMMARY_KEYS]
-    header = ["model", "grid", "EV", "relL2", "L0_c", "L0_pt", "domain", "dead", "loss_rec", "splice+"]
+    header = ["model", "grid", "out_chg", "EV", "EV_field", "relL2", "L0_c", "L0_pt", "domain",
+              "dead", "rare", "loss_rec", "splice+abs", "splice+", "window"]
     lines = [header]
     for r in rows:
         if "skipped" in r:
             lines.append([r["architecture"], r["grid"], f"n/a: {r['skipped']}"])
             continue
-        cells = [str(r[c]) if c in ("architecture", "grid") else _fmt(r[c]) for c in cols]
+        cells = [str(r[c]) if c in ("architecture", "grid") else
+                 (str(r[c]) if c in ("rare_concepts", "density_window_samples") else _fmt(r[c]))
+                 for c in cols]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines if i < len(line) and len(line) == len(header))
               for i in range(len(header))]
@@ -347,4 +375,4 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{v:.3f}"
+    return f"{v:.4f}" if abs(v) < 0.1 else f"{v:.3f}"

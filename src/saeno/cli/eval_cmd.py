@@ -10,8 +10,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="evaluate an SAE on a store (and on stores at other resolutions)",
-        description="Explained variance, relative L2, L0 (concepts, per point), domain fraction, dead "
-        "concepts and, with --model, operator loss recovered and the error added by splicing.",
+        description="Explained variance (against the channel mean and against the mean field), "
+        "relative L2, L0 (concepts, per point), domain fraction, never-firing and rare concepts (from "
+        "densities over the evaluated samples, the window column) and, with --model, the splice's "
+        "output change ||f(a_hat) - f(a)|| / ||f(a)|| (out_chg, the headline), operator loss "
+        "recovered and the error added by splicing (absolute and relative).",
     )
     p.add_argument("--sae", required=True, help="SAE folder written by `saeno train`")
     p.add_argument("--store", required=True, help="store at the training resolution")

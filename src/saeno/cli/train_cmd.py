@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lifting", type=int, default=None, metavar="L", help="lifted width (L >= C)")
     p.add_argument("--modes", type=int, default=8, metavar="K", help="SAE-FNO Fourier modes per dim")
     p.add_argument("--sparsity", choices=["topk", "batchtopk", "relu", "jumprelu"], default="topk")
-    p.add_argument("--k", type=int, default=8, help="TopK/BatchTopK: concepts kept")
+    p.add_argument("--k", type=int, default=None,
+                   help="TopK/BatchTopK: concepts kept (default 16 per sample for sae-fno, else 8)")
     p.add_argument("--labels", nargs="+", default=None, metavar="FACTOR",
                    help="supervised: label factors used as concepts (default: all)")
     p.add_argument("--holdout", action="append", default=[], metavar="F=C[,F=C]",
@@ -46,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--domain-l1", type=float, default=0.0, metavar="LAMBDA",
                    help="domain sparsity: L1 penalty on function-valued codes")
     p.add_argument("--domain-frac", type=float, default=None, metavar="F",
-                   help="domain sparsity: keep this share of grid points in each active concept")
+                   help="domain sparsity: keep this share of grid points in each active concept "
+                   "(default 0.25 for sae-fno with TopK over concepts; 1 keeps all)")
     p.add_argument("--complex", choices=["realimag"], default=None,
                    help="treatment of complex activations (stack real and imaginary parts)")
     p.add_argument("--out", required=True, help="output folder (checkpoints in OUT/checkpoints, "
@@ -64,8 +66,11 @@ def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
                   "domain_frac": args.domain_frac}
     if args.group:
         spec["group"] = args.group
+    fno_default = arch == "sae-fno" and args.sparsity == "topk" and args.group in (None, "concept")
+    if fno_default and args.domain_frac is None:  # the SAE-FNO's measured default (docs/sae_fno.md)
+        spec["domain_frac"] = 0.25
     if args.sparsity in ("topk", "batchtopk"):
-        spec["k"] = args.k
+        spec["k"] = args.k if args.k is not None else (16 if fno_default else 8)
     elif args.sparsity == "relu":
         spec["l1"] = args.l1
     else:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from saeno.errors import SaenoError, ShapeError
+from saeno.sae.bias_field import BiasField
 from saeno.sae.lifting import Lifting, channel_linear
 from saeno.sae.sparsity import Sparsity, make_sparsity
 
@@ -85,6 +86,10 @@ class SparseAutoencoder(nn.Module):
         Width L of the learned pointwise lift (None: no lifting).
     complex : {None, "realimag"}
         Treatment of complex activations (see the module docstring).
+    bias_field : int or None
+        Modes K of a band-limited bias field ``b(x)`` (:class:`~saeno.sae.bias_field.BiasField`),
+        subtracted in normalised space before the encoder and added after the decoder (None: off).
+        Needs ``ndim``.
     """
 
     architecture: ClassVar[str] = ""
@@ -94,7 +99,7 @@ class SparseAutoencoder(nn.Module):
 
     def __init__(self, in_channels: int, n_concepts: int, *, ndim: int | None,
                  sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None) -> None:
+                 complex: str | None = None, bias_field: int | None = None) -> None:
         super().__init__()
         if in_channels < 1 or n_concepts < 1:
             raise ConfigError(f"in_channels and n_concepts must be >= 1, got {in_channels}, "
@@ -115,6 +120,11 @@ class SparseAutoencoder(nn.Module):
         self.core_channels = self.lifting or self.real_channels
         self.sparsity = make_sparsity(sparsity, self.n_concepts, self.default_group)
         self.lift = Lifting(self.real_channels, self.lifting) if self.lifting else None
+        if bias_field is not None and (ndim is None or int(bias_field) < 1):
+            raise ConfigError(f"bias_field={bias_field} needs modes >= 1 and a known ndim")
+        self.bias_field_modes = None if bias_field is None else int(bias_field)
+        self.bias_field = (BiasField(self.real_channels, self.bias_field_modes, ndim)
+                           if self.bias_field_modes is not None else None)
         self.register_buffer("norm_mean", torch.zeros(self.real_channels))
         self.register_buffer("norm_scale", torch.ones(self.real_channels))
         self.hook: str | None = None
@@ -246,12 +256,71 @@ class SparseAutoencoder(nn.Module):
             y = self.lift.down(y)
         return y
 
+    # ---------------------------------------------------------------- bias field
+    def _field_bias(self, x: Tensor) -> Tensor | None:
+        """The bias field on the grid of normalised fields ``x`` (None without one)."""
+        if self.bias_field is None:
+            return None
+        if x.dim() != 2 + self.bias_field.ndim:
+            raise ShapeError(f"this SAE has a bias field on a {self.bias_field.ndim}D grid and needs "
+                             f"fields (B, C, *grid), got shape {tuple(x.shape)}")
+        return self.bias_field(tuple(x.shape[2:])).to(x.dtype)
+
+    @torch.no_grad()
+    def fit_bias_field_(self, batches: Any, max_batches: int | None = 64) -> None:
+        """Initialise the bias field to the mean field of raw ``batches`` (normalised units).
+
+        Parameters
+        ----------
+        batches : iterable of Tensor
+            Raw field batches ``(B, C, *grid)`` (one grid); the normalisation must be set first.
+        max_batches : int, optional
+            Use at most this many batches.
+        """
+        if self.bias_field is None:
+            return
+        total, count = None, 0
+        for i, a in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            x = self.normalize(torch.as_tensor(a).to(self.norm_mean.device)).double()
+            total = x.sum(0) if total is None else total + x.sum(0)
+            count += x.shape[0]
+        if total is None:
+            raise SaenoError("no batches to fit the bias field from")
+        self.bias_field.fit_(total / count)
+
+    def mean_field(self, resolution: int | tuple[int, ...]) -> Tensor:
+        """The bias field rendered on a grid in raw units, ``(C, *grid)`` (complex when declared)."""
+        if self.bias_field is None:
+            raise ConfigError("this SAE has no bias field (build it with bias_field=K)")
+        with torch.no_grad():
+            b = self.bias_field(self._grid(resolution))
+            return self.denormalize(b)[0]
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups for base rate ``lr``.
+
+        Each group carries ``lr_scale`` (its rate is ``lr_scale * lr``, also under a schedule). The
+        base class has one group; the SAE-FNO puts its spectral weights in a second one.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr, "lr_scale": 1.0, "name": "all"}]
+
     def forward_train(self, a: Tensor) -> SAEOutput:
         """Everything the training loss needs, from raw activations ``a``."""
-        target, _ = self._pack(self.normalize(a))
-        pre = self.encode_pre(target)
+        x = self.normalize(a)
+        if self.bias_field is not None and self.training and not bool(self.bias_field.fitted):
+            self.bias_field.fit_(x.detach().double().mean(0))  # no data pass was made: this batch
+        bias = self._field_bias(x)
+        target, _ = self._pack(x)
+        inp = target if bias is None else self._pack(x - bias)[0]
+        pre = self.encode_pre(inp)
         codes, penalty = self.sparsity(pre)
-        return SAEOutput(self.decode_norm(codes), target, codes, pre, penalty)
+        recon = self.decode_norm(codes)
+        if bias is not None:
+            recon = recon + self._pack(bias.expand_as(x))[0]
+        return SAEOutput(recon, target, codes, pre, penalty)
 
     def aux_codes(self, pre: Tensor, dead: Tensor, k: int) -> Tensor:
         """AuxK codes: the top ``k`` dead concepts of ``pre``, ReLU with a straight-through gradient.
@@ -287,20 +356,22 @@ class SparseAutoencoder(nn.Module):
     # ---------------------------------------------------------------- public interface
     def encode(self, a: Tensor) -> Tensor:
         """Sparse codes of raw activations: ``(B, p, *grid)`` (pointwise, SAE-FNO) or ``(B, p)``."""
-        x, meta = self._pack(self.normalize(a))
+        x = self.normalize(a)
+        bias = self._field_bias(x)
+        x, meta = self._pack(x if bias is None else x - bias)
         z, _ = self.sparsity(self.encode_pre(x))
         return self._unpack(z, meta)
 
     def decode(self, z: Tensor) -> Tensor:
         """Raw reconstruction from codes as returned by :meth:`encode`."""
         zp, meta = self._pack(z)
-        return self.denormalize(self._unpack(self.decode_norm(zp), meta))
+        y = self._unpack(self.decode_norm(zp), meta)
+        bias = self._field_bias(y)
+        return self.denormalize(y if bias is None else y + bias)
 
     def forward(self, a: Tensor) -> Tensor:
         """Raw reconstruction ``a_hat`` of raw activations ``a``."""
-        x, meta = self._pack(self.normalize(a))
-        z, _ = self.sparsity(self.encode_pre(x))
-        return self.denormalize(self._unpack(self.decode_norm(z), meta))
+        return self.decode(self.encode(a))
 
     def _grid(self, resolution: int | tuple[int, ...] | None) -> tuple[int, ...]:
         if resolution is None:

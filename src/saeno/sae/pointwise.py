@@ -32,6 +32,9 @@ class SAE(SparseAutoencoder):
         resolution); the model itself runs on rows and on any grid.
     sparsity, lifting, complex
         See :class:`~saeno.sae.base.SparseAutoencoder`.
+    bias_field : int or None
+        Modes of a band-limited bias field (needs ``ndim``); the model then trains on whole fields
+        (``view == "field"``) because the field depends on the position.
     """
 
     architecture = "sae"
@@ -40,9 +43,11 @@ class SAE(SparseAutoencoder):
 
     def __init__(self, in_channels: int, n_concepts: int, *, ndim: int | None = None,
                  sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None) -> None:
+                 complex: str | None = None, bias_field: int | None = None) -> None:
         super().__init__(in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting,
-                         complex=complex)
+                         complex=complex, bias_field=bias_field)
+        if self.bias_field is not None:
+            self.view = "field"
         c, p = self.core_channels, self.n_concepts
         self.W_enc = nn.Parameter(torch.empty(c, p))
         self.b_enc = nn.Parameter(torch.zeros(p))
@@ -52,7 +57,7 @@ class SAE(SparseAutoencoder):
         self.init_encoder_from_decoder_()
 
     def extra_config(self) -> dict[str, Any]:
-        return {"ndim": self.ndim}
+        return {"ndim": self.ndim, "bias_field": self.bias_field_modes}
 
     def constants(self) -> dict[str, Any]:
         return {**super().constants(), "encoder_input": "x - b_dec",
@@ -89,7 +94,8 @@ class SAE(SparseAutoencoder):
         ``codes`` is then returned without gradient (TopK has no penalty on codes).
         """
         sp = self.sparsity
-        if type(sp) is not TopK or sp.domain_frac is not None or sp.domain_l1 > 0:
+        if (type(sp) is not TopK or sp.domain_frac is not None or sp.domain_l1 > 0
+                or self.bias_field is not None):
             return super().forward_train(a)
         target, _ = self._pack(self.normalize(a))
         pre = self.encode_pre(target)

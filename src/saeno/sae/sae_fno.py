@@ -33,7 +33,11 @@ decoder has no pointwise path and the concept is exactly the kernel ``kappa_k`` 
 reconstruction is then band-limited to ``|w| < K``.
 
 The default sparsity is TopK over concepts per sample scored by ``||z_k||_{L2}``
-(``group="concept"``).
+(``group="concept"``, k = 16) with domain sparsity (each kept concept keeps its top quarter of the
+grid points); the default model also has a band-limited bias field with K modes, subtracted before
+the encoder and added after the decoder, and trains its spectral weights at a tenth of the base rate
+(docs/sae_fno.md gives the measurements behind these defaults). The encoder starts as the decoder's
+exact adjoint, gain G included.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ from saeno.sae.base import ConfigError, SparseAutoencoder
 from saeno.sae.lifting import channel_linear
 from saeno.sae.sparsity import Sparsity
 from saeno.sae.spectral import SpectralConv
+
+CONCEPT_NORMS = ("parameters", "function")
+ENCODER_INITS = ("adjoint", "adjoint-no-gain")
+#: default sparsity: 16 concepts per sample, each kept on its top quarter of the domain
+#: (about 4 codes per point; docs/sae_fno.md)
+DEFAULT_SPARSITY: dict[str, Any] = {"type": "topk", "k": 16, "group": "concept", "domain_frac": 0.25}
 
 
 class SAEFNO(SparseAutoencoder):
@@ -65,10 +75,24 @@ class SAEFNO(SparseAutoencoder):
         K, Fourier modes kept per dimension (``|w| < K``).
     sparsity, lifting, complex
         See :class:`~saeno.sae.base.SparseAutoencoder`; the default sparsity is
-        ``{"type": "topk", "k": 8, "group": "concept"}``.
+        :data:`DEFAULT_SPARSITY`, ``{"type": "topk", "k": 16, "group": "concept",
+        "domain_frac": 0.25}`` (k capped at ``n_concepts``).
     decoder_pointwise : bool
         Keep the decoder's pointwise path ``W_d z`` (default). Without it the decoder is a pure
         convolution and concepts are functions on every grid (see the module docstring).
+    bias_field : int, "modes" or None
+        Modes of the band-limited bias field (default ``"modes"``: the model's K; None: only the
+        constant bias ``b_d``). See :mod:`saeno.sae.bias_field`.
+    spectral_lr_scale : float
+        Learning-rate factor of the spectral weights against the pointwise ones
+        (:meth:`param_groups`, used by :func:`saeno.train_sae`).
+    concept_norm : {"parameters", "function"}
+        What is kept at 1 for every concept (:meth:`concept_norms`).
+    encoder_init : {"adjoint", "adjoint-no-gain"}
+        The encoder starts as the decoder's exact adjoint (gain ``G`` included) or without ``G``
+        (:meth:`init_encoder_from_decoder_`).
+    spectral_gain : float, optional
+        ``G = (2K-1)^d``, stored in ``cfg.json`` to read the weights; checked when given.
     """
 
     architecture = "sae-fno"
@@ -77,17 +101,38 @@ class SAEFNO(SparseAutoencoder):
 
     def __init__(self, in_channels: int, n_concepts: int, *, ndim: int, modes: int = 8,
                  sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None, decoder_pointwise: bool = True) -> None:
+                 complex: str | None = None, decoder_pointwise: bool = True,
+                 bias_field: int | None | str = "modes", spectral_lr_scale: float = 0.1,
+                 concept_norm: str = "parameters", encoder_init: str = "adjoint-no-gain",
+                 spectral_gain: float | None = None) -> None:
         if ndim is None:
             raise ConfigError("SAEFNO needs ndim (1, 2 or 3)")
-        super().__init__(in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting,
-                         complex=complex)
         if modes < 1:
             raise ConfigError(f"modes must be >= 1, got {modes}")
+        if bias_field == "modes":
+            bias_field = int(modes)
+        if isinstance(bias_field, str):
+            raise ConfigError(f"bias_field={bias_field!r}: use an int (modes), 'modes' or None")
+        if concept_norm not in CONCEPT_NORMS:
+            raise ConfigError(f"concept_norm={concept_norm!r} is unknown: use one of {CONCEPT_NORMS}")
+        if encoder_init not in ENCODER_INITS:
+            raise ConfigError(f"encoder_init={encoder_init!r} is unknown: use one of {ENCODER_INITS}")
+        if not spectral_lr_scale > 0:
+            raise ConfigError(f"spectral_lr_scale must be > 0, got {spectral_lr_scale}")
+        if sparsity is None:
+            sparsity = dict(DEFAULT_SPARSITY, k=min(DEFAULT_SPARSITY["k"], int(n_concepts)))
+        super().__init__(in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting,
+                         complex=complex, bias_field=bias_field)
         self.modes = int(modes)
         self.decoder_pointwise = bool(decoder_pointwise)
+        self.spectral_lr_scale = float(spectral_lr_scale)
+        self.concept_norm = concept_norm
+        self.encoder_init = encoder_init
         #: G, the number of mode-grid cells: the decoder's spectral path is scaled by it
         self.spectral_gain = float((2 * self.modes - 1) ** ndim)
+        if spectral_gain is not None and float(spectral_gain) != self.spectral_gain:
+            raise ConfigError(f"spectral_gain={spectral_gain} does not match (2K-1)^d = "
+                              f"{self.spectral_gain} for modes={modes}, ndim={ndim}")
         c, p = self.core_channels, self.n_concepts
         self.enc_spectral = SpectralConv(c, p, self.modes, ndim)
         self.W_e = nn.Parameter(torch.empty(p, c))
@@ -100,7 +145,28 @@ class SAEFNO(SparseAutoencoder):
         self.init_encoder_from_decoder_()
 
     def extra_config(self) -> dict[str, Any]:
-        return {"ndim": self.ndim, "modes": self.modes, "decoder_pointwise": self.decoder_pointwise}
+        return {"ndim": self.ndim, "modes": self.modes, "decoder_pointwise": self.decoder_pointwise,
+                "bias_field": self.bias_field_modes, "spectral_lr_scale": self.spectral_lr_scale,
+                "concept_norm": self.concept_norm, "encoder_init": self.encoder_init,
+                "spectral_gain": self.spectral_gain}
+
+    @property
+    def mode_grid(self) -> tuple[int, ...]:
+        """The coarsest grid that resolves the K modes: ``(2K-1,) * ndim`` (G cells)."""
+        return (2 * self.modes - 1,) * int(self.ndim)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Two Adam groups: spectral weights at ``spectral_lr_scale * lr``, the rest at ``lr``.
+
+        The spectral weights' entries are about ``sqrt(C G)`` times smaller than the pointwise ones,
+        so one shared Adam rate moves them far more relative to their size.
+        """
+        spectral = [self.enc_spectral.weight, self.dec_spectral.weight]
+        ids = {id(p) for p in spectral}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": rest, "lr": lr, "lr_scale": 1.0, "name": "pointwise"},
+                {"params": spectral, "lr": lr * self.spectral_lr_scale,
+                 "lr_scale": self.spectral_lr_scale, "name": "spectral"}]
 
     def constants(self) -> dict[str, Any]:
         k, d = self.modes, int(self.ndim)
@@ -138,7 +204,16 @@ class SAEFNO(SparseAutoencoder):
         return atoms
 
     def concept_norms(self) -> Tensor:
-        """Parameter norm of each concept (``(p,)``), the quantity kept at 1."""
+        """Norm of each concept (``(p,)``), the quantity kept at 1.
+
+        ``concept_norm="function"``: the L2 norm (sum over points) of the concept as a function on the
+        mode grid, i.e. of the decoder's response ``kappa_k + W_d[:, k] e_0`` to a unit code on one
+        mode-grid cell; by Parseval this is the norm of its transfer function over the full mode
+        grid. ``"parameters"``: ``sqrt(||W_d[:, k]||^2 + sum_w |R_d[k, :, w]|^2)`` over the stored
+        half spectrum.
+        """
+        if self.concept_norm == "function":
+            return self._render(self.mode_grid).flatten(1).norm(dim=1)
         norms = self.dec_spectral.weight.flatten(1).pow(2).sum(1)  # weight (p, C, *modes, 2)
         if self.decoder_pointwise:
             norms = norms + self.W_d.pow(2).sum(0)
@@ -154,12 +229,19 @@ class SAEFNO(SparseAutoencoder):
 
     @torch.no_grad()
     def init_encoder_from_decoder_(self) -> None:
-        """Encoder = decoder adjoint: ``W_e = W_d^T``, ``R_e = conj(R_d)`` (the spectral path's adjoint
-        up to the gain ``G``, left out so that pre-activations start on the scale of the input)."""
+        """Encoder = the decoder's exact adjoint: ``W_e = W_d^T``, ``R_e = G conj(R_d)^T``.
+
+        The decoder's linear part is ``z -> G F^-1[R_d . F z] + W_d z``; its adjoint for the inner
+        product ``sum_x u(x) . v(x)`` on any grid is ``a -> G F^-1[conj(R_d)^T . F a] + W_d^T a``
+        (a convolution's adjoint has the conjugate transfer function), gain ``G`` included. With
+        ``encoder_init="adjoint-no-gain"`` the spectral part leaves ``G`` out (pre-activations then
+        start on the scale of the input).
+        """
         self.W_e.copy_(self.W_d.T)
         w = self.dec_spectral.weight.transpose(0, 1).clone()  # (C, p, *modes, 2)
         w[..., 1].neg_()  # adjoint of a convolution: conjugate transfer function
-        self.enc_spectral.weight.copy_(w)
+        gain = self.spectral_gain if self.encoder_init == "adjoint" else 1.0
+        self.enc_spectral.weight.copy_(w * gain)
 
     # ---------------------------------------------------------------- dead-concept resampling
     def _concept_params(self) -> list[tuple[nn.Parameter, int]]:
@@ -175,9 +257,10 @@ class SAEFNO(SparseAutoencoder):
         Concept ``concepts[i]`` gets the decoder kernel ``kappa = residuals[i]`` band-limited to the K
         modes (unit norm, no pointwise column), and the encoder its adjoint (conjugate transfer
         function) with zero pointwise column and bias. The encoder's scale is calibrated on
-        ``inputs[i]`` (the sample the residual came from): it is the least-squares factor for which the
-        concept alone, with its ReLU code, best reconstructs ``residuals[i]`` (without ``inputs``: the
-        mean encoder norm of the other concepts). The Adam moments of the re-initialised entries are
+        ``inputs[i]`` (the sample the residual came from): the mean encoder norm of the other concepts,
+        times the least-squares factor for which the concept alone, with its ReLU code, best
+        reconstructs ``residuals[i]`` when that factor exceeds 1 (without ``inputs``: the mean encoder
+        norm alone). The Adam moments of the re-initialised entries are
         reset.
 
         Parameters
@@ -211,6 +294,10 @@ class SAEFNO(SparseAutoencoder):
         enc_scale = enc[alive].mean() if alive.any() else enc.mean()
         self.dec_spectral.weight[idx] = torch.view_as_real(w)
         self.W_d[:, idx] = 0.0
+        if self.concept_norm == "function":
+            scale = self.concept_norms()[idx].clamp_min(1e-12)
+            self.dec_spectral.weight[idx] /= scale.view(-1, *([1] * (w.dim())))
+            w = self.dec_spectral.complex_weight[idx]
         adjoint = torch.view_as_real(w.conj().resolve_conj()).transpose(0, 1)  # (C, m, *modes, 2)
         self.enc_spectral.weight[:, idx] = adjoint * enc_scale
         self.W_e[idx] = 0.0
@@ -218,13 +305,16 @@ class SAEFNO(SparseAutoencoder):
         if inputs is not None:
             self.b_e[idx] = self.b_e[alive].mean() if alive.any() else 0.0
             rows = torch.arange(idx.numel(), device=idx.device)
-            pre = self.encode_pre(inputs.to(r.dtype))[rows, idx].relu()  # (m, *grid)
+            x_in = inputs.to(r.dtype)
+            bias = self._field_bias(x_in)
+            pre = self.encode_pre(x_in if bias is None else x_in - bias)[rows, idx].relu()
             z = torch.zeros(idx.numel(), self.n_concepts, *grid, dtype=r.dtype, device=r.device)
             z[rows, idx] = pre
             d = self.decode_norm(z, bias=False)
             target = residuals.to(r.dtype)
             fit = (d * target).flatten(1).sum(1) / d.pow(2).flatten(1).sum(1).clamp_min(1e-12)
-            fit = fit.clamp_min(0.0).view(-1, *([1] * (self.enc_spectral.weight.dim() - 1)))
+            # never weaker than the live concepts' encoders, or the revived one never wins the TopK
+            fit = fit.clamp_min(1.0).view(-1, *([1] * (self.enc_spectral.weight.dim() - 1)))
             self.enc_spectral.weight[:, idx] *= fit.transpose(0, 1)
         if optimizer is not None:
             for param, dim in self._concept_params():

@@ -14,7 +14,10 @@ Two levels of sparsity (``docs/method.md`` section 2):
   kept whole: concept sparsity for function-valued codes.
 - domain sparsity, for function-valued codes: ``domain_l1`` adds ``lambda_d * sum_k ||z_k||_1`` (mean over
   grid points and samples) to the loss; ``domain_frac`` keeps, inside each active concept, only the largest
-  ``ceil(domain_frac * n_points)`` grid points. ReLU and JumpReLU act per grid point and so are domain
+  ``ceil(domain_frac * n_points)`` grid points; ``domain_peaks=r`` restricts that choice to peaks (peak
+  picking, i.e. non-maximum suppression): a point is kept only if its code is the largest in its
+  ``(2r+1)^d`` periodic neighbourhood, so two neighbours of one bump are never both picked (with
+  ``domain_frac=None`` every peak is kept). ReLU and JumpReLU act per grid point and so are domain
   sparsity mechanisms by themselves.
 """
 
@@ -95,6 +98,24 @@ def keep_top_domain(z: Tensor, frac: float) -> Tensor:
     return torch.zeros_like(flat).scatter_(-1, idx, vals).view_as(z)
 
 
+def peak_mask(z: Tensor, radius: int) -> Tensor:
+    """Boolean mask of the positive local maxima of ``z`` ``(B, p, *grid)`` over the grid.
+
+    A point is a peak when its value is the largest within ``radius`` points in every dimension
+    (periodic boundaries, as the FNO's domain). Ties keep every tied point.
+    """
+    if z.dim() <= 2 or radius < 1:
+        return z > 0
+    nd = z.dim() - 2
+    flat = z.reshape(-1, 1, *z.shape[2:])
+    pad = [radius] * (2 * nd)
+    padded = torch.nn.functional.pad(flat, pad, mode="circular")
+    pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d,
+            torch.nn.functional.max_pool3d)[nd - 1]
+    local_max = pool(padded, kernel_size=2 * radius + 1, stride=1)
+    return ((flat >= local_max) & (flat > 0)).view_as(z)
+
+
 class Sparsity(nn.Module):
     """Base class: ``forward(pre) -> (codes, penalty)``.
 
@@ -106,12 +127,14 @@ class Sparsity(nn.Module):
         Weight ``lambda_d`` of the L1 domain penalty on function-valued codes (0: off).
     domain_frac : float or None
         Share of grid points kept inside each active concept (None: all).
+    domain_peaks : int or None
+        Peak-picking radius r: only local maxima over ``(2r+1)^d`` neighbourhoods are kept (None: off).
     """
 
     name: ClassVar[str] = ""
 
     def __init__(self, *, group: str = "point", domain_l1: float = 0.0,
-                 domain_frac: float | None = None) -> None:
+                 domain_frac: float | None = None, domain_peaks: int | None = None) -> None:
         super().__init__()
         if group not in GROUPS:
             raise SparsityConfigError(f"sparsity group {group!r} is unknown: use one of {GROUPS}")
@@ -119,6 +142,9 @@ class Sparsity(nn.Module):
             raise SparsityConfigError(f"domain_l1 must be >= 0, got {domain_l1}")
         if domain_frac is not None and not 0 < domain_frac <= 1:
             raise SparsityConfigError(f"domain_frac must be in (0, 1], got {domain_frac}")
+        if domain_peaks is not None and int(domain_peaks) < 1:
+            raise SparsityConfigError(f"domain_peaks must be >= 1 or None, got {domain_peaks}")
+        self.domain_peaks = None if domain_peaks is None else int(domain_peaks)
         self.group = group
         self.domain_l1 = float(domain_l1)
         self.domain_frac = None if domain_frac is None else float(domain_frac)
@@ -136,6 +162,8 @@ class Sparsity(nn.Module):
 
     def forward(self, pre: Tensor) -> tuple[Tensor, Tensor | None]:
         z = self.activate(pre)
+        if self.domain_peaks is not None:
+            z = z * peak_mask(z.detach(), self.domain_peaks).to(z.dtype)
         if self.domain_frac is not None:
             z = keep_top_domain(z, self.domain_frac)
         pen = self.penalty(pre, z)
@@ -151,7 +179,8 @@ class Sparsity(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON-able description that :func:`make_sparsity` turns back into this module."""
         return {"type": self.name, "group": self.group, "domain_l1": self.domain_l1,
-                "domain_frac": self.domain_frac, **self.extra_config()}
+                "domain_frac": self.domain_frac, "domain_peaks": self.domain_peaks,
+                **self.extra_config()}
 
 
 class TopK(Sparsity):

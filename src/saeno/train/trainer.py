@@ -308,6 +308,8 @@ def train_sae(
         if cfg.normalize != "none":
             mean, var = source.moments()
             sae.set_normalization(*_normalization_from(mean, var, cfg.normalize))
+        if getattr(sae, "bias_field", None) is not None and source.n_batches is not None:
+            sae.fit_bias_field_(source.epoch(0))  # the training mean field, in normalised units
         sae.normalize_decoder_()
     if hook is not None:
         sae.hook = hook

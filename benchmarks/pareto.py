@@ -1,0 +1,282 @@
+"""Matched comparison of the SAE-FNO and the pointwise SAE on real FNO activations (issue 14).
+
+For every codes-per-point budget ``c`` (default 2, 4, 8, 16), variant and seed: train an SAE on a store
+captured from a zoo FNO (the demo's data: 400 training samples, ``blocks.2.hook_out``), evaluate it on
+the held-out store at the training grid and at twice it, and record the faithfulness to the FNO
+(``output_change = ||f(a_hat) - f(a)|| / ||f(a)||``), EV (against the channel mean and the mean field),
+codes per point, domain fraction and never-firing share. Variants:
+
+- ``fno``: the default :class:`~saeno.sae.SAEFNO` (bias field, exact-adjoint init, spectral rate 0.1x),
+  TopK over ``4c`` concepts per sample, each kept on its top quarter of the domain (``c`` codes per
+  point);
+- ``fno-nobias``: the same without the bias field;
+- ``sae``: the pointwise SAE, TopK ``c`` per point, with its constant decoder bias;
+- ``sae-bias``: the pointwise SAE with a bias field (trained on fields).
+
+Rows are appended to ``--out`` (JSON lines) as they finish, so an interrupted run keeps its rows; the
+dictionaries (atoms at the training grid, code maps of the first 16 held-out samples) go to
+``--dicts`` for the stability analysis (``--report``: Hungarian-matched ``|cos|`` of atoms across seeds,
+correlation of matched code maps, share of atoms reproduced at ``|cos| >= 0.9``).
+
+Example (the runs behind ``benchmarks/results/pareto.md``)::
+
+    python benchmarks/pareto.py capture --out /tmp/darcy       # stores (train 400 @32, test 100 @32, @64)
+    python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --seeds 0 1 2 --out rows.jsonl
+    python benchmarks/pareto.py report --rows rows.jsonl --dicts dicts --md pareto.md --plot pareto.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HOOK = "blocks.2.hook_out"
+VARIANTS = ("fno", "fno-nobias", "sae", "sae-bias")
+
+
+def capture(out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100) -> None:
+    """Capture the demo's stores for ``zoo``: train at its grid, test at its grid and twice it."""
+    import saeno
+
+    model = saeno.zoo.load(zoo, progress=False).eval()
+    res = int(model.saeno_config["resolution"])
+    pde = model.saeno_config.get("pde", zoo.split("-")[0])
+    hooked = saeno.HookedOperator(model)
+    train = saeno.datasets.load(pde, split="train", resolution=res, n=n_train, progress=False)
+    saeno.capture(hooked, train, [HOOK], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
+    for r in (res, 2 * res):
+        ds = saeno.datasets.load(pde, split="test", resolution=r, n=n_test, progress=False)
+        saeno.capture(hooked, ds, [HOOK], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
+
+
+def build(variant: str, channels: int, ndim: int, c: int, concepts: int, modes: int,
+          fno_kw: dict | None = None):
+    """The model of ``variant`` at ``c`` codes per point (``fno_kw``: extra SAEFNO arguments)."""
+    from saeno.sae import SAE, SAEFNO
+
+    if variant.startswith("fno"):
+        sp = {"type": "topk", "k": min(4 * c, concepts), "group": "concept", "domain_frac": 0.25}
+        bias = "modes" if variant == "fno" else None
+        return SAEFNO(channels, concepts, ndim=ndim, modes=modes, sparsity=sp, bias_field=bias,
+                      **(fno_kw or {}))
+    sp = {"type": "topk", "k": c, "group": "point"}
+    return SAE(channels, concepts, ndim=ndim, sparsity=sp,
+               bias_field=modes if variant == "sae-bias" else None)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train and evaluate every (c, variant, seed); append JSON rows to ``args.out``."""
+    import saeno
+    from saeno.evaluate import evaluate
+    from saeno.store import ActivationStore
+
+    stores = Path(args.stores)
+    train_path = min(stores.glob("train_*.zarr"))
+    res = int(train_path.stem.split("_")[1])
+    train = ActivationStore.open(train_path)
+    test = ActivationStore.open(stores / f"test_{res}.zarr")
+    other = ActivationStore.open(stores / f"test_{2 * res}.zarr")
+    hooked = saeno.HookedOperator(saeno.zoo.load(args.zoo, progress=False)).eval()
+    info = train.hook_info(HOOK)
+    channels, ndim = int(info["shape"][0]), len(info["shape"]) - 1
+    dicts = Path(args.dicts) if args.dicts else None
+    for c in args.k:
+        for variant in args.variants:
+            for seed in args.seeds:
+                torch.manual_seed(seed)
+                sae = build(variant, channels, ndim, c, args.concepts, args.modes,
+                            json.loads(args.fno_kw) if args.fno_kw else None)
+                field = sae.view == "field"
+                batch = args.batch_fno if variant.startswith("fno") else (
+                    max(1, args.batch_sae // math.prod(info["shape"][1:])) if field else args.batch_sae)
+                steps = args.steps_fno if variant.startswith("fno") else args.steps_sae
+                t0 = time.perf_counter()
+                result = saeno.train_sae(sae, train, hook=HOOK, steps=steps, batch_size=batch,
+                                         seed=seed, progress=False)
+                train_s = time.perf_counter() - t0
+                rep = evaluate(result.sae, test, HOOK, hooked=hooked,
+                               other_stores=[] if args.no_other else [other], progress=False)
+                row = {"zoo": args.zoo, "variant": variant + (args.tag or ""), "c": c, "seed": seed, "steps": steps,
+                       "batch": batch, "train_s": round(train_s, 1), "config": sae.config()}
+                for r in rep["results"]:
+                    tag = "x".join(map(str, r["grid"]))
+                    row[tag] = {k: r.get(k) for k in (
+                        "output_change", "explained_variance", "explained_variance_mean_field",
+                        "L0_per_point", "L0_concepts", "domain_fraction", "dead_fraction",
+                        "never_firing", "rare_concepts", "density_window_samples",
+                        "loss_recovered", "splice_added_abs", "splice_added_error", "L_clean",
+                        "L_sae")}
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(row, default=float) + "\n")
+                g = f"{res}x{res}"
+                print(f"{variant:10s} c={c:2d} seed={seed} out_chg={row[g]['output_change']:.4f} "
+                      f"EV={row[g]['explained_variance']:.4f} L0pt={row[g]['L0_per_point']:.2f} "
+                      f"dead={row[g]['dead_fraction']:.2f} ({train_s:.0f} s)", flush=True)
+                if dicts is not None:
+                    dicts.mkdir(parents=True, exist_ok=True)
+                    with torch.no_grad():
+                        a = torch.from_numpy(test.read(HOOK, slice(0, 16))).float()
+                        atoms = result.sae.concepts((res,) * ndim).float()
+                        codes = result.sae.encode(a).float()
+                    torch.save({"atoms": atoms, "codes": codes},
+                               dicts / f"{args.zoo}_{row['variant']}_c{c}_s{seed}.pt")
+
+
+# ---------------------------------------------------------------------------------- report
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of a 95% t interval (0 for one value)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan
+    if len(v) == 1:
+        return float(v[0]), 0.0
+    from scipy import stats
+
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def stability(paths: list[Path], threshold: float = 0.9) -> dict[str, float]:
+    """Hungarian-matched ``|cos|`` of atoms and code-map correlation over seed pairs."""
+    from scipy.optimize import linear_sum_assignment
+
+    loaded = [torch.load(p) for p in paths]
+    cos_all, corr_all, share_all = [], [], []
+    for i in range(len(loaded)):
+        for j in range(i + 1, len(loaded)):
+            a = loaded[i]["atoms"].flatten(1)
+            b = loaded[j]["atoms"].flatten(1)
+            a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            sim = (a @ b.T).abs().numpy()
+            r, cidx = linear_sum_assignment(-sim)
+            matched = sim[r, cidx]
+            cos_all.append(float(matched.mean()))
+            share_all.append(float((matched >= threshold).mean()))
+            za = loaded[i]["codes"].transpose(0, 1).flatten(1)[r]
+            zb = loaded[j]["codes"].transpose(0, 1).flatten(1)[cidx]
+            za, zb = za - za.mean(1, keepdim=True), zb - zb.mean(1, keepdim=True)
+            den = (za.norm(dim=1) * zb.norm(dim=1))
+            live = den > 0
+            corr = (za * zb).sum(1)[live] / den[live]
+            corr_all.append(float(corr.mean()) if live.any() else math.nan)
+    return {"atom_cos": float(np.mean(cos_all)), "code_corr": float(np.nanmean(corr_all)),
+            "reproduced": float(np.mean(share_all)), "pairs": len(cos_all)}
+
+
+def report(args: argparse.Namespace) -> None:
+    """Aggregate rows (mean and 95% interval over seeds) into a Markdown table and a plot."""
+    rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["zoo"], r["variant"], r["c"]), []).append(r)
+    lines = [("| FNO | model | c | seeds | grid | output change | EV | EV vs mean field | codes/point | "
+              "domain | never firing | loss rec. | error added (abs) | atoms |cos| | code corr. | "
+              "reproduced |"), "|" + "---|" * 16]
+    summary: dict[tuple, dict] = {}
+    for (zoo, variant, c), rs in sorted(groups.items()):
+        grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and "x" in k]
+        stab = {}
+        if args.dicts:
+            paths = sorted(Path(args.dicts).glob(f"{zoo}_{variant}_c{c}_s*.pt"))
+            if len(paths) > 1:
+                stab = stability(paths)
+        for g in grids:
+            stat = {k: _mean_ci([r[g][k] for r in rs]) for k in (
+                "output_change", "explained_variance", "explained_variance_mean_field",
+                "L0_per_point", "domain_fraction", "dead_fraction", "loss_recovered",
+                "splice_added_abs")}
+            summary[(zoo, variant, c, g)] = stat
+
+            def f(k: str, d: int = 3, stat: dict = stat) -> str:
+                m, h = stat[k]
+                return "-" if not np.isfinite(m) else f"{m:.{d}f} ± {h:.{d}f}"
+
+            first = g == grids[0]
+            st = (f"{stab['atom_cos']:.2f} | {stab['code_corr']:.2f} | {stab['reproduced']:.2f}"
+                  if stab and first else "- | - | -")
+            lines.append(f"| {zoo} | {variant} | {c} | {len(rs)} | {g} | {f('output_change', 4)} | "
+                         f"{f('explained_variance')} | {f('explained_variance_mean_field')} | "
+                         f"{f('L0_per_point', 2)} | {f('domain_fraction', 2)} | "
+                         f"{f('dead_fraction', 2)} | {f('loss_recovered')} | "
+                         f"{f('splice_added_abs', 4)} | {st} |")
+    text = "\n".join(lines) + "\n"
+    if args.md:
+        Path(args.md).write_text(text)
+    print(text)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        keys = [("output_change", "output change ||f(â)-f(a)||/||f(a)||"),
+                ("explained_variance", "EV"), ("dead_fraction", "never-firing share")]
+        zoos = sorted({k[0] for k in summary})
+        for zoo in zoos:
+            g0 = min({k[3] for k in summary if k[0] == zoo}, key=lambda s: int(s.split("x")[0]))
+            for variant in VARIANTS:
+                pts = sorted((k[2], v) for k, v in summary.items()
+                             if k[0] == zoo and k[1] == variant and k[3] == g0)
+                if not pts:
+                    continue
+                for ax, (key, label) in zip(axes, keys):
+                    x = [p[1]["L0_per_point"][0] for p in pts]
+                    y = [p[1][key][0] for p in pts]
+                    e = [p[1][key][1] for p in pts]
+                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=f"{zoo} {variant}")
+                    ax.set_xlabel("codes per point")
+                    ax.set_title(label, fontsize=9)
+                    ax.set_xscale("log", base=2)
+        axes[0].set_yscale("log")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("capture")
+    c.add_argument("--out", required=True)
+    c.add_argument("--zoo", default="darcy-fno")
+    r = sub.add_parser("run")
+    r.add_argument("--stores", required=True)
+    r.add_argument("--zoo", default="darcy-fno")
+    r.add_argument("--k", type=int, nargs="+", default=[2, 4, 8, 16])
+    r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--concepts", type=int, default=64)
+    r.add_argument("--modes", type=int, default=8)
+    r.add_argument("--steps-fno", type=int, default=500)
+    r.add_argument("--steps-sae", type=int, default=600)
+    r.add_argument("--batch-fno", type=int, default=16)
+    r.add_argument("--batch-sae", type=int, default=4096, help="rows (fields of as many points)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--dicts", default=None)
+    r.add_argument("--fno-kw", default=None, help="JSON dict of extra SAEFNO arguments")
+    r.add_argument("--tag", default=None, help="suffix of the variant name in the rows")
+    r.add_argument("--no-other", action="store_true", help="skip the evaluation at twice the grid")
+    s = sub.add_parser("report")
+    s.add_argument("--rows", required=True)
+    s.add_argument("--dicts", default=None)
+    s.add_argument("--md", default=None)
+    s.add_argument("--plot", default=None)
+    args = p.parse_args()
+    if args.cmd == "capture":
+        capture(args.out, args.zoo)
+    elif args.cmd == "run":
+        run(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()

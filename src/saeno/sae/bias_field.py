@@ -1,0 +1,89 @@
+"""A band-limited, grid-independent bias field: one smooth function per channel.
+
+Activations of an FNO block have a strong mean field: the average over samples varies over the
+domain, so a constant decoder bias per channel leaves it to the dictionary. The bias field ``b(x)`` is a
+trigonometric polynomial with the frequencies ``|w| < K`` per dimension (the same convention as
+:mod:`saeno.sae.spectral`): its coefficients are the parameters, and rendering it on any grid samples the
+same function, so a field fitted at one resolution is the same field at every other.
+
+It lives in the SAE's normalised space: the SAE subtracts it before the encoder and adds it back after
+the decoder, ``a_hat = b + D(s(E(a - b)))``. It is initialised to the band-limited projection of the
+training mean field (:meth:`BiasField.fit_`) and trained with the rest of the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from saeno.sae.spectral import kept_frequencies
+
+
+class BiasField(nn.Module):
+    """Per-channel trigonometric polynomial with ``K`` modes per dimension.
+
+    Parameters
+    ----------
+    channels : int
+        Number of channels.
+    modes : int
+        K: frequencies ``|w| < K`` kept in every dimension.
+    ndim : int
+        Grid dimension (1 to 3).
+    """
+
+    def __init__(self, channels: int, modes: int, ndim: int) -> None:
+        super().__init__()
+        if modes < 1 or ndim not in (1, 2, 3):
+            raise ValueError(f"BiasField needs modes >= 1 and ndim in 1..3, got {modes}, {ndim}")
+        self.channels, self.modes, self.ndim = int(channels), int(modes), int(ndim)
+        shape = [2 * modes - 1] * (ndim - 1) + [modes]
+        #: Fourier coefficients (real pairs), ``(C, 2K-1, ..., 2K-1, K, 2)``
+        self.coef = nn.Parameter(torch.zeros(channels, *shape, 2))
+        #: 1 once :meth:`fit_` ran (saved with the weights)
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def _index(self, grid: tuple[int, ...], device: torch.device) -> tuple[tuple, tuple]:
+        nd = len(grid)
+        fft_idx, w_idx = [], []
+        for d, n in enumerate(grid):
+            last = d == nd - 1
+            freqs = kept_frequencies(n, self.modes, last)
+            shape = [1] * nd
+            shape[d] = len(freqs)
+            fft_idx.append(torch.tensor([f % n for f in freqs], device=device).view(shape))
+            w_idx.append(torch.tensor([f if last else f % (2 * self.modes - 1) for f in freqs],
+                                      device=device).view(shape))
+        return tuple(fft_idx), tuple(w_idx)
+
+    def forward(self, grid: tuple[int, ...]) -> Tensor:
+        """The field sampled on ``grid``: ``(1, C, *grid)``."""
+        grid = tuple(int(n) for n in grid)
+        if len(grid) != self.ndim:
+            raise ValueError(f"the bias field is {self.ndim}D, got grid {grid}")
+        fft_idx, w_idx = self._index(grid, self.coef.device)
+        w = torch.view_as_complex(self.coef)
+        spec = w.new_zeros((self.channels, *grid[:-1], grid[-1] // 2 + 1))
+        spec[(slice(None), *fft_idx)] = w[(slice(None), *w_idx)]
+        dims = tuple(range(1, 1 + self.ndim))
+        return torch.fft.irfftn(spec, s=grid, dim=dims, norm="forward").unsqueeze(0)
+
+    @torch.no_grad()
+    def fit_(self, mean_field: Tensor) -> None:
+        """Set the coefficients to the band-limited projection of ``mean_field`` ``(C, *grid)``.
+
+        The projection keeps the Fourier coefficients ``|w| < K`` of the sampled field (the
+        least-squares fit on that grid); for a field that is band-limited to those modes it is exact
+        at any resolution that resolves them.
+        """
+        grid = tuple(mean_field.shape[1:])
+        dims = tuple(range(1, 1 + self.ndim))
+        spec = torch.fft.rfftn(mean_field.to(self.coef.dtype), dim=dims, norm="forward")
+        fft_idx, w_idx = self._index(grid, self.coef.device)
+        w = torch.zeros_like(torch.view_as_complex(self.coef))
+        w[(slice(None), *w_idx)] = spec.to(self.coef.device)[(slice(None), *fft_idx)]
+        self.coef.copy_(torch.view_as_real(w))
+        self.fitted.fill_(True)
+
+
+__all__ = ["BiasField"]
