@@ -73,7 +73,7 @@ def build(variant: str, channels: int, ndim: int, c: int, concepts: int, modes: 
 def run(args: argparse.Namespace) -> None:
     """Train and evaluate every (c, variant, seed); append JSON rows to ``args.out``."""
     import saeno
-    from saeno.evaluate import evaluate
+    from saeno.evaluation import evaluate
     from saeno.store import ActivationStore
 
     stores = Path(args.stores)

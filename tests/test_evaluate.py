@@ -171,7 +171,7 @@ def test_rare_concepts_are_counted_from_densities(setup):
     sae.set_normalization(mean, np.sqrt(var))
     res = evaluate(sae, store, HOOK, progress=False)["results"][0]
     assert res["rare_concepts"] == 0 and res["never_firing"] == 0
-    from saeno.evaluate import evaluate_store
+    from saeno.evaluation import evaluate_store
 
     res = evaluate_store(sae, store, HOOK, progress=False, rare_density=1.01)  # everything is "rare"
     assert res["rare_concepts"] == 12
