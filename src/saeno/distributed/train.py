@@ -263,7 +263,7 @@ def train_distributed(
             loss.backward()
             optimizer.step()
             sae.normalize_decoder_()
-            fired = _all_reduce(_fired(out.codes).to(torch.int32), info, dist.ReduceOp.MAX)
+            fired = _all_reduce(_fired(out).to(torch.int32), info, dist.ReduceOp.MAX)
             since_fired = torch.where(fired.bool(), 0, since_fired + 1)
             acc += torch.stack([loss.detach(), mse.detach(), aux, penalty]).float()
             acc_n += 1

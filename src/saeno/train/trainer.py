@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from saeno.errors import SaenoError
-from saeno.sae.base import SparseAutoencoder
+from saeno.sae.base import SAEOutput, SparseAutoencoder
 from saeno.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -106,12 +106,9 @@ def _normalization_from(mean: Any, var: Any, mode: str) -> tuple[Tensor, Tensor]
     return mean, std
 
 
-def _fired(codes: Tensor) -> Tensor:
+def _fired(out: SAEOutput) -> Tensor:
     """``(p,)`` bool: concepts non-zero anywhere in the batch."""
-    nz = codes != 0
-    if nz.dim() == 2:
-        return nz.any(0)
-    return nz.transpose(0, 1).flatten(1).any(1)
+    return out.fired()
 
 
 def sae_loss(sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, aux_k: int,
@@ -349,7 +346,7 @@ def train_sae(
             loss.backward()
             optimizer.step()
             sae.normalize_decoder_()
-            since_fired = torch.where(_fired(out.codes), 0, since_fired + 1)
+            since_fired = torch.where(_fired(out), 0, since_fired + 1)
             if (resample_every and (step + 1) % resample_every == 0
                     and (total is None or step + 1 + resample_every <= total)):
                 since_fired = _resample(sae, out, since_fired, dead_window, optimizer)
