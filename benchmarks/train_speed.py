@@ -93,10 +93,12 @@ def run_saelens(py: Path, cfg: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_saeno(cfg: dict) -> dict:
+def run_saeno(cfg: dict, dense: bool = False) -> dict:
+    """saeno's trainer; ``dense=True`` runs the dense TopK step it had before the sparse path."""
     import torch
 
     from saeno.sae import SAE
+    from saeno.sae.base import SparseAutoencoder
     from saeno.train.trainer import train_sae
 
     torch.set_num_threads(cfg["threads"])
@@ -105,6 +107,8 @@ def run_saeno(cfg: dict) -> dict:
     def run(steps: int) -> float:
         torch.manual_seed(0)
         sae = SAE(data.shape[1], cfg["latents"], sparsity={"type": "topk", "k": cfg["k"]})
+        if dense:
+            sae.forward_train = lambda a: SparseAutoencoder.forward_train(sae, a)
         t = time.perf_counter()
         train_sae(sae, data, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
                   progress=False, log_every=100, normalize="channel", lr_decay_frac=0.0)
@@ -113,6 +117,23 @@ def run_saeno(cfg: dict) -> dict:
     run(5)
     elapsed = run(cfg["steps"])
     return {"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * cfg["batch_size"] / elapsed}
+
+
+def encoder_floor(cfg: dict, d_in: int) -> float:
+    """Samples/s if a step cost only its dense encoder product, at this machine's measured speed."""
+    import torch
+
+    torch.set_num_threads(cfg["threads"])
+    x = torch.randn(cfg["batch_size"], d_in)
+    w, b = torch.randn(d_in, cfg["latents"]), torch.randn(cfg["latents"])
+    for _ in range(3):
+        torch.addmm(b, x, w)
+    best = float("inf")
+    for _ in range(10):
+        t = time.perf_counter()
+        torch.addmm(b, x, w)
+        best = min(best, time.perf_counter() - t)
+    return cfg["batch_size"] / best
 
 
 def run_sae_fno(threads: int, steps: int) -> dict:
@@ -160,15 +181,21 @@ def main() -> int:
            "lr": 2e-4}
     print(f"pointwise TopK SAE: d_in={args.d_in} latents={args.latents} k={args.k} "
           f"batch={args.batch_size} steps={args.steps} threads={args.threads}")
-    ours, theirs = [], []
+    ours, theirs, before, floors = [], [], [], []
     for r in range(args.repeats):
         theirs.append(run_saelens(py, cfg)["samples_per_s"])
         ours.append(run_saeno(cfg)["samples_per_s"])
-        print(f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, SAELens {theirs[-1]:,.0f} "
-              f"samples/s, ratio {ours[-1] / theirs[-1]:.2f}")
-    best_ours, best_theirs = max(ours), max(theirs)
-    print(f"best: saeno {best_ours:,.0f} samples/s, SAELens {best_theirs:,.0f} samples/s")
-    print(f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f}")
+        before.append(run_saeno(cfg, dense=True)["samples_per_s"])
+        floors.append(encoder_floor(cfg, args.d_in))
+        print(f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, dense step {before[-1]:,.0f}, "
+              f"SAELens {theirs[-1]:,.0f}, ratio {ours[-1] / theirs[-1]:.2f}, "
+              f"encoder-product floor {floors[-1]:,.0f}")
+    best_ours, best_theirs, best_before = max(ours), max(theirs), max(before)
+    print(f"best: saeno {best_ours:,.0f} samples/s, dense step {best_before:,.0f}, "
+          f"SAELens {best_theirs:,.0f} samples/s")
+    print(f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f}; "
+          f"sparse / dense step {best_ours / best_before:.2f}; "
+          f"fraction of the encoder-product floor {best_ours / max(floors):.2f}")
     fno = run_sae_fno(args.threads, args.fno_steps)
     print(f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, TopK 8 concepts, batch 16): "
           f"{fno['fields_per_s']:.1f} fields/s = {fno['points_per_s']:,.0f} grid points/s")

@@ -16,7 +16,6 @@ entries.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -39,7 +38,6 @@ class ConfigError(SaenoError, ValueError):
     """A model configuration that cannot be built."""
 
 
-@dataclass
 class SAEOutput:
     """What the training losses need, in normalised space and the model's packed layout.
 
@@ -50,18 +48,42 @@ class SAEOutput:
     target : Tensor
         The normalised input.
     codes : Tensor
-        Sparse codes (concepts on dimension 1).
+        Sparse codes (concepts on dimension 1). When built from ``(vals, idx)`` (``sparse=``), the
+        dense tensor is only made on first access.
     pre : Tensor
         Pre-activations (before the sparsity mechanism), for AuxK.
     penalty : Tensor or None
         The sparsity mechanism's loss term.
     """
 
-    recon: Tensor
-    target: Tensor
-    codes: Tensor
-    pre: Tensor
-    penalty: Tensor | None
+    __slots__ = ("recon", "target", "pre", "penalty", "_codes", "_sparse")
+
+    def __init__(self, recon: Tensor, target: Tensor, codes: Tensor | None, pre: Tensor,
+                 penalty: Tensor | None, *, sparse: tuple[Tensor, Tensor] | None = None) -> None:
+        if codes is None and sparse is None:
+            raise ValueError("SAEOutput needs codes or sparse=(vals, idx)")
+        self.recon, self.target, self.pre, self.penalty = recon, target, pre, penalty
+        self._codes, self._sparse = codes, sparse
+
+    @property
+    def codes(self) -> Tensor:
+        if self._codes is None:
+            assert self._sparse is not None
+            vals, idx = self._sparse
+            self._codes = torch.zeros(self.pre.shape, dtype=vals.dtype, device=vals.device
+                                      ).scatter_(1, idx, vals.detach())
+        return self._codes
+
+    def fired(self) -> Tensor:
+        """``(p,)`` bool: concepts non-zero anywhere in the batch."""
+        if self._codes is None and self._sparse is not None:
+            vals, idx = self._sparse
+            hit = torch.zeros(self.pre.shape[1], dtype=torch.bool, device=idx.device)
+            return hit.index_fill_(0, idx[vals.detach() != 0], True)
+        nz = self.codes != 0
+        if nz.dim() == 2:
+            return nz.any(0)
+        return nz.transpose(0, 1).flatten(1).any(1)
 
 
 class SparseAutoencoder(nn.Module):

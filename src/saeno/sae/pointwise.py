@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from saeno.errors import ShapeError
 from saeno.sae.base import SAEOutput, SparseAutoencoder
+from saeno.sae.sparse_topk import topk_rows
 from saeno.sae.sparsity import Sparsity, TopK
 
 
@@ -87,25 +88,24 @@ class SAE(SparseAutoencoder):
         return torch.addmm(self.b_dec, z, self.W_dec) if bias else z @ self.W_dec
 
     def forward_train(self, a: Tensor) -> SAEOutput:
-        """As the base class; plain TopK takes a sparse decoding path.
+        """As the base class; plain TopK takes a sparse path with the same values and gradients.
 
-        The decoder then gathers the k selected concept vectors per row (``embedding_bag``) instead
-        of a dense ``(N, p) @ (p, C)`` product, which also removes the dense backward products.
-        ``codes`` is then returned without gradient (TopK has no penalty on codes).
+        The encoder's dense product is computed once; only the ``k`` selected pre-activations per
+        row carry the main loss's gradient (:mod:`saeno.sae.sparse_topk`), the decoder gathers the
+        ``k`` selected concept vectors (``embedding_bag``), and ``pre`` keeps a dense backward for
+        AuxK that runs only when AuxK uses it. The codes are built densely only when read.
         """
         sp = self.sparsity
         if (type(sp) is not TopK or sp.domain_frac is not None or sp.domain_l1 > 0
                 or self.bias_field is not None):
             return super().forward_train(a)
         target, _ = self._pack(self.normalize(a))
-        pre = self.encode_pre(target)
-        vals, idx = pre.topk(sp.k, dim=1, sorted=False)
-        vals = vals.relu()
+        x = self.lift.up(target) if self.lift is not None else target
+        pre, vals, idx = topk_rows(x - self.b_dec, self.W_enc, self.b_enc, sp.k)
         y = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
         if self.lift is not None:
             y = self.lift.down(y)
-        codes = torch.zeros_like(pre).scatter_(1, idx, vals.detach())
-        return SAEOutput(y, target, codes, pre, None)
+        return SAEOutput(y, target, None, pre, None, sparse=(vals, idx))
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:
         if not grid:

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from saeno.errors import SaenoError
-from saeno.sae.base import SparseAutoencoder
+from saeno.sae.base import SAEOutput, SparseAutoencoder
 from saeno.train.checkpoint import (
     load_trainer_state,
     prune_checkpoints,
@@ -119,12 +119,9 @@ def _normalization_from(mean: Any, var: Any, mode: str) -> tuple[Tensor, Tensor]
     return mean, std
 
 
-def _fired(codes: Tensor) -> Tensor:
+def _fired(out: SAEOutput) -> Tensor:
     """``(p,)`` bool: concepts non-zero anywhere in the batch."""
-    nz = codes != 0
-    if nz.dim() == 2:
-        return nz.any(0)
-    return nz.transpose(0, 1).flatten(1).any(1)
+    return out.fired()
 
 
 def sae_loss(sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, aux_k: int,
@@ -370,7 +367,7 @@ def train_sae(
             loss.backward()
             optimizer.step()
             sae.normalize_decoder_()
-            fired = strategy.any_rank(_fired(out.codes))
+            fired = strategy.any_rank(_fired(out))
             since_fired = torch.where(fired, 0, since_fired + 1)
             if (resample_every and (step + 1) % resample_every == 0
                     and (total is None or step + 1 + resample_every <= total)):
