@@ -4,6 +4,7 @@ the score table sorts. Skipped where Debian's chromium is not installed."""
 import json
 
 import pytest
+
 from test_report_browser import CHROMIUM, open_in_chromium
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -11,10 +12,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
-
     import saeno
     from saeno.export.audit_page import write_audit_page
+    from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
 
     root = tmp_path_factory.mktemp("audit_browser")
     model = culprit_model()

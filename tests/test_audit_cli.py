@@ -5,9 +5,9 @@ import warnings
 
 import pytest
 import torch
-from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
 
 import saeno
+from test_audit import capture, culprit_model, identity_sae, sparse_inputs, target
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def _train(store_path, out, extra=()):
 
 def test_train_twice_gives_identical_weight_bytes(store_path, tmp_path, one_thread_seeded):
     first = _train(store_path, tmp_path / "a")
-    torch.rand(17), np.random.rand(3), random.random()  # a fresh process starts from other generator states
+    torch.rand(17), np.random.rand(3), random.random()  # a fresh process starts from other generator states  # noqa: NPY002
     torch.manual_seed(12345)
     second = _train(store_path, tmp_path / "b")
     assert first == second
@@ -43,6 +43,6 @@ def test_train_twice_gives_identical_weight_bytes(store_path, tmp_path, one_thre
 
 def test_seed_everything_seeds_every_generator():
     seed_everything(7)
-    a = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    a = (random.random(), float(np.random.rand()), float(torch.rand(1)))  # noqa: NPY002
     seed_everything(7)
-    assert a == (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    assert a == (random.random(), float(np.random.rand()), float(torch.rand(1)))  # noqa: NPY002

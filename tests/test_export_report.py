@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from test_export_concepts import HOOK, build_tiny_pipeline
 
 from saeno.export.concepts import _split_point_mass, export_concepts, model_display_name
 from saeno.export.schema import load_concepts
+from test_export_concepts import HOOK, build_tiny_pipeline
 
 
 @pytest.fixture(scope="module")

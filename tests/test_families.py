@@ -12,11 +12,11 @@ import contextlib
 import io
 import warnings
 
-import family_hand as hand
 import pytest
 import torch
 from torch import nn
 
+import family_hand as hand
 from saeno.hooking import HookedOperator, PresetError
 from saeno.hooking.hooked_operator import HookNotFiredWarning
 

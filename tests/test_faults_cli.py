@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import HOOKS, enospc, inputs, small_model
 
+from faults import HOOKS, enospc, inputs, small_model
 from saeno.cli.main import main
 from saeno.store import capture
 

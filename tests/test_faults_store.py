@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+
 from faults import (
     BATCH,
     CHUNK,
@@ -29,7 +30,6 @@ from faults import (
     inputs,
     small_model,
 )
-
 from saeno.errors import SaenoError, StoreError
 from saeno.store import ActivationStore, NonFiniteActivationError, capture
 from saeno.store.lock import WriterLock

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import HOOKS, InjectedKill, inputs, small_model
 
+from faults import HOOKS, InjectedKill, inputs, small_model
 from saeno.errors import DataFormatError, SaenoError
 from saeno.sae import SAE
 from saeno.store import capture

@@ -15,7 +15,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time the names load lazily
-    from saeno import audit, cli, datasets, distributed, explain, export, hooking, pde, sae, store, synthetic, train, zoo
+    from saeno import (
+        audit,
+        cli,
+        datasets,
+        distributed,
+        explain,
+        export,
+        hooking,
+        pde,
+        sae,
+        store,
+        synthetic,
+        train,
+        zoo,
+    )
     from saeno.evaluation import evaluate
     from saeno.explain.core import explain_concepts
     from saeno.export.concepts import export_concepts

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 NON_GRID_FAMILIES = ("neuralop-fnogno", "neuralop-gino", "neuralop-codano")  # inputs other than one grid field
 
 

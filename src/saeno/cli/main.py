@@ -79,7 +79,7 @@ def seed_everything(seed: int | None) -> int:
 
     seed = DEFAULT_SEED if seed is None else int(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the legacy global generator users may call
     torch.manual_seed(seed)
     return seed
 
