@@ -11,8 +11,17 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["hook_overhead", "zoo", "capture", "train_speed", "darcy_sae", "recovery",
-         "recovery_sae_fno_fix", "supervised", "scaling"]
+ORDER = [
+    "hook_overhead",
+    "zoo",
+    "capture",
+    "train_speed",
+    "darcy_sae",
+    "recovery",
+    "recovery_sae_fno_fix",
+    "supervised",
+    "scaling",
+]
 
 
 def main() -> None:

@@ -46,10 +46,20 @@ def capture_stores(model_name: str, root: Path, args: argparse.Namespace) -> dic
     ds_name = spec["dataset"]
     kw = {"progress": False}
     stores = {
-        "train": saeno.capture(hooked, saeno.datasets.load(ds_name, split="train", n=args.n_train, **kw),
-                               [spec["hook"]], root / "train.zarr", progress=False),
-        "id": saeno.capture(hooked, saeno.datasets.load(ds_name, split="test", n=args.n_id, **kw),
-                            [spec["hook"]], root / "test.zarr", progress=False),
+        "train": saeno.capture(
+            hooked,
+            saeno.datasets.load(ds_name, split="train", n=args.n_train, **kw),
+            [spec["hook"]],
+            root / "train.zarr",
+            progress=False,
+        ),
+        "id": saeno.capture(
+            hooked,
+            saeno.datasets.load(ds_name, split="test", n=args.n_id, **kw),
+            [spec["hook"]],
+            root / "test.zarr",
+            progress=False,
+        ),
     }
     shifts = {}
     for variant in saeno.datasets.card(ds_name)["variants"]:
@@ -63,14 +73,20 @@ def train_sae(arch: str, model_name: str, store, seed: int, args: argparse.Names
     channels = store.hook_info(spec["hook"])["shape"][0]
     torch.manual_seed(seed)
     if arch == "sae-fno":
-        sae = saeno.SAEFNO(channels, 64, ndim=spec["ndim"], modes=spec["modes"],
-                           sparsity={"type": "topk", "k": 8, "group": "concept"})
+        sae = saeno.SAEFNO(
+            channels,
+            64,
+            ndim=spec["ndim"],
+            modes=spec["modes"],
+            sparsity={"type": "topk", "k": 8, "group": "concept"},
+        )
         steps, batch = args.steps_sae_fno, 16
     else:
         sae = saeno.SAE(channels, 64, ndim=spec["ndim"], sparsity={"type": "topk", "k": 8, "group": "point"})
         steps, batch = args.steps_sae, 4096
-    result = saeno.train_sae(sae, store, hook=spec["hook"], steps=steps, batch_size=batch, seed=seed,
-                             progress=False)
+    result = saeno.train_sae(
+        sae, store, hook=spec["hook"], steps=steps, batch_size=batch, seed=seed, progress=False
+    )
     return result.sae
 
 
@@ -94,10 +110,14 @@ def fmt(values: list[float]) -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     summary = summarise(rows)
-    lines = ["# Audit: off-distribution scores from inside the FNO\n",
-             (f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s on a shared 2-core CPU machine under "
-             f"load). Sizes: {meta['sizes']}. Mean ± standard deviation over seeds {meta['seeds']} (SAE "
-             "initialisation and training order; the data and the FNO are fixed).\n")]
+    lines = [
+        "# Audit: off-distribution scores from inside the FNO\n",
+        (
+            f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s on a shared 2-core CPU machine under "
+            f"load). Sizes: {meta['sizes']}. Mean ± standard deviation over seeds {meta['seeds']} (SAE "
+            "initialisation and training order; the data and the FNO are fixed).\n"
+        ),
+    ]
     for model in MODELS:
         for arch in ("sae-fno", "sae"):
             keys = [k for k in summary if k[0] == model and k[1] == arch]
@@ -105,8 +125,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 continue
             shifts = list(dict.fromkeys(k[2] for k in keys))
             lines.append(f"\n## {model}, {arch}: AUROC (test vs shifted samples)\n")
-            lines.append("| shift | FNO error (test -> shift) | " + " | ".join(ALL_SCORES)
-                         + " | best SAE > both baselines |")
+            lines.append(
+                "| shift | FNO error (test -> shift) | "
+                + " | ".join(ALL_SCORES)
+                + " | best SAE > both baselines |"
+            )
             lines.append("|---|---|" + "---|" * len(ALL_SCORES) + "---|")
             for shift in shifts:
                 cells, means = [], {}
@@ -117,11 +140,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 err = summary[(model, arch, shift, ALL_SCORES[0])]["error"]
                 best_sae = max(means[s] for s in SAE_SCORES)
                 beats = "yes" if best_sae > max(means[s] for s in BASELINE_SCORES) else "**no**"
-                lines.append(f"| {shift} | {meta['id_error'][model]:.3f} -> {np.nanmean(err):.3f} | "
-                             + " | ".join(cells) + f" | {beats} |")
-            lines.append(f"\n{model}, {arch}: Spearman correlation of each score with the FNO's per-sample "
-                         "relative L2 error, pooled over test and shifted samples (within the shift in "
-                         "brackets)\n")
+                lines.append(
+                    f"| {shift} | {meta['id_error'][model]:.3f} -> {np.nanmean(err):.3f} | "
+                    + " | ".join(cells)
+                    + f" | {beats} |"
+                )
+            lines.append(
+                f"\n{model}, {arch}: Spearman correlation of each score with the FNO's per-sample "
+                "relative L2 error, pooled over test and shifted samples (within the shift in "
+                "brackets)\n"
+            )
             lines.append("| shift | " + " | ".join(ALL_SCORES) + " |")
             lines.append("|---|" + "---|" * len(ALL_SCORES))
             for shift in shifts:
@@ -165,36 +193,63 @@ def main() -> None:
                     t1 = time.perf_counter()
                     # the scores need no model; the ablation (one FNO pass per concept) only for the page
                     with_model = not page_done
-                    res = saeno.audit(sae, cap["stores"]["train"], list(cap["shifts"].values()),
-                                      model=cap["hooked"] if with_model else None,
-                                      id_store=cap["stores"]["id"], seed=seed, n_boot=args.n_boot,
-                                      max_ablate=args.max_ablate, progress=False)
+                    res = saeno.audit(
+                        sae,
+                        cap["stores"]["train"],
+                        list(cap["shifts"].values()),
+                        model=cap["hooked"] if with_model else None,
+                        id_store=cap["stores"]["id"],
+                        seed=seed,
+                        n_boot=args.n_boot,
+                        max_ablate=args.max_ablate,
+                        progress=False,
+                    )
                     id_error[model_name] = res.in_distribution.mean_error
                     for variant, shift in zip(cap["shifts"], res.shifts):
                         for score in ALL_SCORES:
                             d = shift.detection[score]
-                            rows.append({"model": model_name, "arch": arch, "seed": seed, "shift": variant,
-                                         "score": score, "auroc": d["auroc"],
-                                         "spearman_pooled": d["spearman_pooled"],
-                                         "spearman_within": d["spearman_within"], "error": shift.mean_error,
-                                         "moved": shift.moves["n_significant"]})
-                    print(f"{model_name} {arch} seed {seed}: train {t1 - t0:.0f} s, audit "
-                          f"{time.perf_counter() - t1:.0f} s", flush=True)
+                            rows.append(
+                                {
+                                    "model": model_name,
+                                    "arch": arch,
+                                    "seed": seed,
+                                    "shift": variant,
+                                    "score": score,
+                                    "auroc": d["auroc"],
+                                    "spearman_pooled": d["spearman_pooled"],
+                                    "spearman_within": d["spearman_within"],
+                                    "error": shift.mean_error,
+                                    "moved": shift.moves["n_significant"],
+                                }
+                            )
+                    print(
+                        f"{model_name} {arch} seed {seed}: train {t1 - t0:.0f} s, audit "
+                        f"{time.perf_counter() - t1:.0f} s",
+                        flush=True,
+                    )
                     if not page_done:
                         from saeno.export.audit_page import write_audit_page
 
                         res.save(args.page)
-                        write_audit_page(res, args.page, stores=[cap["stores"]["id"], *cap["shifts"].values()])
+                        write_audit_page(
+                            res, args.page, stores=[cap["stores"]["id"], *cap["shifts"].values()]
+                        )
                         page_done = True
     wall = time.perf_counter() - t_start
     import sys
 
-    meta = {"command": "python benchmarks/audit.py " + " ".join(sys.argv[1:]), "wall_s": wall,
-            "seeds": args.seeds, "id_error": id_error,
-            "sizes": (f"{args.n_train} training samples (reference), {args.n_id} test samples, "
-                      f"{args.n_shift} per shift; SAE-FNO and pointwise SAE with 64 concepts, TopK 8, "
-                      f"{args.steps_sae_fno} steps of 16 fields (SAE-FNO) and {args.steps_sae} steps of "
-                      f"4096 points (pointwise); {args.n_boot} bootstrap resamples")}
+    meta = {
+        "command": "python benchmarks/audit.py " + " ".join(sys.argv[1:]),
+        "wall_s": wall,
+        "seeds": args.seeds,
+        "id_error": id_error,
+        "sizes": (
+            f"{args.n_train} training samples (reference), {args.n_id} test samples, "
+            f"{args.n_shift} per shift; SAE-FNO and pointwise SAE with 64 concepts, TopK 8, "
+            f"{args.steps_sae_fno} steps of 16 fields (SAE-FNO) and {args.steps_sae} steps of "
+            f"4096 points (pointwise); {args.n_boot} bootstrap resamples"
+        ),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(rows, meta))

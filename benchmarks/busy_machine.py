@@ -73,14 +73,62 @@ def child(setting: str, quick: bool) -> dict:
         store = Path(tmp) / "acts.zarr"
         common = ["--no-progress"]
         runs = {
-            "capture": ["capture", "--model", "example-fno2d", "--dataset", str(data), "--hooks",
-                        "blocks.*.hook_out", "--out", str(store), "--batch-size", "16", *common],
-            "train_sae": ["train", "--store", str(store), "--hook", "blocks.1.hook_out", "--arch", "sae",
-                          "--concepts", "256", "--k", "16", "--steps", "20" if quick else "60",
-                          "--batch-size", "4096", "--out", str(Path(tmp) / "sae"), *common],
-            "train_sae_fno": ["train", "--store", str(store), "--hook", "blocks.1.hook_out", "--arch", "sae-fno",
-                              "--concepts", "64", "--k", "8", "--modes", "8", "--steps", "4" if quick else "12",
-                              "--batch-size", "8", "--out", str(Path(tmp) / "saefno"), *common],
+            "capture": [
+                "capture",
+                "--model",
+                "example-fno2d",
+                "--dataset",
+                str(data),
+                "--hooks",
+                "blocks.*.hook_out",
+                "--out",
+                str(store),
+                "--batch-size",
+                "16",
+                *common,
+            ],
+            "train_sae": [
+                "train",
+                "--store",
+                str(store),
+                "--hook",
+                "blocks.1.hook_out",
+                "--arch",
+                "sae",
+                "--concepts",
+                "256",
+                "--k",
+                "16",
+                "--steps",
+                "20" if quick else "60",
+                "--batch-size",
+                "4096",
+                "--out",
+                str(Path(tmp) / "sae"),
+                *common,
+            ],
+            "train_sae_fno": [
+                "train",
+                "--store",
+                str(store),
+                "--hook",
+                "blocks.1.hook_out",
+                "--arch",
+                "sae-fno",
+                "--concepts",
+                "64",
+                "--k",
+                "8",
+                "--modes",
+                "8",
+                "--steps",
+                "4" if quick else "12",
+                "--batch-size",
+                "8",
+                "--out",
+                str(Path(tmp) / "saefno"),
+                *common,
+            ],
         }
         for name, argv in runs.items():
             t = time.perf_counter()
@@ -147,14 +195,20 @@ def main() -> None:
 
 def format_table(results: dict[str, dict[str, dict]]) -> str:
     """Seconds per step (fno_fit) or per verb, and each setting's time over the best in its condition."""
-    rows = ["| condition | setting | load avg (1 min) at start | " + " | ".join(STEPS) + " | worst ratio to best |",
-            "|---|---|---|" + "---|" * (len(STEPS) + 1)]
+    rows = [
+        "| condition | setting | load avg (1 min) at start | "
+        + " | ".join(STEPS)
+        + " | worst ratio to best |",
+        "|---|---|---|" + "---|" * (len(STEPS) + 1),
+    ]
     for condition, by_setting in results.items():
         best = {s: min(r[s] for r in by_setting.values()) for s in STEPS}
         for setting, r in by_setting.items():
             cells = [f"{r[s]:.2f} s ({r[s] / best[s]:.2f}x)" for s in STEPS]
             worst = max(r[s] / best[s] for s in STEPS)
-            rows.append(f"| {condition} | {setting} | {r['load']:.1f} | " + " | ".join(cells) + f" | {worst:.2f}x |")
+            rows.append(
+                f"| {condition} | {setting} | {r['load']:.1f} | " + " | ".join(cells) + f" | {worst:.2f}x |"
+            )
     return "\n".join(rows)
 
 

@@ -37,7 +37,9 @@ def build_fno(hidden: int, modes: int, seed: int = 0) -> torch.nn.Module:
     from neuralop.models import FNO
 
     torch.manual_seed(seed)
-    return FNO(n_modes=(modes, modes), in_channels=1, out_channels=1, hidden_channels=hidden, n_layers=4).eval()
+    return FNO(
+        n_modes=(modes, modes), in_channels=1, out_channels=1, hidden_channels=hidden, n_layers=4
+    ).eval()
 
 
 def time_forward(model: torch.nn.Module, x: torch.Tensor, batch: int) -> float:
@@ -112,7 +114,9 @@ def peak_rss_kib(n: int, root: Path) -> int:
     path = root / f"mem{n}.zarr"
     shutil.rmtree(path, ignore_errors=True)
     script = f"HOOKS = {HOOKS!r}\n" + MEMORY_CHILD
-    out = subprocess.run([sys.executable, "-c", script, str(n), str(path)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(n), str(path)], check=True, capture_output=True, text=True
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -139,7 +143,9 @@ def sae_points_per_s(channels: int, batch: int, steps: int, latents: int, k: int
 
 
 def loader_points_per_s(store, hook: str, batch: int, shuffle_buffer: int) -> float:
-    loader = store.loader(hook, view="points", batch_size=batch, shuffle_buffer=shuffle_buffer, normalize=True)
+    loader = store.loader(
+        hook, view="points", batch_size=batch, shuffle_buffer=shuffle_buffer, normalize=True
+    )
     t = time.perf_counter()
     n = sum(len(b) for b in loader)
     return n / (time.perf_counter() - t)
@@ -188,7 +194,9 @@ def main() -> None:
         print("|---|---|---|---|")
         print(f"| capture vs plain forward (target <= 1.3) | {c:.2f} s | {f:.2f} s | {c / f:.3f} |")
         print(f"| capture vs naive in-RAM + save once | {c:.2f} s | {nv:.2f} s | {c / nv:.3f} |")
-        print(f"| capture throughput | {args.n / c:.1f} samples/s, {args.n * per_sample / c / 2**20:.0f} MiB/s | | |")
+        print(
+            f"| capture throughput | {args.n / c:.1f} samples/s, {args.n * per_sample / c / 2**20:.0f} MiB/s | | |"
+        )
 
         lo, hi = args.mem
         m_lo, m_hi = peak_rss_kib(lo, root), peak_rss_kib(hi, root)

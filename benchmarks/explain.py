@@ -68,19 +68,31 @@ def fit_pca(store, hook: str, n_components: int, rows: int = 200) -> PCADictiona
 
 
 def middle_hook(hooked) -> str:
-    blocks = [n for n in hooked.hook_names if n.startswith("blocks.") and n.count(".") == 2
-              and n.endswith(".hook_out")]
+    blocks = [
+        n
+        for n in hooked.hook_names
+        if n.startswith("blocks.") and n.count(".") == 2 and n.endswith(".hook_out")
+    ]
     return blocks[len(blocks) // 2]
 
 
 def summarize(ex) -> dict:
     live = [c for c in ex.concepts if c.live]
-    shuffle_only = [c for c in live if c.rho is not None and c.rho >= ex.protocol["floor"]
-                    and c.rho > (c.null_shuffle if c.null_shuffle is not None else -1)]
-    return {"n_live": ex.summary.n_live, "share_explained": ex.summary.share_explained,
-            "share_explained_shuffle_null_only": len(shuffle_only) / len(live) if live else None,
-            "mean_score": ex.summary.mean_score,
-            "probe_counts": ex.summary.probe_counts, "seconds": ex.seconds}
+    shuffle_only = [
+        c
+        for c in live
+        if c.rho is not None
+        and c.rho >= ex.protocol["floor"]
+        and c.rho > (c.null_shuffle if c.null_shuffle is not None else -1)
+    ]
+    return {
+        "n_live": ex.summary.n_live,
+        "share_explained": ex.summary.share_explained,
+        "share_explained_shuffle_null_only": len(shuffle_only) / len(live) if live else None,
+        "mean_score": ex.summary.mean_score,
+        "probe_counts": ex.summary.probe_counts,
+        "seconds": ex.seconds,
+    }
 
 
 def run_model(name: str, args, work: Path) -> dict:
@@ -92,8 +104,7 @@ def run_model(name: str, args, work: Path) -> dict:
     train = saeno.datasets.load(dataset, split="train", resolution=res, n=args.n_train, progress=False)
     test = saeno.datasets.load(dataset, split="test", resolution=res, n=args.n_test, progress=False)
     t = time.perf_counter()
-    s_train = saeno.capture(hooked, train, hook, work / f"{name}_train.zarr", progress=False,
-                            overwrite=True)
+    s_train = saeno.capture(hooked, train, hook, work / f"{name}_train.zarr", progress=False, overwrite=True)
     s_test = saeno.capture(hooked, test, hook, work / f"{name}_test.zarr", progress=False, overwrite=True)
     print(f"{name}: hook {hook}, capture {time.perf_counter() - t:.1f} s", flush=True)
     channels = s_train.hook_info(hook)["shape"][0]
@@ -102,8 +113,9 @@ def run_model(name: str, args, work: Path) -> dict:
     out = {"hook": hook, "channels": channels, "grid": list(s_test.grid), "runs": []}
 
     def sae_fno():
-        return saeno.SAEFNO(channels, p, ndim=ndim, modes=8,
-                            sparsity={"type": "topk", "k": args.k, "group": "concept"})
+        return saeno.SAEFNO(
+            channels, p, ndim=ndim, modes=8, sparsity={"type": "topk", "k": args.k, "group": "concept"}
+        )
 
     def sae_pt():
         return saeno.SAE(channels, p, ndim=ndim, sparsity={"type": "topk", "k": args.k, "group": "point"})
@@ -111,13 +123,15 @@ def run_model(name: str, args, work: Path) -> dict:
     for seed in args.seeds:
         torch.manual_seed(seed)
         t = time.perf_counter()
-        fno = saeno.train_sae(sae_fno(), s_train, hook=hook, steps=args.steps_fno, batch_size=16,
-                              seed=seed, progress=False).sae.eval()
+        fno = saeno.train_sae(
+            sae_fno(), s_train, hook=hook, steps=args.steps_fno, batch_size=16, seed=seed, progress=False
+        ).sae.eval()
         t_fno = time.perf_counter() - t
         torch.manual_seed(seed)
         t = time.perf_counter()
-        pt = saeno.train_sae(sae_pt(), s_train, hook=hook, steps=args.steps_sae, batch_size=4096,
-                             seed=seed, progress=False).sae.eval()
+        pt = saeno.train_sae(
+            sae_pt(), s_train, hook=hook, steps=args.steps_sae, batch_size=4096, seed=seed, progress=False
+        ).sae.eval()
         t_pt = time.perf_counter() - t
         pca = fit_pca(s_train, hook, min(channels, p // 2))
         rand = random_init_like(fno, seed + 500)
@@ -130,20 +144,29 @@ def run_model(name: str, args, work: Path) -> dict:
             "random-init SAE-FNO": (rand, null_fno),
         }
         for label, (d, null) in dicts.items():
-            ex = explain_concepts(d, s_test, hook=hook, n_rows=args.n_test, seed=seed, null_sae=null,
-                                  progress=False)
+            ex = explain_concepts(
+                d, s_test, hook=hook, n_rows=args.n_test, seed=seed, null_sae=null, progress=False
+            )
             row = {"model": name, "dictionary": label, "seed": seed, **summarize(ex)}
             out["runs"].append(row)
-            print(f"  seed {seed} {label:20s} live {row['n_live']:3d} explained "
-                  f"{row['share_explained']:.2f} (shuffle null only {row['share_explained_shuffle_null_only']:.2f}) "
-                  f"mean rho {row['mean_score']:.2f}  explain_s {ex.seconds:.1f}", flush=True)
+            print(
+                f"  seed {seed} {label:20s} live {row['n_live']:3d} explained "
+                f"{row['share_explained']:.2f} (shuffle null only {row['share_explained_shuffle_null_only']:.2f}) "
+                f"mean rho {row['mean_score']:.2f}  explain_s {ex.seconds:.1f}",
+                flush=True,
+            )
         print(f"  seed {seed}: train SAE-FNO {t_fno:.1f} s, SAE {t_pt:.1f} s", flush=True)
     return out
 
 
 def table(results: dict) -> str:
-    lines = [("| model | dictionary | live concepts | explained (both nulls) | explained (shuffle null only) "
-              "| mean held-out rho | top probes | explain s |"), "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| model | dictionary | live concepts | explained (both nulls) | explained (shuffle null only) "
+            "| mean held-out rho | top probes | explain s |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, res in results.items():
         labels = list(dict.fromkeys(r["dictionary"] for r in res["runs"]))
         for label in labels:
@@ -160,14 +183,18 @@ def table(results: dict) -> str:
                 for k, v in r["probe_counts"].items():
                     counts[k] = counts.get(k, 0) + v
             top = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
-            lines.append(f"| {name} | {label} | {ms('n_live')} | {ms('share_explained')} | "
-                         f"{ms('share_explained_shuffle_null_only')} | {ms('mean_score')} | {top} | "
-                         f"{ms('seconds')} |")
+            lines.append(
+                f"| {name} | {label} | {ms('n_live')} | {ms('share_explained')} | "
+                f"{ms('share_explained_shuffle_null_only')} | {ms('mean_score')} | {top} | "
+                f"{ms('seconds')} |"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=list(ZOO_DATA))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-train", type=int, default=200)

@@ -44,7 +44,9 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     torch.manual_seed(0)
-    model = FNO(n_modes=(16, 16), in_channels=1, out_channels=1, hidden_channels=32, n_layers=4).to(device).eval()
+    model = (
+        FNO(n_modes=(16, 16), in_channels=1, out_channels=1, hidden_channels=32, n_layers=4).to(device).eval()
+    )
     hooked = HookedOperator(model)
     blocks = [f"blocks.{i}.hook_out" for i in range(model.n_layers)]
     x = torch.randn(args.batch, 1, args.resolution, args.resolution, device=device)

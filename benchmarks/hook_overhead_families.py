@@ -45,8 +45,10 @@ def _compare(label, model, args, kwargs, repeats, warmup):
         cached.append(_timed(lambda: hooked.run_with_cache(*args, names_filter=blocks, **kwargs)))
         cached_all.append(_timed(lambda: hooked.run_with_cache(*args, **kwargs)))
     p, c, a = (statistics.median(v) for v in (plain, cached, cached_all))
-    print(f"{label}: plain {p * 1e3:.1f} ms, {len(blocks)} block outputs {c * 1e3:.1f} ms (ratio {c / p:.3f}), "
-          f"all {len(hooked.hook_names)} hooks {a * 1e3:.1f} ms (ratio {a / p:.3f})")
+    print(
+        f"{label}: plain {p * 1e3:.1f} ms, {len(blocks)} block outputs {c * 1e3:.1f} ms (ratio {c / p:.3f}), "
+        f"all {len(hooked.hook_names)} hooks {a * 1e3:.1f} ms (ratio {a / p:.3f})"
+    )
 
 
 def main() -> None:
@@ -59,21 +61,52 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):
-        uno = UNO(in_channels=1, out_channels=1, hidden_channels=32, lifting_channels=64, projection_channels=64,
-                  n_layers=4, uno_out_channels=[32, 32, 32, 32], uno_n_modes=[[16, 16], [8, 8], [8, 8], [16, 16]],
-                  uno_scalings=[[1, 1], [0.5, 0.5], [1, 1], [2, 2]], channel_mlp_skip="linear").eval()
-    gino = GINO(in_channels=1, out_channels=1, gno_coord_dim=2, fno_n_modes=(12, 12), fno_hidden_channels=32,
-                fno_n_layers=4, in_gno_radius=0.05, out_gno_radius=0.05, gno_use_open3d=False,
-                gno_use_torch_scatter=False, in_gno_channel_mlp_hidden_layers=[32],
-                out_gno_channel_mlp_hidden_layers=[32], fno_in_channels=3).eval()
+        uno = UNO(
+            in_channels=1,
+            out_channels=1,
+            hidden_channels=32,
+            lifting_channels=64,
+            projection_channels=64,
+            n_layers=4,
+            uno_out_channels=[32, 32, 32, 32],
+            uno_n_modes=[[16, 16], [8, 8], [8, 8], [16, 16]],
+            uno_scalings=[[1, 1], [0.5, 0.5], [1, 1], [2, 2]],
+            channel_mlp_skip="linear",
+        ).eval()
+    gino = GINO(
+        in_channels=1,
+        out_channels=1,
+        gno_coord_dim=2,
+        fno_n_modes=(12, 12),
+        fno_hidden_channels=32,
+        fno_n_layers=4,
+        in_gno_radius=0.05,
+        out_gno_radius=0.05,
+        gno_use_open3d=False,
+        gno_use_torch_scatter=False,
+        in_gno_channel_mlp_hidden_layers=[32],
+        out_gno_channel_mlp_hidden_layers=[32],
+        fno_in_channels=3,
+    ).eval()
     axes = torch.linspace(0, 1, 32)
     latent = torch.stack(torch.meshgrid(axes, axes, indexing="ij"), -1).unsqueeze(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats (median)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats (median)"
+    )
     with torch.no_grad():
         _compare("UNO 2D 64x64 batch 4", uno, (torch.randn(4, 1, 64, 64),), {}, args.repeats, args.warmup)
-        _compare("GINO 2D latent 32x32 batch 4", gino, (torch.rand(1, 2048, 2),),
-                 {"latent_queries": latent, "output_queries": torch.rand(1, 2048, 2),
-                  "x": torch.randn(4, 2048, 1)}, args.repeats, args.warmup)
+        _compare(
+            "GINO 2D latent 32x32 batch 4",
+            gino,
+            (torch.rand(1, 2048, 2),),
+            {
+                "latent_queries": latent,
+                "output_queries": torch.rand(1, 2048, 2),
+                "x": torch.randn(4, 2048, 1),
+            },
+            args.repeats,
+            args.warmup,
+        )
 
 
 if __name__ == "__main__":

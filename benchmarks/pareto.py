@@ -55,19 +55,22 @@ def capture(out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 
         saeno.capture(hooked, ds, [HOOK], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
 
 
-def build(variant: str, channels: int, ndim: int, c: int, concepts: int, modes: int,
-          fno_kw: dict | None = None):
+def build(
+    variant: str, channels: int, ndim: int, c: int, concepts: int, modes: int, fno_kw: dict | None = None
+):
     """The model of ``variant`` at ``c`` codes per point (``fno_kw``: extra SAEFNO arguments)."""
     from saeno.sae import SAE, SAEFNO
 
     if variant.startswith("fno"):
         sp = {"type": "topk", "k": min(4 * c, concepts), "group": "concept", "domain_frac": 0.25}
         bias = "modes" if variant == "fno" else None
-        return SAEFNO(channels, concepts, ndim=ndim, modes=modes, sparsity=sp, bias_field=bias,
-                      **(fno_kw or {}))
+        return SAEFNO(
+            channels, concepts, ndim=ndim, modes=modes, sparsity=sp, bias_field=bias, **(fno_kw or {})
+        )
     sp = {"type": "topk", "k": c, "group": "point"}
-    return SAE(channels, concepts, ndim=ndim, sparsity=sp,
-               bias_field=modes if variant == "sae-bias" else None)
+    return SAE(
+        channels, concepts, ndim=ndim, sparsity=sp, bias_field=modes if variant == "sae-bias" else None
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -90,45 +93,90 @@ def run(args: argparse.Namespace) -> None:
         for variant in args.variants:
             for seed in args.seeds:
                 torch.manual_seed(seed)
-                sae = build(variant, channels, ndim, c, args.concepts, args.modes,
-                            json.loads(args.fno_kw) if args.fno_kw else None)
+                sae = build(
+                    variant,
+                    channels,
+                    ndim,
+                    c,
+                    args.concepts,
+                    args.modes,
+                    json.loads(args.fno_kw) if args.fno_kw else None,
+                )
                 field = sae.view == "field"
-                batch = args.batch_fno if variant.startswith("fno") else (
-                    max(1, args.batch_sae // math.prod(info["shape"][1:])) if field else args.batch_sae)
+                batch = (
+                    args.batch_fno
+                    if variant.startswith("fno")
+                    else (max(1, args.batch_sae // math.prod(info["shape"][1:])) if field else args.batch_sae)
+                )
                 steps = args.steps_fno if variant.startswith("fno") else args.steps_sae
                 t0 = time.perf_counter()
-                result = saeno.train_sae(sae, train, hook=HOOK, steps=steps, batch_size=batch,
-                                         seed=seed, progress=False)
+                result = saeno.train_sae(
+                    sae, train, hook=HOOK, steps=steps, batch_size=batch, seed=seed, progress=False
+                )
                 train_s = time.perf_counter() - t0
-                rep = evaluate(result.sae, test, HOOK, hooked=hooked,
-                               other_stores=[] if args.no_other else [other], progress=False)
-                row = {"zoo": args.zoo, "variant": variant + (args.tag or ""), "c": c, "seed": seed, "steps": steps,
-                       "batch": batch, "train_s": round(train_s, 1), "config": sae.config()}
+                rep = evaluate(
+                    result.sae,
+                    test,
+                    HOOK,
+                    hooked=hooked,
+                    other_stores=[] if args.no_other else [other],
+                    progress=False,
+                )
+                row = {
+                    "zoo": args.zoo,
+                    "variant": variant + (args.tag or ""),
+                    "c": c,
+                    "seed": seed,
+                    "steps": steps,
+                    "batch": batch,
+                    "train_s": round(train_s, 1),
+                    "config": sae.config(),
+                }
                 for r in rep["results"]:
                     tag = "x".join(map(str, r["grid"]))
-                    row[tag] = {k: r.get(k) for k in (
-                        "output_change", "explained_variance", "explained_variance_mean_field",
-                        "L0_per_point", "L0_concepts", "domain_fraction", "dead_fraction",
-                        "never_firing", "rare_concepts", "density_window_samples",
-                        "loss_recovered", "splice_added_abs", "splice_added_error", "L_clean",
-                        "L_sae")}
+                    row[tag] = {
+                        k: r.get(k)
+                        for k in (
+                            "output_change",
+                            "explained_variance",
+                            "explained_variance_mean_field",
+                            "L0_per_point",
+                            "L0_concepts",
+                            "domain_fraction",
+                            "dead_fraction",
+                            "never_firing",
+                            "rare_concepts",
+                            "density_window_samples",
+                            "loss_recovered",
+                            "splice_added_abs",
+                            "splice_added_error",
+                            "L_clean",
+                            "L_sae",
+                        )
+                    }
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(row, default=float) + "\n")
                 g = f"{res}x{res}"
-                print(f"{variant:10s} c={c:2d} seed={seed} out_chg={row[g]['output_change']:.4f} "
-                      f"EV={row[g]['explained_variance']:.4f} L0pt={row[g]['L0_per_point']:.2f} "
-                      f"dead={row[g]['dead_fraction']:.2f} ({train_s:.0f} s)", flush=True)
+                print(
+                    f"{variant:10s} c={c:2d} seed={seed} out_chg={row[g]['output_change']:.4f} "
+                    f"EV={row[g]['explained_variance']:.4f} L0pt={row[g]['L0_per_point']:.2f} "
+                    f"dead={row[g]['dead_fraction']:.2f} ({train_s:.0f} s)",
+                    flush=True,
+                )
                 if dicts is not None:
                     dicts.mkdir(parents=True, exist_ok=True)
                     with torch.no_grad():
                         a = torch.from_numpy(test.read(HOOK, slice(0, 16))).float()
                         atoms = result.sae.concepts((res,) * ndim).float()
                         codes = result.sae.encode(a).float()
-                    torch.save({"atoms": atoms, "codes": codes},
-                               dicts / f"{args.zoo}_{row['variant']}_c{c}_s{seed}.pt")
+                    torch.save(
+                        {"atoms": atoms, "codes": codes},
+                        dicts / f"{args.zoo}_{row['variant']}_c{c}_s{seed}.pt",
+                    )
 
 
 # ---------------------------------------------------------------------------------- report
+
 
 def _mean_ci(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of a 95% t interval (0 for one value)."""
@@ -162,12 +210,16 @@ def stability(paths: list[Path], threshold: float = 0.9) -> dict[str, float]:
             za = loaded[i]["codes"].transpose(0, 1).flatten(1)[r]
             zb = loaded[j]["codes"].transpose(0, 1).flatten(1)[cidx]
             za, zb = za - za.mean(1, keepdim=True), zb - zb.mean(1, keepdim=True)
-            den = (za.norm(dim=1) * zb.norm(dim=1))
+            den = za.norm(dim=1) * zb.norm(dim=1)
             live = den > 0
             corr = (za * zb).sum(1)[live] / den[live]
             corr_all.append(float(corr.mean()) if live.any() else math.nan)
-    return {"atom_cos": float(np.mean(cos_all)), "code_corr": float(np.nanmean(corr_all)),
-            "reproduced": float(np.mean(share_all)), "pairs": len(cos_all)}
+    return {
+        "atom_cos": float(np.mean(cos_all)),
+        "code_corr": float(np.nanmean(corr_all)),
+        "reproduced": float(np.mean(share_all)),
+        "pairs": len(cos_all),
+    }
 
 
 def report(args: argparse.Namespace) -> None:
@@ -176,9 +228,14 @@ def report(args: argparse.Namespace) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["zoo"], r["variant"], r["c"]), []).append(r)
-    lines = [("| FNO | model | c | seeds | grid | output change | EV | EV vs mean field | codes/point | "
-              "domain | never firing | loss rec. | error added (abs) | atoms |cos| | code corr. | "
-              "reproduced |"), "|" + "---|" * 16]
+    lines = [
+        (
+            "| FNO | model | c | seeds | grid | output change | EV | EV vs mean field | codes/point | "
+            "domain | never firing | loss rec. | error added (abs) | atoms |cos| | code corr. | "
+            "reproduced |"
+        ),
+        "|" + "---|" * 16,
+    ]
     summary: dict[tuple, dict] = {}
     for (zoo, variant, c), rs in sorted(groups.items()):
         grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and "x" in k]
@@ -188,10 +245,19 @@ def report(args: argparse.Namespace) -> None:
             if len(paths) > 1:
                 stab = stability(paths)
         for g in grids:
-            stat = {k: _mean_ci([r[g][k] for r in rs]) for k in (
-                "output_change", "explained_variance", "explained_variance_mean_field",
-                "L0_per_point", "domain_fraction", "dead_fraction", "loss_recovered",
-                "splice_added_abs")}
+            stat = {
+                k: _mean_ci([r[g][k] for r in rs])
+                for k in (
+                    "output_change",
+                    "explained_variance",
+                    "explained_variance_mean_field",
+                    "L0_per_point",
+                    "domain_fraction",
+                    "dead_fraction",
+                    "loss_recovered",
+                    "splice_added_abs",
+                )
+            }
             summary[(zoo, variant, c, g)] = stat
 
             def f(k: str, d: int = 3, stat: dict = stat) -> str:
@@ -199,13 +265,18 @@ def report(args: argparse.Namespace) -> None:
                 return "-" if not np.isfinite(m) else f"{m:.{d}f} ± {h:.{d}f}"
 
             first = g == grids[0]
-            st = (f"{stab['atom_cos']:.2f} | {stab['code_corr']:.2f} | {stab['reproduced']:.2f}"
-                  if stab and first else "- | - | -")
-            lines.append(f"| {zoo} | {variant} | {c} | {len(rs)} | {g} | {f('output_change', 4)} | "
-                         f"{f('explained_variance')} | {f('explained_variance_mean_field')} | "
-                         f"{f('L0_per_point', 2)} | {f('domain_fraction', 2)} | "
-                         f"{f('dead_fraction', 2)} | {f('loss_recovered')} | "
-                         f"{f('splice_added_abs', 4)} | {st} |")
+            st = (
+                f"{stab['atom_cos']:.2f} | {stab['code_corr']:.2f} | {stab['reproduced']:.2f}"
+                if stab and first
+                else "- | - | -"
+            )
+            lines.append(
+                f"| {zoo} | {variant} | {c} | {len(rs)} | {g} | {f('output_change', 4)} | "
+                f"{f('explained_variance')} | {f('explained_variance_mean_field')} | "
+                f"{f('L0_per_point', 2)} | {f('domain_fraction', 2)} | "
+                f"{f('dead_fraction', 2)} | {f('loss_recovered')} | "
+                f"{f('splice_added_abs', 4)} | {st} |"
+            )
     text = "\n".join(lines) + "\n"
     if args.md:
         Path(args.md).write_text(text)
@@ -217,14 +288,18 @@ def report(args: argparse.Namespace) -> None:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        keys = [("output_change", "output change ||f(â)-f(a)||/||f(a)||"),
-                ("explained_variance", "EV"), ("dead_fraction", "never-firing share")]
+        keys = [
+            ("output_change", "output change ||f(â)-f(a)||/||f(a)||"),
+            ("explained_variance", "EV"),
+            ("dead_fraction", "never-firing share"),
+        ]
         zoos = sorted({k[0] for k in summary})
         for zoo in zoos:
             g0 = min({k[3] for k in summary if k[0] == zoo}, key=lambda s: int(s.split("x")[0]))
             for variant in VARIANTS:
-                pts = sorted((k[2], v) for k, v in summary.items()
-                             if k[0] == zoo and k[1] == variant and k[3] == g0)
+                pts = sorted(
+                    (k[2], v) for k, v in summary.items() if k[0] == zoo and k[1] == variant and k[3] == g0
+                )
                 if not pts:
                     continue
                 for ax, (key, label) in zip(axes, keys):

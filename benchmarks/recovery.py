@@ -54,12 +54,38 @@ RES_FACTORS = (0.5, 1, 2, 4)
 FULL: dict[str, Any] = {
     "seeds": [0, 1, 2],
     "n": 64,
-    "euclid": {"p": 16, "s": 2, "n_samples": 4096, "steps": 1500, "eval_every": 100, "batch": 256,
-               "lr": 1e-3, "bandwidth": 8, "lift_sae": 256, "lift_flat": 4, "modes": 12,
-               "lift_fno": 4, "fno_batch": 32, "fno_steps": 1000, "fno_lr": 3e-3},
-    "conv": {"p": 8, "s": 2, "n_locations": 2, "n_samples": 2048, "steps": 1000, "eval_every": 100,
-             "batch": 32, "lr": 3e-3, "bandwidth": 12, "modes": 13, "lift_fno": 4, "lift_flat": 4,
-             "kernel": 33},
+    "euclid": {
+        "p": 16,
+        "s": 2,
+        "n_samples": 4096,
+        "steps": 1500,
+        "eval_every": 100,
+        "batch": 256,
+        "lr": 1e-3,
+        "bandwidth": 8,
+        "lift_sae": 256,
+        "lift_flat": 4,
+        "modes": 12,
+        "lift_fno": 4,
+        "fno_batch": 32,
+        "fno_steps": 1000,
+        "fno_lr": 3e-3,
+    },
+    "conv": {
+        "p": 8,
+        "s": 2,
+        "n_locations": 2,
+        "n_samples": 2048,
+        "steps": 1000,
+        "eval_every": 100,
+        "batch": 32,
+        "lr": 3e-3,
+        "bandwidth": 12,
+        "modes": 13,
+        "lift_fno": 4,
+        "lift_flat": 4,
+        "kernel": 33,
+    },
     "n_test": 256,
     "dl_iter": 10,
     "models": None,  # all
@@ -218,8 +244,9 @@ def rel_error(model: nn.Module, x: Tensor) -> float:
         return float((model(xin) - xin).norm() / xin.norm())
 
 
-def train_and_track(model: nn.Module, opts: dict[str, Any], x: Tensor, true: Tensor, shift: bool,
-                    seed: int) -> dict[str, Any]:
+def train_and_track(
+    model: nn.Module, opts: dict[str, Any], x: Tensor, true: Tensor, shift: bool, seed: int
+) -> dict[str, Any]:
     """Train with Adam and record recovery every ``eval_every`` steps."""
     torch.manual_seed(seed)
     xin = _as_input(model, x)
@@ -255,7 +282,9 @@ def train_and_track(model: nn.Module, opts: dict[str, Any], x: Tensor, true: Ten
     return {"curve": curve, "train_s": time.perf_counter() - t0}
 
 
-def dictionary_learning(x: Tensor, true: Tensor, p: int, shift: bool, n_iter: int, seed: int) -> dict[str, Any]:
+def dictionary_learning(
+    x: Tensor, true: Tensor, p: int, shift: bool, n_iter: int, seed: int
+) -> dict[str, Any]:
     """scikit-learn's MiniBatchDictionaryLearning on the flattened samples (atoms scaled to unit norm)."""
     from sklearn.decomposition import MiniBatchDictionaryLearning
 
@@ -265,9 +294,17 @@ def dictionary_learning(x: Tensor, true: Tensor, p: int, shift: bool, n_iter: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dl = MiniBatchDictionaryLearning(
-            n_components=p, alpha=0.2, batch_size=256, max_iter=n_iter, random_state=seed,
-            max_no_improvement=None, tol=0.0, fit_algorithm="cd", positive_code=True,
-            transform_algorithm="lasso_cd", transform_alpha=0.2,
+            n_components=p,
+            alpha=0.2,
+            batch_size=256,
+            max_iter=n_iter,
+            random_state=seed,
+            max_no_improvement=None,
+            tol=0.0,
+            fit_algorithm="cd",
+            positive_code=True,
+            transform_algorithm="lasso_cd",
+            transform_alpha=0.2,
         ).fit(xf)
     atoms = torch.as_tensor(dl.components_).reshape(p, 1, -1)
     rec = S.match_atoms(atoms, true, shift_invariant=shift)
@@ -314,8 +351,12 @@ def _run_one(setting: str, model_name: str, seed: int, cfg: dict[str, Any]) -> d
     train, test = make_setting(setting, cfg, seed)
     x, true = train.fields(n), train.dictionary(n)
     shift = setting.startswith("conv") or model_name in ("SAE-FNO", "L-SAE-FNO")
-    rec: dict[str, Any] = {"setting": setting, "model": model_name, "seed": seed,
-                           "true_coherence": S.coherence(true)}
+    rec: dict[str, Any] = {
+        "setting": setting,
+        "model": model_name,
+        "seed": seed,
+        "true_coherence": S.coherence(true),
+    }
     if model_name == "DictLearning":
         p = (cfg["euclid"] if setting.startswith("euclid") else cfg["conv"])["p"]
         rec.update(dictionary_learning(x, true, p, shift, cfg["dl_iter"], seed))
@@ -339,8 +380,13 @@ def chance_level(setting: str, cfg: dict[str, Any], seed: int) -> dict[str, floa
     n = cfg["n"]
     train, _ = make_setting(setting, {**cfg, "n_test": 1}, seed)
     true = train.dictionary(n)
-    other = S.make_atoms(train.atoms.family, train.atoms.p, bandwidth=train.atoms.params.get("freqs", np.ones((1, 1))).max(),
-                         base=train.atoms.base, seed=1000 * seed + 999).render(n)
+    other = S.make_atoms(
+        train.atoms.family,
+        train.atoms.p,
+        bandwidth=train.atoms.params.get("freqs", np.ones((1, 1))).max(),
+        base=train.atoms.base,
+        seed=1000 * seed + 999,
+    ).render(n)
     noise = torch.randn(true.shape, generator=torch.Generator().manual_seed(seed))
     return {
         "same_family": S.match_atoms(other, true).mean_cos,
@@ -397,8 +443,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 s["rel_error"] = _ms([r["rel_error"] for r in rs])
             if "curve" in rs[0]:
                 curves = np.array([r["curve"]["mean_cos"] for r in rs])
-                s["curve"] = {"step": rs[0]["curve"]["step"], "mean": curves.mean(0).tolist(),
-                              "std": curves.std(0).tolist()}
+                s["curve"] = {
+                    "step": rs[0]["curve"]["step"],
+                    "mean": curves.mean(0).tolist(),
+                    "std": curves.std(0).tolist(),
+                }
                 s["auc_mean_cos"] = _ms([float(np.mean(r["curve"]["mean_cos"])) for r in rs])
                 for level in (0.8, 0.9):
                     st = [steps_to(r["curve"], level) for r in rs]
@@ -410,8 +459,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                     if vals[0]["rel_error"] == "n/a":
                         res[m] = {"rel_error": "n/a", "error": vals[0]["error"]}
                     else:
-                        res[m] = {"rel_error": _ms([v["rel_error"] for v in vals]),
-                                  "mean_cos": _ms([v["mean_cos"] for v in vals])}
+                        res[m] = {
+                            "rel_error": _ms([v["rel_error"] for v in vals]),
+                            "mean_cos": _ms([v["mean_cos"] for v in vals]),
+                        }
                 s["resolution"] = res
             summary[setting][model] = s
     return summary
@@ -483,8 +534,12 @@ def plot(summary: dict[str, Any], out_dir: Path) -> list[str]:
                 continue
             ms = [int(m) for m in s["resolution"]]
             for ax, key in zip(axes, ("rel_error", "mean_cos")):
-                ys = [np.nan if s["resolution"][str(m)]["rel_error"] == "n/a" else s["resolution"][str(m)][key]["mean"]
-                      for m in ms]
+                ys = [
+                    np.nan
+                    if s["resolution"][str(m)]["rel_error"] == "n/a"
+                    else s["resolution"][str(m)][key]["mean"]
+                    for m in ms
+                ]
                 ax.plot(ms, ys, marker="o", label=model)
         for ax, lab in zip(axes, ("relative L2 error (test)", "mean matched |cos| (shift-inv.)")):
             ax.set_xscale("log", base=2)
@@ -534,9 +589,11 @@ def _pm(d: Any, digits: int = 3) -> str:
 
 def markdown_tables(summary: dict[str, Any]) -> str:
     """The result tables (mean ± std over seeds) as Markdown."""
-    lines = ["| setting | model | mean matched abs(cos) | worst abs(cos) | mean sine dist. | test rel. error | "
-             "coherence (true) | AUC of recovery curve | steps to 0.9 (per seed) | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| setting | model | mean matched abs(cos) | worst abs(cos) | mean sine dist. | test rel. error | "
+        "coherence (true) | AUC of recovery curve | steps to 0.9 (per seed) | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for setting, models in summary.items():
         for model, s in models.items():
             st = s.get("steps_to_0.9", {}).get("values")
@@ -545,22 +602,33 @@ def markdown_tables(summary: dict[str, Any]) -> str:
                 f"| {setting} | {model} | {_pm(s['mean_cos'])} | {_pm(s['min_cos'])} | {_pm(s['mean_sine'])} | "
                 f"{_pm(s['rel_error']) if 'rel_error' in s else '-'} | {_pm(s['coherence'])} "
                 f"({s['true_coherence']['mean']:.3f}) | {_pm(s['auc_mean_cos']) if 'auc_mean_cos' in s else '-'} | "
-                f"{st_txt} | {s['train_s']['mean']:.0f} |")
+                f"{st_txt} | {s['train_s']['mean']:.0f} |"
+            )
     out = "\n".join(lines)
     if "conv-smooth" in summary:
         models = {m: s for m, s in summary["conv-smooth"].items() if "resolution" in s}
         if models:
             grids = list(next(iter(models.values()))["resolution"])
-            res = ["", "| model | " + " | ".join(f"rel. error @ {g}" for g in grids) + " | "
-                   + " | ".join(f"abs(cos) @ {g}" for g in grids) + " |",
-                   "|---|" + "---|" * (2 * len(grids))]
+            res = [
+                "",
+                "| model | "
+                + " | ".join(f"rel. error @ {g}" for g in grids)
+                + " | "
+                + " | ".join(f"abs(cos) @ {g}" for g in grids)
+                + " |",
+                "|---|" + "---|" * (2 * len(grids)),
+            ]
             for model, s in models.items():
                 r = s["resolution"]
                 errs = [_pm(r[g]["rel_error"]) if r[g]["rel_error"] != "n/a" else "n/a" for g in grids]
                 coss = [_pm(r[g]["mean_cos"]) if r[g]["rel_error"] != "n/a" else "n/a" for g in grids]
                 res.append(f"| {model} | " + " | ".join(errs) + " | " + " | ".join(coss) + " |")
-            na = [(m, g, s["resolution"][g]["error"]) for m, s in models.items() for g in grids
-                  if s["resolution"][g]["rel_error"] == "n/a"]
+            na = [
+                (m, g, s["resolution"][g]["error"])
+                for m, s in models.items()
+                for g in grids
+                if s["resolution"][g]["rel_error"] == "n/a"
+            ]
             if na:
                 res += ["", f"n/a: {na[0][0]} at {na[0][1]} points raised `{na[0][2]}`"]
             out += "\n" + "\n".join(res)
@@ -573,13 +641,22 @@ def markdown_tables(summary: dict[str, Any]) -> str:
 def jobs_for(cfg: dict[str, Any]) -> list[tuple[str, str, int, dict[str, Any]]]:
     """All (setting, model, seed) jobs of a configuration."""
     selection = cfg["models"] or SETTINGS
-    return [(setting, model, seed, cfg) for setting, models in selection.items() for model in models
-            for seed in cfg["seeds"]]
+    return [
+        (setting, model, seed, cfg)
+        for setting, models in selection.items()
+        for model in models
+        for seed in cfg["seeds"]
+    ]
 
 
-def run(quick: bool = False, workers: int = 1, seeds: list[int] | None = None,
-        settings: list[str] | None = None, models: list[str] | None = None,
-        progress: bool = True) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    workers: int = 1,
+    seeds: list[int] | None = None,
+    settings: list[str] | None = None,
+    models: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the benchmark; returns ``{"config", "records", "summary", "chance", "elapsed_s"}``.
 
     ``settings`` and ``models`` restrict the run to some of :data:`SETTINGS` and of their models.
@@ -602,18 +679,29 @@ def run(quick: bool = False, workers: int = 1, seeds: list[int] | None = None,
             for r in pool.map(run_one, jobs):
                 records.append(r)
                 if progress:
-                    print(f"[{time.perf_counter() - t0:6.1f}s] {r['setting']:14s} {r['model']:12s} seed {r['seed']}"
-                          f" mean|cos| {r['final']['mean_cos']:.3f}", flush=True)
+                    print(
+                        f"[{time.perf_counter() - t0:6.1f}s] {r['setting']:14s} {r['model']:12s} seed {r['seed']}"
+                        f" mean|cos| {r['final']['mean_cos']:.3f}",
+                        flush=True,
+                    )
     else:
         records = []
         for job in jobs:
             r = run_one(job)
             records.append(r)
             if progress:
-                print(f"[{time.perf_counter() - t0:6.1f}s] {r['setting']:14s} {r['model']:12s} seed {r['seed']}"
-                      f" mean|cos| {r['final']['mean_cos']:.3f}", flush=True)
-    result = {"config": {k: v for k, v in cfg.items()}, "quick": quick, "records": records,
-              "summary": summarize(records), "elapsed_s": time.perf_counter() - t0}
+                print(
+                    f"[{time.perf_counter() - t0:6.1f}s] {r['setting']:14s} {r['model']:12s} seed {r['seed']}"
+                    f" mean|cos| {r['final']['mean_cos']:.3f}",
+                    flush=True,
+                )
+    result = {
+        "config": {k: v for k, v in cfg.items()},
+        "quick": quick,
+        "records": records,
+        "summary": summarize(records),
+        "elapsed_s": time.perf_counter() - t0,
+    }
     return add_chance(result)
 
 
@@ -625,17 +713,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--settings", nargs="*", default=None, help=f"subset of {list(SETTINGS)}")
     ap.add_argument("--models", nargs="*", default=None, help="subset of the models")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output folder (default benchmarks/results; --quick writes nothing unless given)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default benchmarks/results; --quick writes nothing unless given)",
+    )
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--tables", type=Path, default=None, metavar="JSON",
-                    help="print the Markdown tables of an earlier run's JSON and exit")
+    ap.add_argument(
+        "--tables",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="print the Markdown tables of an earlier run's JSON and exit",
+    )
     args = ap.parse_args(argv)
     if args.tables is not None:
         print(markdown_tables(json.loads(args.tables.read_text())["summary"]), end="")
         return 0
-    result = run(quick=args.quick, workers=args.workers, seeds=args.seeds, settings=args.settings,
-                 models=args.models)
+    result = run(
+        quick=args.quick, workers=args.workers, seeds=args.seeds, settings=args.settings, models=args.models
+    )
     if args.out is None and args.quick:
         print(markdown_tables(result["summary"]), end="")
         return 0

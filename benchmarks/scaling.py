@@ -44,8 +44,9 @@ def build_fno(hidden: int, modes: int) -> torch.nn.Module:
     from neuralop.models import FNO
 
     torch.manual_seed(0)
-    return FNO(n_modes=(modes, modes), in_channels=1, out_channels=1, hidden_channels=hidden,
-               n_layers=4).eval()
+    return FNO(
+        n_modes=(modes, modes), in_channels=1, out_channels=1, hidden_channels=hidden, n_layers=4
+    ).eval()
 
 
 def _port() -> int:
@@ -55,16 +56,22 @@ def _port() -> int:
 
 
 def _entry(rank: int, world: int, port: int, threads: int, fn, args) -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     torch.set_num_threads(threads)
     fn(*args)
 
 
 def launch(world: int, threads: int, fn, *args) -> None:
     """Run ``fn(*args)`` on ``world`` forked processes (a gloo group when world > 1)."""
-    mp.start_processes(_entry, args=(world, _port(), threads, fn, args), nprocs=world,
-                       start_method="fork")
+    mp.start_processes(_entry, args=(world, _port(), threads, fn, args), nprocs=world, start_method="fork")
 
 
 def _capture_job(x: torch.Tensor, hidden: int, modes: int, store: str, result: str) -> None:
@@ -91,8 +98,9 @@ def _train_job(store: str, steps: int, result: str) -> None:
         st = ActivationStore.open(store)
         torch.manual_seed(0)
         sae = SAE(st.hook_info(HOOKS[1])["shape"][0], 512, ndim=2, sparsity={"type": "topk", "k": 16})
-        res = train_distributed(sae, st, hook=HOOKS[1], steps=steps, batch_size=4096,
-                                log_every=steps, progress=False, info=info)
+        res = train_distributed(
+            sae, st, hook=HOOKS[1], steps=steps, batch_size=4096, log_every=steps, progress=False, info=info
+        )
         if info.is_main:
             Path(result).write_text(json.dumps({"s": res.elapsed_s, "n": res.samples}))
 
@@ -119,8 +127,10 @@ def scaling(args: argparse.Namespace) -> None:
                 print(f"repeat {rep}: {world} process(es) x {threads} thread(s) done", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{args.samples} samples, FNO hidden {args.hidden} at {args.res}x{args.res}, 4 hooks; "
-          f"SAE 512 concepts k 16, global batch 4096 points, {args.steps} steps; best of {args.repeats}\n")
+    print(
+        f"\n{args.samples} samples, FNO hidden {args.hidden} at {args.res}x{args.res}, 4 hooks; "
+        f"SAE 512 concepts k 16, global batch 4096 points, {args.steps} steps; best of {args.repeats}\n"
+    )
     print("| work | 1 process x 1 thread | 2 processes x 1 thread | ratio 2p/1p | 1 process x 2 threads |")
     print("|---|---|---|---|---|")
     for what in ("capture samples/s", "training points/s"):
@@ -144,7 +154,7 @@ def sizing(args: argparse.Namespace) -> None:
             model(x[:batch])  # warm-up
             t, c = time.perf_counter(), time.process_time()
             for lo in range(0, n, batch):
-                model(x[lo:lo + batch])
+                model(x[lo : lo + batch])
             fwd, fwd_cpu = (time.perf_counter() - t) / n, (time.process_time() - c) / n
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         t, c = time.perf_counter(), time.process_time()
@@ -152,25 +162,43 @@ def sizing(args: argparse.Namespace) -> None:
         cap, cap_cpu = (time.perf_counter() - t) / n, (time.process_time() - c) / n
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         stored = st.nbytes_stored() / n
-        raw = sum(int(torch.tensor(st[name].shape[1:]).prod()) * st[name].dtype.itemsize
-                  for name in st.array_names()) / 1
+        raw = (
+            sum(
+                int(torch.tensor(st[name].shape[1:]).prod()) * st[name].dtype.itemsize
+                for name in st.array_names()
+            )
+            / 1
+        )
         torch.manual_seed(0)
         sae = SAE(64, 2048, ndim=2, sparsity={"type": "topk", "k": 32})
         c = time.process_time()
-        res = train_sae(sae, st, hook=HOOKS[1], steps=args.steps, batch_size=4096, log_every=args.steps,
-                        progress=False)
+        res = train_sae(
+            sae, st, hook=HOOKS[1], steps=args.steps, batch_size=4096, log_every=args.steps, progress=False
+        )
         train_cpu = res.samples / (time.process_time() - c)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps({
-        "threads": args.threads, "samples": n, "batch": batch,
-        "forward_s_per_sample": round(fwd, 4), "capture_s_per_sample": round(cap, 4),
-        "forward_cpu_s_per_sample": round(fwd_cpu, 4), "capture_cpu_s_per_sample": round(cap_cpu, 4),
-        "stored_MiB_per_sample": round(stored / 2**20, 3), "raw_MiB_per_sample": round(raw / 2**20, 3),
-        "peak_rss_GiB_before_capture": round(rss0, 2), "peak_rss_GiB_after_capture": round(rss, 2),
-        "sae_train_points_per_s": round(res.samples_per_s), "sae_train_points_per_cpu_s": round(train_cpu),
-        "sae_steps": args.steps,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "samples": n,
+                "batch": batch,
+                "forward_s_per_sample": round(fwd, 4),
+                "capture_s_per_sample": round(cap, 4),
+                "forward_cpu_s_per_sample": round(fwd_cpu, 4),
+                "capture_cpu_s_per_sample": round(cap_cpu, 4),
+                "stored_MiB_per_sample": round(stored / 2**20, 3),
+                "raw_MiB_per_sample": round(raw / 2**20, 3),
+                "peak_rss_GiB_before_capture": round(rss0, 2),
+                "peak_rss_GiB_after_capture": round(rss, 2),
+                "sae_train_points_per_s": round(res.samples_per_s),
+                "sae_train_points_per_cpu_s": round(train_cpu),
+                "sae_steps": args.steps,
+            },
+            indent=1,
+        )
+    )
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAELENS_RUNNER = r'''
+SAELENS_RUNNER = r"""
 import json, sys, time
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ def run(steps):
 run(5)  # warm-up
 elapsed = run(cfg["steps"])
 print(json.dumps({"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * bs / elapsed}))
-'''
+"""
 
 
 def ensure_venv(venv: Path) -> Path:
@@ -85,8 +85,7 @@ def run_saelens(py: Path, cfg: dict) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
         fh.write(SAELENS_RUNNER)
     env = {**os.environ, "TQDM_DISABLE": "1", "WANDB_MODE": "disabled"}
-    out = subprocess.run([str(py), fh.name, json.dumps(cfg)], capture_output=True, text=True,
-                         env=env)
+    out = subprocess.run([str(py), fh.name, json.dumps(cfg)], capture_output=True, text=True, env=env)
     os.unlink(fh.name)
     if out.returncode != 0:
         raise RuntimeError(f"SAELens run failed:\n{out.stderr[-3000:]}")
@@ -110,8 +109,17 @@ def run_saeno(cfg: dict, dense: bool = False) -> dict:
         if dense:
             sae.forward_train = lambda a: SparseAutoencoder.forward_train(sae, a)
         t = time.perf_counter()
-        train_sae(sae, data, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
-                  progress=False, log_every=100, normalize="channel", lr_decay_frac=0.0)
+        train_sae(
+            sae,
+            data,
+            steps=steps,
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            progress=False,
+            log_every=100,
+            normalize="channel",
+            lr_decay_frac=0.0,
+        )
         return time.perf_counter() - t
 
     run(5)
@@ -173,32 +181,51 @@ def main() -> int:
     # sparse combinations of a random dictionary plus noise and a per-channel offset
     dic = rng.standard_normal((4 * args.d_in, args.d_in)).astype(np.float32)
     codes = (rng.random((args.rows, dic.shape[0])) < 0.02) * rng.random((args.rows, dic.shape[0]))
-    acts = (codes.astype(np.float32) @ dic + 0.1 * rng.standard_normal((args.rows, args.d_in))
-            + rng.standard_normal(args.d_in)).astype(np.float32)
+    acts = (
+        codes.astype(np.float32) @ dic
+        + 0.1 * rng.standard_normal((args.rows, args.d_in))
+        + rng.standard_normal(args.d_in)
+    ).astype(np.float32)
     np.save(tmp / "acts.npy", acts)
-    cfg = {"data": str(tmp / "acts.npy"), "latents": args.latents, "k": args.k,
-           "batch_size": args.batch_size, "steps": args.steps, "threads": args.threads,
-           "lr": 2e-4}
-    print(f"pointwise TopK SAE: d_in={args.d_in} latents={args.latents} k={args.k} "
-          f"batch={args.batch_size} steps={args.steps} threads={args.threads}")
+    cfg = {
+        "data": str(tmp / "acts.npy"),
+        "latents": args.latents,
+        "k": args.k,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "threads": args.threads,
+        "lr": 2e-4,
+    }
+    print(
+        f"pointwise TopK SAE: d_in={args.d_in} latents={args.latents} k={args.k} "
+        f"batch={args.batch_size} steps={args.steps} threads={args.threads}"
+    )
     ours, theirs, before, floors = [], [], [], []
     for r in range(args.repeats):
         theirs.append(run_saelens(py, cfg)["samples_per_s"])
         ours.append(run_saeno(cfg)["samples_per_s"])
         before.append(run_saeno(cfg, dense=True)["samples_per_s"])
         floors.append(encoder_floor(cfg, args.d_in))
-        print(f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, dense step {before[-1]:,.0f}, "
-              f"SAELens {theirs[-1]:,.0f}, ratio {ours[-1] / theirs[-1]:.2f}, "
-              f"encoder-product floor {floors[-1]:,.0f}")
+        print(
+            f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, dense step {before[-1]:,.0f}, "
+            f"SAELens {theirs[-1]:,.0f}, ratio {ours[-1] / theirs[-1]:.2f}, "
+            f"encoder-product floor {floors[-1]:,.0f}"
+        )
     best_ours, best_theirs, best_before = max(ours), max(theirs), max(before)
-    print(f"best: saeno {best_ours:,.0f} samples/s, dense step {best_before:,.0f}, "
-          f"SAELens {best_theirs:,.0f} samples/s")
-    print(f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f}; "
-          f"sparse / dense step {best_ours / best_before:.2f}; "
-          f"fraction of the encoder-product floor {best_ours / max(floors):.2f}")
+    print(
+        f"best: saeno {best_ours:,.0f} samples/s, dense step {best_before:,.0f}, "
+        f"SAELens {best_theirs:,.0f} samples/s"
+    )
+    print(
+        f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f}; "
+        f"sparse / dense step {best_ours / best_before:.2f}; "
+        f"fraction of the encoder-product floor {best_ours / max(floors):.2f}"
+    )
     fno = run_sae_fno(args.threads, args.fno_steps)
-    print(f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, TopK 8 concepts, batch 16): "
-          f"{fno['fields_per_s']:.1f} fields/s = {fno['points_per_s']:,.0f} grid points/s")
+    print(
+        f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, TopK 8 concepts, batch 16): "
+        f"{fno['fields_per_s']:.1f} fields/s = {fno['points_per_s']:,.0f} grid points/s"
+    )
     return 0
 
 

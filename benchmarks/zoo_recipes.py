@@ -30,8 +30,16 @@ def main() -> None:
     import saeno.zoo as zoo
     from saeno.zoo import specs
 
-    train = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                               ("cpu_threads", args.threads)) if v is not None}
+    train = {
+        k: v
+        for k, v in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("cpu_threads", args.threads),
+        )
+        if v is not None
+    }
     fno = {k: v for k, v in (("n_modes", args.modes), ("hidden_channels", args.hidden)) if v is not None}
     specs.SPECS[args.name]["train"].update(train)
     specs.SPECS[args.name]["fno"].update(fno)
@@ -39,9 +47,18 @@ def main() -> None:
     t = time.perf_counter()
     folder = zoo.train(args.name, out=Path(args.out) / tag, force=True, progress=False)
     rec = json.loads((folder / "record.json").read_text())
-    print(json.dumps({"tag": tag, "test_rel_l2": rec["test_rel_l2"], "train_rel_l2": rec["train_rel_l2"],
-                      "fit_s": round(rec["wall_time_s"], 1), "total_s": round(time.perf_counter() - t, 1),
-                      "threads": rec["torch_threads"]}))
+    print(
+        json.dumps(
+            {
+                "tag": tag,
+                "test_rel_l2": rec["test_rel_l2"],
+                "train_rel_l2": rec["train_rel_l2"],
+                "fit_s": round(rec["wall_time_s"], 1),
+                "total_s": round(time.perf_counter() - t, 1),
+                "threads": rec["torch_threads"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,16 @@ from torch.utils.data import Dataset
 
 N, BATCH, CHUNK = 37, 5, 4
 HOOKS = ["lifting.hook_out", "blocks.1.hook_out"]
-TRAIN = {"steps": 12, "batch_size": 64, "lr": 3e-3, "aux_k": 8, "dead_window": 2, "log_every": 3,
-         "checkpoint_every": 4, "seed": 3}
+TRAIN = {
+    "steps": 12,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "aux_k": 8,
+    "dead_window": 2,
+    "log_every": 3,
+    "checkpoint_every": 4,
+    "seed": 3,
+}
 
 
 def tiny_fno() -> torch.nn.Module:
@@ -76,8 +84,16 @@ def run_capture(store: str, resume: bool = False, crash_row: int | None = None) 
     from saeno.hooking import HookedOperator
 
     with process_group():
-        capture_distributed(HookedOperator(tiny_fno()), Inputs(crash_row), HOOKS, store,
-                            batch_size=BATCH, chunk_size=CHUNK, resume=resume, progress=False)
+        capture_distributed(
+            HookedOperator(tiny_fno()),
+            Inputs(crash_row),
+            HOOKS,
+            store,
+            batch_size=BATCH,
+            chunk_size=CHUNK,
+            resume=resume,
+            progress=False,
+        )
 
 
 def run_train(store: str, out: str, resume: bool = False, crash_step: int | None = None) -> None:
@@ -99,10 +115,17 @@ def run_train(store: str, out: str, resume: bool = False, crash_step: int | None
                         yield b
 
             dtrain.ShardedBatches = Crashing
-        res = train_distributed(tiny_sae(), ActivationStore.open(store), hook=HOOKS[1],
-                                checkpoint_dir=os.path.join(out, "checkpoints"),
-                                log_csv=os.path.join(out, "log.csv"), resume=resume,
-                                progress=False, info=info, **TRAIN)
+        res = train_distributed(
+            tiny_sae(),
+            ActivationStore.open(store),
+            hook=HOOKS[1],
+            checkpoint_dir=os.path.join(out, "checkpoints"),
+            log_csv=os.path.join(out, "log.csv"),
+            resume=resume,
+            progress=False,
+            info=info,
+            **TRAIN,
+        )
         if info.is_main:
             save_sae(res.sae, os.path.join(out, "final"))
 
@@ -116,15 +139,21 @@ def free_port() -> int:
 
 def _entry(rank: int, world: int, port: int, errors: str, fn, args) -> None:
     """One forked rank: torchrun's environment, one intra-op thread, errors written to a file."""
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     torch.set_num_threads(1)
     try:
         fn(*args)
     except BaseException as exc:
-        Path(errors, f"rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}\n"
-                                                   + traceback.format_exc())
+        Path(errors, f"rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}\n" + traceback.format_exc())
         raise
 
 
@@ -139,8 +168,9 @@ def launch(tmp: Path, fn, *args, world: int = 2) -> dict[int, str]:
     errors.mkdir()
     failed: dict[int, str] = {}
     try:
-        mp.start_processes(_entry, args=(world, free_port(), str(errors), fn, args), nprocs=world,
-                           start_method="fork")
+        mp.start_processes(
+            _entry, args=(world, free_port(), str(errors), fn, args), nprocs=world, start_method="fork"
+        )
     except mp.ProcessExitedException as exc:
         if exc.signal_name:
             failed[exc.error_index] = f"killed: {exc.signal_name}"
@@ -152,8 +182,11 @@ def launch(tmp: Path, fn, *args, world: int = 2) -> dict[int, str]:
 
 def tree(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,9 @@ class Tap:
             out.append(slice(a * s // p, (a + r) * s // p))
         return (Ellipsis, *out)
 
-    def __call__(self, name: str, t: torch.Tensor, padded: bool = False, layout: str = "field") -> torch.Tensor:
+    def __call__(
+        self, name: str, t: torch.Tensor, padded: bool = False, layout: str = "field"
+    ) -> torch.Tensor:
         if layout == "tokens":
             view = t.reshape(self.batch, -1, *t.shape[2:])
         elif layout == "channels_last":
@@ -115,12 +117,14 @@ def uno(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
         x_pad = model.domain_padding.pad(x)
         _start_padding(tap, model.domain_padding, grid_in, x_pad)
         x = x_pad
-    output_shape = [int(round(i * j)) for i, j in zip(x.shape[-model.n_dim:], model.end_to_end_scaling_factor)]
+    output_shape = [
+        int(round(i * j)) for i, j in zip(x.shape[-model.n_dim :], model.end_to_end_scaling_factor)
+    ]
     skips: dict[int, torch.Tensor] = {}
     for i in range(model.n_layers):
         if i in model.horizontal_skips_map:
             skip_val = skips[model.horizontal_skips_map[i]]
-            factors = [m / n for m, n in zip(x.shape, skip_val.shape)][-model.n_dim:]
+            factors = [m / n for m, n in zip(x.shape, skip_val.shape)][-model.n_dim :]
             x = torch.cat([x, resample(skip_val, factors, list(range(-model.n_dim, 0)))], dim=1)
         x = tap(f"blocks.{i}.hook_in", x, padded)
         out_shape = output_shape if i == model.n_layers - 1 else None
@@ -169,7 +173,9 @@ def gino(model, input_geom, latent_queries, output_queries, x, tap: Tap) -> torc
     h = tap("lifting.hook_out", model.lifting(h))
     for i in range(model.fno_blocks.n_layers):
         h = fno_block(model.fno_blocks, h, i, tap, f"blocks.{i}")
-    latent = h.permute(0, *model.in_coord_dim_reverse_order, 1).reshape(h.shape[0], -1, model.fno_hidden_channels)
+    latent = h.permute(0, *model.in_coord_dim_reverse_order, 1).reshape(
+        h.shape[0], -1, model.fno_hidden_channels
+    )
     if model.out_gno_tanh in ["latent_embed", "both"]:
         latent = torch.tanh(latent)
     out = model.gno_out(y=lq.reshape((-1, lq.shape[-1])), x=oq, f_y=latent)
@@ -181,7 +187,11 @@ def gino(model, input_geom, latent_queries, output_queries, x, tap: Tap) -> torc
 def codano(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
     """``CODANO.forward`` without static channels, positional encodings, cls token or horizontal skips,
     its CODA layers in the permutation-equivariant form (``CODALayer._forward_equivariant``)."""
-    assert not model.use_positional_encoding and not model.enable_cls_token and model.horizontal_skips_map is None
+    assert (
+        not model.use_positional_encoding
+        and not model.enable_cls_token
+        and model.horizontal_skips_map is None
+    )
     batch, n_var, *spatial = x.shape
     tap.batch = batch
     grid_in = x
@@ -194,11 +204,11 @@ def codano(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
         x_pad = model.domain_padding.pad(x)
         _start_padding(tap, model.domain_padding, grid_in, x_pad)
         x = x_pad
-    end_shape = [int(round(i * j)) for i, j in zip(x.shape[-model.n_dim:], model.end_to_end_scaling)]
+    end_shape = [int(round(i * j)) for i, j in zip(x.shape[-model.n_dim :], model.end_to_end_scaling)]
     for i, layer in enumerate(model.attention_layers):
         assert layer.permutation_eq
         x = tap(f"blocks.{i}.hook_in", x, padded)
-        grid = x.shape[-model.n_dim:]
+        grid = x.shape[-model.n_dim :]
         output_shape = end_shape if i == model.n_layers - 1 else None
         if layer.resolution_scaling_factor is not None and output_shape is None:
             output_shape = [int(a * b) for a, b in zip(grid, layer.resolution_scaling_factor)]
@@ -207,7 +217,9 @@ def codano(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
         att = layer.compute_attention(layer.norm1(tokens), batch)
         if layer.multi_head_proj is not None:
             att = layer.multi_head_proj(att)
-        att = tap(f"blocks.{i}.attention.hook_out", layer.attention_normalizer(att + tokens), padded, "tokens")
+        att = tap(
+            f"blocks.{i}.attention.hook_out", layer.attention_normalizer(att + tokens), padded, "tokens"
+        )
         out = layer.mixer_in_normalizer(att)
         for j in range(layer.mixer.n_layers):
             out = layer.mixer(out, index=j, output_shape=grid)
@@ -220,7 +232,9 @@ def codano(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
     tap.padded_grid = None
     if padded:
         x = model.domain_padding.unpad(x)
-    x = x.reshape(batch * n_var, model.hidden_variable_codimension, *x.shape[-model.n_dim:])
+    x = x.reshape(batch * n_var, model.hidden_variable_codimension, *x.shape[-model.n_dim :])
     x = tap("projection.hook_in", x, layout="tokens")
     x = model.projection(x)
-    return tap("hook_out", x.reshape(batch, n_var * model.output_variable_codimension, *x.shape[-model.n_dim:]))
+    return tap(
+        "hook_out", x.reshape(batch, n_var * model.output_variable_codimension, *x.shape[-model.n_dim :])
+    )

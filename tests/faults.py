@@ -36,8 +36,11 @@ def inputs(n: int = N, seed: int = 1) -> torch.Tensor:
 
 def files(root: Path) -> dict[str, bytes]:
     """Every file of a store (Zarr's temporary ``.partial`` files aside)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(".partial")}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".partial")
+    }
 
 
 @contextmanager

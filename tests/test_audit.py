@@ -47,7 +47,9 @@ def sparse_inputs(n, seed, scale=1.0):
 
 def target(x, seed):
     """The truth is x0 + x1: the model's extra term x2 (concept 2) is the whole error."""
-    noise = 0.01 * torch.tensor(np.random.default_rng(seed).normal(size=(len(x), 1, GRID)), dtype=torch.float32)
+    noise = 0.01 * torch.tensor(
+        np.random.default_rng(seed).normal(size=(len(x), 1, GRID)), dtype=torch.float32
+    )
     return x[:, :1] + x[:, 1:2] + noise
 
 
@@ -76,8 +78,15 @@ def stores(tmp_path_factory):
 
 
 def test_attribution_recovers_the_culprit_concept(stores, one_thread_seeded):
-    res = saeno.audit(identity_sae(), stores["train"], [stores["shift"]], model=stores["model"],
-                      id_store=stores["test"], n_boot=300, progress=False)
+    res = saeno.audit(
+        identity_sae(),
+        stores["train"],
+        [stores["shift"]],
+        model=stores["model"],
+        id_store=stores["test"],
+        n_boot=300,
+        progress=False,
+    )
     att = res.in_distribution.attribution
     # ablating concept 2 removes the whole error; removing 0 or 1 adds error
     abl = att["ablation"]
@@ -85,7 +94,10 @@ def test_attribution_recovers_the_culprit_concept(stores, one_thread_seeded):
     assert set(removed) == {0, 1, 2}
     assert removed[2] == pytest.approx(abl["error_clean"], rel=0.02) and removed[2] > 0.1
     assert removed[0] < 0 and removed[1] < 0
-    lo, hi = abl["error_removed"]["low"][abl["concepts"].index(2)], abl["error_removed"]["high"][abl["concepts"].index(2)]
+    lo, hi = (
+        abl["error_removed"]["low"][abl["concepts"].index(2)],
+        abl["error_removed"]["high"][abl["concepts"].index(2)],
+    )
     assert 0 < lo <= removed[2] <= hi
     # the error is large exactly where concept 2 is active, and the worst points all carry it
     ratio = att["active_vs_inactive"]["ratio"]["value"]
@@ -95,14 +107,20 @@ def test_attribution_recovers_the_culprit_concept(stores, one_thread_seeded):
     assert att["worst"]["lift"]["value"][2] > 2.5
     # independent check of the ratio from the raw arrays
     x, y, yp = (stores["test"].read(k) for k in ("x", "y", "y_pred"))
-    err = np.abs(yp - y)[:, 0] / np.sqrt((y ** 2).mean(axis=(1, 2)))[:, None]
+    err = np.abs(yp - y)[:, 0] / np.sqrt((y**2).mean(axis=(1, 2)))[:, None]
     act = x[:, 2] > 0
     assert ratio[2] == pytest.approx(err[act].mean() / err[~act].mean(), rel=1e-6)
 
 
 def test_separable_shift_gives_auroc_one_and_an_identical_copy_one_half(stores, one_thread_seeded):
-    res = saeno.audit(identity_sae(), stores["train"], [stores["shift"], stores["copy"]],
-                      id_store=stores["test"], n_boot=100, progress=False)
+    res = saeno.audit(
+        identity_sae(),
+        stores["train"],
+        [stores["shift"], stores["copy"]],
+        id_store=stores["test"],
+        n_boot=100,
+        progress=False,
+    )
     shift, copy = res.shifts
     for score in ("mahalanobis", "act_norm", "sae_novelty"):
         assert shift.detection[score]["auroc"] == 1.0, score
@@ -115,8 +133,9 @@ def test_separable_shift_gives_auroc_one_and_an_identical_copy_one_half(stores, 
 
 
 def test_held_out_rows_of_the_training_store_by_default(stores, one_thread_seeded):
-    res = saeno.audit(identity_sae(), stores["train"], stores["shift"], n_boot=50, holdout=0.25,
-                      progress=False)
+    res = saeno.audit(
+        identity_sae(), stores["train"], stores["shift"], n_boot=50, holdout=0.25, progress=False
+    )
     assert res.in_distribution.n_samples == 30 and res.reference_rows == 90
     assert res.in_distribution.name.endswith("(held out)")
     with pytest.raises(AuditError, match="holdout"):
@@ -124,8 +143,15 @@ def test_held_out_rows_of_the_training_store_by_default(stores, one_thread_seede
 
 
 def test_store_without_targets_gets_scores_and_a_note(stores, one_thread_seeded):
-    res = saeno.audit(identity_sae(), stores["train"], [stores["unlabelled"]], id_store=stores["test"],
-                      model=stores["model"], n_boot=50, progress=False)
+    res = saeno.audit(
+        identity_sae(),
+        stores["train"],
+        [stores["unlabelled"]],
+        id_store=stores["test"],
+        model=stores["model"],
+        n_boot=50,
+        progress=False,
+    )
     s = res.shifts[0]
     assert not s.has_targets and s.attribution is None and s.error is None
     assert any("no targets" in note for note in s.notes)
@@ -153,8 +179,9 @@ def test_moves_find_the_concept_a_shift_switches_on(stores, tmp_path, one_thread
     x = sparse_inputs(60, 7)
     x[:, 2] = 0.0  # concept 2 never fires in the shifted data: switched off
     off = capture(stores["model"], x, target(x, 7), tmp_path / "off.zarr")
-    res = saeno.audit(identity_sae(), stores["train"], [off], id_store=stores["test"], n_boot=50,
-                      progress=False)
+    res = saeno.audit(
+        identity_sae(), stores["train"], [off], id_store=stores["test"], n_boot=50, progress=False
+    )
     moves = res.shifts[0].moves
     assert moves["switched_off"] == [2] and moves["switched_on"] == []
     assert moves["q"][2] < 1e-6 and moves["freq_shifted"][2] == 0.0
@@ -162,8 +189,9 @@ def test_moves_find_the_concept_a_shift_switches_on(stores, tmp_path, one_thread
 
 
 def test_audit_json_is_versioned_and_round_trips(stores, tmp_path, one_thread_seeded):
-    res = saeno.audit(identity_sae(), stores["train"], [stores["shift"]], id_store=stores["test"],
-                      n_boot=50, progress=False)
+    res = saeno.audit(
+        identity_sae(), stores["train"], [stores["shift"]], id_store=stores["test"], n_boot=50, progress=False
+    )
     path = res.save(tmp_path)
     doc = load_audit(tmp_path)
     assert path.name == "audit.json" and doc["format"] == "saeno-audit" and doc["version"] == 1

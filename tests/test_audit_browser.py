@@ -7,7 +7,9 @@ import pytest
 
 from test_report_browser import CHROMIUM, open_in_chromium
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,22 @@ def test_audit_score_table_sorts(page, tmp_path):
     import re
     import subprocess
 
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'prof'}", "--virtual-time-budget=5000", "--dump-dom",
-                           probe.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'prof'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r'<pre id="saeno-check">(.*?)</pre>', proc.stdout, re.DOTALL)
     assert match, proc.stderr[-1000:]
     got = json.loads(match.group(1).replace("&quot;", '"'))

@@ -15,10 +15,12 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("audit_cli")
     model = culprit_model()
     x_tr, x_te, x_sh = sparse_inputs(80, 0), sparse_inputs(40, 1), sparse_inputs(40, 2, scale=10.0)
-    stores = {"train": capture(model, x_tr, target(x_tr, 0), root / "train.zarr"),
-              "test": capture(model, x_te, target(x_te, 1), root / "test.zarr"),
-              "shift": capture(model, x_sh, target(x_sh, 2), root / "shift.zarr"),
-              "unlabelled": capture(model, x_sh, None, root / "unlabelled.zarr")}
+    stores = {
+        "train": capture(model, x_tr, target(x_tr, 0), root / "train.zarr"),
+        "test": capture(model, x_te, target(x_te, 1), root / "test.zarr"),
+        "shift": capture(model, x_sh, target(x_sh, 2), root / "shift.zarr"),
+        "unlabelled": capture(model, x_sh, None, root / "unlabelled.zarr"),
+    }
     sae = identity_sae()
     sae.model_fingerprint = stores["train"].fingerprint
     saeno.save_sae(sae, root / "sae")
@@ -29,10 +31,26 @@ def test_cli_writes_a_versioned_audit_and_a_page(setup, tmp_path, capsys, one_th
     from saeno.cli.main import main
 
     root, _, _ = setup
-    rc = main(["audit", "--sae", str(root / "sae"), "--train-store", str(root / "train.zarr"),
-               "--store", str(root / "shift.zarr"), "--store", str(root / "unlabelled.zarr"),
-               "--id-store", str(root / "test.zarr"), "--out", str(tmp_path), "--n-boot", "50",
-               "--no-progress"])
+    rc = main(
+        [
+            "audit",
+            "--sae",
+            str(root / "sae"),
+            "--train-store",
+            str(root / "train.zarr"),
+            "--store",
+            str(root / "shift.zarr"),
+            "--store",
+            str(root / "unlabelled.zarr"),
+            "--id-store",
+            str(root / "test.zarr"),
+            "--out",
+            str(tmp_path),
+            "--n-boot",
+            "50",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     doc = json.loads((tmp_path / "audit.json").read_text())
@@ -41,7 +59,11 @@ def test_cli_writes_a_versioned_audit_and_a_page(setup, tmp_path, capsys, one_th
     html = (tmp_path / "audit.html").read_text()
     assert "Content-Security-Policy" in html and 'id="scores"' in html
     assert "shift.zarr" in html and "unlabelled.zarr" in html
-    for rel in ("figures/audit_roc_s0.png", "figures/audit_attribution_s0.png", "figures/audit_errors_s1.png"):
+    for rel in (
+        "figures/audit_roc_s0.png",
+        "figures/audit_attribution_s0.png",
+        "figures/audit_errors_s1.png",
+    ):
         assert (tmp_path / rel).stat().st_size > 0
 
 
@@ -54,12 +76,37 @@ def test_cli_refuses_a_store_of_another_model_by_name(setup, tmp_path, capsys, o
         other[1].weight.mul_(3.0)
     x = sparse_inputs(10, 9)
     capture(other, x, target(x, 9), tmp_path / "foreign.zarr")
-    rc = main(["audit", "--sae", str(root / "sae"), "--train-store", str(root / "train.zarr"),
-               "--store", str(tmp_path / "foreign.zarr"), "--out", str(tmp_path / "o"), "--no-progress"])
+    rc = main(
+        [
+            "audit",
+            "--sae",
+            str(root / "sae"),
+            "--train-store",
+            str(root / "train.zarr"),
+            "--store",
+            str(tmp_path / "foreign.zarr"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "foreign.zarr" in err and "another model" in err and "Traceback" not in err
-    rc = main(["audit", "--sae", str(root / "sae"), "--train-store", str(root / "train.zarr"),
-               "--store", str(root / "shift.zarr"), "--holdout", "0", "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "audit",
+            "--sae",
+            str(root / "sae"),
+            "--train-store",
+            str(root / "train.zarr"),
+            "--store",
+            str(root / "shift.zarr"),
+            "--holdout",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "--holdout" in capsys.readouterr().err
 
 

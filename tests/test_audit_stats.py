@@ -52,10 +52,12 @@ def test_auroc_matches_pair_counting_with_ties():
 
 def test_spearman_and_bh():
     x = np.arange(10.0)
-    assert spearman(x, x ** 3) == pytest.approx(1.0) and spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(x, x**3) == pytest.approx(1.0) and spearman(x, -x) == pytest.approx(-1.0)
     assert np.isnan(spearman(x, np.ones(10)))
     q = benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5]))
-    np.testing.assert_allclose(q, [0.04, 0.16 / 3, 0.16 / 3, 0.5])  # p m / rank, then running min from the top
+    np.testing.assert_allclose(
+        q, [0.04, 0.16 / 3, 0.16 / 3, 0.5]
+    )  # p m / rank, then running min from the top
 
 
 def test_ledoit_wolf_agrees_with_scikit_learn():

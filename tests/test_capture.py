@@ -138,9 +138,7 @@ def test_dataset_dicts_give_targets_indices_params_and_card(hooked) -> None:
     assert store.attrs["dataset"]["card"] == DictData.card
     assert store.attrs["resolution"] == 16
     # a DataLoader over the same data stores the same bytes
-    store2 = capture(
-        hooked, DataLoader(data, batch_size=4), "blocks.0.hook_out", mem_url(), progress=False
-    )
+    store2 = capture(hooked, DataLoader(data, batch_size=4), "blocks.0.hook_out", mem_url(), progress=False)
     for name in store.array_names():
         assert np.array_equal(store.read(name), store2.read(name)), name
 
@@ -264,7 +262,9 @@ def test_complex_activations_are_stored_as_complex64() -> None:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, complex_data=True).eval()
+        model = FNO(
+            n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, complex_data=True
+        ).eval()
     hooked = HookedOperator(model)
     x = torch.randn(5, 1, 16, 16, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
     store = capture(hooked, x, "blocks.1.hook_out", mem_url(), batch_size=5, dtype="float16", progress=False)

@@ -26,8 +26,23 @@ def user_file(tmp_path):
 
 
 def _capture(path, out, *extra):
-    return main(["capture", "--model", "example-fno2d", "--dataset", str(path), "--hooks", "blocks.0.hook_out",
-                 "--out", str(out), "--batch-size", "4", "--no-progress", *extra])
+    return main(
+        [
+            "capture",
+            "--model",
+            "example-fno2d",
+            "--dataset",
+            str(path),
+            "--hooks",
+            "blocks.0.hook_out",
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_user_file_options_reach_the_reader(user_file, tmp_path, capsys, one_thread_seeded):
@@ -37,8 +52,21 @@ def test_user_file_options_reach_the_reader(user_file, tmp_path, capsys, one_thr
     assert _capture(path, tmp_path / "s1", "--x-key", "a", "--y-key", "u", "--trust", "--split", "test") == 2
     err = capsys.readouterr().err
     assert "no 'test' split" in err and "--rows" in err and "rows=" not in err
-    assert _capture(path, tmp_path / "s2", "--x-key", "a", "--y-key", "u", "--trust", "--channels-last",
-                    "--rows", "6:") == 0
+    assert (
+        _capture(
+            path,
+            tmp_path / "s2",
+            "--x-key",
+            "a",
+            "--y-key",
+            "u",
+            "--trust",
+            "--channels-last",
+            "--rows",
+            "6:",
+        )
+        == 0
+    )
     assert "from rows 6:10 of" in capsys.readouterr().out
     store = saeno.ActivationStore.open(tmp_path / "s2")
     assert store.n_rows == 4

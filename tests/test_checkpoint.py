@@ -16,8 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_seeded")  # see conftest.py
 
 
 MODELS = {
-    "sae-batchtopk-lifted": lambda: SAE(3, 8, ndim=1, sparsity={"type": "batchtopk", "k": 2},
-                                         lifting=5),
+    "sae-batchtopk-lifted": lambda: SAE(3, 8, ndim=1, sparsity={"type": "batchtopk", "k": 2}, lifting=5),
     "flat-relu": lambda: FlatSAE(3, 8, grid=(6,), sparsity={"type": "relu", "l1": 0.01}),
     "sae-fno-jumprelu": lambda: SAEFNO(3, 8, ndim=1, modes=3, sparsity="jumprelu"),
     "sae-fno-complex": lambda: SAEFNO(3, 8, ndim=1, modes=3, complex="realimag"),
@@ -36,8 +35,7 @@ def test_save_load_round_trip(tmp_path, name):
     m.eval()
     m.hook, m.model_fingerprint = "blocks.1.hook_out", "abc123"
     save_sae(m, tmp_path / "sae", metadata={"note": "test"})
-    assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == ["cfg.json",
-                                                                   "sae_weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == ["cfg.json", "sae_weights.safetensors"]
     cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
     assert cfg["architecture"] == m.architecture and cfg["hook"] == "blocks.1.hook_out"
     assert cfg["versions"]["torch"] == torch.__version__

@@ -20,13 +20,32 @@ def store_path(tmp_path_factory):
     torch.manual_seed(0)
     hooked = HookedOperator(example_model("example-fno1d")).eval()
     path = tmp_path_factory.mktemp("store") / "acts.zarr"
-    saeno.capture(hooked, torch.randn(16, 1, 32), "blocks.1.hook_out", str(path), batch_size=8, progress=False)
+    saeno.capture(
+        hooked, torch.randn(16, 1, 32), "blocks.1.hook_out", str(path), batch_size=8, progress=False
+    )
     return path
 
 
 def _train(store_path, out, extra=()):
-    args = ["train", "--store", str(store_path), "--arch", "sae", "--concepts", "16", "--k", "4",
-            "--steps", "4", "--batch-size", "64", "--out", str(out), "--no-progress", *extra]
+    args = [
+        "train",
+        "--store",
+        str(store_path),
+        "--arch",
+        "sae",
+        "--concepts",
+        "16",
+        "--k",
+        "4",
+        "--steps",
+        "4",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     assert main(args) == 0
     return (out / "sae_weights.safetensors").read_bytes()
 

@@ -36,8 +36,15 @@ def reference(tmp_path_factory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        capture(HookedOperator(w.tiny_fno()), w.inputs(), w.HOOKS, path, batch_size=w.BATCH,
-                chunk_size=w.CHUNK, progress=False)
+        capture(
+            HookedOperator(w.tiny_fno()),
+            w.inputs(),
+            w.HOOKS,
+            path,
+            batch_size=w.BATCH,
+            chunk_size=w.CHUNK,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     return path
@@ -93,8 +100,16 @@ def test_capture_resumes_per_rank_after_one_rank_is_killed(tmp_path, reference):
     done1 = group[f"{PROGRESS_GROUP}/rank_1"].attrs["rows_done"]
     assert 0 < done1 < hi1 - lo1 and done1 % w.CHUNK == 0  # rank 1 committed whole chunks only
     with pytest.raises(StoreError, match="started with 2 processes"):
-        capture_distributed(HookedOperator(w.tiny_fno()), w.inputs(), w.HOOKS, out,
-                            batch_size=w.BATCH, chunk_size=w.CHUNK, resume=True, progress=False)
+        capture_distributed(
+            HookedOperator(w.tiny_fno()),
+            w.inputs(),
+            w.HOOKS,
+            out,
+            batch_size=w.BATCH,
+            chunk_size=w.CHUNK,
+            resume=True,
+            progress=False,
+        )
     assert launch(tmp_path, w.run_capture, str(out), True) == {}
     assert tree(out) == tree(reference)
 
@@ -106,8 +121,15 @@ def test_fsspec_url_store_and_the_progress_records_are_removed(reference):
     torch.set_num_threads(1)
     try:
         url = f"memory://saeno-dist-{free_port()}"
-        got = capture_distributed(HookedOperator(w.tiny_fno()), w.inputs(), w.HOOKS, url,
-                                  batch_size=w.BATCH, chunk_size=w.CHUNK, progress=False)
+        got = capture_distributed(
+            HookedOperator(w.tiny_fno()),
+            w.inputs(),
+            w.HOOKS,
+            url,
+            batch_size=w.BATCH,
+            chunk_size=w.CHUNK,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     ref = ActivationStore.open(reference)
@@ -120,9 +142,22 @@ def test_fsspec_url_store_and_the_progress_records_are_removed(reference):
 def test_torchrun_with_c10d_rendezvous_captures_the_same_store(tmp_path, reference):
     """The real launcher, as on several machines: torchrun's c10d rendezvous on a free port."""
     out = tmp_path / "store"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-           w.__file__, "capture", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        w.__file__,
+        "capture",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tree(out) == tree(reference)
@@ -145,8 +180,9 @@ def _reference_training(store_path: Path, steps: int = w.TRAIN["steps"]):
     mean, var = store.stats(w.HOOKS[1])
     sae.set_normalization(*_normalization_from(mean, var, "channel"))
     kw = {k: v for k, v in w.TRAIN.items() if k not in ("batch_size", "seed", "checkpoint_every")}
-    data = ShardedBatches(store, w.HOOKS[1], view="points", batch_size=w.TRAIN["batch_size"],
-                          num_shards=2, seed=w.TRAIN["seed"])
+    data = ShardedBatches(
+        store, w.HOOKS[1], view="points", batch_size=w.TRAIN["batch_size"], num_shards=2, seed=w.TRAIN["seed"]
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

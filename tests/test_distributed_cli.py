@@ -41,23 +41,60 @@ def test_launched_by_torchrun_reads_world_size(monkeypatch):
 def test_capture_and_train_verbs_under_torchrun(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(capture_cmd, "_load_dataset", lambda name, split, resolution: _toy())
     store = tmp_path / "acts.zarr"
-    cap = ["capture", "--model", "example-fno2d", "--dataset", "toy", "--hooks", "blocks.1.hook_out",
-           "--out", str(store), "--batch-size", "3", "--chunk-size", "2", "--no-progress"]
+    cap = [
+        "capture",
+        "--model",
+        "example-fno2d",
+        "--dataset",
+        "toy",
+        "--hooks",
+        "blocks.1.hook_out",
+        "--out",
+        str(store),
+        "--batch-size",
+        "3",
+        "--chunk-size",
+        "2",
+        "--no-progress",
+    ]
     assert launch(tmp_path, _cli, cap) == {}
     ref = tmp_path / "ref.zarr"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        capture(HookedOperator(example_model("example-fno2d")), _toy(), "blocks.1.hook_out", ref,
-                batch_size=3, chunk_size=2, progress=False)
+        capture(
+            HookedOperator(example_model("example-fno2d")),
+            _toy(),
+            "blocks.1.hook_out",
+            ref,
+            batch_size=3,
+            chunk_size=2,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     assert tree(store) == tree(ref)
     assert capfd.readouterr().out.count("with 2 processes") == 1  # rank 0 alone prints
 
     out = tmp_path / "sae"
-    train = ["train", "--store", str(store), "--concepts", "32", "--k", "4", "--steps", "6",
-             "--batch-size", "256", "--checkpoint-every", "3", "--out", str(out), "--no-progress"]
+    train = [
+        "train",
+        "--store",
+        str(store),
+        "--concepts",
+        "32",
+        "--k",
+        "4",
+        "--steps",
+        "6",
+        "--batch-size",
+        "256",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert launch(tmp_path, _cli, train) == {}
     sae = load_sae(out)
     assert sae.metadata["world_size"] == 2 and sae.metadata["steps"] == 6

@@ -21,8 +21,16 @@ from distributed_worker import free_port
 DOC = Path(__file__).resolve().parents[1] / "docs" / "distributed.md"
 
 #: flag -> tiny value (the flags keep their place in the command)
-TINY = {"--nproc-per-node": "2", "--nnodes": "1", "--concepts": "16", "--k": "2",
-        "--batch-size": "64", "--steps": "4", "--checkpoint-every": "2", "--hook": "blocks.2.hook_out"}
+TINY = {
+    "--nproc-per-node": "2",
+    "--nnodes": "1",
+    "--concepts": "16",
+    "--k": "2",
+    "--batch-size": "64",
+    "--steps": "4",
+    "--checkpoint-every": "2",
+    "--hook": "blocks.2.hook_out",
+}
 
 
 def documented_commands() -> list[list[str]]:
@@ -75,8 +83,9 @@ def tiny_inputs(tmp_path_factory) -> tuple[Path, Path]:
     model = save_model(fno.eval(), root / "model", {"name": "tiny"})
     g = torch.Generator().manual_seed(1)
     data = root / "data.pt"
-    torch.save({"x": torch.randn(600, 1, 16, 16, generator=g),
-                "y": torch.randn(600, 1, 16, 16, generator=g)}, data)
+    torch.save(
+        {"x": torch.randn(600, 1, 16, 16, generator=g), "y": torch.randn(600, 1, 16, 16, generator=g)}, data
+    )
     return model, data
 
 
@@ -104,12 +113,12 @@ def test_every_documented_torchrun_command_runs(tmp_path, tiny_inputs):
             elif flag in ("--out", "--store"):
                 paths[value] = path_of(value)
         cmd = _tiny(argv, paths)
-        if "train" in argv and not any(p.endswith(".zarr") and Path(p).exists()
-                                       for p in stores.values()):
+        if "train" in argv and not any(p.endswith(".zarr") and Path(p).exists() for p in stores.values()):
             pytest.fail(f"{' '.join(argv)}: no store was captured before it")
         cmd += ["--no-progress"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
         assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
         verb = argv[argv.index("saeno") + 1]
         assert "with 2 processes" in proc.stdout, proc.stdout[-2000:]

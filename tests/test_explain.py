@@ -11,8 +11,13 @@ from saeno.explain import ExplainError, ProbeError, explain_concepts, split_halv
 from saeno.explain import scores as SC
 from saeno.explain.result import load_explanations
 
-DARCY_CARD = {"name": "darcy", "pde": "darcy", "domain": [[0.0, 1.0], [0.0, 1.0]],
-              "grid": "vertices (i/n, j/n)", "parameters": {"high": 12.0, "low": 3.0}}
+DARCY_CARD = {
+    "name": "darcy",
+    "pde": "darcy",
+    "domain": [[0.0, 1.0], [0.0, 1.0]],
+    "grid": "vertices (i/n, j/n)",
+    "parameters": {"high": 12.0, "low": 3.0},
+}
 
 
 class FakeStore:
@@ -69,8 +74,9 @@ def _planted_store(n=40, grid=(24, 24), seed=0):
     x = _phases(n, grid, rng)
     y = (dist[None, None] * (1 + 0.2 * rng.normal(size=(n, 1, 1, 1)))).astype("f4")
     # channel 0: the boundary distance; 1: the high phase; 2-3: noise
-    acts = np.concatenate([np.broadcast_to(dist, (n, 1, *grid)), (x > 7.5).astype("f4"),
-                           rng.normal(size=(n, 2, *grid))], axis=1).astype("f4")
+    acts = np.concatenate(
+        [np.broadcast_to(dist, (n, 1, *grid)), (x > 7.5).astype("f4"), rng.normal(size=(n, 2, *grid))], axis=1
+    ).astype("f4")
     return FakeStore({"h": acts, "x": x.astype("f4"), "y": y, "y_pred": y + 0.01})
 
 
@@ -92,8 +98,10 @@ def test_planted_concepts_are_explained_by_their_probes_held_out():
     assert ex.summary.probe_counts[c0.probe] == 1
     # the held-out rho equals a direct Spearman on the held-out samples
     rows = np.array(ex.protocol["rows_heldout"])
-    direct = SC.spearman(store.arrays["h"][rows, 0].ravel(),
-                         np.broadcast_to(store.arrays["h"][0, 0], (len(rows), 24, 24)).ravel())
+    direct = SC.spearman(
+        store.arrays["h"][rows, 0].ravel(),
+        np.broadcast_to(store.arrays["h"][0, 0], (len(rows), 24, 24)).ravel(),
+    )
     assert c0.rho == pytest.approx(direct, abs=1e-9)
 
 
@@ -116,8 +124,9 @@ def test_halves_are_disjoint_and_cover_the_rows():
             assert sorted(set(a) | set(b)) == list(rows)
             assert abs(len(a) - len(b)) <= 1
     store = _planted_store()
-    ex = explain_concepts(LinearSAE([[1.0, 0, 0, 0]], [0.0]), store, rows=range(0, 40, 2),
-                          random_null=False, progress=False)
+    ex = explain_concepts(
+        LinearSAE([[1.0, 0, 0, 0]], [0.0]), store, rows=range(0, 40, 2), random_null=False, progress=False
+    )
     sel, held = ex.protocol["rows_select"], ex.protocol["rows_heldout"]
     assert not set(sel) & set(held) and sorted(sel + held) == list(range(0, 40, 2))
 
@@ -140,7 +149,7 @@ def test_conjunction_only_when_it_beats_the_best_single_probe_held_out():
     sd = np.stack([signed_distance(x[i, 0] > 7.5, [1 / grid[0]] * 2) for i in range(n)])
     # a concept that is high only far from the wall AND deep in the high phase: the product of the
     # two fields' quantiles (over all points)
-    code = (SC.ranks(d.ravel()) * SC.ranks(sd.ravel())).reshape(d.shape) / d.size ** 2
+    code = (SC.ranks(d.ravel()) * SC.ranks(sd.ravel())).reshape(d.shape) / d.size**2
     store.arrays["h"] = np.concatenate([h, code[:, None].astype("f4")], axis=1)
     sae = LinearSAE([[0, 0, 0, 0, 1.0], [1.0, 0, 0, 0, 0]], [0.0, 0.0])
     ex = explain_concepts(sae, store, n_rows=40, random_null=False, progress=False)
@@ -167,8 +176,7 @@ def test_errors_name_the_problem():
     assert "input" in ex.probes and "target" not in ex.probes
 
 
-def test_random_init_sae_on_darcy_activations_is_not_explained_beyond_the_null(tmp_path,
-                                                                               one_thread_seeded):
+def test_random_init_sae_on_darcy_activations_is_not_explained_beyond_the_null(tmp_path, one_thread_seeded):
     """A random-init SAE-FNO judged against another random init: at most what a 99% null allows."""
     pytest.importorskip("neuralop")
     from saeno.hooking.examples import example_model
@@ -178,8 +186,9 @@ def test_random_init_sae_on_darcy_activations_is_not_explained_beyond_the_null(t
     hooked = saeno.HookedOperator(model)
     rng = np.random.default_rng(0)
     x = torch.as_tensor(_phases(40, (16, 16), rng), dtype=torch.float32)
-    store = saeno.capture(hooked, x, "blocks.1.hook_out", tmp_path / "s.zarr", progress=False,
-                          dataset_card=DARCY_CARD)
+    store = saeno.capture(
+        hooked, x, "blocks.1.hook_out", tmp_path / "s.zarr", progress=False, dataset_card=DARCY_CARD
+    )
     ch = store.hook_info("blocks.1.hook_out")["shape"][0]
     mean, var = store.stats("blocks.1.hook_out")
     torch.manual_seed(1)

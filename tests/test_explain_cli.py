@@ -14,8 +14,13 @@ from saeno.explain.result import SCHEMA_NAME, SCHEMA_VERSION, load_explanations
 pytest.importorskip("neuralop")
 
 HOOK = "blocks.1.hook_out"
-CARD = {"name": "darcy", "pde": "darcy", "domain": [[0.0, 1.0], [0.0, 1.0]],
-        "grid": "vertices (i/n, j/n)", "parameters": {"high": 12.0, "low": 3.0}}
+CARD = {
+    "name": "darcy",
+    "pde": "darcy",
+    "domain": [[0.0, 1.0], [0.0, 1.0]],
+    "grid": "vertices (i/n, j/n)",
+    "parameters": {"high": 12.0, "low": 3.0},
+}
 
 
 @pytest.fixture()
@@ -41,8 +46,22 @@ def setup(tmp_path, one_thread_seeded):
 
 def test_explain_writes_versioned_json_and_prints_a_summary(setup, capsys):
     tmp, _ = setup
-    rc = main(["explain", "--sae", str(tmp / "sae"), "--store", str(tmp / "s.zarr"), "--out",
-               str(tmp / "ex"), "--quiet", "--null-seeds", "1", "--model", "example-fno2d"])
+    rc = main(
+        [
+            "explain",
+            "--sae",
+            str(tmp / "sae"),
+            "--store",
+            str(tmp / "s.zarr"),
+            "--out",
+            str(tmp / "ex"),
+            "--quiet",
+            "--null-seeds",
+            "1",
+            "--model",
+            "example-fno2d",
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert rc == 0, captured.err
@@ -59,25 +78,78 @@ def test_explain_writes_versioned_json_and_prints_a_summary(setup, capsys):
 
 def test_explain_cli_errors_are_clean(setup, capsys):
     tmp, _ = setup
-    rc = main(["explain", "--sae", str(tmp / "sae"), "--store", str(tmp / "s.zarr"), "--out",
-               str(tmp / "ex"), "--probes", "target_grad", "vortex", "--quiet"])
+    rc = main(
+        [
+            "explain",
+            "--sae",
+            str(tmp / "sae"),
+            "--store",
+            str(tmp / "s.zarr"),
+            "--out",
+            str(tmp / "ex"),
+            "--probes",
+            "target_grad",
+            "vortex",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "unknown probe(s) 'vortex'" in err and "interface_distance" in err
     assert "Traceback" not in err
-    rc = main(["explain", "--sae", str(tmp / "sae"), "--store", str(tmp / "s.zarr"), "--out",
-               str(tmp / "ex"), "--list-probes"])
+    rc = main(
+        [
+            "explain",
+            "--sae",
+            str(tmp / "sae"),
+            "--store",
+            str(tmp / "s.zarr"),
+            "--out",
+            str(tmp / "ex"),
+            "--list-probes",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "flux" in out and "okubo_weiss" not in out
 
 
 def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
     tmp, _ = setup
-    assert main(["explain", "--sae", str(tmp / "sae"), "--store", str(tmp / "s.zarr"), "--out",
-                 str(tmp / "ex"), "--quiet", "--no-random-null"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--sae",
+                str(tmp / "sae"),
+                "--store",
+                str(tmp / "s.zarr"),
+                "--out",
+                str(tmp / "ex"),
+                "--quiet",
+                "--no-random-null",
+            ]
+        )
+        == 0
+    )
     ex = load_explanations(tmp / "ex")
-    assert main(["export", "--sae", str(tmp / "sae"), "--store", str(tmp / "s.zarr"), "--out",
-                 str(tmp / "rep"), "--quiet", "--max-concepts", "4",
-                 "--explanations", str(tmp / "ex" / "explanations.json")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--sae",
+                str(tmp / "sae"),
+                "--store",
+                str(tmp / "s.zarr"),
+                "--out",
+                str(tmp / "rep"),
+                "--quiet",
+                "--max-concepts",
+                "4",
+                "--explanations",
+                str(tmp / "ex" / "explanations.json"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     doc = json.loads((tmp / "rep" / "concepts.json").read_text())
     assert doc["explanations"]["summary"]["n_live"] == ex.summary.n_live
@@ -97,6 +169,18 @@ def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
     other = ex.to_dict()
     other["sae"]["n_concepts"] = 99
     (tmp / "bad.json").write_text(json.dumps(other))
-    rc = main(["export", "--sae", str(tmp / "sae"), "--store", str(tmp / "s.zarr"), "--out",
-               str(tmp / "rep2"), "--quiet", "--explanations", str(tmp / "bad.json")])
+    rc = main(
+        [
+            "export",
+            "--sae",
+            str(tmp / "sae"),
+            "--store",
+            str(tmp / "s.zarr"),
+            "--out",
+            str(tmp / "rep2"),
+            "--quiet",
+            "--explanations",
+            str(tmp / "bad.json"),
+        ]
+    )
     assert rc == 2 and "99 concepts" in capsys.readouterr().err

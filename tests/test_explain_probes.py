@@ -13,8 +13,12 @@ from saeno.explain.probes import (
     select_probes,
 )
 
-DARCY_CARD = {"pde": "darcy", "domain": [[0.0, 1.0], [0.0, 1.0]], "grid": "vertices (i/n, j/n)",
-              "parameters": {"high": 12.0, "low": 3.0}}
+DARCY_CARD = {
+    "pde": "darcy",
+    "domain": [[0.0, 1.0], [0.0, 1.0]],
+    "grid": "vertices (i/n, j/n)",
+    "parameters": {"high": 12.0, "low": 3.0},
+}
 TORUS_CARD = {"pde": "navier_stokes", "domain": [[0.0, 1.0], [0.0, 1.0]], "grid": "periodic points"}
 
 
@@ -23,8 +27,9 @@ def _ctx(x=None, y=None, y_pred=None, card=DARCY_CARD, n=64):
 
     grid = (n, n) if len(card["domain"]) == 2 else (n,)
     domain, periodic = card_geometry(card, len(grid))
-    return ProbeContext(row=0, grid=grid, domain=domain, periodic=periodic, card=card, _x=x, _y=y,
-                        _y_pred=y_pred)
+    return ProbeContext(
+        row=0, grid=grid, domain=domain, periodic=periodic, card=card, _x=x, _y=y, _y_pred=y_pred
+    )
 
 
 def _run(name, ctx):
@@ -37,8 +42,10 @@ def test_gradient_of_an_analytic_field_on_a_box_and_on_the_torus(n):
         ctx = _ctx(card=card, n=n)
         X, Y = ctx.coords
         u = np.sin(2 * np.pi * X) * np.cos(4 * np.pi * Y)
-        exact = np.sqrt((2 * np.pi * np.cos(2 * np.pi * X) * np.cos(4 * np.pi * Y)) ** 2
-                        + (4 * np.pi * np.sin(2 * np.pi * X) * np.sin(4 * np.pi * Y)) ** 2)
+        exact = np.sqrt(
+            (2 * np.pi * np.cos(2 * np.pi * X) * np.cos(4 * np.pi * Y)) ** 2
+            + (4 * np.pi * np.sin(2 * np.pi * X) * np.sin(4 * np.pi * Y)) ** 2
+        )
         got = _run("target_grad", _ctx(y=u[None], card=card, n=n))
         # second-order differences: error ~ (2 pi k h)^2 / 6 of the amplitude
         h = 1.0 / n
@@ -46,8 +53,9 @@ def test_gradient_of_an_analytic_field_on_a_box_and_on_the_torus(n):
         assert np.max(np.abs(got - exact)) < (tol if card is TORUS_CARD else 3 * tol)
         lap = _run("target_laplacian", _ctx(y=u[None], card=card, n=n))
         interior = (slice(2, -2), slice(2, -2))
-        np.testing.assert_allclose(lap[interior], -(20 * np.pi ** 2) * u[interior],
-                                   atol=0.06 * 20 * np.pi ** 2 * (32 / n) ** 2)
+        np.testing.assert_allclose(
+            lap[interior], -(20 * np.pi**2) * u[interior], atol=0.06 * 20 * np.pi**2 * (32 / n) ** 2
+        )
 
 
 def test_gradient_converges_at_second_order():
@@ -84,7 +92,7 @@ def test_band_energy_of_a_pure_sine():
             u = 2.0 * np.sin(2 * np.pi * k * X + 0.3)
             for other in ("band_low", "band_mid", "band_high"):
                 got = _run(other, _ctx(y=u[None], card=card, n=n))
-                want = u ** 2 if other == band else np.zeros_like(u)
+                want = u**2 if other == band else np.zeros_like(u)
                 np.testing.assert_allclose(got, want, atol=1e-9)
             assert np.isclose(_run(band, _ctx(y=u[None], card=card, n=n)).mean(), 2.0)
 
@@ -102,13 +110,12 @@ def test_burgers_and_navier_stokes_probes_by_hand():
     n, k = 64, 2 * np.pi
     X, Y = _ctx(card=TORUS_CARD, n=n).coords
     psi = np.sin(k * X) * np.sin(k * Y)
-    w = 2 * k ** 2 * psi
-    s_n = 2 * k ** 2 * np.cos(k * X) * np.cos(k * Y)
+    w = 2 * k**2 * psi
+    s_n = 2 * k**2 * np.cos(k * X) * np.cos(k * Y)
     s_s = 0 * X
     ow = _run("okubo_weiss", _ctx(y=w[None], card=TORUS_CARD, n=n))
-    np.testing.assert_allclose(ow, s_n ** 2 + s_s ** 2 - w ** 2, atol=1e-6 * k ** 4)
-    np.testing.assert_allclose(_run("vorticity_magnitude", _ctx(y=w[None], card=TORUS_CARD, n=n)),
-                               np.abs(w))
+    np.testing.assert_allclose(ow, s_n**2 + s_s**2 - w**2, atol=1e-6 * k**4)
+    np.testing.assert_allclose(_run("vorticity_magnitude", _ctx(y=w[None], card=TORUS_CARD, n=n)), np.abs(w))
 
 
 def test_boundary_distance_and_coordinates():
@@ -124,8 +131,7 @@ def test_boundary_distance_and_coordinates():
 def test_missing_arrays_and_non_applicable_probes_are_skipped_with_reasons():
     probes = select_probes(["input", "target", "error", "boundary_distance", "coord_z"], "navier_stokes")
     x = np.random.default_rng(0).normal(size=(3, 1, 8, 8))
-    fields, skipped = compute_probe_fields(probes, rows=[5, 6, 7], x=x, y=None, y_pred=None,
-                                           card=TORUS_CARD)
+    fields, skipped = compute_probe_fields(probes, rows=[5, 6, 7], x=x, y=None, y_pred=None, card=TORUS_CARD)
     assert set(fields) == {"input"}
     assert "targets 'y'" in skipped["target"] and "'y_pred'" in skipped["error"]
     assert "periodic" in skipped["boundary_distance"] and "axis" in skipped["coord_z"]
@@ -157,12 +163,24 @@ def test_user_probe_by_decorator_and_a_failing_probe_names_probe_and_row():
         with pytest.raises(ProbeError, match="already exists"):
             E.probe("test_half_plane")(half)
         x = np.ones((3, 1, 4, 4))
-        fields, _ = compute_probe_fields(select_probes(["test_half_plane"], "darcy"), rows=[9, 10, 11],
-                                         x=x, y=None, y_pred=None, card=DARCY_CARD)
+        fields, _ = compute_probe_fields(
+            select_probes(["test_half_plane"], "darcy"),
+            rows=[9, 10, 11],
+            x=x,
+            y=None,
+            y_pred=None,
+            card=DARCY_CARD,
+        )
         assert fields["test_half_plane"][0, :2].all() and not fields["test_half_plane"][0, 2:].any()
         with pytest.raises(ProbeError, match=r"'test_broken' failed on store row 11: RuntimeError: boom"):
-            compute_probe_fields(select_probes(["test_broken"], "darcy"), rows=[9, 10, 11], x=x, y=None,
-                                 y_pred=None, card=DARCY_CARD)
+            compute_probe_fields(
+                select_probes(["test_broken"], "darcy"),
+                rows=[9, 10, 11],
+                x=x,
+                y=None,
+                y_pred=None,
+                card=DARCY_CARD,
+            )
     finally:
         E.unregister("test_half_plane")
         E.unregister("test_broken")

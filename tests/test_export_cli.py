@@ -18,9 +18,25 @@ def saved(tmp_path_factory):
 
 def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["export", "--sae", str(saved / "sae"), "--store", str(saved / "store.zarr"),
-               "--out", str(out), "--n-top", "2", "--max-concepts", "2", "--resolutions", "16",
-               "24x24", "--quiet"])
+    rc = main(
+        [
+            "export",
+            "--sae",
+            str(saved / "sae"),
+            "--store",
+            str(saved / "store.zarr"),
+            "--out",
+            str(out),
+            "--n-top",
+            "2",
+            "--max-concepts",
+            "2",
+            "--resolutions",
+            "16",
+            "24x24",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert f"report: {out / 'report.html'}" in text
@@ -40,16 +56,37 @@ def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys):
     ],
 )
 def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extra, message):
-    rc = main(["export", "--sae", str(saved / "sae"), "--store", str(saved / "store.zarr"),
-               "--out", str(tmp_path / "out"), "--quiet", *extra])
+    rc = main(
+        [
+            "export",
+            "--sae",
+            str(saved / "sae"),
+            "--store",
+            str(saved / "store.zarr"),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            *extra,
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("saeno export: error:") and message in err
 
 
 def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys):
-    rc = main(["export", "--sae", str(tmp_path / "none"), "--store", str(saved / "store.zarr"),
-               "--out", str(tmp_path / "out"), "--quiet"])
+    rc = main(
+        [
+            "export",
+            "--sae",
+            str(tmp_path / "none"),
+            "--store",
+            str(saved / "store.zarr"),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert rc == 2
     assert "saeno export: error:" in capsys.readouterr().err
 
@@ -68,15 +105,31 @@ def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, 
 
     folder = save_model(tiny_fno(), tmp_path / "model")
     other = save_model(tiny_fno(seed=1), tmp_path / "other")
-    store = saeno.capture(saeno.HookedOperator(load_model(folder)), TinyData(n=8), [HOOK],
-                          tmp_path / "store.zarr", batch_size=8, progress=False)
+    store = saeno.capture(
+        saeno.HookedOperator(load_model(folder)),
+        TinyData(n=8),
+        [HOOK],
+        tmp_path / "store.zarr",
+        batch_size=8,
+        progress=False,
+    )
     sae = saeno.SAE(8, 6, sparsity={"type": "topk", "k": 2})
     mean, var = store.stats(HOOK)
-    sae.set_normalization(mean, var ** 0.5)
+    sae.set_normalization(mean, var**0.5)
     sae.hook = HOOK
     saeno.save_sae(sae, tmp_path / "sae")
-    args = ["export", "--sae", str(tmp_path / "sae"), "--store", str(tmp_path / "store.zarr"),
-            "--n-top", "2", "--max-concepts", "1", "--quiet"]
+    args = [
+        "export",
+        "--sae",
+        str(tmp_path / "sae"),
+        "--store",
+        str(tmp_path / "store.zarr"),
+        "--n-top",
+        "2",
+        "--max-concepts",
+        "1",
+        "--quiet",
+    ]
     assert main(args + ["--out", str(tmp_path / "out"), "--model", str(folder)]) == 0
     doc = json.loads((tmp_path / "out" / "concepts.json").read_text())
     assert doc["ablation"]["done"] and doc["model"]["name"] == str(folder)
@@ -88,9 +141,26 @@ def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, 
 
 def test_single_file_and_no_eval_flags(saved, tmp_path, capsys):
     out = tmp_path / "single"
-    rc = main(["export", "--sae", str(saved / "sae_fno"), "--store", str(saved / "store.zarr"),
-               "--out", str(out), "--n-top", "2", "--max-concepts", "1", "--quiet",
-               "--single-file", "--no-eval", "--model-name", "my FNO"])
+    rc = main(
+        [
+            "export",
+            "--sae",
+            str(saved / "sae_fno"),
+            "--store",
+            str(saved / "store.zarr"),
+            "--out",
+            str(out),
+            "--n-top",
+            "2",
+            "--max-concepts",
+            "1",
+            "--quiet",
+            "--single-file",
+            "--no-eval",
+            "--model-name",
+            "my FNO",
+        ]
+    )
     assert rc == 0
     text = (out / "report.html").read_text()
     assert "data:image/png;base64," in text and 'src="figures/' not in text
@@ -99,8 +169,7 @@ def test_single_file_and_no_eval_flags(saved, tmp_path, capsys):
     assert "How well the SAE reconstructs" not in text
 
 
-def test_saelens_flag_writes_a_saelens_folder_and_store_is_needed_otherwise(saved, tmp_path,
-                                                                            capsys):
+def test_saelens_flag_writes_a_saelens_folder_and_store_is_needed_otherwise(saved, tmp_path, capsys):
     rc = main(["export", "--sae", str(saved / "sae"), "--saelens", str(tmp_path / "lens")])
     assert rc == 0
     cfg = json.loads((tmp_path / "lens" / "cfg.json").read_text())

@@ -85,7 +85,7 @@ def test_statistics_match_an_independent_computation(tmp_path):
     arrays = zarr.open_group(str(tmp_path / "arrays.zarr"), mode="r")
 
     z = _numpy_codes(sae, store.arrays["h"])
-    acts = np.sqrt((z ** 2).mean(axis=(2, 3)))
+    acts = np.sqrt((z**2).mean(axis=(2, 3)))
     np.testing.assert_allclose(arrays["activations"][:], acts, rtol=1e-5, atol=1e-6)
     density = (acts > 0).mean(axis=0)
     point_density = (z != 0).mean(axis=(0, 2, 3))
@@ -105,8 +105,7 @@ def test_statistics_match_an_independent_computation(tmp_path):
         assert [e["row"] for e in c["top_examples"]] == top
         assert list(arrays["top_rows"][i]) == top
         np.testing.assert_allclose(arrays["code_maps"][i], z[top, k], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(arrays["atom_vectors"][i], sae.W_d.detach().numpy()[:, k],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(arrays["atom_vectors"][i], sae.W_d.detach().numpy()[:, k], rtol=1e-6)
         assert c["figures"]["spectrum"] is None  # channel vectors have no useful spectrum
         for rel in filter(None, c["figures"].values()):
             assert (tmp_path / rel).stat().st_size > 0
@@ -154,8 +153,12 @@ class TinyData(Dataset):
         return len(self.x)
 
     def __getitem__(self, i):
-        return {"x": self.x[i], "y": self.y[i], "index": i,
-                "params": {"nu": float(self.nu[i]), "family": float(i % 2)}}
+        return {
+            "x": self.x[i],
+            "y": self.y[i],
+            "index": i,
+            "params": {"nu": float(self.nu[i]), "family": float(i % 2)},
+        }
 
 
 def tiny_fno(seed=0):
@@ -173,8 +176,9 @@ def build_tiny_pipeline(root):
     import saeno
 
     fno = tiny_fno()
-    store = saeno.capture(saeno.HookedOperator(fno), TinyData(), [HOOK], root / "store.zarr",
-                          batch_size=8, progress=False)
+    store = saeno.capture(
+        saeno.HookedOperator(fno), TinyData(), [HOOK], root / "store.zarr", batch_size=8, progress=False
+    )
     pointwise = saeno.SAE(8, 12, sparsity={"type": "topk", "k": 3})
     saeno.train_sae(pointwise, store, hook=HOOK, steps=5, batch_size=64, progress=False)
     saeno.save_sae(pointwise, root / "sae")
@@ -201,8 +205,9 @@ def test_sae_fno_export_with_model(pipeline, tmp_path):
 
     root, fno, store = pipeline
     sae = saeno.load_sae(root / "sae_fno")
-    export_concepts(root / "sae_fno", root / "store.zarr", tmp_path, model=fno, n_top=3,
-                    max_concepts=2, progress=False)
+    export_concepts(
+        root / "sae_fno", root / "store.zarr", tmp_path, model=fno, n_top=3, max_concepts=2, progress=False
+    )
     doc = load_concepts(tmp_path)
     arrays = zarr.open_group(str(tmp_path / "arrays.zarr"), mode="r")
     assert doc["store"]["hook"] == HOOK  # taken from the SAE
@@ -210,8 +215,9 @@ def test_sae_fno_export_with_model(pipeline, tmp_path):
     assert doc["ablation"]["done"] and doc["model"]["fingerprint"] == store.fingerprint
     exported = doc["figures_for"]
     assert 1 <= len(exported) <= 2
-    np.testing.assert_allclose(arrays["atoms/32x32"][:],
-                               sae.concepts(32)[exported].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        arrays["atoms/32x32"][:], sae.concepts(32)[exported].numpy(), rtol=1e-5, atol=1e-6
+    )
     y, y_pred = store.read("y"), store.read("y_pred")
     for i, k in enumerate(exported):
         c = doc["concepts"][k]
@@ -219,10 +225,12 @@ def test_sae_fno_export_with_model(pipeline, tmp_path):
         rows = [e["row"] for e in eff["per_sample"]]
         assert rows == [e["row"] for e in c["top_examples"]]
         # the clean run reproduces the captured output, so its error is the stored one
-        np.testing.assert_allclose([e["err_clean"] for e in eff["per_sample"]],
-                                   _rel_l2(y_pred[rows], y[rows]), rtol=1e-4)
-        np.testing.assert_allclose(arrays["effect/y_clean"][i, :len(rows)], y_pred[rows],
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [e["err_clean"] for e in eff["per_sample"]], _rel_l2(y_pred[rows], y[rows]), rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            arrays["effect/y_clean"][i, : len(rows)], y_pred[rows], rtol=1e-4, atol=1e-5
+        )
         assert eff["rel_change"] > 0  # an active concept changes the prediction
         assert set(c["figures"]) >= {"atom", "spectrum", "code_maps", "density", "effect"}
         for rel in c["figures"].values():
@@ -251,15 +259,13 @@ def test_ablation_of_an_inactive_concept_changes_nothing(pipeline):
 def test_model_from_another_capture_is_refused(pipeline, tmp_path):
     root, _, _ = pipeline
     with pytest.raises(ExportError, match="fingerprint") as info:
-        export_concepts(root / "sae", root / "store.zarr", tmp_path, model=tiny_fno(seed=1),
-                        progress=False)
+        export_concepts(root / "sae", root / "store.zarr", tmp_path, model=tiny_fno(seed=1), progress=False)
     assert isinstance(info.value, SaenoError)
 
 
 def test_pointwise_export_without_model_says_why(pipeline, tmp_path):
     root, _, _ = pipeline
-    export_concepts(root / "sae", root / "store.zarr", tmp_path, n_top=2, max_concepts=1,
-                    progress=False)
+    export_concepts(root / "sae", root / "store.zarr", tmp_path, n_top=2, max_concepts=1, progress=False)
     doc = json.loads((tmp_path / "concepts.json").read_text())
     assert not doc["ablation"]["done"]
     k = doc["figures_for"][0]
@@ -275,8 +281,7 @@ def test_flat_sae_renders_only_its_grid_and_has_scalar_codes(pipeline, tmp_path)
     torch.manual_seed(0)
     flat = saeno.FlatSAE(8, 5, grid=(16, 16), sparsity={"type": "topk", "k": 2})
     flat.hook = HOOK
-    export_concepts(flat, store, tmp_path, n_top=2, max_concepts=1,
-                    resolutions=[16, 32], progress=False)
+    export_concepts(flat, store, tmp_path, n_top=2, max_concepts=1, resolutions=[16, 32], progress=False)
     doc = load_concepts(tmp_path)
     arrays = zarr.open_group(str(tmp_path / "arrays.zarr"), mode="r")
     assert doc["resolutions"] == [[16, 16]]  # a flat SAE cannot run at 32x32

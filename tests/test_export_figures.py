@@ -23,16 +23,33 @@ def test_every_figure_writes_a_png(tmp_path, grid):
     paths = [
         F.plot_atom({"a": atom, "b": atom_fine}, tmp_path / "atom.png", title="c <1>"),
         F.plot_spectrum(F.amplitude_spectrum(atom_fine), tmp_path / "spec.png", title="s"),
-        F.plot_code_maps(np.abs(rng.normal(size=(n, *grid))), tmp_path / "codes.png",
-                         rows=[4, 1, 7], activations=[3.0, 2.0, 1.0],
-                         x=rng.normal(size=(n, 1, *grid)), y_pred=rng.normal(size=(n, 1, *grid)),
-                         y=rng.normal(size=(n, 1, *grid)), title="t"),
-        F.plot_density(np.array([0, 2, 5, 1]), np.linspace(0, 1, 5), tmp_path / "dens.png",
-                       sample_density=0.4, point_density=0.1, quantiles=[0.3, 0.6]),
+        F.plot_code_maps(
+            np.abs(rng.normal(size=(n, *grid))),
+            tmp_path / "codes.png",
+            rows=[4, 1, 7],
+            activations=[3.0, 2.0, 1.0],
+            x=rng.normal(size=(n, 1, *grid)),
+            y_pred=rng.normal(size=(n, 1, *grid)),
+            y=rng.normal(size=(n, 1, *grid)),
+            title="t",
+        ),
+        F.plot_density(
+            np.array([0, 2, 5, 1]),
+            np.linspace(0, 1, 5),
+            tmp_path / "dens.png",
+            sample_density=0.4,
+            point_density=0.1,
+            quantiles=[0.3, 0.6],
+        ),
         F.plot_density_overview(np.array([0.0, 0.01, 0.5, 1.0]), tmp_path / "overview.png"),
-        F.plot_effect(rng.normal(size=(2, 1, *grid)), rng.normal(size=(2, 1, *grid)),
-                      tmp_path / "effect.png", rows=[0, 1], err_clean=[0.1, 0.2],
-                      err_ablated=[0.3, 0.4]),
+        F.plot_effect(
+            rng.normal(size=(2, 1, *grid)),
+            rng.normal(size=(2, 1, *grid)),
+            tmp_path / "effect.png",
+            rows=[0, 1],
+            err_clean=[0.1, 0.2],
+            err_ablated=[0.3, 0.4],
+        ),
     ]
     for p in paths:
         w, h = _png_size(p)
@@ -46,8 +63,16 @@ def test_mosaic_size_follows_panels_and_dpi(tmp_path):
     fields = dict(x=np.ones((2, 1, 4, 4)), y_pred=np.ones((2, 1, 4, 4)), y=np.ones((2, 1, 4, 4)))
 
     def size(name, n_rows, dpi, **kw):
-        return _png_size(F.plot_code_maps(codes[:n_rows], tmp_path / name, rows=list(range(n_rows)),
-                                          activations=[1] * n_rows, dpi=dpi, **kw))
+        return _png_size(
+            F.plot_code_maps(
+                codes[:n_rows],
+                tmp_path / name,
+                rows=list(range(n_rows)),
+                activations=[1] * n_rows,
+                dpi=dpi,
+                **kw,
+            )
+        )
 
     one, two = size("a.png", 1, 72), size("b.png", 2, 72)
     assert one[0] == two[0] and two[1] > one[1]
@@ -71,11 +96,11 @@ def test_mosaic_pixels_show_the_field_and_its_colour_bar(tmp_path):
     with Image.open(p) as img:
         rgb = np.asarray(img.convert("L"), dtype=float)
     top, left = F.GAP_PT // 2 + F.TITLE_PT, F.GAP_PT
-    panel = rgb[top:top + F.PANEL_PT, left:left + F.PANEL_PT]
+    panel = rgb[top : top + F.PANEL_PT, left : left + F.PANEL_PT]
     assert panel[:, 80:].mean() > panel[:, :40].mean() + 100
     # the colour bar beside it runs from dark (bottom, 0) to bright (top, 1)
     bx = left + F.PANEL_PT + F.CBAR_GAP_PT + F.CBAR_PT // 2
-    bar = rgb[top + 3:top + F.PANEL_PT - 3, bx]
+    bar = rgb[top + 3 : top + F.PANEL_PT - 3, bx]
     assert bar[:10].mean() > bar[-10:].mean() + 100
 
 

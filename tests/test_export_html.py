@@ -93,14 +93,30 @@ def test_index_table_has_one_row_per_live_concept_and_dead_ones_in_one_line(tmp_
 
 
 def _evaluation():
-    metrics = dict(explained_variance=0.9731, rel_l2=0.1, loss_recovered=0.8812,
-                   splice_added_error=0.0512, dead_fraction=0.25, L0_concepts=4.0,
-                   L0_per_point=1.5, domain_fraction=0.3)
-    return {"source": "given", "note": None, "results": [
-        {"grid": [16, 16], "training_resolution": True, "samples": 8, **metrics},
-        {"grid": [32, 32], "training_resolution": False, "samples": 8,
-         **{**metrics, "explained_variance": 0.9512}},
-        {"grid": [8, 8], "training_resolution": False, "skipped": "grid too coarse"}]}
+    metrics = dict(
+        explained_variance=0.9731,
+        rel_l2=0.1,
+        loss_recovered=0.8812,
+        splice_added_error=0.0512,
+        dead_fraction=0.25,
+        L0_concepts=4.0,
+        L0_per_point=1.5,
+        domain_fraction=0.3,
+    )
+    return {
+        "source": "given",
+        "note": None,
+        "results": [
+            {"grid": [16, 16], "training_resolution": True, "samples": 8, **metrics},
+            {
+                "grid": [32, 32],
+                "training_resolution": False,
+                "samples": 8,
+                **{**metrics, "explained_variance": 0.9512},
+            },
+            {"grid": [8, 8], "training_resolution": False, "skipped": "grid too coarse"},
+        ],
+    }
 
 
 def test_evaluation_is_at_the_top_of_the_index(tmp_path):
@@ -108,8 +124,8 @@ def test_evaluation_is_at_the_top_of_the_index(tmp_path):
     doc["evaluation"] = _evaluation()
     _touch_figures(doc, tmp_path)
     text = write_report(doc, tmp_path).read_text()
-    table = text[text.index('<table class="eval"'):]
-    table = table[:table.index("</table>")]
+    table = text[text.index('<table class="eval"') :]
+    table = table[: table.index("</table>")]
     assert text.index('<table class="eval"') < text.index('id="concepts"')
     assert "16x16 (training)" in table and "32x32" in table and "grid too coarse" in table
     for value in ("0.973", "0.951", "0.881", "0.0512", "0.25"):
@@ -127,6 +143,7 @@ def test_single_file_report_inlines_every_image_and_links_sections(tmp_path):
     srcs = [a["src"] for t, a in parsed.tags if t == "img"]
     assert srcs and all(src.startswith("data:image/png;base64,") for src in srcs)
     import base64
+
     assert base64.b64decode(srcs[0].split(",", 1)[1]) == b"png"
     ids = {a["id"] for t, a in parsed.tags if a.get("id")}
     hrefs = [a["href"] for t, a in parsed.tags if t == "a" and "href" in a]
@@ -134,7 +151,7 @@ def test_single_file_report_inlines_every_image_and_links_sections(tmp_path):
     assert {h[1:] for h in hrefs} <= ids  # every link lands on a section of the same file
     sections = [a for t, a in parsed.tags if t == "section"]
     assert len(sections) == sum(1 for c in doc["concepts"] if c["page"])
-    assert "src=\"figures/" not in text and "../" not in text
+    assert 'src="figures/' not in text and "../" not in text
 
 
 def test_skipped_ablation_is_explained(tmp_path):

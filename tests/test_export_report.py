@@ -23,10 +23,8 @@ def exported(tmp_path_factory):
     fno, store = build_tiny_pipeline(root)
     fno.saeno_name = "my-darcy-fno"
     out = root / "export"
-    export_concepts(root / "sae_fno", store, out, model=fno, n_top=3, max_concepts=2,
-                    progress=False)
-    return SimpleNamespace(root=root, fno=fno, store=store, out=out,
-                           sae=saeno.load_sae(root / "sae_fno"))
+    export_concepts(root / "sae_fno", store, out, model=fno, n_top=3, max_concepts=2, progress=False)
+    return SimpleNamespace(root=root, fno=fno, store=store, out=out, sae=saeno.load_sae(root / "sae_fno"))
 
 
 def test_evaluation_is_computed_and_matches_evaluate(exported):
@@ -52,18 +50,28 @@ def test_evaluation_is_computed_and_matches_evaluate(exported):
 def test_given_evaluation_is_used_at_every_resolution(exported, tmp_path):
     store = exported.store
     sae = exported.sae
-    given = {"hook": HOOK, "architecture": "sae-fno", "results": [
-        {"grid": [16, 16], "training_resolution": True, "n_samples": 5, "explained_variance": 0.5,
-         "loss_recovered": 0.25, "splice_added_error": 0.125, "dead_fraction": 0.0},
-        {"grid": [32, 32], "training_resolution": False, "skipped": "cannot run there"}]}
-    export_concepts(sae, store, tmp_path, n_top=2, max_concepts=1, progress=False,
-                    evaluation=given)
+    given = {
+        "hook": HOOK,
+        "architecture": "sae-fno",
+        "results": [
+            {
+                "grid": [16, 16],
+                "training_resolution": True,
+                "n_samples": 5,
+                "explained_variance": 0.5,
+                "loss_recovered": 0.25,
+                "splice_added_error": 0.125,
+                "dead_fraction": 0.0,
+            },
+            {"grid": [32, 32], "training_resolution": False, "skipped": "cannot run there"},
+        ],
+    }
+    export_concepts(sae, store, tmp_path, n_top=2, max_concepts=1, progress=False, evaluation=given)
     ev = load_concepts(tmp_path)["evaluation"]
     assert ev["source"] == "given"
     assert ev["results"][0]["explained_variance"] == 0.5 and ev["results"][0]["samples"] == 5
     assert ev["results"][1]["skipped"] == "cannot run there"
-    export_concepts(sae, store, tmp_path, n_top=2, max_concepts=1, progress=False,
-                    evaluation=False)
+    export_concepts(sae, store, tmp_path, n_top=2, max_concepts=1, progress=False, evaluation=False)
     assert load_concepts(tmp_path)["evaluation"] is None
 
 
@@ -138,15 +146,25 @@ def test_arrays_open_in_xarray_with_dimensions_and_coordinates(exported):
     lazy = xr.open_zarr(out / "arrays.zarr", chunks={})
     assert dask.is_dask_collection(lazy["activations"].data)
     assert float(lazy["activations"].sum().compute()) == pytest.approx(
-        float(raw["activations"][:].sum()), rel=1e-5)
+        float(raw["activations"][:].sum()), rel=1e-5
+    )
 
 
 def test_single_file_export_is_self_contained(exported, tmp_path):
     fno = exported.fno
     store = exported.store
     sae = exported.sae
-    report = export_concepts(sae, store, tmp_path, model=fno, n_top=2, max_concepts=2,
-                             progress=False, inline=True, evaluation=False)
+    report = export_concepts(
+        sae,
+        store,
+        tmp_path,
+        model=fno,
+        n_top=2,
+        max_concepts=2,
+        progress=False,
+        inline=True,
+        evaluation=False,
+    )
     text = report.read_text()
     assert 'src="figures/' not in text and text.count("data:image/png;base64,") >= 8
     doc = json.loads((tmp_path / "concepts.json").read_text())

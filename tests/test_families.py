@@ -74,7 +74,9 @@ def check_family(model, run_hand, args, kwargs, zero_names="all"):
     chosen = names if zero_names == "all" else zero_names
     for name in chosen:
         with torch.no_grad():
-            zeroed = hooked.run_with_hooks(*args, fwd_hooks=[(name, lambda a, hook: torch.zeros_like(a))], **kwargs)
+            zeroed = hooked.run_with_hooks(
+                *args, fwd_hooks=[(name, lambda a, hook: torch.zeros_like(a))], **kwargs
+            )
             want = run_hand(hand.Tap(zero=name))
         _close(zeroed, want)
     return hooked, cache
@@ -83,21 +85,57 @@ def check_family(model, run_hand, args, kwargs, zero_names="all"):
 # ----------------------------------------------------------------------------------------------- UNO
 UNO_CASES = {
     "2d-down-up-default-skips": dict(
-        in_channels=1, out_channels=1, hidden_channels=6, lifting_channels=8, projection_channels=8, n_layers=3,
-        uno_out_channels=[6, 8, 6], uno_n_modes=[[4, 4]] * 3, uno_scalings=[[1, 1], [0.5, 0.5], [2, 2]],
-        channel_mlp_skip="linear"),
+        in_channels=1,
+        out_channels=1,
+        hidden_channels=6,
+        lifting_channels=8,
+        projection_channels=8,
+        n_layers=3,
+        uno_out_channels=[6, 8, 6],
+        uno_n_modes=[[4, 4]] * 3,
+        uno_scalings=[[1, 1], [0.5, 0.5], [2, 2]],
+        channel_mlp_skip="linear",
+    ),
     "1d-four-layers-two-skips-no-embedding": dict(
-        in_channels=2, out_channels=1, hidden_channels=4, lifting_channels=8, projection_channels=8, n_layers=4,
-        uno_out_channels=[4, 6, 6, 4], uno_n_modes=[[6], [4], [4], [6]], uno_scalings=[[1], [0.5], [1], [2]],
-        horizontal_skips_map={3: 0, 2: 1}, positional_embedding=None, channel_mlp_skip="linear"),
+        in_channels=2,
+        out_channels=1,
+        hidden_channels=4,
+        lifting_channels=8,
+        projection_channels=8,
+        n_layers=4,
+        uno_out_channels=[4, 6, 6, 4],
+        uno_n_modes=[[6], [4], [4], [6]],
+        uno_scalings=[[1], [0.5], [1], [2]],
+        horizontal_skips_map={3: 0, 2: 1},
+        positional_embedding=None,
+        channel_mlp_skip="linear",
+    ),
     "2d-no-skips-upscaled-output": dict(
-        in_channels=1, out_channels=2, hidden_channels=4, lifting_channels=4, projection_channels=4, n_layers=2,
-        uno_out_channels=[4, 4], uno_n_modes=[[4, 4]] * 2, uno_scalings=[[1, 1], [2, 2]], horizontal_skips_map={},
-        channel_mlp_skip="linear"),
+        in_channels=1,
+        out_channels=2,
+        hidden_channels=4,
+        lifting_channels=4,
+        projection_channels=4,
+        n_layers=2,
+        uno_out_channels=[4, 4],
+        uno_n_modes=[[4, 4]] * 2,
+        uno_scalings=[[1, 1], [2, 2]],
+        horizontal_skips_map={},
+        channel_mlp_skip="linear",
+    ),
     "2d-domain-padding": dict(
-        in_channels=1, out_channels=1, hidden_channels=4, lifting_channels=4, projection_channels=4, n_layers=3,
-        uno_out_channels=[4, 4, 4], uno_n_modes=[[4, 4]] * 3, uno_scalings=[[1, 1], [0.5, 0.5], [2, 2]],
-        channel_mlp_skip="linear", domain_padding=0.25),
+        in_channels=1,
+        out_channels=1,
+        hidden_channels=4,
+        lifting_channels=4,
+        projection_channels=4,
+        n_layers=3,
+        uno_out_channels=[4, 4, 4],
+        uno_n_modes=[[4, 4]] * 3,
+        uno_scalings=[[1, 1], [0.5, 0.5], [2, 2]],
+        channel_mlp_skip="linear",
+        domain_padding=0.25,
+    ),
 }
 
 
@@ -126,7 +164,11 @@ def test_uno_padded_fields_are_cropped_to_each_blocks_own_grid():
     with torch.no_grad():
         _, cropped = hooked.run_with_cache(x, "blocks.*.hook_out")
         _, kept = HookedOperator(model, keep_padding=True).run_with_cache(x, "blocks.*.hook_out")
-    assert [tuple(cropped[f"blocks.{i}.hook_out"].shape[2:]) for i in range(3)] == [(16, 16), (8, 8), (16, 16)]
+    assert [tuple(cropped[f"blocks.{i}.hook_out"].shape[2:]) for i in range(3)] == [
+        (16, 16),
+        (8, 8),
+        (16, 16),
+    ]
     assert [tuple(kept[f"blocks.{i}.hook_out"].shape[2:]) for i in range(3)] == [(24, 24), (12, 12), (24, 24)]
     assert torch.equal(kept["blocks.1.hook_out"][..., 2:10, 2:10], cropped["blocks.1.hook_out"])
 
@@ -156,14 +198,22 @@ def test_a_wrapper_holding_a_uno_gets_the_uno_names():
     model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
     hooked = HookedOperator(Wrapper(model))
     assert hooked.operator_path == "net"
-    assert "blocks.1.hook_out" in hooked.hook_names and hooked.hook_points["blocks.1.hook_out"].module_path == "net.fno_blocks.1"
+    assert (
+        "blocks.1.hook_out" in hooked.hook_names
+        and hooked.hook_points["blocks.1.hook_out"].module_path == "net.fno_blocks.1"
+    )
 
 
 def test_a_hook_point_that_does_not_fire_is_reported():
     model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
-    preset = {"name": "bad", "match": {"classes": ["UNO"]},
-              "points": [{"name": "unused.hook_out", "module": "horizontal_skips", "at": "output"},
-                         {"name": "hook_out", "module": "@root", "at": "output"}]}
+    preset = {
+        "name": "bad",
+        "match": {"classes": ["UNO"]},
+        "points": [
+            {"name": "unused.hook_out", "module": "horizontal_skips", "at": "output"},
+            {"name": "hook_out", "module": "@root", "at": "output"},
+        ],
+    }
     hooked = HookedOperator(model, preset=preset)
     with pytest.warns(HookNotFiredWarning, match="unused.hook_out"):
         _, cache = hooked.run_with_cache(torch.randn(1, 1, 16, 16))
@@ -185,7 +235,9 @@ def test_uqno_names_base_and_residual_models_under_their_prefixes(residual_layer
     hooked, cache = check_family(model, lambda tap: hand.uqno(model, x, tap), (x,), {})
     n_res = 2 if residual_layers is None else residual_layers
     assert hooked.preset["name"] == "neuralop-uqno"
-    assert f"residual.blocks.{n_res - 1}.hook_out" in cache and f"residual.blocks.{n_res}.hook_out" not in cache
+    assert (
+        f"residual.blocks.{n_res - 1}.hook_out" in cache and f"residual.blocks.{n_res}.hook_out" not in cache
+    )
     assert hooked.in_channels == 1 and hooked.ndim == 1
     assert torch.equal(cache["base.hook_out"], model.base_model(x))
 
@@ -193,10 +245,19 @@ def test_uqno_names_base_and_residual_models_under_their_prefixes(residual_layer
 # ----------------------------------------------------------------------------------------------- CODANO
 @pytest.mark.parametrize("n_layers,padding", [(1, None), (2, 0.25)])
 def test_codano_tokens_and_attention_blocks(n_layers, padding):
-    model = _quiet(neuralop_models.CODANO, n_layers=n_layers, n_modes=[[4, 4]] * n_layers,
-                   hidden_variable_codimension=2, lifting_channels=4, projection_channels=4,
-                   output_variable_codimension=1, per_layer_scaling_factors=[[1, 1]] * n_layers,
-                   n_heads=[1] * n_layers, attention_scaling_factors=[1] * n_layers, domain_padding=padding)
+    model = _quiet(
+        neuralop_models.CODANO,
+        n_layers=n_layers,
+        n_modes=[[4, 4]] * n_layers,
+        hidden_variable_codimension=2,
+        lifting_channels=4,
+        projection_channels=4,
+        output_variable_codimension=1,
+        per_layer_scaling_factors=[[1, 1]] * n_layers,
+        n_heads=[1] * n_layers,
+        attention_scaling_factors=[1] * n_layers,
+        domain_padding=padding,
+    )
     x = torch.randn(2, 3, 16, 16)
     hooked, cache = check_family(model, lambda tap: hand.codano(model, x, tap), (x,), {})
     assert hooked.preset["name"] == "neuralop-codano"
@@ -211,10 +272,22 @@ def _latent_grid(n=8):
 
 @pytest.mark.parametrize("n_layers", [1, 3])
 def test_fnogno_fno_names_and_gno_stage(n_layers):
-    model = _quiet(neuralop_models.FNOGNO, in_channels=1, out_channels=2, gno_coord_dim=2, fno_n_modes=(4, 4),
-                   fno_hidden_channels=4, fno_n_layers=n_layers, gno_radius=0.3, gno_use_open3d=False,
-                   gno_use_torch_scatter=False, gno_channel_mlp_hidden_layers=[8], gno_embed_channels=4,
-                   projection_channel_ratio=2, fno_lifting_channel_ratio=2)
+    model = _quiet(
+        neuralop_models.FNOGNO,
+        in_channels=1,
+        out_channels=2,
+        gno_coord_dim=2,
+        fno_n_modes=(4, 4),
+        fno_hidden_channels=4,
+        fno_n_layers=n_layers,
+        gno_radius=0.3,
+        gno_use_open3d=False,
+        gno_use_torch_scatter=False,
+        gno_channel_mlp_hidden_layers=[8],
+        gno_embed_channels=4,
+        projection_channel_ratio=2,
+        fno_lifting_channel_ratio=2,
+    )
     in_p, out_p, f = _latent_grid(), torch.rand(17, 2), torch.randn(8, 8, 1)
     kwargs = dict(out_p=out_p, f=f)
     hooked, cache = check_family(model, lambda tap: hand.fnogno(model, in_p, out_p, f, tap), (in_p,), kwargs)
@@ -225,15 +298,31 @@ def test_fnogno_fno_names_and_gno_stage(n_layers):
 
 @pytest.mark.parametrize("n_layers,batch", [(1, 1), (2, 2)])
 def test_gino_gno_in_fno_and_gno_out(n_layers, batch):
-    model = _quiet(neuralop_models.GINO, in_channels=1, out_channels=1, gno_coord_dim=2, fno_n_modes=(4, 4),
-                   fno_hidden_channels=4, fno_n_layers=n_layers, in_gno_radius=0.3, out_gno_radius=0.3,
-                   gno_use_open3d=False, gno_use_torch_scatter=False, in_gno_channel_mlp_hidden_layers=[8],
-                   out_gno_channel_mlp_hidden_layers=[8], gno_embed_channels=4, fno_in_channels=3,
-                   fno_lifting_channel_ratio=2, projection_channel_ratio=2)
+    model = _quiet(
+        neuralop_models.GINO,
+        in_channels=1,
+        out_channels=1,
+        gno_coord_dim=2,
+        fno_n_modes=(4, 4),
+        fno_hidden_channels=4,
+        fno_n_layers=n_layers,
+        in_gno_radius=0.3,
+        out_gno_radius=0.3,
+        gno_use_open3d=False,
+        gno_use_torch_scatter=False,
+        in_gno_channel_mlp_hidden_layers=[8],
+        out_gno_channel_mlp_hidden_layers=[8],
+        gno_embed_channels=4,
+        fno_in_channels=3,
+        fno_lifting_channel_ratio=2,
+        projection_channel_ratio=2,
+    )
     geom, latent, queries = torch.rand(1, 23, 2), _latent_grid().unsqueeze(0), torch.rand(1, 11, 2)
     x = torch.randn(batch, 23, 1)
     kwargs = dict(latent_queries=latent, output_queries=queries, x=x)
-    hooked, cache = check_family(model, lambda tap: hand.gino(model, geom, latent, queries, x, tap), (geom,), kwargs)
+    hooked, cache = check_family(
+        model, lambda tap: hand.gino(model, geom, latent, queries, x, tap), (geom,), kwargs
+    )
     assert hooked.preset["name"] == "neuralop-gino"
     assert cache["gno_in.hook_out"].shape == (batch, 3, 64)  # the latent grid's 8 x 8 points
     assert cache["lifting.hook_out"].shape == (batch, 4, 8, 8)
@@ -243,11 +332,23 @@ def test_gino_gno_in_fno_and_gno_out(n_layers, batch):
 # ----------------------------------------------------------------------------------------------- FNO unchanged
 @pytest.mark.parametrize("padding", [None, 0.25])
 def test_fno_preset_still_matches_the_hand_forward(padding):
-    model = _quiet(neuralop_models.FNO, n_modes=(4, 4), hidden_channels=4, in_channels=1, out_channels=1,
-                   n_layers=3, domain_padding=padding)
+    model = _quiet(
+        neuralop_models.FNO,
+        n_modes=(4, 4),
+        hidden_channels=4,
+        in_channels=1,
+        out_channels=1,
+        n_layers=3,
+        domain_padding=padding,
+    )
     x = torch.randn(2, 1, 16, 16)
-    hooked, _ = check_family(model, lambda tap: hand.fno(model, x, tap), (x,), {},
-                             zero_names=["lifting.hook_out", "blocks.1.spectral.hook_out", "blocks.2.hook_out"])
+    hooked, _ = check_family(
+        model,
+        lambda tap: hand.fno(model, x, tap),
+        (x,),
+        {},
+        zero_names=["lifting.hook_out", "blocks.1.spectral.hook_out", "blocks.2.hook_out"],
+    )
     assert hooked.preset["name"] == "neuralop-fno"
 
 
@@ -266,8 +367,11 @@ def test_fno_whose_layer_count_disagrees_with_its_blocks_fails():
 
 
 def test_a_preset_with_an_unknown_layout_is_refused():
-    preset = {"name": "bad-layout", "match": {"classes": ["FNO"]},
-              "points": [{"name": "hook_out", "module": "@root", "at": "output", "layout": "rows"}]}
+    preset = {
+        "name": "bad-layout",
+        "match": {"classes": ["FNO"]},
+        "points": [{"name": "hook_out", "module": "@root", "at": "output", "layout": "rows"}],
+    }
     with pytest.raises(PresetError, match=r"layout='rows'"):
         HookedOperator(_fno(), preset=preset)
 

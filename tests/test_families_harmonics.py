@@ -16,14 +16,14 @@ pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 @pytest.mark.parametrize("n_layers", [1, 3])
 def test_sfno_fields_match_hand_forward(n_layers):
-    model = _quiet(sfno_module.SFNO, n_modes=(4, 4), hidden_channels=4, in_channels=1, out_channels=1,
-                   n_layers=n_layers)
+    model = _quiet(
+        sfno_module.SFNO, n_modes=(4, 4), hidden_channels=4, in_channels=1, out_channels=1, n_layers=n_layers
+    )
     x = torch.randn(2, 1, 8, 16)
     hooked, cache = check_family(model, lambda tap: hand.fno(model, x, tap), (x,), {})
     assert hooked.preset["name"] == "neuralop-sfno"
     assert type(model.fno_blocks.convs[0]).__name__ == "SphericalConv"
     assert f"blocks.{n_layers - 1}.spectral.hook_out" in cache
-
 
 
 def test_saeno_hooks_lists_an_sfno_architecture(capsys):

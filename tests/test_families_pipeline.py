@@ -27,9 +27,17 @@ def small_uno():
     with contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(0)
         return neuralop_models.UNO(
-            in_channels=1, out_channels=1, hidden_channels=4, lifting_channels=4, projection_channels=4,
-            n_layers=3, uno_out_channels=[4, 6, 4], uno_n_modes=[[4, 4]] * 3,
-            uno_scalings=[[1, 1], [0.5, 0.5], [2, 2]], channel_mlp_skip="linear").eval()
+            in_channels=1,
+            out_channels=1,
+            hidden_channels=4,
+            lifting_channels=4,
+            projection_channels=4,
+            n_layers=3,
+            uno_out_channels=[4, 6, 4],
+            uno_n_modes=[[4, 4]] * 3,
+            uno_scalings=[[1, 1], [0.5, 0.5], [2, 2]],
+            channel_mlp_skip="linear",
+        ).eval()
 
 
 def test_uno_block_capture_train_evaluate_export(small_uno, tmp_path, one_thread_seeded):
@@ -37,8 +45,14 @@ def test_uno_block_capture_train_evaluate_export(small_uno, tmp_path, one_thread
     with torch.no_grad():
         y = small_uno(x) + 0.01 * torch.randn(12, 1, 16, 16)
     hooked = saeno.HookedOperator(small_uno)
-    store = saeno.capture(hooked, TensorDataset(x, y), [HOOK, "blocks.2.hook_out"], tmp_path / "uno.zarr",
-                          batch_size=5, progress=False)
+    store = saeno.capture(
+        hooked,
+        TensorDataset(x, y),
+        [HOOK, "blocks.2.hook_out"],
+        tmp_path / "uno.zarr",
+        batch_size=5,
+        progress=False,
+    )
     assert store.grid == (16, 16)
     assert store.grid_of(HOOK) == (8, 8) and store.grid_of("blocks.2.hook_out") == (16, 16)
     with torch.no_grad():
@@ -55,16 +69,29 @@ def test_uno_block_capture_train_evaluate_export(small_uno, tmp_path, one_thread
     # the splice replaced the block's output: a recomputation by hand gives the same operator error
     with torch.no_grad():
         spliced = hooked.run_with_hooks(x, fwd_hooks=[(HOOK, lambda a, hook: sae(a).to(a.dtype))])
-    rel = (torch.linalg.vector_norm((spliced - y).reshape(12, -1), dim=1)
-           / torch.linalg.vector_norm(y.reshape(12, -1), dim=1)).mean().item()
-    clean = (torch.linalg.vector_norm((small_uno(x).detach() - y).reshape(12, -1), dim=1)
-             / torch.linalg.vector_norm(y.reshape(12, -1), dim=1)).mean().item()
+    rel = (
+        (
+            torch.linalg.vector_norm((spliced - y).reshape(12, -1), dim=1)
+            / torch.linalg.vector_norm(y.reshape(12, -1), dim=1)
+        )
+        .mean()
+        .item()
+    )
+    clean = (
+        (
+            torch.linalg.vector_norm((small_uno(x).detach() - y).reshape(12, -1), dim=1)
+            / torch.linalg.vector_norm(y.reshape(12, -1), dim=1)
+        )
+        .mean()
+        .item()
+    )
     assert res["splice_added_error"] == pytest.approx(rel / clean - 1.0, rel=1e-3, abs=1e-6)
     assert rel != clean  # the splice did act on the block
 
     out = tmp_path / "export"
-    export_concepts(tmp_path / "sae", tmp_path / "uno.zarr", out, model=small_uno, n_top=2, max_concepts=2,
-                    progress=False)
+    export_concepts(
+        tmp_path / "sae", tmp_path / "uno.zarr", out, model=small_uno, n_top=2, max_concepts=2, progress=False
+    )
     doc = load_concepts(out)
     assert doc["store"]["hook"] == HOOK and doc["store"]["grid"] == [8, 8]
     assert doc["ablation"]["done"]

@@ -51,8 +51,10 @@ def _cases(tmp: Path, store: Path) -> list[tuple[list[str], str]]:
         (["eval", "--sae", str(tmp), "--store", str(store), "--batch-size", "0"], "--batch-size"),
         (["export", "--sae", str(tmp), "--store", str(store), "--dpi", "0", *out], "--dpi must be"),
         (["export", "--sae", str(tmp), "--store", str(store), "--out", str(afile)], "is a file"),
-        (["store", "export", str(store), "--hdf5", str(tmp / "no" / "dir" / "x.h5")],
-         "the folder .*no/dir does not exist"),
+        (
+            ["store", "export", str(store), "--hdf5", str(tmp / "no" / "dir" / "x.h5")],
+            "the folder .*no/dir does not exist",
+        ),
     ]
     if not torch.cuda.is_available():
         cases.append((cap + out + ["--device", "cuda"], "no CUDA GPU is available"))
@@ -79,7 +81,19 @@ def test_a_full_disk_during_training_is_a_message(store, tmp_path, capsys, monke
         raise enospc(str(tmp_path / "o" / "checkpoints"))
 
     monkeypatch.setattr(trainer, "train_sae", full)
-    rc = main(["train", "--store", str(store), "--hook", HOOKS[1], "--concepts", "8", "--out",
-               str(tmp_path / "o"), "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--store",
+            str(store),
+            "--hook",
+            HOOKS[1],
+            "--concepts",
+            "8",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "disk is full" in err and "--resume" in err

@@ -51,8 +51,9 @@ def clean(hooked, tmp_path_factory) -> Path:
 
 
 def _capture(hooked, path, **kw):
-    return capture(hooked, kw.pop("x", inputs()), HOOKS, path, batch_size=BATCH, chunk_size=CHUNK,
-                   progress=False, **kw)
+    return capture(
+        hooked, kw.pop("x", inputs()), HOOKS, path, batch_size=BATCH, chunk_size=CHUNK, progress=False, **kw
+    )
 
 
 def _n_writes(hooked, tmp_path) -> int:
@@ -159,11 +160,18 @@ def _stats_without_last_chunk(path: Path) -> dict:
 
 
 CORRUPTIONS = {
-    "zarr.json truncated": (lambda p: (p / "zarr.json").write_bytes((p / "zarr.json").read_bytes()[:200]),
-                            "zarr.json"),
+    "zarr.json truncated": (
+        lambda p: (p / "zarr.json").write_bytes((p / "zarr.json").read_bytes()[:200]),
+        "zarr.json",
+    ),
     "rows_written -5": (lambda p: _edit_attrs(p, rows_written=-5), "rows_written"),
-    "stats.m2 null": (lambda p: _edit_attrs(p, stats={h: {**s, "m2": [None] * len(s["m2"])} for h, s in
-                                                      _root(p)["attributes"]["stats"].items()}), "m2"),
+    "stats.m2 null": (
+        lambda p: _edit_attrs(
+            p,
+            stats={h: {**s, "m2": [None] * len(s["m2"])} for h, s in _root(p)["attributes"]["stats"].items()},
+        ),
+        "m2",
+    ),
     "stats behind rows_written": (lambda p: _edit_attrs(p, stats=_stats_without_last_chunk(p)), "count"),
     "commit edited": (lambda p: _edit_attrs(p, complete=False), "commit"),
     "chunk byte flipped": (lambda p: _flip(_chunk(p, "acts/blocks.1.hook_out", 1)), "chunk 1"),
@@ -203,8 +211,17 @@ def test_every_corruption_is_named_on_read(clean, tmp_path, case):
             pass
 
 
-@pytest.mark.parametrize("case", ["chunk byte flipped", "chunk deleted", "chunk truncated",
-                                  "chunks swapped", "stats behind rows_written", "commit edited"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "chunk byte flipped",
+        "chunk deleted",
+        "chunk truncated",
+        "chunks swapped",
+        "stats behind rows_written",
+        "commit edited",
+    ],
+)
 def test_resume_repairs_damaged_stores_to_the_clean_bytes(hooked, clean, tmp_path, case):
     damage, _ = CORRUPTIONS[case]
     path = _copy(clean, tmp_path, "s")

@@ -45,8 +45,19 @@ def _sae() -> SAE:
 
 
 def _train(store, out: Path, **kw):
-    return train_sae(_sae(), store, hook=HOOK, steps=STEPS, batch_size=128, checkpoint_dir=out / "ck",
-                     checkpoint_every=EVERY, log_csv=out / "log.csv", log_every=1, progress=False, **kw)
+    return train_sae(
+        _sae(),
+        store,
+        hook=HOOK,
+        steps=STEPS,
+        batch_size=128,
+        checkpoint_dir=out / "ck",
+        checkpoint_every=EVERY,
+        log_csv=out / "log.csv",
+        log_every=1,
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +69,11 @@ def clean(store, tmp_path_factory) -> Path:
 
 def _final(out: Path) -> tuple[bytes, bytes, str]:
     ck = out / "ck" / f"step_{STEPS:08d}"
-    return ((ck / "sae_weights.safetensors").read_bytes(), (ck / "trainer_state.safetensors").read_bytes(),
-            (out / "log.csv").read_text())
+    return (
+        (ck / "sae_weights.safetensors").read_bytes(),
+        (ck / "trainer_state.safetensors").read_bytes(),
+        (out / "log.csv").read_text(),
+    )
 
 
 def _count_replaces(store, tmp_path, monkeypatch) -> int:
@@ -76,7 +90,9 @@ def _count_replaces(store, tmp_path, monkeypatch) -> int:
     return calls["n"]
 
 
-def test_a_kill_at_every_checkpoint_write_then_resume_gives_the_clean_run(store, clean, tmp_path, monkeypatch):
+def test_a_kill_at_every_checkpoint_write_then_resume_gives_the_clean_run(
+    store, clean, tmp_path, monkeypatch
+):
     writes = _count_replaces(store, tmp_path, monkeypatch)
     assert writes >= 4 * (STEPS // EVERY)  # weights, cfg, state tensors, state json, folder per checkpoint
     real = os.replace
@@ -114,8 +130,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_an_older_one(store, clean, tm
     assert _final(out) == _final(clean)
 
 
-@pytest.mark.parametrize("change, named", [({"lr": 1e-2}, "lr"), ({"batch_size": 64}, "batch_size"),
-                                           ({"seed": 3}, "seed")])
+@pytest.mark.parametrize(
+    "change, named", [({"lr": 1e-2}, "lr"), ({"batch_size": 64}, "batch_size"), ({"seed": 3}, "seed")]
+)
 def test_resume_with_other_settings_is_refused(store, clean, tmp_path, change, named):
     out = tmp_path / "r"
     shutil.copytree(clean, out)
@@ -144,21 +161,37 @@ def test_training_stops_at_the_first_nonfinite_loss_naming_step_and_rows(tmp_pat
         return act
 
     hooked.add_hook(HOOK, poison)
-    store = capture(hooked, inputs(), [HOOK], tmp_path / "nan", batch_size=5, allow_nonfinite=True,
-                    progress=False)
+    store = capture(
+        hooked, inputs(), [HOOK], tmp_path / "nan", batch_size=5, allow_nonfinite=True, progress=False
+    )
     out = tmp_path / "t"
     # points in store order, 144 per sample, 128 per batch: batch 4 (points 512..639) holds rows 3
     # and 4, and row 4 is NaN
     with pytest.raises(NonFiniteLossError, match=r"step 5 \(epoch 0, batch 4 .*store rows 3, 4\)"):
-        train_sae(_sae(), store, steps=8, batch_size=128, shuffle_buffer=0, checkpoint_dir=out / "ck",
-                  checkpoint_every=1, log_every=100, normalize="none", progress=False)
+        train_sae(
+            _sae(),
+            store,
+            steps=8,
+            batch_size=128,
+            shuffle_buffer=0,
+            checkpoint_dir=out / "ck",
+            checkpoint_every=1,
+            log_every=100,
+            normalize="none",
+            progress=False,
+        )
     # the checkpoints of steps 1-4 are intact; none from step 5 on (trained through NaN) was saved
     assert latest_checkpoint(out / "ck").name == "step_00000004"
 
 
 def test_bad_training_arguments_are_refused(store, tmp_path):
-    for kw, named in (({"lr": -1.0}, "lr"), ({"lr": float("nan")}, "lr"), ({"batch_size": 0}, "batch_size"),
-                      ({"dead_window": 0}, "dead_window"), ({"checkpoint_every": -1}, "checkpoint_every")):
+    for kw, named in (
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"dead_window": 0}, "dead_window"),
+        ({"checkpoint_every": -1}, "checkpoint_every"),
+    ):
         with pytest.raises(SaenoError, match=named):
             train_sae(_sae(), store, hook=HOOK, steps=2, progress=False, **kw)
 
@@ -169,8 +202,10 @@ def _saved(tmp_path) -> Path:
 
 
 SAE_CORRUPTIONS = {
-    "cfg.json truncated": (lambda p: (p / "cfg.json").write_text((p / "cfg.json").read_text()[:50]),
-                           "cfg.json is not valid JSON"),
+    "cfg.json truncated": (
+        lambda p: (p / "cfg.json").write_text((p / "cfg.json").read_text()[:50]),
+        "cfg.json is not valid JSON",
+    ),
     "cfg.json without in_channels": (lambda p: _drop_key(p / "cfg.json", "in_channels"), "cfg.json"),
     "weights truncated": (lambda p: _cut(p / "sae_weights.safetensors"), "sae_weights.safetensors"),
     "weights byte flipped": (lambda p: _flip(p / "sae_weights.safetensors"), "sae_weights.safetensors"),
@@ -219,8 +254,14 @@ def _zoo_folder(tmp_path) -> Path:
 
 
 ZOO_CORRUPTIONS = {
-    "config.json not JSON": (lambda p: (p / "config.json").write_text("{nope"), "config.json is not valid JSON"),
-    "record.json not JSON": (lambda p: (p / "record.json").write_text("[1,"), "record.json is not valid JSON"),
+    "config.json not JSON": (
+        lambda p: (p / "config.json").write_text("{nope"),
+        "config.json is not valid JSON",
+    ),
+    "record.json not JSON": (
+        lambda p: (p / "record.json").write_text("[1,"),
+        "record.json is not valid JSON",
+    ),
     "unknown FNO argument": (lambda p: _edit_fno(p, bogus_width=3), "config.json.*bogus_width"),
     "weights byte flipped": (lambda p: _flip(p / "model.safetensors"), "model.safetensors is damaged"),
     "weights truncated": (lambda p: _cut(p / "model.safetensors"), "model.safetensors"),

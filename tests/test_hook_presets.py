@@ -85,7 +85,9 @@ def test_preset_errors() -> None:
     with pytest.raises(PresetError, match="unknown hook preset 'nope'"):
         get_preset("nope")
     with pytest.raises(PresetError, match="at='after'"):
-        get_preset({"name": "x", "match": {"classes": ["A"]}, "points": [{"name": "a", "module": "", "at": "after"}]})
+        get_preset(
+            {"name": "x", "match": {"classes": ["A"]}, "points": [{"name": "a", "module": "", "at": "after"}]}
+        )
     with pytest.raises(PresetError, match="'layers' section"):
         get_preset({"name": "x", "match": {"classes": ["A"]}, "points": [{"name": "b.{i}", "at": "output"}]})
     with pytest.raises(PresetError, match="no 'match'"):

@@ -162,8 +162,12 @@ def test_block_replacement(ndim: int, variant: str) -> None:
         for i in range(3):
             same = hooked.run_with_hooks(x, fwd_hooks=[(f"blocks.{i}.hook_out", lambda a, hook: a)])
             assert torch.equal(same, plain)
-            zeroed = hooked.run_with_hooks(x, fwd_hooks=[(f"blocks.{i}.hook_out", lambda a, hook: torch.zeros_like(a))])
-            expected, _, _ = reference(model, x, block_edit=lambda j, a, i=i: torch.zeros_like(a) if j == i else a)
+            zeroed = hooked.run_with_hooks(
+                x, fwd_hooks=[(f"blocks.{i}.hook_out", lambda a, hook: torch.zeros_like(a))]
+            )
+            expected, _, _ = reference(
+                model, x, block_edit=lambda j, a, i=i: torch.zeros_like(a) if j == i else a
+            )
             assert torch.allclose(zeroed, expected, atol=1e-6)
             assert not torch.allclose(zeroed, plain, atol=1e-4)
     assert no_hooks_left(model)
@@ -229,7 +233,9 @@ def test_replacing_input_and_spectral_points() -> None:
     hooked = HookedOperator(model)
     with torch.no_grad():
         plain = model(x)
-        out = hooked.run_with_hooks(x, fwd_hooks=[("projection.hook_in", lambda a, hook: torch.zeros_like(a))])
+        out = hooked.run_with_hooks(
+            x, fwd_hooks=[("projection.hook_in", lambda a, hook: torch.zeros_like(a))]
+        )
         assert torch.allclose(out, model.projection(torch.zeros(2, 8, *GRID[2])))
         same = hooked.run_with_hooks(x, fwd_hooks=[("blocks.*.spectral.hook_out", lambda a, hook: a.clone())])
         assert torch.equal(same, plain)
@@ -289,13 +295,16 @@ def test_names_filter_forms() -> None:
     assert hooked.resolve("blocks.**") == [n for n in names if n.startswith("blocks.")]
     assert hooked.resolve("**.hook_out") == [n for n in names if n.endswith(".hook_out")]
     assert hooked.resolve("blocks.[01].*.hook_out") == [
-        n for n in names if n.startswith(("blocks.0.", "blocks.1.")) and n.count(".") == 3]
+        n for n in names if n.startswith(("blocks.0.", "blocks.1.")) and n.count(".") == 3
+    ]
     assert hooked.resolve("*.hook_in") == ["projection.hook_in"]
     with pytest.raises(HookNameError, match="matches no hook point"):
         hooked.resolve("*.spectral.hook_out")  # '*' does not cross the dot in 'blocks.0'
 
     assert hooked.resolve(["hook_out", "lifting.hook_out", "hook_out"]) == ["lifting.hook_out", "hook_out"]
-    assert hooked.resolve(lambda n: n.endswith("mlp.hook_out")) == [f"blocks.{i}.mlp.hook_out" for i in range(3)]
+    assert hooked.resolve(lambda n: n.endswith("mlp.hook_out")) == [
+        f"blocks.{i}.mlp.hook_out" for i in range(3)
+    ]
     x = make_input(hooked.model, 1)
     _, cache = hooked.run_with_cache(x, names_filter=["blocks.0.**", "hook_out"])
     assert set(cache) == {n for n in names if n.startswith("blocks.0.")} | {"hook_out"}

@@ -15,26 +15,73 @@ from saeno.hooking import HookedOperator
 
 pytest.importorskip("neuralop.models")
 
-UNO = {"model_class": "UNO", "in_channels": 1, "out_channels": 1, "hidden_channels": 4, "lifting_channels": 4,
-       "projection_channels": 4, "n_layers": 3, "uno_out_channels": [4, 6, 4], "uno_n_modes": [[4, 4]] * 3,
-       "uno_scalings": [[1, 1], [0.5, 0.5], [2, 2]], "channel_mlp_skip": "linear",
-       "horizontal_skips_map": {"2": 0}}
-FNO = {"model_class": "FNO", "n_modes": [4], "hidden_channels": 4, "in_channels": 1, "out_channels": 1,
-       "n_layers": 2}
+UNO = {
+    "model_class": "UNO",
+    "in_channels": 1,
+    "out_channels": 1,
+    "hidden_channels": 4,
+    "lifting_channels": 4,
+    "projection_channels": 4,
+    "n_layers": 3,
+    "uno_out_channels": [4, 6, 4],
+    "uno_n_modes": [[4, 4]] * 3,
+    "uno_scalings": [[1, 1], [0.5, 0.5], [2, 2]],
+    "channel_mlp_skip": "linear",
+    "horizontal_skips_map": {"2": 0},
+}
+FNO = {
+    "model_class": "FNO",
+    "n_modes": [4],
+    "hidden_channels": 4,
+    "in_channels": 1,
+    "out_channels": 1,
+    "n_layers": 2,
+}
 ARCHS = {
     "UNO": UNO,
     "UQNO": {"model_class": "UQNO", "base_model": FNO},
-    "CODANO": {"model_class": "CODANO", "n_layers": 1, "n_modes": [[4, 4]], "hidden_variable_codimension": 2,
-               "lifting_channels": 4, "projection_channels": 4, "per_layer_scaling_factors": [[1, 1]],
-               "n_heads": [1], "attention_scaling_factors": [1]},
-    "FNOGNO": {"model_class": "FNOGNO", "in_channels": 1, "out_channels": 1, "gno_coord_dim": 2,
-               "fno_n_modes": [4, 4], "fno_hidden_channels": 4, "fno_n_layers": 2, "gno_radius": 0.3,
-               "gno_use_open3d": False, "gno_use_torch_scatter": False, "gno_channel_mlp_hidden_layers": [8],
-               "gno_embed_channels": 4},
-    "GINO": {"model_class": "GINO", "in_channels": 1, "out_channels": 1, "gno_coord_dim": 2, "fno_n_modes": [4, 4],
-             "fno_hidden_channels": 4, "fno_n_layers": 2, "in_gno_radius": 0.3, "out_gno_radius": 0.3,
-             "gno_use_open3d": False, "gno_use_torch_scatter": False, "in_gno_channel_mlp_hidden_layers": [8],
-             "out_gno_channel_mlp_hidden_layers": [8], "gno_embed_channels": 4, "fno_in_channels": 3},
+    "CODANO": {
+        "model_class": "CODANO",
+        "n_layers": 1,
+        "n_modes": [[4, 4]],
+        "hidden_variable_codimension": 2,
+        "lifting_channels": 4,
+        "projection_channels": 4,
+        "per_layer_scaling_factors": [[1, 1]],
+        "n_heads": [1],
+        "attention_scaling_factors": [1],
+    },
+    "FNOGNO": {
+        "model_class": "FNOGNO",
+        "in_channels": 1,
+        "out_channels": 1,
+        "gno_coord_dim": 2,
+        "fno_n_modes": [4, 4],
+        "fno_hidden_channels": 4,
+        "fno_n_layers": 2,
+        "gno_radius": 0.3,
+        "gno_use_open3d": False,
+        "gno_use_torch_scatter": False,
+        "gno_channel_mlp_hidden_layers": [8],
+        "gno_embed_channels": 4,
+    },
+    "GINO": {
+        "model_class": "GINO",
+        "in_channels": 1,
+        "out_channels": 1,
+        "gno_coord_dim": 2,
+        "fno_n_modes": [4, 4],
+        "fno_hidden_channels": 4,
+        "fno_n_layers": 2,
+        "in_gno_radius": 0.3,
+        "out_gno_radius": 0.3,
+        "gno_use_open3d": False,
+        "gno_use_torch_scatter": False,
+        "in_gno_channel_mlp_hidden_layers": [8],
+        "out_gno_channel_mlp_hidden_layers": [8],
+        "gno_embed_channels": 4,
+        "fno_in_channels": 3,
+    },
 }
 
 
@@ -78,9 +125,14 @@ def test_state_dict_is_loaded_and_a_wrong_one_refused(tmp_path, capsys):
     assert "does not fit the --architecture" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("arch,message", [("{not json", "neither a JSON object"),
-                                          ('{"in_channels": 1}', "model_class"),
-                                          ('{"model_class": "NoSuchNO"}', "no model class 'NoSuchNO'")])
+@pytest.mark.parametrize(
+    "arch,message",
+    [
+        ("{not json", "neither a JSON object"),
+        ('{"in_channels": 1}', "model_class"),
+        ('{"model_class": "NoSuchNO"}', "no model class 'NoSuchNO'"),
+    ],
+)
 def test_bad_architecture_fails_cleanly(arch, message, capsys):
     assert main(["hooks", "--architecture", arch]) == 2
     err = capsys.readouterr().err

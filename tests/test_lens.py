@@ -24,7 +24,9 @@ def test_import_saeno_does_not_import_transformer_lens() -> None:
 
 def _hooked() -> HookedOperator:
     torch.manual_seed(0)
-    model = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2, domain_padding=0.2)
+    model = FNO(
+        n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2, domain_padding=0.2
+    )
     return HookedOperator(model.eval())
 
 

@@ -22,7 +22,9 @@ def test_self_convergence_with_advection_and_forcing():
     w0 = sample_grf(1, (16, 16), alpha=2.5, tau=7.0, sigma=7.0**1.5, rng=np.random.default_rng(1))[0] * 5
     f = fno_forcing(16)
     ref = solve_navier_stokes(w0, 0.5, 1e-3, f, n_steps=320)
-    errors = np.array([np.abs(solve_navier_stokes(w0, 0.5, 1e-3, f, n_steps=s) - ref).max() for s in (20, 40, 80)])
+    errors = np.array(
+        [np.abs(solve_navier_stokes(w0, 0.5, 1e-3, f, n_steps=s) - ref).max() for s in (20, 40, 80)]
+    )
     orders = np.log2(errors[:-1] / errors[1:])
     assert np.all(orders > 1.8), orders
     # advection matters here: the answer is far from pure viscous decay plus forcing

@@ -14,14 +14,17 @@ import pytest
 @pytest.mark.slow
 def test_unguarded_script_generates_with_worker_processes(tmp_path):
     script = tmp_path / "user_script.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import saeno
         path = saeno.datasets.generate("darcy", n=100, n_test=10, resolutions=[16], workers=2, progress=False)
         print("generated", path.name)
-    """))
+    """)
+    )
     env = dict(os.environ, SAENO_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("generated") == 1  # the script ran once: not again in each worker
     assert "BrokenProcessPool" not in res.stderr

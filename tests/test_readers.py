@@ -90,7 +90,9 @@ def test_pdebench_darcy_wrong_shape(tmp_path):
     with h5py.File(path, "w") as f:
         f["nu"] = np.zeros((4, 8, 8))
         f["tensor"] = np.zeros((4, 8, 8))
-    with pytest.raises(DataFormatError, match=r"tensor \(N, 1, X, Y\), found nu \(4, 8, 8\) and tensor \(4, 8, 8\)"):
+    with pytest.raises(
+        DataFormatError, match=r"tensor \(N, 1, X, Y\), found nu \(4, 8, 8\) and tensor \(4, 8, 8\)"
+    ):
         read_file(path)
 
 
@@ -111,8 +113,9 @@ def _write_well(path, n_traj=2, t=4, nx=8, ny=6):
     pressure = RNG.standard_normal((n_traj, t, nx, ny)).astype(np.float32)
     velocity = RNG.standard_normal((n_traj, t, nx, ny, 2)).astype(np.float32)
     with h5py.File(path, "w") as f:
-        f.attrs.update(dataset_name="dummy", n_spatial_dims=2, n_trajectories=n_traj,
-                       simulation_parameters=["Re"])
+        f.attrs.update(
+            dataset_name="dummy", n_spatial_dims=2, n_trajectories=n_traj, simulation_parameters=["Re"]
+        )
         f["dimensions/time"] = np.linspace(0, 1, t)
         f["dimensions/x"] = np.linspace(0, 1, nx)
         f["dimensions/y"] = np.linspace(0, 1, ny)
@@ -158,8 +161,9 @@ def test_generic_hdf5_keys_and_channels_last(tmp_path):
         f["inputs/field"] = a
         f["outputs/field"] = b
         f["viscosity"] = np.arange(6.0)
-    ds = saeno.datasets.load(path, x_key="inputs/field", y_key="outputs/field", channels_last=True,
-                             params_keys=["viscosity"])
+    ds = saeno.datasets.load(
+        path, x_key="inputs/field", y_key="outputs/field", channels_last=True, params_keys=["viscosity"]
+    )
     np.testing.assert_array_equal(ds.x[4], np.moveaxis(a[4], -1, 0))
     assert ds[3]["params"] == {"viscosity": 3.0}
     with pytest.raises(DataFormatError, match="missing \\['nope'\\]"):

@@ -19,9 +19,26 @@ import saeno.datasets
 from saeno.errors import SaenoError
 from saeno.pde.readers import READERS, read_file
 
-KEYS = ["x", "y", "tensor", "nu", "density", "pressure", "Vx", "t-coordinate", "0000/data", "0001/data",
-        "t0_fields/u", "t1_fields/v", "dimensions/time", "scalars/Re", "train/x/8", "train/y/8",
-        "train/x", "test/x/8"]
+KEYS = [
+    "x",
+    "y",
+    "tensor",
+    "nu",
+    "density",
+    "pressure",
+    "Vx",
+    "t-coordinate",
+    "0000/data",
+    "0001/data",
+    "t0_fields/u",
+    "t1_fields/v",
+    "dimensions/time",
+    "scalars/Re",
+    "train/x/8",
+    "train/y/8",
+    "train/x",
+    "test/x/8",
+]
 DTYPES = ["f4", "f8", "i2", "u1", "?", "c8", "S3", "compound"]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -37,12 +54,15 @@ def _array(shape, dtype):
 
 
 entries = st.lists(st.tuples(st.sampled_from(KEYS), shapes, st.sampled_from(DTYPES)), min_size=0, max_size=6)
-attrs = st.fixed_dictionaries({}, optional={
-    "format": st.sampled_from(["saeno-dataset-1", "other"]),
-    "card": st.sampled_from(["{", "[]", json.dumps({"name": "d"}), json.dumps({"labels": {"f": ["a"]}})]),
-    "n_spatial_dims": st.sampled_from([0, 1, 2, 5, -1]),
-    "n_trajectories": st.sampled_from([0, 1, 3]),
-})
+attrs = st.fixed_dictionaries(
+    {},
+    optional={
+        "format": st.sampled_from(["saeno-dataset-1", "other"]),
+        "card": st.sampled_from(["{", "[]", json.dumps({"name": "d"}), json.dumps({"labels": {"f": ["a"]}})]),
+        "n_spatial_dims": st.sampled_from([0, 1, 2, 5, -1]),
+        "n_trajectories": st.sampled_from([0, 1, 3]),
+    },
+)
 
 
 def _write_h5(path, items, root_attrs, static):
@@ -82,8 +102,12 @@ def test_hdf5_files_raise_only_saeno_errors(tmp_path_factory, items, root_attrs,
 
 
 @SETTINGS
-@given(x=st.tuples(shapes, st.sampled_from(DTYPES[:6])), y=st.tuples(shapes, st.sampled_from(DTYPES[:6])),
-       key=st.sampled_from(["x", "a"]), wrap=st.sampled_from(["dict", "list", "tensor"]))
+@given(
+    x=st.tuples(shapes, st.sampled_from(DTYPES[:6])),
+    y=st.tuples(shapes, st.sampled_from(DTYPES[:6])),
+    key=st.sampled_from(["x", "a"]),
+    wrap=st.sampled_from(["dict", "list", "tensor"]),
+)
 def test_pt_files_raise_only_saeno_errors(tmp_path_factory, x, y, key, wrap):
     path = tmp_path_factory.mktemp("pt") / "f.pt"
     tx, ty = torch.from_numpy(_array(*x)), torch.from_numpy(_array(*y))

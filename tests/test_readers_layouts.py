@@ -55,7 +55,9 @@ def test_neuraloperator_default_layouts_are_kept(tmp_path):
 
 
 def _cfd(path, n=3, t=5, nx=16, ny=16):
-    fields = {k: RNG.standard_normal((n, t, nx, ny)).astype(np.float32) for k in ("density", "pressure", "Vx", "Vy")}
+    fields = {
+        k: RNG.standard_normal((n, t, nx, ny)).astype(np.float32) for k in ("density", "pressure", "Vx", "Vy")
+    }
     with h5py.File(path, "w") as f:
         for k, v in fields.items():
             f[k] = v

@@ -41,8 +41,22 @@ def test_python_blocks_compile_and_define_every_name(tmp_path):
         path = tmp_path / f"readme_{i}.py"
         path.write_text(code, encoding="utf-8")
         compile(code, str(path), "exec")
-        res = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select",
-                              "F821", str(path)], capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ruff",
+                "check",
+                "--no-cache",
+                "--isolated",
+                "--select",
+                "F821",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert res.returncode == 0, f"README Python block {i} uses undefined names:\n{res.stdout}"
 
 
@@ -82,6 +96,13 @@ def test_python_blocks_run_as_scripts(tmp_path):
     for i, code in enumerate(python_blocks()):
         path = tmp_path / f"readme_{i}.py"
         path.write_text(code, encoding="utf-8")
-        res = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=1200, check=False)
+        res = subprocess.run(
+            [sys.executable, str(path)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
         assert res.returncode == 0, f"README Python block {i} failed:\n{res.stderr[-3000:]}"

@@ -11,7 +11,8 @@ import pytest
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium): the report was not opened")
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium): the report was not opened"
+)
 
 # Injected first in <head>: records errors, console.error/warn, CSP violations and failed resource
 # loads; after the load event checks every image's naturalWidth and, on the index, clicks the
@@ -67,18 +68,31 @@ def open_in_chromium(page, tmp_path):
     html = page.read_text(encoding="utf-8")
     probe.write_text(html.replace("<head>", "<head>\n" + CHECKER, 1), encoding="utf-8")
     profile = tmp_path / f"profile_{page.stem}"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run",
-           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     finally:
         probe.unlink()
     match = re.search(r'<pre id="saeno-check">(.*?)</pre>', proc.stdout, re.S)
     assert match, f"chromium did not run the page's scripts: {proc.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                        .replace("&lt;", "<").replace("&gt;", ">"))
+    result = json.loads(
+        match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    )
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     return result, console
 
@@ -91,8 +105,7 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     fno, store = build_tiny_pipeline(root)
     out = root / "export"
-    export_concepts(root / "sae_fno", store, out, model=fno, n_top=3, max_concepts=3,
-                    progress=False)
+    export_concepts(root / "sae_fno", store, out, model=fno, n_top=3, max_concepts=3, progress=False)
     return out
 
 
@@ -133,9 +146,11 @@ def test_single_file_report_opens_alone(report, tmp_path):
 def test_checker_catches_broken_images_and_script_errors(report, tmp_path):
     """The probe itself must be able to fail: a page with a missing image and a script error."""
     bad = report / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
-                   '<img src="figures/missing.png"><script>undefinedFunction();</script>'
-                   "</body></html>")
+    bad.write_text(
+        '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
+        '<img src="figures/missing.png"><script>undefinedFunction();</script>'
+        "</body></html>"
+    )
     result, console = open_in_chromium(bad, tmp_path)
     bad.unlink()
     assert result["broken"] == ["figures/missing.png"]

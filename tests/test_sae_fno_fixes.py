@@ -18,11 +18,13 @@ def _planted_mean(grid: tuple[int, int]) -> torch.Tensor:
     x = torch.arange(grid[0]).view(-1, 1) / grid[0]
     y = torch.arange(grid[1]).view(1, -1) / grid[1]
     two_pi = 2 * math.pi
-    return torch.stack([
-        1.0 + torch.cos(two_pi * x) + 0.5 * torch.sin(two_pi * (x + 2 * y)),
-        -0.3 + 0.8 * torch.cos(two_pi * 3 * y) * torch.sin(two_pi * 2 * x),
-        0.7 * torch.sin(two_pi * (3 * x - y)) + 0.2,
-    ])
+    return torch.stack(
+        [
+            1.0 + torch.cos(two_pi * x) + 0.5 * torch.sin(two_pi * (x + 2 * y)),
+            -0.3 + 0.8 * torch.cos(two_pi * 3 * y) * torch.sin(two_pi * 2 * x),
+            0.7 * torch.sin(two_pi * (3 * x - y)) + 0.2,
+        ]
+    )
 
 
 def _samples(grid: tuple[int, int], n: int, seed: int) -> torch.Tensor:
@@ -128,12 +130,20 @@ def test_per_group_learning_rates_reach_the_optimiser(monkeypatch):
 
     monkeypatch.setattr(torch.optim, "Adam", spy)
     torch.manual_seed(3)
-    sae = SAEFNO(2, 4, ndim=1, modes=3, spectral_lr_scale=0.1, bias_field=None,
-                 sparsity={"type": "topk", "k": 2, "group": "concept"})
+    sae = SAEFNO(
+        2,
+        4,
+        ndim=1,
+        modes=3,
+        spectral_lr_scale=0.1,
+        bias_field=None,
+        sparsity={"type": "topk", "k": 2, "group": "concept"},
+    )
     enc_spec, w_e = sae.enc_spectral.weight.detach().clone(), sae.W_e.detach().clone()
     lr = 1e-2
-    train_sae(sae, torch.randn(16, 2, 16), steps=1, lr=lr, batch_size=16, progress=False, aux_k=0,
-              lr_decay_frac=0.0)
+    train_sae(
+        sae, torch.randn(16, 2, 16), steps=1, lr=lr, batch_size=16, progress=False, aux_k=0, lr_decay_frac=0.0
+    )
     groups = {g["name"]: g for g in captured["opt"].param_groups}
     assert groups["spectral"]["lr"] == pytest.approx(0.1 * lr)
     assert groups["pointwise"]["lr"] == pytest.approx(lr)
@@ -151,8 +161,9 @@ def test_peak_picking_never_keeps_two_neighbours_of_one_bump():
     bump = lambda c, h: h * torch.exp(-((t - c) ** 2) / 8.0)
     z = (bump(8, 1.0) + bump(22, 0.6)).view(1, 1, n)
     top2 = keep_top_domain(z, 2 / n)
-    assert set(top2.flatten().nonzero().flatten().tolist()) == {7, 8} or \
-        set(top2.flatten().nonzero().flatten().tolist()) == {8, 9}  # the plain top-2: one bump
+    assert set(top2.flatten().nonzero().flatten().tolist()) == {7, 8} or set(
+        top2.flatten().nonzero().flatten().tolist()
+    ) == {8, 9}  # the plain top-2: one bump
     sp = make_sparsity({"type": "relu", "l1": 0.0, "domain_frac": 2 / n, "domain_peaks": 1}, 1)
     codes, _ = sp(z)
     assert codes.flatten().nonzero().flatten().tolist() == [8, 22]

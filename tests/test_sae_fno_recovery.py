@@ -52,9 +52,15 @@ def test_sae_fno_recovers_a_planted_convolutional_dictionary_in_ci():
     chance = _matched(atoms, _atoms(torch.Generator().manual_seed(99))).mean()
     torch.manual_seed(0)
     # the exact adjoint at the full spectral rate (docs/sae_fno.md: the best setting on this data)
-    sae = SAEFNO(C, 8, ndim=1, modes=4, encoder_init="adjoint", spectral_lr_scale=1.0,
-                 sparsity={"type": "topk", "k": S, "group": "concept", "domain_frac": 1 / N,
-                           "domain_peaks": 1})
+    sae = SAEFNO(
+        C,
+        8,
+        ndim=1,
+        modes=4,
+        encoder_init="adjoint",
+        spectral_lr_scale=1.0,
+        sparsity={"type": "topk", "k": S, "group": "concept", "domain_frac": 1 / N, "domain_peaks": 1},
+    )
     before = _matched(atoms, sae.concepts(N)).mean()
     train_sae(sae, x, steps=600, batch_size=32, progress=False, log_every=100, normalize="center")
     after = _matched(atoms, sae.concepts(N))

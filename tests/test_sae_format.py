@@ -112,8 +112,11 @@ def sae_fno_forward(folder, x):
     xn, mean, scale = _normalise(cfg, w, x)
     xl = _lift(w, xn, "lift.P")
     bias = (1, -1) + (1,) * (x.ndim - 2)
-    pre = (_spectral(xl, w["enc_spectral.weight"], cfg) + np.einsum("pc,bc...->bp...", w["W_e"], xl)
-           + w["b_e"].reshape(bias))
+    pre = (
+        _spectral(xl, w["enc_spectral.weight"], cfg)
+        + np.einsum("pc,bc...->bp...", w["W_e"], xl)
+        + w["b_e"].reshape(bias)
+    )
     z = _topk(pre, cfg)
     y = G * _spectral(z, w["dec_spectral.weight"], cfg) + w["b_d"].reshape(bias)
     if cfg["decoder_pointwise"]:
@@ -156,19 +159,27 @@ def test_the_pointwise_sae_subtracts_b_dec_before_encoding(tmp_path):
     assert np.abs(wrong * scale.reshape(1, -1) + mean.reshape(1, -1) - right).max() > 1e-2
 
 
-@pytest.mark.parametrize("ndim, grid, pointwise", [(1, (12,), True), (2, (8, 7), True),
-                                                   (2, (9, 9), False), (3, (6, 5, 6), True)])
+@pytest.mark.parametrize(
+    "ndim, grid, pointwise", [(1, (12,), True), (2, (8, 7), True), (2, (9, 9), False), (3, (6, 5, 6), True)]
+)
 def test_sae_fno_from_the_document(tmp_path, ndim, grid, pointwise):
     torch.manual_seed(ndim)
-    sae = _perturb(saeno.SAEFNO(3, 7, ndim=ndim, modes=3, decoder_pointwise=pointwise,
-                                sparsity={"type": "topk", "k": 4, "group": "concept"}))
+    sae = _perturb(
+        saeno.SAEFNO(
+            3,
+            7,
+            ndim=ndim,
+            modes=3,
+            decoder_pointwise=pointwise,
+            sparsity={"type": "topk", "k": 4, "group": "concept"},
+        )
+    )
     x = np.random.default_rng(ndim).normal(size=(2, 3, *grid))
     _check(sae, sae_fno_forward, x, tmp_path)
 
 
 def test_sae_fno_on_a_grid_coarser_than_the_modes(tmp_path):
-    sae = _perturb(saeno.SAEFNO(2, 5, ndim=2, modes=4, sparsity={"type": "topk", "k": 2,
-                                                                 "group": "concept"}))
+    sae = _perturb(saeno.SAEFNO(2, 5, ndim=2, modes=4, sparsity={"type": "topk", "k": 2, "group": "concept"}))
     _check(sae, sae_fno_forward, np.random.default_rng(3).normal(size=(2, 2, 5, 4)), tmp_path)
 
 

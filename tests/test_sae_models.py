@@ -23,9 +23,11 @@ def _randomize(model: torch.nn.Module) -> None:
 def test_shapes_all_models(grid, lifting):
     c, p, b = 3, 10, 2
     a = torch.randn(b, c, *grid)
-    models = [SAE(c, p, ndim=len(grid), sparsity={"type": "topk", "k": 2}, lifting=lifting),
-              FlatSAE(c, p, grid=grid, lifting=lifting),
-              SAEFNO(c, p, ndim=len(grid), modes=2, lifting=lifting)]
+    models = [
+        SAE(c, p, ndim=len(grid), sparsity={"type": "topk", "k": 2}, lifting=lifting),
+        FlatSAE(c, p, grid=grid, lifting=lifting),
+        SAEFNO(c, p, ndim=len(grid), modes=2, lifting=lifting),
+    ]
     for m in models:
         assert m(a).shape == a.shape
         z = m.encode(a)
@@ -93,8 +95,7 @@ def test_full_mode_sae_fno_with_codes_at_one_point_equals_flat_sae():
     with torch.no_grad():
         r_e = torch.fft.rfft(enc, dim=-1).conj().transpose(0, 1)  # (c, p, 5)
         fno.enc_spectral.weight.copy_(torch.view_as_real(r_e.resolve_conj().contiguous()))
-        fno.dec_spectral.weight.copy_(
-            torch.view_as_real(torch.fft.rfft(dec, dim=-1)) / fno.spectral_gain)
+        fno.dec_spectral.weight.copy_(torch.view_as_real(torch.fft.rfft(dec, dim=-1)) / fno.spectral_gain)
         fno.W_e.zero_()
         fno.W_d.zero_()
         fno.b_e.copy_(flat.b_enc - torch.einsum("pcn,cn->p", enc, flat.b_dec.view(c, n)))
@@ -124,7 +125,7 @@ def test_sae_fno_concepts_agree_across_resolutions(ndim, coarse, factor, pointwi
     if pointwise:
         # the origin values differ by the pointwise column times (N_hi - N_lo) / G, in raw units
         point = fno.lift.down(fno.W_d.T.detach().unsqueeze(-1)).squeeze(-1) * fno.norm_scale
-        sub[origin] -= point * (coarse ** ndim) * (factor ** ndim - 1) / fno.spectral_gain
+        sub[origin] -= point * (coarse**ndim) * (factor**ndim - 1) / fno.spectral_gain
     else:
         assert not fno.W_d.requires_grad  # (randomised above: the renders must ignore it)
     torch.testing.assert_close(sub, lo, rtol=1e-4, atol=1e-4)
@@ -162,15 +163,14 @@ def test_sae_fno_spectral_and_pointwise_paths_are_on_one_scale():
     k_modes, p, c = 3, 4, 2
     n = 2 * k_modes - 1
     fno = SAEFNO(c, p, ndim=2, modes=k_modes)
-    assert fno.spectral_gain == n ** 2
+    assert fno.spectral_gain == n**2
     kernel = fno.dec_spectral.kernel((n, n)).detach()  # (p, C, n, n)
     for k in range(p):
         z = torch.zeros(1, p, n, n)
         z[0, k, 0, 0] = 1.0
         expected = kernel[k].clone()
         expected[:, 0, 0] += fno.W_d[:, k].detach()
-        torch.testing.assert_close(fno.decode_norm(z, bias=False)[0].detach(), expected,
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fno.decode_norm(z, bias=False)[0].detach(), expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fno.concept_norms().detach(), torch.ones(p))
 
 
@@ -184,12 +184,20 @@ def test_pointwise_concepts_are_decoder_vectors_in_raw_units():
     assert img[:, :, 1:, :].abs().sum() == 0
 
 
-@pytest.mark.parametrize("make", [
-    lambda: SAE(3, 6, sparsity={"type": "topk", "k": 2}, lifting=5),
-    lambda: FlatSAE(3, 6, grid=(8,), sparsity="relu"),
-    lambda: SAEFNO(3, 6, ndim=1, modes=3, sparsity={"type": "jumprelu", "l0": 0.1,
-                                                     "threshold": 0.05, "bandwidth": 0.5}),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SAE(3, 6, sparsity={"type": "topk", "k": 2}, lifting=5),
+        lambda: FlatSAE(3, 6, grid=(8,), sparsity="relu"),
+        lambda: SAEFNO(
+            3,
+            6,
+            ndim=1,
+            modes=3,
+            sparsity={"type": "jumprelu", "l0": 0.1, "threshold": 0.05, "bandwidth": 0.5},
+        ),
+    ],
+)
 def test_gradients_reach_every_parameter(make):
     m = make()
     out = m.forward_train(torch.randn(4, 3, 8))
@@ -238,17 +246,21 @@ def test_bad_shapes_and_configs_raise_saeno_errors():
         SAE(3, 6).set_normalization(torch.zeros(2), torch.ones(2))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: SAE(3, 6, sparsity="batchtopk", lifting=4, ndim=2),
-    lambda: FlatSAE(3, 6, grid=(4, 5), sparsity={"type": "relu", "l1": 0.3}),
-    lambda: SAEFNO(3, 6, ndim=3, modes=2, sparsity={"type": "topk", "k": 2, "domain_frac": 0.25}),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SAE(3, 6, sparsity="batchtopk", lifting=4, ndim=2),
+        lambda: FlatSAE(3, 6, grid=(4, 5), sparsity={"type": "relu", "l1": 0.3}),
+        lambda: SAEFNO(3, 6, ndim=3, modes=2, sparsity={"type": "topk", "k": 2, "domain_frac": 0.25}),
+    ],
+)
 def test_config_round_trip(make):
     m = make()
     rebuilt = type(m).from_config(m.config())
     assert rebuilt.config() == m.config()
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
-        {k: v.shape for k, v in m.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in m.state_dict().items()
+    }
 
 
 def test_pointwise_sparse_topk_path_equals_the_dense_path():
@@ -306,7 +318,6 @@ def test_mix_modes_gradients_match_complex_einsum():
     torch.autograd.gradcheck(mix_modes, (x, w))
     up = torch.randn(2, 4, 5, 3, dtype=torch.complex128, generator=g)
     gx, gw = torch.autograd.grad((mix_modes(x, w) * up.conj()).real.sum(), (x, w))
-    ex, ew = torch.autograd.grad((torch.einsum("bi...,io...->bo...", x, w) * up.conj()).real.sum(),
-                                 (x, w))
+    ex, ew = torch.autograd.grad((torch.einsum("bi...,io...->bo...", x, w) * up.conj()).real.sum(), (x, w))
     torch.testing.assert_close(gx, ex)
     torch.testing.assert_close(gw, ew)

@@ -24,8 +24,7 @@ def _trained_like(sae, seed=0):
     return sae
 
 
-SPARSITIES = [{"type": "topk", "k": 3}, {"type": "relu", "l1": 1e-3},
-              {"type": "jumprelu", "threshold": 0.05}]
+SPARSITIES = [{"type": "topk", "k": 3}, {"type": "relu", "l1": 1e-3}, {"type": "jumprelu", "threshold": 0.05}]
 
 
 def _folded_forward(folder, x):

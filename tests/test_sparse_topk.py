@@ -24,8 +24,7 @@ def _grads(sae, a, dense, dead, aux_on):
         if dense:
             type(sae).forward_train = orig
     loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in sae.named_parameters()
-                           if p.grad is not None}
+    return loss.detach(), {n: p.grad.clone() for n, p in sae.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("aux_on", [False, True])
@@ -68,8 +67,7 @@ def test_gather_and_dense_pre_match_autograd_on_addmm():
     ((vals * gv).sum() + (pre * gp).sum()).backward()
     for t, e in zip((x, w, b), expected):
         assert torch.allclose(t.grad, e, rtol=1e-12, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda x, w, b: gather_pre(x, w, b, torch.addmm(b, x, w), idx),
-                                    (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w, b: gather_pre(x, w, b, torch.addmm(b, x, w), idx), (x, w, b))
 
 
 def test_topk_rows_selects_the_largest_and_fired_matches_dense_codes():
@@ -97,8 +95,16 @@ def test_training_with_the_sparse_path_equals_training_with_the_dense_one():
         if dense:
             SAE.forward_train = _dense_forward
         try:
-            res = train_sae(sae, data.double(), steps=40, batch_size=64, progress=False, aux_k=8,
-                            dead_window=5, log_every=10)
+            res = train_sae(
+                sae,
+                data.double(),
+                steps=40,
+                batch_size=64,
+                progress=False,
+                aux_k=8,
+                dead_window=5,
+                log_every=10,
+            )
         finally:
             SAE.forward_train = orig
         assert any(row["dead_fraction"] > 0 for row in res.history[:-1])  # AuxK was on

@@ -24,8 +24,14 @@ def store(tmp_path_factory):
         y = model(x)
     data = saeno.datasets.FieldDataset(x.numpy(), y.numpy(), name="toy", params={"nu": np.arange(6.0)})
     path = tmp_path_factory.mktemp("xr") / "acts.zarr"
-    saeno.capture(HookedOperator(model), data, ["lifting.hook_out", "blocks.0.hook_out"], str(path),
-                  batch_size=3, progress=False)
+    saeno.capture(
+        HookedOperator(model),
+        data,
+        ["lifting.hook_out", "blocks.0.hook_out"],
+        str(path),
+        batch_size=3,
+        progress=False,
+    )
     return path
 
 

@@ -21,9 +21,13 @@ def planted(n: int, grid: int = 32, seed: int = 0) -> tuple[np.ndarray, dict[str
     """Fields = sum of one random pattern per label value + a random-amplitude nuisance pattern."""
     rng = np.random.default_rng(seed)
     x = np.arange(grid) / grid
-    pats = {f: [np.stack([np.sin(2 * np.pi * (k + 1) * x + rng.uniform(0, 6)) * rng.normal()
-                          for _ in range(4)]) for k in range(len(cats))]
-            for f, cats in FACTORS.items()}
+    pats = {
+        f: [
+            np.stack([np.sin(2 * np.pi * (k + 1) * x + rng.uniform(0, 6)) * rng.normal() for _ in range(4)])
+            for k in range(len(cats))
+        ]
+        for f, cats in FACTORS.items()
+    }
     nuis_pat = np.stack([np.cos(2 * np.pi * 3 * x + j) for j in range(4)])
     codes = {f: rng.integers(len(c), size=n) for f, c in FACTORS.items()}
     amp = rng.normal(size=n)
@@ -59,7 +63,7 @@ def test_blocks_are_gated_by_labels_and_render_on_any_grid():
     z = sae.codes(mask, torch.zeros(1, 2, 16))
     on = {sae.concept_index("a", "a1"), sae.concept_index("b", "b0"), sae.concept_index("c", "c2")}
     for k in range(sae.n_concepts):
-        block = z[0, 2 * k:2 * k + 2]
+        block = z[0, 2 * k : 2 * k + 2]
         assert (block.abs().sum() > 0) == (k in on)
     # a block is one trigonometric polynomial: the 32-point rendering contains the 16-point one
     b16, b32 = sae.block_fields((16,)), sae.block_fields((32,))
@@ -88,13 +92,15 @@ def test_holdout_never_in_training_batches():
     a, codes = planted(120)
     holdout = [{"a": "a1", "b": "b0", "c": "c2"}, {"a": "a2", "c": "c0"}]
     held = training.holdout_mask(codes, FACTORS, holdout)
-    expect = ((codes["a"] == 1) & (codes["b"] == 0) & (codes["c"] == 2)) | \
-             ((codes["a"] == 2) & (codes["c"] == 0))
+    expect = ((codes["a"] == 1) & (codes["b"] == 0) & (codes["c"] == 2)) | (
+        (codes["a"] == 2) & (codes["c"] == 0)
+    )
     np.testing.assert_array_equal(held, expect)
     assert held.any()
     seen: list[np.ndarray] = []
-    fit = training.fit_supervised(a, codes, FACTORS, holdout=holdout, steps=40, batch_size=16,
-                                  hidden=0, on_batch=seen.append)
+    fit = training.fit_supervised(
+        a, codes, FACTORS, holdout=holdout, steps=40, batch_size=16, hidden=0, on_batch=seen.append
+    )
     seen_rows = np.unique(np.concatenate(seen))
     assert not held[seen_rows].any()
     np.testing.assert_array_equal(np.sort(fit.train_rows), np.flatnonzero(~held))
@@ -113,8 +119,19 @@ def test_compositional_reconstruction_beats_trivial_baselines():
     a, codes = planted(300, seed=3)
     holdout = training.pick_holdout(FACTORS, 3, seed=0)
     held = training.holdout_mask(codes, FACTORS, holdout)
-    fit = training.fit_supervised(a, codes, FACTORS, holdout=holdout, steps=400, batch_size=32,
-                                  lr=1e-2, block_size=4, nuisance_size=2, modes=8, hidden=0)
+    fit = training.fit_supervised(
+        a,
+        codes,
+        FACTORS,
+        holdout=holdout,
+        steps=400,
+        batch_size=32,
+        lr=1e-2,
+        block_size=4,
+        nuisance_size=2,
+        modes=8,
+        hidden=0,
+    )
     test = {f: c[held] for f, c in codes.items()}
     with torch.no_grad():
         rec = fit.sae(torch.as_tensor(a[held]), test).numpy()
@@ -155,13 +172,13 @@ def labelled_store(tmp_path_factory):
         torch.manual_seed(0)
         from saeno.supervised import model_fno
 
-        kwargs = {"n_modes": [8], "in_channels": 2, "out_channels": 1, "hidden_channels": 8,
-                  "n_layers": 2}
+        kwargs = {"n_modes": [8], "in_channels": 2, "out_channels": 1, "hidden_channels": 8, "n_layers": 2}
         fno = FNO(n_modes=(8,), in_channels=2, out_channels=1, hidden_channels=8, n_layers=2)
         folder = model_fno.save(fno, home / "fno", {"name": "tiny", "fno": kwargs})
         hooked = saeno.HookedOperator(model_fno.load_folder(folder))
-        store = saeno.capture(hooked, split.dataset(), "blocks.0.hook_out", home / "store.zarr",
-                              batch_size=16, progress=False)
+        store = saeno.capture(
+            hooked, split.dataset(), "blocks.0.hook_out", home / "store.zarr", batch_size=16, progress=False
+        )
         yield split, hooked, store, home
     finally:
         if old is None:
@@ -195,15 +212,20 @@ def test_labels_roundtrip_through_store_and_sae(labelled_store, tmp_path):
     assert factors == split.factors
     for f in factors:
         np.testing.assert_array_equal(codes[f], split.codes[f])
-    path = training.train_from_store(store, "blocks.0.hook_out", tmp_path / "sae", steps=5,
-                                     holdout=["viscosity=low,drift=right"], hidden=0,
-                                     progress=False)
+    path = training.train_from_store(
+        store,
+        "blocks.0.hook_out",
+        tmp_path / "sae",
+        steps=5,
+        holdout=["viscosity=low,drift=right"],
+        hidden=0,
+        progress=False,
+    )
     sae = load_sae(path)
     assert sae.factors == factors and sae.hook == "blocks.0.hook_out"
     assert sae.model_fingerprint == store.fingerprint
     assert sae.metadata["holdout"] == [{"viscosity": "low", "drift": "right"}]
-    assert sae.labels_of(sae.label_mask(codes)) == {f: [factors[f][c] for c in codes[f]]
-                                                   for f in factors}
+    assert sae.labels_of(sae.label_mask(codes)) == {f: [factors[f][c] for c in codes[f]] for f in factors}
     with pytest.raises(LabelError, match="unknown label factors"):
         training.train_from_store(store, "blocks.0.hook_out", tmp_path / "x", labels=["nope"])
 
@@ -212,21 +234,21 @@ def test_intervention_with_unchanged_labels_changes_nothing(labelled_store):
     split, hooked, store, _ = labelled_store
     hook = "blocks.0.hook_out"
     acts = store.read(hook, np.arange(store.n_rows))
-    fit = training.fit_supervised(acts, split.codes, split.factors, steps=30, hidden=8,
-                                  nuisance_size=2, modes=4)
+    fit = training.fit_supervised(
+        acts, split.codes, split.factors, steps=30, hidden=8, nuisance_size=2, modes=4
+    )
     clean = iv.run_edited(hooked, split.x, hook, None, batch_size=16)
-    same = iv.run_edited(hooked, split.x, hook, iv.sae_edit(fit.sae, split.codes, split.codes),
-                         batch_size=16)
+    same = iv.run_edited(hooked, split.x, hook, iv.sae_edit(fit.sae, split.codes, split.codes), batch_size=16)
     torch.testing.assert_close(same, clean, atol=1e-6, rtol=0)
     ridge = baselines.RidgeFromLabels(split.factors).fit(acts, split.codes)
-    same_r = iv.run_edited(hooked, split.x, hook, iv.array_edit(ridge.intervene, split.codes,
-                                                                 split.codes), batch_size=16)
+    same_r = iv.run_edited(
+        hooked, split.x, hook, iv.array_edit(ridge.intervene, split.codes, split.codes), batch_size=16
+    )
     torch.testing.assert_close(same_r, clean, atol=1e-5, rtol=0)
     # a real change of label does change the prediction (so the checks above can fail)
     new = iv.set_label(split.codes, split.factors, {"viscosity": "high"})
     moved = np.flatnonzero(new["viscosity"] != split.codes["viscosity"])
-    changed = iv.run_edited(hooked, split.x, hook, iv.sae_edit(fit.sae, split.codes, new),
-                            batch_size=16)
+    changed = iv.run_edited(hooked, split.x, hook, iv.sae_edit(fit.sae, split.codes, new), batch_size=16)
     assert (changed[moved] - clean[moved]).abs().max() > 1e-4
     with pytest.raises(LabelError, match="unknown category"):
         iv.set_label(split.codes, split.factors, {"viscosity": "extreme"})
@@ -250,14 +272,31 @@ def test_intervene_cli(labelled_store, tmp_path, capsys):
     import h5py
 
     from saeno.cli.main import main
+
     split, hooked, store, home = labelled_store
     folder = home / "fno"
-    sae_dir = training.train_from_store(store, "blocks.0.hook_out", tmp_path / "sae", steps=5,
-                                        hidden=8, progress=False)
+    sae_dir = training.train_from_store(
+        store, "blocks.0.hook_out", tmp_path / "sae", steps=5, hidden=8, progress=False
+    )
     out = tmp_path / "edit.h5"
-    rc = main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
-               "--model", str(folder), "--set", "viscosity=high", "--rows", "0:12",
-               "--out", str(out), "--score"])
+    rc = main(
+        [
+            "intervene",
+            "--sae",
+            str(sae_dir),
+            "--store",
+            str(home / "store.zarr"),
+            "--model",
+            str(folder),
+            "--set",
+            "viscosity=high",
+            "--rows",
+            "0:12",
+            "--out",
+            str(out),
+            "--score",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "supervised SAE" in text and "edited 12 rows" in text
@@ -273,10 +312,37 @@ def test_intervene_cli(labelled_store, tmp_path, capsys):
         np.testing.assert_array_equal(res["arrays"]["y_edit"], f["y_edit"][:])
         assert res["scores"] is None and res["changed"] == int((~kept).sum())
     with pytest.raises(SystemExit):
-        main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
-              "--model", str(folder), "--out", str(out)])  # --set is required
-    assert main(["intervene", "--sae", str(sae_dir), "--store", str(home / "store.zarr"),
-                 "--model", str(folder), "--set", "viscosity=huge", "--out", str(out)]) != 0
+        main(
+            [
+                "intervene",
+                "--sae",
+                str(sae_dir),
+                "--store",
+                str(home / "store.zarr"),
+                "--model",
+                str(folder),
+                "--out",
+                str(out),
+            ]
+        )  # --set is required
+    assert (
+        main(
+            [
+                "intervene",
+                "--sae",
+                str(sae_dir),
+                "--store",
+                str(home / "store.zarr"),
+                "--model",
+                str(folder),
+                "--set",
+                "viscosity=huge",
+                "--out",
+                str(out),
+            ]
+        )
+        != 0
+    )
 
 
 # ------------------------------------------------------------------ the concept report
@@ -288,10 +354,12 @@ def supervised_export(labelled_store, tmp_path_factory):
 
     _, hooked, store, _ = labelled_store
     root = tmp_path_factory.mktemp("supervised_export")
-    sae_dir = training.train_from_store(store, "blocks.0.hook_out", root / "sae", steps=20,
-                                        hidden=8, nuisance_size=2, modes=4, progress=False)
-    html = saeno.export_concepts(sae_dir, store, root / "exp", model=hooked, n_top=4,
-                                 max_concepts=3, progress=False)
+    sae_dir = training.train_from_store(
+        store, "blocks.0.hook_out", root / "sae", steps=20, hidden=8, nuisance_size=2, modes=4, progress=False
+    )
+    html = saeno.export_concepts(
+        sae_dir, store, root / "exp", model=hooked, n_top=4, max_concepts=3, progress=False
+    )
     return load_sae(sae_dir), html
 
 
@@ -348,7 +416,7 @@ def test_export_draws_supervised_concepts_with_their_label_names(labelled_store,
     with torch.no_grad(), hooked.hooks(fwd_hooks=[(hook, switch_off)]):
         y_edit = hooked(x)
     i = list(g["effect/concepts"][:]).index(k)
-    np.testing.assert_allclose(g["effect/y_ablated"][i][:len(rows)], y_edit.numpy(), atol=1e-5)
+    np.testing.assert_allclose(g["effect/y_ablated"][i][: len(rows)], y_edit.numpy(), atol=1e-5)
 
 
 def test_supervised_report_opens_in_chromium(supervised_export, tmp_path):
@@ -377,24 +445,41 @@ def test_export_of_a_supervised_sae_needs_the_labelled_store(labelled_store, tmp
     split, _, store, _ = labelled_store
     acts = store.read("blocks.0.hook_out", np.arange(store.n_rows))
     other = {"viscosity": ["low", "mid", "high"], "forcing": ["none", "sine"]}
-    fit = training.fit_supervised(acts, {"viscosity": split.codes["viscosity"],
-                                         "forcing": split.codes["drift"] % 2}, other, steps=2,
-                                  hidden=0)
+    fit = training.fit_supervised(
+        acts,
+        {"viscosity": split.codes["viscosity"], "forcing": split.codes["drift"] % 2},
+        other,
+        steps=2,
+        hidden=0,
+    )
     fit.sae.hook = "blocks.0.hook_out"
     with pytest.raises(ExportError, match=r"factors \['forcing'\] are not in the store"):
         saeno.export_concepts(fit.sae, store, tmp_path / "exp", progress=False)
 
 
-def test_export_cli_with_the_benchmark_fno_folder(labelled_store, supervised_export, tmp_path,
-                                                  capsys):
+def test_export_cli_with_the_benchmark_fno_folder(labelled_store, supervised_export, tmp_path, capsys):
     from saeno.cli.main import main
 
     _, _, _, home = labelled_store
     sae, html = supervised_export
     out = tmp_path / "cli_export"
-    rc = main(["export", "--sae", str(html.parent.parent / "sae"), "--store",
-               str(home / "store.zarr"), "--model", str(home / "fno"), "--out", str(out),
-               "--max-concepts", "2", "--n-top", "3"])
+    rc = main(
+        [
+            "export",
+            "--sae",
+            str(html.parent.parent / "sae"),
+            "--store",
+            str(home / "store.zarr"),
+            "--model",
+            str(home / "fno"),
+            "--out",
+            str(out),
+            "--max-concepts",
+            "2",
+            "--n-top",
+            "3",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     doc = json.loads((out / "concepts.json").read_text())
     assert doc["ablation"]["done"] and doc["model"]["name"] == str(home / "fno")

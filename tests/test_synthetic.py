@@ -192,7 +192,10 @@ def test_shift_invariant_similarity_equals_brute_force_over_shifts():
     a, b = rng.normal(size=(3, 2, 12)), rng.normal(size=(4, 2, 12))
     ua, ub = S.unit_normalize(a).reshape(a.shape), S.unit_normalize(b).reshape(b.shape)
     brute = np.array(
-        [[max(abs(np.sum(ua[i] * np.roll(ub[j], s, axis=-1))) for s in range(12)) for j in range(4)] for i in range(3)]
+        [
+            [max(abs(np.sum(ua[i] * np.roll(ub[j], s, axis=-1))) for s in range(12)) for j in range(4)]
+            for i in range(3)
+        ]
     )
     np.testing.assert_allclose(S.similarity(a, b, shift_invariant=True), brute, atol=1e-12)
 

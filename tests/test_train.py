@@ -48,8 +48,7 @@ def test_pointwise_topk_recovers_a_planted_dictionary():
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     x = torch.randn(512, 4, 16)
-    kw = dict(steps=12, batch_size=32, progress=False, log_every=3, seed=3, dead_window=2,
-              aux_k=4)
+    kw = dict(steps=12, batch_size=32, progress=False, log_every=3, seed=3, dead_window=2, aux_k=4)
 
     def fresh():
         torch.manual_seed(1)
@@ -93,8 +92,9 @@ def test_auxk_trains_dead_concepts_only_when_enabled():
         with torch.no_grad():
             sae.W_enc[:, 16:] *= 0.01  # handicap half of the concepts: never in the top k
         before = sae.W_dec.detach().clone()
-        res = train_sae(sae, x, steps=60, batch_size=128, aux_k=aux_k, dead_window=5,
-                        log_every=5, progress=False, lr=3e-3)
+        res = train_sae(
+            sae, x, steps=60, batch_size=128, aux_k=aux_k, dead_window=5, log_every=5, progress=False, lr=3e-3
+        )
         return before, sae, res
 
     before, sae, res = run(aux_k=0)
@@ -106,26 +106,37 @@ def test_auxk_trains_dead_concepts_only_when_enabled():
     assert moved[never].all() and any(row["aux"] > 0 for row in res2.history)
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda: SAEFNO(3, 12, ndim=2, modes=3, sparsity={"type": "topk", "k": 4}), (64, 3, 8, 8)),
-    (lambda: FlatSAE(3, 12, grid=(8,), sparsity={"type": "relu", "l1": 1e-3}), (256, 3, 8)),
-    (lambda: SAEFNO(3, 12, ndim=1, modes=4, lifting=6,
-                    sparsity={"type": "jumprelu", "l0": 1e-3, "threshold": 0.01,
-                              "bandwidth": 0.05}), (128, 3, 16)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: SAEFNO(3, 12, ndim=2, modes=3, sparsity={"type": "topk", "k": 4}), (64, 3, 8, 8)),
+        (lambda: FlatSAE(3, 12, grid=(8,), sparsity={"type": "relu", "l1": 1e-3}), (256, 3, 8)),
+        (
+            lambda: SAEFNO(
+                3,
+                12,
+                ndim=1,
+                modes=4,
+                lifting=6,
+                sparsity={"type": "jumprelu", "l0": 1e-3, "threshold": 0.01, "bandwidth": 0.05},
+            ),
+            (128, 3, 16),
+        ),
+    ],
+)
 def test_training_reduces_the_loss_and_writes_a_csv(tmp_path, make, shape):
     torch.manual_seed(0)
     base = torch.randn(4, *shape[1:])  # low-rank fields: something to learn
     x = torch.einsum("nr,r...->n...", torch.randn(shape[0], 4), base) + 2.0
     sae = make()
-    res = train_sae(sae, x, epochs=6, batch_size=16, log_csv=tmp_path / "log.csv", log_every=4,
-                    progress=False)
+    res = train_sae(
+        sae, x, epochs=6, batch_size=16, log_csv=tmp_path / "log.csv", log_every=4, progress=False
+    )
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert len(rows) == len(res.history) >= 3
     assert {"step", "loss", "mse", "ev", "l0", "dead_fraction"} <= set(rows[0])
     assert float(rows[-1]["mse"]) < 0.5 * float(rows[0]["mse"])
-    torch.testing.assert_close(sae.norm_mean, x.mean(dim=(0, *range(2, x.dim()))),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sae.norm_mean, x.mean(dim=(0, *range(2, x.dim()))), rtol=1e-4, atol=1e-4)
     assert not sae.training
 
 
@@ -141,8 +152,7 @@ class FakeStore:
         x = self.data.movedim(1, -1).reshape(-1, self.data.shape[1]).double()
         return x.mean(0).numpy(), x.var(0, unbiased=False).numpy()
 
-    def loader(self, hook, view="field", batch_size=16, shuffle_buffer=0, normalize=False,
-               seed=0, rows=None):
+    def loader(self, hook, view="field", batch_size=16, shuffle_buffer=0, normalize=False, seed=0, rows=None):
         assert not normalize
         self.views.append(view)
         x = self.data
@@ -150,7 +160,7 @@ class FakeStore:
             x = x.movedim(1, -1).reshape(-1, x.shape[1])
         perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
         for i in range(0, x.shape[0] - batch_size + 1, batch_size):
-            yield x[perm[i:i + batch_size]].numpy()
+            yield x[perm[i : i + batch_size]].numpy()
 
 
 def test_training_from_a_store_uses_its_stats_view_and_fingerprint():
@@ -170,8 +180,11 @@ def test_training_from_a_store_uses_its_stats_view_and_fingerprint():
 
 def test_bad_training_requests_raise_clear_errors():
     store = FakeStore(torch.randn(8, 3, 4))
-    with pytest.raises(HookNameError, match=r"'blocks.9.hook_out' is not in the store.*"
-                                            r"blocks.0.hook_out"):
+    with pytest.raises(
+        HookNameError,
+        match=r"'blocks.9.hook_out' is not in the store.*"
+        r"blocks.0.hook_out",
+    ):
         train_sae(SAE(3, 4), store, hook="blocks.9.hook_out", steps=1, progress=False)
     with pytest.raises(SaenoError, match="steps or epochs"):
         train_sae(SAE(3, 4), torch.randn(8, 3), steps=1, epochs=1, progress=False)
@@ -185,8 +198,13 @@ def test_learning_rate_defaults_and_schedule():
     assert default_lr(16384) == pytest.approx(2e-4)
     assert default_lr(64) == pytest.approx(2e-4 * 16)
     assert default_lr(4) == 1e-2  # capped
-    assert [lr_factor(s, 10, warmup_steps=2, decay_frac=0.5) for s in (0, 1, 4, 5, 9)] == \
-        [0.5, 1.0, 1.0, 1.0, 0.2]
+    assert [lr_factor(s, 10, warmup_steps=2, decay_frac=0.5) for s in (0, 1, 4, 5, 9)] == [
+        0.5,
+        1.0,
+        1.0,
+        1.0,
+        0.2,
+    ]
     assert math.isclose(lr_factor(100, None, 0, 0.5), 1.0)
 
 
@@ -218,8 +236,15 @@ def test_sae_fno_recovers_a_planted_convolutional_dictionary():
         picked = atoms[which[:, j]]  # (m, c, n)
         x += amp[:, j, None, None] * picked.gather(2, pos[:, j, None, :].expand(m, c, n))
     torch.manual_seed(0)
-    sae = SAEFNO(c, 8, ndim=1, modes=4, encoder_init="adjoint", spectral_lr_scale=1.0,
-                 sparsity={"type": "topk", "k": s, "group": "concept", "domain_frac": 1 / n})
+    sae = SAEFNO(
+        c,
+        8,
+        ndim=1,
+        modes=4,
+        encoder_init="adjoint",
+        spectral_lr_scale=1.0,
+        sparsity={"type": "topk", "k": s, "group": "concept", "domain_frac": 1 / n},
+    )
 
     def matched(model):
         cos = _shift_cos(atoms, model.concepts(n))
@@ -243,8 +268,18 @@ def test_resampling_revives_dead_sae_fno_concepts():
         sae = SAEFNO(2, 8, ndim=1, modes=4, sparsity={"type": "topk", "k": 2, "group": "concept"})
         with torch.no_grad():
             sae.b_e[4:] = -100.0  # concepts 4-7 can never fire
-        res = train_sae(sae, x, steps=60, batch_size=32, aux_k=0, dead_window=10, log_every=20,
-                        resample_every=resample_every, progress=False, lr=3e-3)
+        res = train_sae(
+            sae,
+            x,
+            steps=60,
+            batch_size=32,
+            aux_k=0,
+            dead_window=10,
+            log_every=20,
+            resample_every=resample_every,
+            progress=False,
+            lr=3e-3,
+        )
         with torch.no_grad():
             fired = (sae.encode(x) != 0).flatten(2).any(-1).any(0)
         return sae, res, fired

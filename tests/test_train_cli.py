@@ -36,31 +36,112 @@ def test_train_cli_pointwise_and_sae_fno(store_path, tmp_path, capsys):
     store = saeno.ActivationStore.open(store_path)
     hook = store.hooks[0]
     out = tmp_path / "sae"
-    assert main(["train", "--store", str(store_path), "--hook", hook, "--arch", "sae",
-                 "--concepts", "16", "--k", "4", "--steps", "6", "--batch-size", "128",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--store",
+                str(store_path),
+                "--hook",
+                hook,
+                "--arch",
+                "sae",
+                "--concepts",
+                "16",
+                "--k",
+                "4",
+                "--steps",
+                "6",
+                "--batch-size",
+                "128",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "saved:" in capsys.readouterr().out
     sae = saeno.load_sae(out)
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["hook"] == hook and cfg["model_fingerprint"] == store.fingerprint
     assert sae.sparsity.k == 4 and (out / "train_log.csv").exists()
     # resume continues to a longer run from the checkpoint
-    assert main(["train", "--store", str(store_path), "--hook", hook, "--arch", "sae",
-                 "--concepts", "16", "--k", "4", "--steps", "9", "--batch-size", "128",
-                 "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--store",
+                str(store_path),
+                "--hook",
+                hook,
+                "--arch",
+                "sae",
+                "--concepts",
+                "16",
+                "--k",
+                "4",
+                "--steps",
+                "9",
+                "--batch-size",
+                "128",
+                "--out",
+                str(out),
+                "--resume",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert saeno.load_sae(out).metadata["steps"] == 9
 
     out2 = tmp_path / "fno"
-    assert main(["train", "--store", str(store_path), "--arch", "sae-fno", "--modes", "4",
-                 "--concepts", "8", "--k", "3", "--steps", "3", "--batch-size", "4",
-                 "--lifting", str(2 * sae.in_channels), "--out", str(out2), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--store",
+                str(store_path),
+                "--arch",
+                "sae-fno",
+                "--modes",
+                "4",
+                "--concepts",
+                "8",
+                "--k",
+                "3",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--lifting",
+                str(2 * sae.in_channels),
+                "--out",
+                str(out2),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     fno = saeno.load_sae(out2)
     assert fno.architecture == "sae-fno" and fno.lifting == 2 * sae.in_channels
 
 
 def test_train_cli_unknown_hook_lists_the_hooks(store_path, tmp_path, capsys):
-    code = main(["train", "--store", str(store_path), "--hook", "blocks.7.hook_out",
-                 "--concepts", "8", "--out", str(tmp_path / "x"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--store",
+            str(store_path),
+            "--hook",
+            "blocks.7.hook_out",
+            "--concepts",
+            "8",
+            "--out",
+            str(tmp_path / "x"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "blocks.7.hook_out" in err and "blocks.1.hook_out" in err
     assert "Traceback" not in err

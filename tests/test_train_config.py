@@ -38,11 +38,30 @@ def test_every_field_has_a_docstring_and_a_cli_flag():
     # the parsed defaults are the dataclass's defaults
     got = config_mod.from_arguments(parser.parse_args([]))
     assert got == TrainConfig()
-    got = config_mod.from_arguments(parser.parse_args(
-        ["--aux-coef", "0.5", "--lr-warmup-steps", "7", "--keep-checkpoints", "0", "--no-progress",
-         "--resume", "--steps", "9"]))
-    assert (got.aux_coef, got.lr_warmup_steps, got.keep_checkpoints, got.progress, got.resume,
-            got.steps) == (0.5, 7, 0, False, True, 9)
+    got = config_mod.from_arguments(
+        parser.parse_args(
+            [
+                "--aux-coef",
+                "0.5",
+                "--lr-warmup-steps",
+                "7",
+                "--keep-checkpoints",
+                "0",
+                "--no-progress",
+                "--resume",
+                "--steps",
+                "9",
+            ]
+        )
+    )
+    assert (got.aux_coef, got.lr_warmup_steps, got.keep_checkpoints, got.progress, got.resume, got.steps) == (
+        0.5,
+        7,
+        0,
+        False,
+        True,
+        9,
+    )
     with pytest.raises(SystemExit):
         parser.parse_args(["--steps", "3", "--epochs", "2"])
 
@@ -76,8 +95,14 @@ def test_default_length_is_at_least_the_minimum_and_one_epoch(monkeypatch):
 
 def test_unconverged_runs_warn_and_say_why():
     with pytest.warns(ConvergenceWarning, match="explained variance"):
-        res = train_sae(SAE(4, 2, sparsity={"type": "topk", "k": 1}), _rows() * 10, steps=2,
-                        batch_size=64, progress=False, log_every=1)
+        res = train_sae(
+            SAE(4, 2, sparsity={"type": "topk", "k": 1}),
+            _rows() * 10,
+            steps=2,
+            batch_size=64,
+            progress=False,
+            log_every=1,
+        )
     assert res.warnings and "explained variance" in res.warnings[0]
     falling = [{"step": 10 * i, "loss": 1.0 - 0.1 * i, "ev": 0.9} for i in range(8)]
     flat = [{"step": 10 * i, "loss": 1.0, "ev": 0.9} for i in range(8)]
@@ -116,8 +141,14 @@ def test_train_sae_accepts_a_store_path(tmp_path):
     torch.manual_seed(0)
     fno = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=4, n_layers=1).eval()
     path = tmp_path / "acts.zarr"
-    capture(HookedOperator(fno), torch.randn(8, 1, 8, 8), ["blocks.0.hook_out"], path,
-            batch_size=4, progress=False)
+    capture(
+        HookedOperator(fno),
+        torch.randn(8, 1, 8, 8),
+        ["blocks.0.hook_out"],
+        path,
+        batch_size=4,
+        progress=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         res = train_sae(SAE(4, 8, ndim=2), str(path), steps=3, batch_size=64, progress=False)

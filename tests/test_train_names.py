@@ -20,15 +20,17 @@ def _every_module() -> list[str]:
 
 
 def test_public_verbs_stay_callable_after_importing_every_submodule():
-    code = ("import importlib, sys\n"
-            f"for name in {_every_module()!r}:\n"
-            "    importlib.import_module(name)\n"
-            "import saeno, saeno.store\n"
-            "assert callable(saeno.evaluate) and saeno.evaluate.__module__ == 'saeno.evaluation'\n"
-            "assert callable(saeno.capture) and callable(saeno.store.capture)\n"
-            "assert saeno.store.capture is saeno.capture\n"
-            "for name in saeno.__all__:\n"
-            "    getattr(saeno, name)\n")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {_every_module()!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import saeno, saeno.store\n"
+        "assert callable(saeno.evaluate) and saeno.evaluate.__module__ == 'saeno.evaluation'\n"
+        "assert callable(saeno.capture) and callable(saeno.store.capture)\n"
+        "assert saeno.store.capture is saeno.capture\n"
+        "for name in saeno.__all__:\n"
+        "    getattr(saeno, name)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
 

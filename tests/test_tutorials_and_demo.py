@@ -21,8 +21,14 @@ def _env(tmp: Path) -> dict[str, str]:
 def test_tutorials_run_in_order(tmp_path):
     assert len(TUTORIALS) >= 3
     for script in TUTORIALS:
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(tmp_path),
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert (tmp_path / "report" / "report.html").is_file()
     assert (tmp_path / "sae_fno" / "cfg.json").is_file()
@@ -30,8 +36,13 @@ def test_tutorials_run_in_order(tmp_path):
 
 def test_demo_fast_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "saeno", "demo", "--fast", "--no-progress", "--out", str(out)],
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "saeno", "demo", "--fast", "--no-progress", "--out", str(out)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     # both SAEs evaluated at the training resolution and at twice it

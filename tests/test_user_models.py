@@ -33,7 +33,8 @@ def files(fno, tmp_path_factory):
     (d / "arch.json").write_text(json.dumps({"model_class": "FNO", **KW}))
     (d / "neuralop.yaml").write_text(
         "model:\n  model_arch: fno\n  data_channels: 1\n  out_channels: 1\n  n_modes: [6, 6]\n"
-        "  hidden_channels: 8\n  n_layers: 2\n")
+        "  hidden_channels: 8\n  n_layers: 2\n"
+    )
     torch.save(fno, d / "whole.pt")
     torch.save(fno.state_dict(), d / "run_state_dict.pt")  # neuraloperator's name, without its _metadata.pkl
     return d
@@ -48,7 +49,8 @@ def _same_outputs(a, b):
 @pytest.mark.parametrize("config", ["arch.json", "neuralop.yaml", "json-string", "dict"])
 def test_state_dict_plus_architecture_loads(fno, files, config):
     cfg = {"json-string": json.dumps({"model_class": "FNO", **KW}), "dict": {"model_class": "FNO", **KW}}.get(
-        config, files / config)
+        config, files / config
+    )
     model = load_model(files / "weights.pt", model_config=cfg)
     _same_outputs(model, fno)
     assert fingerprint(model) == fingerprint(fno)
@@ -62,7 +64,9 @@ def test_refusals_say_what_the_file_is(files):
     assert "_metadata.pkl" not in str(err.value)
     with pytest.raises(DataFormatError, match="plain state dict"):
         load_model(files / "run_state_dict.pt", trust=True)  # no FileNotFoundError for the missing .pkl
-    with pytest.raises(UntrustedFileError, match=r"whole module saved with torch.save\(model\).*FNO.*--trust"):
+    with pytest.raises(
+        UntrustedFileError, match=r"whole module saved with torch.save\(model\).*FNO.*--trust"
+    ):
         load_model(files / "whole.pt")
     with pytest.raises(DataFormatError, match="do not match the architecture"):
         load_model(files / "weights.pt", model_config={"model_class": "FNO", **KW, "hidden_channels": 4})
@@ -103,10 +107,45 @@ def test_store_from_bare_fno_passes_eval_with_the_checkpoint(fno, files, tmp_pat
     data = saeno.datasets.FieldDataset(x.numpy(), y.numpy(), name="mine")
     saeno.capture(HookedOperator(fno), data, "blocks.1.hook_out", str(store), batch_size=6, progress=False)
     sae = tmp_path / "sae"
-    assert main(["train", "--store", str(store), "--arch", "sae", "--concepts", "8", "--k", "2", "--steps", "2",
-                 "--batch-size", "64", "--out", str(sae), "--no-progress"]) == 0
-    assert main(["eval", "--sae", str(sae), "--store", str(store), "--model", str(files / "weights.pt"),
-                 "--model-config", str(files / "arch.json")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--store",
+                str(store),
+                "--arch",
+                "sae",
+                "--concepts",
+                "8",
+                "--k",
+                "2",
+                "--steps",
+                "2",
+                "--batch-size",
+                "64",
+                "--out",
+                str(sae),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--sae",
+                str(sae),
+                "--store",
+                str(store),
+                "--model",
+                str(files / "weights.pt"),
+                "--model-config",
+                str(files / "arch.json"),
+            ]
+        )
+        == 0
+    )
     assert "loss_rec" in capsys.readouterr().out  # operator loss recovered: the fingerprints matched
     # export checks the same fingerprint (it loads the model through saeno.zoo.load_model)
     from saeno.export.concepts import _check_fingerprint

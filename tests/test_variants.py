@@ -85,8 +85,25 @@ def test_variant_with_a_file_path_is_refused(home, tmp_path):
 def test_cli_generates_a_variant_and_lists_it(home, capsys):
     from saeno.cli.main import main
 
-    assert main(["data", "generate", "burgers", "--variant", "viscosity", "--n", "2", "--n-test", "1",
-                 "--resolution", "64", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "generate",
+                "burgers",
+                "--variant",
+                "viscosity",
+                "--n",
+                "2",
+                "--n-test",
+                "1",
+                "--resolution",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     path = capsys.readouterr().out.strip()
     with h5py.File(path) as f:
         import json

@@ -53,8 +53,13 @@ assert torch.equal(same, out)
 # interrupted capture).
 
 # %%
-store = saeno.capture(hooked, test, ["blocks.1.hook_out", "blocks.2.hook_out"] if not FAST else
-                      ["blocks.0.hook_out", "blocks.1.hook_out"], OUT / "acts.zarr", overwrite=True)
+store = saeno.capture(
+    hooked,
+    test,
+    ["blocks.1.hook_out", "blocks.2.hook_out"] if not FAST else ["blocks.0.hook_out", "blocks.1.hook_out"],
+    OUT / "acts.zarr",
+    overwrite=True,
+)
 print(store.summary())
 
 # %%

@@ -23,8 +23,13 @@ channels = store.hook_info(hook)["shape"][0]
 # decoder concepts at unit norm and revives dead concepts with AuxK.
 
 # %%
-sae_fno = saeno.SAEFNO(channels, 16 if FAST else 64, ndim=2, modes=4 if FAST else 8,
-                       sparsity={"type": "topk", "k": 4 if FAST else 8, "group": "concept"})
+sae_fno = saeno.SAEFNO(
+    channels,
+    16 if FAST else 64,
+    ndim=2,
+    modes=4 if FAST else 8,
+    sparsity={"type": "topk", "k": 4 if FAST else 8, "group": "concept"},
+)
 result = saeno.train_sae(sae_fno, store, hook=hook, steps=20 if FAST else 1000, batch_size=8)
 saeno.save_sae(result.sae, OUT / "sae_fno")
 print(result.final)

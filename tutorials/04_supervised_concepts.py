@@ -44,9 +44,15 @@ print(factors)
 # --holdout viscosity=low,drift=right`.
 
 # %%
-sae_dir = training.train_from_store(store, HOOK, OUT / "supervised_sae",
-                                    holdout=["viscosity=low,drift=right"],
-                                    steps=40 if FAST else 1500, modes=12, progress=True)
+sae_dir = training.train_from_store(
+    store,
+    HOOK,
+    OUT / "supervised_sae",
+    holdout=["viscosity=low,drift=right"],
+    steps=40 if FAST else 1500,
+    modes=12,
+    progress=True,
+)
 sae = saeno.load_sae(sae_dir)
 print(sae.concept_names)
 
@@ -58,13 +64,16 @@ print(sae.concept_names)
 # --out supervised_report`.
 
 # %%
-report = saeno.export_concepts(sae_dir, store, OUT / "supervised_report", model=hooked,
-                               max_concepts=3 if FAST else 9, progress=True)
+report = saeno.export_concepts(
+    sae_dir, store, OUT / "supervised_report", model=hooked, max_concepts=3 if FAST else 9, progress=True
+)
 doc = json.loads((OUT / "supervised_report" / "concepts.json").read_text())
 for c in doc["concepts"]:
     effect = c["effect"]["rel_change"] if c["effect"] else None
-    print(f"{c['label']:>22}  on {c['stats']['sample_density']:.0%} of samples,  "
-          f"output change when switched off {effect}")
+    print(
+        f"{c['label']:>22}  on {c['stats']['sample_density']:.0%} of samples,  "
+        f"output change when switched off {effect}"
+    )
 print("open", report)
 
 # %% [markdown]
@@ -88,5 +97,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).mean())
 
 
-print(f"relative L2 to the solver's counterfactual: edited {rel(edited, y_cf):.3f}, "
-      f"unedited {rel(clean, y_cf):.3f}")
+print(
+    f"relative L2 to the solver's counterfactual: edited {rel(edited, y_cf):.3f}, "
+    f"unedited {rel(clean, y_cf):.3f}"
+)

@@ -63,8 +63,21 @@ _LAZY: dict[str, str] = {
     "export_concepts": "saeno.export.concepts",
     "explain_concepts": "saeno.explain.core",
 }
-_SUBMODULES = {"audit", "datasets", "zoo", "synthetic", "pde", "hooking", "store", "sae", "train",
-               "export", "cli", "distributed", "explain"}
+_SUBMODULES = {
+    "audit",
+    "datasets",
+    "zoo",
+    "synthetic",
+    "pde",
+    "hooking",
+    "store",
+    "sae",
+    "train",
+    "export",
+    "cli",
+    "distributed",
+    "explain",
+}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -72,8 +72,17 @@ def generate(
     Path
         The cached HDF5 file (under ``saeno.paths.data_dir()``).
     """
-    return _generate(name, n=n, resolutions=resolutions, seed=seed, progress=progress, n_test=n_test,
-                     force=force, workers=workers, variant=variant)
+    return _generate(
+        name,
+        n=n,
+        resolutions=resolutions,
+        seed=seed,
+        progress=progress,
+        n_test=n_test,
+        force=force,
+        workers=workers,
+        variant=variant,
+    )
 
 
 def load(
@@ -125,8 +134,10 @@ def load(
     variant = variant or named_variant
     is_name = base in card_names() and not path.exists()
     if variant is not None and not is_name:
-        raise DataFormatError(f"variant={variant!r} needs a benchmark name ({', '.join(card_names())}), "
-                              f"not the file {name_or_path!r}")
+        raise DataFormatError(
+            f"variant={variant!r} needs a benchmark name ({', '.join(card_names())}), "
+            f"not the file {name_or_path!r}"
+        )
     if is_name:
         split = "train" if split is None else split
         if split not in ("train", "test"):
@@ -154,4 +165,6 @@ def load(
             )
         out = read_file(path, split=split, resolution=resolution, n=n, rows=rows, **keys)
         name = path.stem
-    return FieldDataset(out["x"], out["y"], name=name, card=out["card"], params=out["params"], labels=out["labels"])
+    return FieldDataset(
+        out["x"], out["y"], name=name, card=out["card"], params=out["params"], labels=out["labels"]
+    )

@@ -44,8 +44,20 @@ class DemoConfig:
     @classmethod
     def fast(cls) -> DemoConfig:
         """Tiny sizes: a minute-scale smoke test of every step."""
-        return cls(n_train=32, n_test=8, concepts=16, k_sae_fno=4, k_sae=4, modes=4, steps_sae_fno=20,
-                   steps_sae=20, batch_sae_fno=8, batch_sae=512, n_export=4, fast_zoo=True)
+        return cls(
+            n_train=32,
+            n_test=8,
+            concepts=16,
+            k_sae_fno=4,
+            k_sae=4,
+            modes=4,
+            steps_sae_fno=20,
+            steps_sae=20,
+            batch_sae_fno=8,
+            batch_sae=512,
+            n_export=4,
+            fast_zoo=True,
+        )
 
 
 def _step(msg: str) -> float:
@@ -57,8 +69,14 @@ def _done(t0: float) -> None:
     print(f"   done in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
-def run_demo(out: str | Path = "saeno-demo", *, fast: bool = False, device: str | None = None,
-             progress: bool = True, config: DemoConfig | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "saeno-demo",
+    *,
+    fast: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    config: DemoConfig | None = None,
+) -> dict[str, Any]:
     """Run the demo pipeline and return its summary.
 
     Parameters
@@ -92,64 +110,109 @@ def run_demo(out: str | Path = "saeno-demo", *, fast: bool = False, device: str 
     model = saeno.zoo.load("darcy-fno", fast=cfg.fast_zoo, progress=progress).to(device).eval()
     res = int(model.saeno_config["resolution"])
     record = model.saeno_record
-    print(f"   FNO {model.saeno_config['name']} at {res}x{res}; test relative L2 by resolution: "
-          f"{record.get('test_rel_l2')}")
+    print(
+        f"   FNO {model.saeno_config['name']} at {res}x{res}; test relative L2 by resolution: "
+        f"{record.get('test_rel_l2')}"
+    )
     _done(t0)
 
     t0 = _step(f"data: Darcy flow, train split at {res}, test split at {res} and {2 * res}")
-    train_ds = saeno.datasets.load("darcy", split="train", resolution=res, n=cfg.n_train,
-                                   progress=progress)
-    test_ds = {r: saeno.datasets.load("darcy", split="test", resolution=r, n=cfg.n_test,
-                                      progress=progress) for r in (res, 2 * res)}
+    train_ds = saeno.datasets.load("darcy", split="train", resolution=res, n=cfg.n_train, progress=progress)
+    test_ds = {
+        r: saeno.datasets.load("darcy", split="test", resolution=r, n=cfg.n_test, progress=progress)
+        for r in (res, 2 * res)
+    }
     _done(t0)
 
     hooked = saeno.HookedOperator(model)
-    n_layers = sum(1 for name in hooked.hook_names if name.startswith("blocks.") and
-                   name.count(".") == 2 and name.endswith(".hook_out"))
+    n_layers = sum(
+        1
+        for name in hooked.hook_names
+        if name.startswith("blocks.") and name.count(".") == 2 and name.endswith(".hook_out")
+    )
     mid = n_layers // 2
-    hooks = [f"blocks.{mid - 1}.hook_out", f"blocks.{mid}.hook_out"] if n_layers > 1 else \
-        ["blocks.0.hook_out"]
+    hooks = (
+        [f"blocks.{mid - 1}.hook_out", f"blocks.{mid}.hook_out"] if n_layers > 1 else ["blocks.0.hook_out"]
+    )
     hook = hooks[-1]
 
     t0 = _step(f"capture: {', '.join(hooks)} -> Zarr stores")
     stores_dir = out / "stores"
-    train_store = saeno.capture(hooked, train_ds, hooks, stores_dir / f"train_{res}.zarr",
-                                device=device, progress=progress, overwrite=True)
-    test_stores = {r: saeno.capture(hooked, ds, hooks, stores_dir / f"test_{r}.zarr", device=device,
-                                    progress=progress, overwrite=True)
-                   for r, ds in test_ds.items()}
+    train_store = saeno.capture(
+        hooked,
+        train_ds,
+        hooks,
+        stores_dir / f"train_{res}.zarr",
+        device=device,
+        progress=progress,
+        overwrite=True,
+    )
+    test_stores = {
+        r: saeno.capture(
+            hooked, ds, hooks, stores_dir / f"test_{r}.zarr", device=device, progress=progress, overwrite=True
+        )
+        for r, ds in test_ds.items()
+    }
     _done(t0)
 
     channels = train_store.hook_info(hook)["shape"][0]
     torch.manual_seed(cfg.seed)  # SAE initialisation independent of whether the FNO was just trained
     saes = {
-        "sae-fno": saeno.SAEFNO(channels, cfg.concepts, ndim=2, modes=cfg.modes, lifting=cfg.lifting,
-                                sparsity={"type": "topk", "k": cfg.k_sae_fno, "group": "concept",
-                                          "domain_frac": 0.25}),
-        "sae": saeno.SAE(channels, cfg.concepts, ndim=2,
-                         sparsity={"type": "topk", "k": cfg.k_sae, "group": "point"}),
+        "sae-fno": saeno.SAEFNO(
+            channels,
+            cfg.concepts,
+            ndim=2,
+            modes=cfg.modes,
+            lifting=cfg.lifting,
+            sparsity={"type": "topk", "k": cfg.k_sae_fno, "group": "concept", "domain_frac": 0.25},
+        ),
+        "sae": saeno.SAE(
+            channels, cfg.concepts, ndim=2, sparsity={"type": "topk", "k": cfg.k_sae, "group": "point"}
+        ),
     }
     steps = {"sae-fno": cfg.steps_sae_fno, "sae": cfg.steps_sae}
     batch = {"sae-fno": cfg.batch_sae_fno, "sae": cfg.batch_sae}
     reports: dict[str, Any] = {}
     for name, sae in saes.items():
         t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
-        result = saeno.train_sae(sae.to(device), train_store, hook=hook, steps=steps[name],
-                                 batch_size=batch[name], device=device, progress=progress,
-                                 seed=cfg.seed, log_csv=out / "sae" / name / "train_log.csv")
+        result = saeno.train_sae(
+            sae.to(device),
+            train_store,
+            hook=hook,
+            steps=steps[name],
+            batch_size=batch[name],
+            device=device,
+            progress=progress,
+            seed=cfg.seed,
+            log_csv=out / "sae" / name / "train_log.csv",
+        )
         saeno.save_sae(result.sae, out / "sae" / name)
         print(f"   {result.samples_per_s:,.0f} samples/s")
         _done(t0)
         t0 = _step(f"evaluate {name} at {res} and {2 * res} (held-out samples)")
-        reports[name] = evaluate(result.sae, test_stores[res], hook, hooked=hooked,
-                                 other_stores=[test_stores[2 * res]], progress=progress)
+        reports[name] = evaluate(
+            result.sae,
+            test_stores[res],
+            hook,
+            hooked=hooked,
+            other_stores=[test_stores[2 * res]],
+            progress=progress,
+        )
         _done(t0)
 
     t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
-    report_html = saeno.export_concepts(saes["sae-fno"], test_stores[res], out / "report", hook=hook,
-                                       model=hooked, max_concepts=cfg.n_export, progress=progress,
-                                       device=device, evaluation=reports["sae-fno"],
-                                       model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""))
+    report_html = saeno.export_concepts(
+        saes["sae-fno"],
+        test_stores[res],
+        out / "report",
+        hook=hook,
+        model=hooked,
+        max_concepts=cfg.n_export,
+        progress=progress,
+        device=device,
+        evaluation=reports["sae-fno"],
+        model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
+    )
     _done(t0)
 
     rows = [row for rep in reports.values() for row in summary_rows(rep)]
@@ -157,8 +220,11 @@ def run_demo(out: str | Path = "saeno-demo", *, fast: bool = False, device: str 
     report_html = Path(report_html)
     summary = {
         "hook": hook,
-        "fno": {"name": model.saeno_config["name"], "resolution": res,
-                "test_rel_l2": record.get("test_rel_l2")},
+        "fno": {
+            "name": model.saeno_config["name"],
+            "resolution": res,
+            "test_rel_l2": record.get("test_rel_l2"),
+        },
         "sizes": {k: v for k, v in cfg.__dict__.items() if k != "extra"},
         "results": rows,
         "report": str(report_html),

@@ -51,7 +51,7 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 def _batches(n: int, batch_size: int, rows: np.ndarray | None) -> list[np.ndarray]:
     idx = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
 def _read(store: Any, name: str, rows: np.ndarray) -> np.ndarray:
@@ -162,13 +162,16 @@ def evaluate_store(
     var_field = 0.0
     if hooked is not None:
         if "y" not in store:
-            raise StoreError(f"the store {store.url} has no dataset targets 'y': capture it from a "
-                             "dataset with targets to compute the operator loss")
+            raise StoreError(
+                f"the store {store.url} has no dataset targets 'y': capture it from a "
+                "dataset with targets to compute the operator loss"
+            )
         ops = {"clean": 0.0, "sae": 0.0, "ablate": 0.0, "change": 0.0}
 
     hook_grid = _hook_grid(store, hook)
-    bar = tqdm(batches, desc=f"eval {hook} @ {'x'.join(map(str, hook_grid))}", disable=not progress,
-               unit="batch")
+    bar = tqdm(
+        batches, desc=f"eval {hook} @ {'x'.join(map(str, hook_grid))}", disable=not progress, unit="batch"
+    )
     for idx in bar:
         a = torch.from_numpy(_read(store, hook, idx)).to(device)
         if not a.is_complex():
@@ -223,10 +226,10 @@ def evaluate_store(
         "mse_normalized": sums["se_norm"] / sums["values"],
         "rel_l2": sums["rel"] / n,
         "explained_variance": 1.0 - sums["se"] / var_sum if var_sum > 0 else math.nan,
-        "explained_variance_normalized": (1.0 - sums["se_norm"] / var_sum_norm
-                                          if var_sum_norm > 0 else math.nan),
-        "explained_variance_mean_field": (1.0 - sums["se"] / var_field if var_field > 0
-                                          else math.nan),
+        "explained_variance_normalized": (
+            1.0 - sums["se_norm"] / var_sum_norm if var_sum_norm > 0 else math.nan
+        ),
+        "explained_variance_mean_field": (1.0 - sums["se"] / var_field if var_field > 0 else math.nan),
         **{k: float(v) for k, v in code.items()},
         "dead_concepts": int((density == 0).sum()),
         "never_firing": int((density == 0).sum()),
@@ -234,21 +237,26 @@ def evaluate_store(
         "rare_density": float(rare_density),
         "density_window_samples": int(n),
         "density": density.tolist(),
-        "density_histogram": {"log10_edges": DENSITY_BINS.tolist(), "counts": counts.tolist(),
-                              "never_active": int((density == 0).sum())},
+        "density_histogram": {
+            "log10_edges": DENSITY_BINS.tolist(),
+            "counts": counts.tolist(),
+            "never_active": int((density == 0).sum()),
+        },
     }
     if ops is not None:
         clean, with_sae, ablated = (ops[k] / n for k in ("clean", "sae", "ablate"))
         denom = ablated - clean
-        result.update({
-            "output_change": ops["change"] / n,
-            "splice_added_abs": with_sae - clean,
-            "L_clean": clean,
-            "L_sae": with_sae,
-            "L_ablate": ablated,
-            "loss_recovered": (ablated - with_sae) / denom if abs(denom) > 1e-12 else math.nan,
-            "splice_added_error": with_sae / clean - 1.0 if clean > 0 else math.nan,
-        })
+        result.update(
+            {
+                "output_change": ops["change"] / n,
+                "splice_added_abs": with_sae - clean,
+                "L_clean": clean,
+                "L_sae": with_sae,
+                "L_ablate": ablated,
+                "loss_recovered": (ablated - with_sae) / denom if abs(denom) > 1e-12 else math.nan,
+                "splice_added_error": with_sae / clean - 1.0 if clean > 0 else math.nan,
+            }
+        )
     return result
 
 
@@ -304,22 +312,26 @@ def evaluate(
         raise StoreError(
             f"the SAE was trained on activations of model {sae.model_fingerprint[:12]} but the "
             f"store {store.url} comes from model {store.fingerprint[:12]}: evaluate on a store "
-            "captured from the same FNO")
+            "captured from the same FNO"
+        )
     if hooked is not None and not hasattr(hooked, "run_with_hooks"):
         from saeno.hooking import HookedOperator
 
         hooked = HookedOperator(hooked)
     sae.eval()
-    results = [evaluate_store(sae, store, hook, hooked=hooked, rows=rows, batch_size=batch_size,
-                              progress=progress) | {"training_resolution": True}]
+    results = [
+        evaluate_store(sae, store, hook, hooked=hooked, rows=rows, batch_size=batch_size, progress=progress)
+        | {"training_resolution": True}
+    ]
     for other in other_stores:
         other = _open(other)
         if other.fingerprint != store.fingerprint:
-            raise StoreError(f"{other.url} was captured from another model than {store.url}: "
-                             "other resolutions must come from the same FNO")
+            raise StoreError(
+                f"{other.url} was captured from another model than {store.url}: "
+                "other resolutions must come from the same FNO"
+            )
         try:
-            res = evaluate_store(sae, other, hook, hooked=hooked, batch_size=batch_size,
-                                 progress=progress)
+            res = evaluate_store(sae, other, hook, hooked=hooked, batch_size=batch_size, progress=progress)
         except SaenoError as exc:
             if isinstance(exc, StoreError):
                 raise
@@ -328,17 +340,32 @@ def evaluate(
     return {"hook": hook, "architecture": sae.config()["architecture"], "results": results}
 
 
-SUMMARY_KEYS = ("output_change", "explained_variance", "explained_variance_mean_field", "rel_l2",
-                "L0_concepts", "L0_per_point", "domain_fraction", "dead_fraction", "rare_concepts",
-                "loss_recovered", "splice_added_abs", "splice_added_error", "density_window_samples")
+SUMMARY_KEYS = (
+    "output_change",
+    "explained_variance",
+    "explained_variance_mean_field",
+    "rel_l2",
+    "L0_concepts",
+    "L0_per_point",
+    "domain_fraction",
+    "dead_fraction",
+    "rare_concepts",
+    "loss_recovered",
+    "splice_added_abs",
+    "splice_added_error",
+    "density_window_samples",
+)
 
 
 def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per resolution with the headline metrics (for tables and CSV)."""
     rows = []
     for res in report["results"]:
-        row: dict[str, Any] = {"architecture": report["architecture"], "hook": report["hook"],
-                               "grid": "x".join(map(str, res["grid"]))}
+        row: dict[str, Any] = {
+            "architecture": report["architecture"],
+            "hook": report["hook"],
+            "grid": "x".join(map(str, res["grid"])),
+        }
         if "skipped" in res:
             row["skipped"] = res["skipped"]
         else:
@@ -350,19 +377,39 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`summary_rows` rows (what ``saeno eval`` prints)."""
     cols = ["architecture", "grid", *SUMMARY_KEYS]
-    header = ["model", "grid", "out_chg", "EV", "EV_field", "relL2", "L0_c", "L0_pt", "domain",
-              "dead", "rare", "loss_rec", "splice+abs", "splice+", "window"]
+    header = [
+        "model",
+        "grid",
+        "out_chg",
+        "EV",
+        "EV_field",
+        "relL2",
+        "L0_c",
+        "L0_pt",
+        "domain",
+        "dead",
+        "rare",
+        "loss_rec",
+        "splice+abs",
+        "splice+",
+        "window",
+    ]
     lines = [header]
     for r in rows:
         if "skipped" in r:
             lines.append([r["architecture"], r["grid"], f"n/a: {r['skipped']}"])
             continue
-        cells = [str(r[c]) if c in ("architecture", "grid") else
-                 (str(r[c]) if c in ("rare_concepts", "density_window_samples") else _fmt(r[c]))
-                 for c in cols]
+        cells = [
+            str(r[c])
+            if c in ("architecture", "grid")
+            else (str(r[c]) if c in ("rare_concepts", "density_window_samples") else _fmt(r[c]))
+            for c in cols
+        ]
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines if i < len(line) and len(line) == len(header))
-              for i in range(len(header))]
+    widths = [
+        max(len(line[i]) for line in lines if i < len(line) and len(line) == len(header))
+        for i in range(len(header))
+    ]
     out = []
     for line in lines:
         if len(line) != len(header):

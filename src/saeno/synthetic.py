@@ -41,8 +41,23 @@ from saeno.synthetic_metrics import (  # re-exported: saeno.synthetic.match_atom
     unit_normalize,
 )
 
-__all__ = ["FAMILIES", "SMOOTH_FAMILIES", "Atoms", "Recovery", "SparseCodes", "SyntheticData", "SyntheticError",
-           "coherence", "generate", "make_atoms", "match_atoms", "sample_codes", "similarity", "synthesize", "unit_normalize"]
+__all__ = [
+    "FAMILIES",
+    "SMOOTH_FAMILIES",
+    "Atoms",
+    "Recovery",
+    "SparseCodes",
+    "SyntheticData",
+    "SyntheticError",
+    "coherence",
+    "generate",
+    "make_atoms",
+    "match_atoms",
+    "sample_codes",
+    "similarity",
+    "synthesize",
+    "unit_normalize",
+]
 
 FAMILIES: tuple[str, ...] = ("fourier", "bump", "noise")
 SMOOTH_FAMILIES: frozenset[str] = frozenset({"fourier", "bump"})
@@ -268,8 +283,12 @@ def make_atoms(
     elif family == "bump":
         lo, hi = float(widths[0]), float(widths[1])
         if n_bumps < 1 or not 0 < lo <= hi <= 0.15:
-            raise SyntheticError(f"need n_bumps >= 1 and 0 < widths[0] <= widths[1] <= 0.15, got {n_bumps}, {widths}")
-        amps = rng.uniform(0.5, 1.0, size=(p, n_bumps, channels)) * rng.choice([-1.0, 1.0], size=(p, n_bumps, channels))
+            raise SyntheticError(
+                f"need n_bumps >= 1 and 0 < widths[0] <= widths[1] <= 0.15, got {n_bumps}, {widths}"
+            )
+        amps = rng.uniform(0.5, 1.0, size=(p, n_bumps, channels)) * rng.choice(
+            [-1.0, 1.0], size=(p, n_bumps, channels)
+        )
         params = {
             "centres": rng.uniform(0.0, 1.0, size=(p, n_bumps, ndim)),
             "widths": rng.uniform(lo, hi, size=(p, n_bumps)),
@@ -351,7 +370,9 @@ def sample_codes(
     if n_samples < 1 or n_locations < 1:
         raise SyntheticError(f"n_samples and n_locations must be positive, got {n_samples}, {n_locations}")
     if euclidean and n_locations != 1:
-        raise SyntheticError("the Euclidean case x = D c has exactly one location per concept (n_locations=1)")
+        raise SyntheticError(
+            "the Euclidean case x = D c has exactly one location per concept (n_locations=1)"
+        )
     if ndim not in (1, 2):
         raise SyntheticError(f"ndim must be 1 or 2, got {ndim}")
     base = DEFAULT_BASE[ndim] if base is None else int(base)
@@ -494,7 +515,15 @@ def generate(
     """
     atoms = make_atoms(family, p, ndim=ndim, channels=channels, seed=seed, **atom_kwargs)
     codes = sample_codes(
-        n_samples, p, s=s, n_locations=n_locations, euclidean=euclidean, ndim=ndim, base=atoms.base,
-        amplitude=amplitude, signed=signed, seed=seed + 1,
+        n_samples,
+        p,
+        s=s,
+        n_locations=n_locations,
+        euclidean=euclidean,
+        ndim=ndim,
+        base=atoms.base,
+        amplitude=amplitude,
+        signed=signed,
+        seed=seed + 1,
     )
     return SyntheticData(atoms, codes, noise_std=noise_std, seed=seed)

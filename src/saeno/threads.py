@@ -125,7 +125,12 @@ def _post_hook(module: Any, args: Any, output: Any) -> None:
     # backward: one thread from the gradient of the output until the gradient of the input is ready
     out = output[0] if isinstance(output, (tuple, list)) else output
     inp = args[0] if args else None
-    if isinstance(out, torch.Tensor) and out.requires_grad and isinstance(inp, torch.Tensor) and inp.requires_grad:
+    if (
+        isinstance(out, torch.Tensor)
+        and out.requires_grad
+        and isinstance(inp, torch.Tensor)
+        and inp.requires_grad
+    ):
         out.register_hook(_grad_enter)
         inp.register_hook(_grad_leave)
 
@@ -171,9 +176,16 @@ def apply(policy: str | None = None, threads: int | None = None) -> str:
             register_module_forward_pre_hook,
         )
 
-        _state["handles"] = [register_module_forward_pre_hook(_pre_hook), register_module_forward_hook(_post_hook)]
-    logger.debug("thread policy %s: %d intra-op threads, passive waiting %s", policy, torch.get_num_threads(),
-                 passive_waiting())
+        _state["handles"] = [
+            register_module_forward_pre_hook(_pre_hook),
+            register_module_forward_hook(_post_hook),
+        ]
+    logger.debug(
+        "thread policy %s: %d intra-op threads, passive waiting %s",
+        policy,
+        torch.get_num_threads(),
+        passive_waiting(),
+    )
     return policy
 
 
@@ -189,5 +201,7 @@ def describe() -> str:
     """A one-line description of the settings in force (for logs and benchmarks)."""
     import torch
 
-    return (f"policy {_state['policy'] or 'none'}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, "
-            f"{torch.get_num_threads()} intra-op threads")
+    return (
+        f"policy {_state['policy'] or 'none'}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, "
+        f"{torch.get_num_threads()} intra-op threads"
+    )

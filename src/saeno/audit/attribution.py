@@ -60,9 +60,20 @@ def _codes(sae: Any, a: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def attribute_errors(sae: Any, store: Any, hook: str, rows: np.ndarray, *, hooked: Any = None,
-                     max_ablate: int = 8, quantile: float = 0.95, n_boot: int = 1000,
-                     level: float = 0.9, seed: int = 0, batch_size: int = 16) -> dict[str, Any]:
+def attribute_errors(
+    sae: Any,
+    store: Any,
+    hook: str,
+    rows: np.ndarray,
+    *,
+    hooked: Any = None,
+    max_ablate: int = 8,
+    quantile: float = 0.95,
+    n_boot: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict[str, Any]:
     """Error attribution of one store (needs ``y`` and ``y_pred`` in the store).
 
     Parameters
@@ -92,9 +103,13 @@ def attribute_errors(sae: Any, store: Any, hook: str, rows: np.ndarray, *, hooke
     notes: list[str] = []
     errs = []
     for lo in range(0, n, batch_size):
-        idx = rows[lo:lo + batch_size]
-        errs.append(point_error_field(np.asarray(store.read("y_pred", idx), dtype=np.float64),
-                                      np.asarray(store.read("y", idx), dtype=np.float64)))
+        idx = rows[lo : lo + batch_size]
+        errs.append(
+            point_error_field(
+                np.asarray(store.read("y_pred", idx), dtype=np.float64),
+                np.asarray(store.read("y", idx), dtype=np.float64),
+            )
+        )
     err = np.concatenate(errs)  # (n, *grid)
     threshold = float(np.quantile(err, quantile))
     n_points = int(np.prod(err.shape[1:]))
@@ -106,21 +121,29 @@ def attribute_errors(sae: Any, store: Any, hook: str, rows: np.ndarray, *, hooke
     w_tot = worst.sum(1).astype(np.float64)
     point_ok = True
     for lo in range(0, n, batch_size):
-        idx = rows[lo:lo + batch_size]
+        idx = rows[lo : lo + batch_size]
         z = _codes(sae, store.read(hook, idx), device)
         if z.dim() < 3 or tuple(z.shape[2:]) != tuple(err.shape[1:]):
             point_ok = False
-            notes.append(f"the codes' grid {tuple(z.shape[2:])} differs from the output grid "
-                         f"{tuple(err.shape[1:])}: the per-point views were skipped")
+            notes.append(
+                f"the codes' grid {tuple(z.shape[2:])} differs from the output grid "
+                f"{tuple(err.shape[1:])}: the per-point views were skipped"
+            )
             break
         act = (z != 0).flatten(2).cpu().numpy().astype(np.float64)  # (B, p, P)
-        e = err[lo:lo + len(idx)].reshape(len(idx), 1, -1)
-        ea[lo:lo + len(idx)] = (act * e).sum(2)
-        na[lo:lo + len(idx)] = act.sum(2)
-        wa[lo:lo + len(idx)] = (act * worst[lo:lo + len(idx), None, :]).sum(2)
+        e = err[lo : lo + len(idx)].reshape(len(idx), 1, -1)
+        ea[lo : lo + len(idx)] = (act * e).sum(2)
+        na[lo : lo + len(idx)] = act.sum(2)
+        wa[lo : lo + len(idx)] = (act * worst[lo : lo + len(idx), None, :]).sum(2)
     weights = bootstrap_weights(n, n_boot, seed)
-    out: dict[str, Any] = {"n_samples": n, "quantile": quantile, "threshold": threshold,
-                           "level": level, "n_boot": n_boot, "notes": notes}
+    out: dict[str, Any] = {
+        "n_samples": n,
+        "quantile": quantile,
+        "threshold": threshold,
+        "level": level,
+        "n_boot": n_boot,
+        "notes": notes,
+    }
     if point_ok:
         ei, ni = e_tot[:, None] - ea, n_points - na
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -130,12 +153,16 @@ def attribute_errors(sae: Any, store: Any, hook: str, rows: np.ndarray, *, hooke
         from saeno.audit.stats import percentile_interval
 
         lo_, hi_ = percentile_interval(num_b / den_b, level)
-        out["active_vs_inactive"] = {"ratio": _interval(est, lo_, hi_),
-                                     "point_density": [float(v) for v in na.sum(0) / (n * n_points)]}
+        out["active_vs_inactive"] = {
+            "ratio": _interval(est, lo_, hi_),
+            "point_density": [float(v) for v in na.sum(0) / (n * n_points)],
+        }
         share = bootstrap_ratio_of_sums(wa, np.repeat(w_tot[:, None], p, 1), weights, level)
         with np.errstate(divide="ignore", invalid="ignore"):
             base = na.sum(0) / (n * n_points)
-            lift_b = ((weights @ wa) / (weights @ w_tot)[:, None]) / ((weights @ na) / (weights.sum(1) * n_points)[:, None])
+            lift_b = ((weights @ wa) / (weights @ w_tot)[:, None]) / (
+                (weights @ na) / (weights.sum(1) * n_points)[:, None]
+            )
             lift = share[0] / base
         llo, lhi = percentile_interval(lift_b, level)
         out["worst"] = {"share_active": _interval(*share), "lift": _interval(lift, llo, lhi)}
@@ -149,17 +176,20 @@ def attribute_errors(sae: Any, store: Any, hook: str, rows: np.ndarray, *, hooke
     removed = np.zeros((n, len(candidates)))
     clean_err = np.zeros(n)
     for lo in range(0, n, batch_size):
-        idx = rows[lo:lo + batch_size]
+        idx = rows[lo : lo + batch_size]
         x = torch.from_numpy(np.asarray(store.read("x", idx))).float().to(device)
         y = torch.from_numpy(np.asarray(store.read("y", idx))).float().to(device)
         e_clean = relative_l2(hooked(x), y)
-        clean_err[lo:lo + len(idx)] = e_clean.cpu().numpy()
+        clean_err[lo : lo + len(idx)] = e_clean.cpu().numpy()
         for j, k in enumerate(candidates):
             with hooked.hooks(fwd_hooks=[(hook, ablation_hook(sae, k))]):
                 e_abl = relative_l2(hooked(x), y)
-            removed[lo:lo + len(idx), j] = (e_clean - e_abl).cpu().numpy()
+            removed[lo : lo + len(idx), j] = (e_clean - e_abl).cpu().numpy()
     est, lo_, hi_ = bootstrap_ratio_of_sums(removed, np.ones_like(removed), weights, level)
-    out["ablation"] = {"concepts": candidates, "error_removed": _interval(est, lo_, hi_),
-                       "error_clean": float(clean_err.mean()),
-                       "per_sample_error_removed": removed.tolist() if n * len(candidates) <= 20000 else None}
+    out["ablation"] = {
+        "concepts": candidates,
+        "error_removed": _interval(est, lo_, hi_),
+        "error_clean": float(clean_err.mean()),
+        "per_sample_error_removed": removed.tolist() if n * len(candidates) <= 20000 else None,
+    }
     return out

@@ -94,9 +94,16 @@ class AuditResult:
         for s in self.shifts:
             for score in ALL_SCORES:
                 d = (s.detection or {}).get(score, {})
-                rows.append({"shift": s.name, "score": score, "kind": "sae" if score in SAE_SCORES else "baseline",
-                             "auroc": d.get("auroc"), "spearman_pooled": d.get("spearman_pooled"),
-                             "spearman_within": d.get("spearman_within")})
+                rows.append(
+                    {
+                        "shift": s.name,
+                        "score": score,
+                        "kind": "sae" if score in SAE_SCORES else "baseline",
+                        "auroc": d.get("auroc"),
+                        "spearman_pooled": d.get("spearman_pooled"),
+                        "spearman_within": d.get("spearman_within"),
+                    }
+                )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,35 +147,51 @@ def _name(store: Any) -> tuple[str, str | None]:
 def _check_compatible(train: Any, others: list[Any], hook: str, sae: Any, hooked: Any) -> None:
     for s in [train, *others]:
         if hook not in s.hooks:
-            raise AuditError(f"the store {s.url} has no hook {hook!r} (it holds {s.hooks}): capture it at "
-                             f"the SAE's hook {hook!r}")
+            raise AuditError(
+                f"the store {s.url} has no hook {hook!r} (it holds {s.hooks}): capture it at "
+                f"the SAE's hook {hook!r}"
+            )
     want = train.fingerprint
     for s in others:
         if s.fingerprint != want:
-            raise AuditError(f"the store {s.url} was captured from another model (fingerprint "
-                             f"{str(s.fingerprint)[:12]}) than the training store {train.url} "
-                             f"({str(want)[:12]}): capture every store with the same FNO")
+            raise AuditError(
+                f"the store {s.url} was captured from another model (fingerprint "
+                f"{str(s.fingerprint)[:12]}) than the training store {train.url} "
+                f"({str(want)[:12]}): capture every store with the same FNO"
+            )
         if next(iter(s.hook_info(hook)["shape"])) != next(iter(train.hook_info(hook)["shape"])):
-            raise AuditError(f"hook {hook!r} has {s.hook_info(hook)['shape'][0]} channels in {s.url} and "
-                             f"{train.hook_info(hook)['shape'][0]} in the training store")
+            raise AuditError(
+                f"hook {hook!r} has {s.hook_info(hook)['shape'][0]} channels in {s.url} and "
+                f"{train.hook_info(hook)['shape'][0]} in the training store"
+            )
     if getattr(sae, "model_fingerprint", None) and want and sae.model_fingerprint != want:
-        raise AuditError(f"the SAE was trained on activations of another model (fingerprint "
-                         f"{sae.model_fingerprint[:12]}) than the training store {train.url} "
-                         f"({str(want)[:12]}): pass the store the SAE was trained on")
+        raise AuditError(
+            f"the SAE was trained on activations of another model (fingerprint "
+            f"{sae.model_fingerprint[:12]}) than the training store {train.url} "
+            f"({str(want)[:12]}): pass the store the SAE was trained on"
+        )
     if hooked is not None:
         from saeno.evaluation import check_model_matches_store
 
         check_model_matches_store(hooked, train)
 
 
-def _detection(id_scores: dict[str, np.ndarray], shift_scores: dict[str, np.ndarray],
-               id_err: np.ndarray | None, shift_err: np.ndarray | None) -> dict[str, dict[str, Any]]:
+def _detection(
+    id_scores: dict[str, np.ndarray],
+    shift_scores: dict[str, np.ndarray],
+    id_err: np.ndarray | None,
+    shift_err: np.ndarray | None,
+) -> dict[str, dict[str, Any]]:
     out = {}
     for score in ALL_SCORES:
         a, b = id_scores[score], shift_scores[score]
         fpr, tpr = roc_curve(a, b)
-        d: dict[str, Any] = {"auroc": auroc(a, b), "roc": {"fpr": _floats(fpr), "tpr": _floats(tpr)},
-                             "spearman_pooled": None, "spearman_within": None}
+        d: dict[str, Any] = {
+            "auroc": auroc(a, b),
+            "roc": {"fpr": _floats(fpr), "tpr": _floats(tpr)},
+            "spearman_pooled": None,
+            "spearman_within": None,
+        }
         if shift_err is not None:
             d["spearman_within"] = spearman(b, shift_err)
             if id_err is not None:
@@ -245,10 +268,13 @@ def audit(
         A store from another model or without the hook, an SAE of another model, a supervised SAE.
     """
     if isinstance(sae, (str, Path)):
-        raise AuditError(f"sae={str(sae)!r} is a path: load the SAE first, saeno.audit(saeno.load_sae(path), ...)")
+        raise AuditError(
+            f"sae={str(sae)!r} is a path: load the SAE first, saeno.audit(saeno.load_sae(path), ...)"
+        )
     if getattr(sae, "architecture", None) == "supervised":
-        raise AuditError("a supervised SAE needs labels for its codes: audit an unsupervised SAE (sae, "
-                         "sae-fno, flat)")
+        raise AuditError(
+            "a supervised SAE needs labels for its codes: audit an unsupervised SAE (sae, sae-fno, flat)"
+        )
     hook = hook or getattr(sae, "hook", None)
     if not hook:
         raise AuditError("the SAE does not record its hook: pass hook=")
@@ -290,26 +316,51 @@ def audit(
         scorer = OffDistributionScorer.fit(ref, k=knn)
         id_f = feats(id_source, id_rows)
         id_scores = scorer.score(id_f)
-        settings = {"holdout": None if id_st is not None else holdout, "max_rows": max_rows,
-                    "max_ablate": max_ablate, "quantile": quantile, "n_boot": n_boot, "level": level,
-                    "knn": knn, "seed": seed, "mahalanobis_shrinkage": scorer.shrinkage,
-                    "sae_scores": list(SAE_SCORES), "baseline_scores": list(BASELINE_SCORES)}
+        settings = {
+            "holdout": None if id_st is not None else holdout,
+            "max_rows": max_rows,
+            "max_ablate": max_ablate,
+            "quantile": quantile,
+            "n_boot": n_boot,
+            "level": level,
+            "knn": knn,
+            "seed": seed,
+            "mahalanobis_shrinkage": scorer.shrinkage,
+            "sae_scores": list(SAE_SCORES),
+            "baseline_scores": list(BASELINE_SCORES),
+        }
 
-        def audit_store(s: Any, f: StoreFeatures, scores: dict[str, np.ndarray],
-                        is_id: bool) -> StoreAudit:
+        def audit_store(s: Any, f: StoreFeatures, scores: dict[str, np.ndarray], is_id: bool) -> StoreAudit:
             name, variant = _name(s)
             has_y = f.error is not None
-            sa = StoreAudit(name=name + (" (held out)" if is_id and id_st is None else ""), url=s.url,
-                            n_samples=len(f.rows), has_targets=has_y,
-                            scores={k: _floats(v) or [] for k, v in scores.items()}, error=_floats(f.error),
-                            variant=variant)
+            sa = StoreAudit(
+                name=name + (" (held out)" if is_id and id_st is None else ""),
+                url=s.url,
+                n_samples=len(f.rows),
+                has_targets=has_y,
+                scores={k: _floats(v) or [] for k, v in scores.items()},
+                error=_floats(f.error),
+                variant=variant,
+            )
             if not has_y:
-                sa.notes.append("this store has no targets (y): the error attribution and the "
-                                "error-Spearman were skipped; the off-distribution scores are complete")
+                sa.notes.append(
+                    "this store has no targets (y): the error attribution and the "
+                    "error-Spearman were skipped; the off-distribution scores are complete"
+                )
             else:
-                sa.attribution = attribute_errors(sae, s, hook, f.rows, hooked=hooked, max_ablate=max_ablate,
-                                                  quantile=quantile, n_boot=n_boot, level=level, seed=seed,
-                                                  batch_size=batch_size)
+                sa.attribution = attribute_errors(
+                    sae,
+                    s,
+                    hook,
+                    f.rows,
+                    hooked=hooked,
+                    max_ablate=max_ablate,
+                    quantile=quantile,
+                    n_boot=n_boot,
+                    level=level,
+                    seed=seed,
+                    batch_size=batch_size,
+                )
                 sa.notes.extend(sa.attribution.pop("notes", []))
             if not is_id:
                 sa.detection = _detection(id_scores, scores, id_f.error, f.error)
@@ -324,9 +375,19 @@ def audit(
     notes = []
     if hooked is None:
         notes.append("no model given: the ablation part of the error attribution was skipped")
-    sae_info = {"architecture": getattr(sae, "architecture", type(sae).__name__),
-                "n_concepts": int(sae.n_concepts), "metadata": getattr(sae, "metadata", {}) or {}}
-    return AuditResult(hook=hook, sae=json.loads(json.dumps(sae_info, default=str)),
-                       model_fingerprint=train.fingerprint, train_store=train.url,
-                       reference_rows=len(ref_rows), in_distribution=id_audit, shifts=shift_audits,
-                       settings=settings, notes=notes)
+    sae_info = {
+        "architecture": getattr(sae, "architecture", type(sae).__name__),
+        "n_concepts": int(sae.n_concepts),
+        "metadata": getattr(sae, "metadata", {}) or {},
+    }
+    return AuditResult(
+        hook=hook,
+        sae=json.loads(json.dumps(sae_info, default=str)),
+        model_fingerprint=train.fingerprint,
+        train_store=train.url,
+        reference_rows=len(ref_rows),
+        in_distribution=id_audit,
+        shifts=shift_audits,
+        settings=settings,
+        notes=notes,
+    )

@@ -35,13 +35,21 @@ def _real(a: torch.Tensor) -> torch.Tensor:
 def point_error_field(y_pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``(B, *grid)`` error per point: ``|y_pred - y|`` (L2 over channels) / RMS of ``y`` per sample."""
     diff = np.sqrt(((y_pred - y) ** 2).sum(axis=1))
-    ref = np.sqrt((y ** 2).mean(axis=tuple(range(1, y.ndim)))).clip(1e-12)
+    ref = np.sqrt((y**2).mean(axis=tuple(range(1, y.ndim)))).clip(1e-12)
     return diff / ref.reshape(-1, *([1] * (diff.ndim - 1)))
 
 
 @torch.no_grad()
-def store_features(sae: Any, store: Any, hook: str, rows: np.ndarray, *, batch_size: int = 16,
-                   with_error: bool = True, progress: bool = False) -> StoreFeatures:
+def store_features(
+    sae: Any,
+    store: Any,
+    hook: str,
+    rows: np.ndarray,
+    *,
+    batch_size: int = 16,
+    with_error: bool = True,
+    progress: bool = False,
+) -> StoreFeatures:
     """Read ``rows`` of ``store`` and compute their :class:`StoreFeatures` through ``sae``."""
     from tqdm.auto import tqdm
 
@@ -51,9 +59,13 @@ def store_features(sae: Any, store: Any, hook: str, rows: np.ndarray, *, batch_s
         raise SaenoError(f"no rows to audit in the store {store.url}")
     has_y = with_error and "y" in store and "y_pred" in store
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("recon", "mag", "frac", "pooled", "norm", "err")}
-    for lo in tqdm(range(0, len(rows), batch_size), desc=f"audit {store.url.rsplit('/', 1)[-1]}",
-                   disable=not progress, unit="batch"):
-        idx = rows[lo:lo + batch_size]
+    for lo in tqdm(
+        range(0, len(rows), batch_size),
+        desc=f"audit {store.url.rsplit('/', 1)[-1]}",
+        disable=not progress,
+        unit="batch",
+    ):
+        idx = rows[lo : lo + batch_size]
         a = torch.from_numpy(np.asarray(store.read(hook, idx))).to(device)
         if not a.is_complex():
             a = a.float()
@@ -71,7 +83,14 @@ def store_features(sae: Any, store: Any, hook: str, rows: np.ndarray, *, batch_s
             y = np.asarray(store.read("y", idx), dtype=np.float64)
             yp = np.asarray(store.read("y_pred", idx), dtype=np.float64)
             d = np.sqrt(((yp - y) ** 2).reshape(len(idx), -1).sum(1))
-            out["err"].append(d / np.sqrt((y ** 2).reshape(len(idx), -1).sum(1)).clip(1e-12))
+            out["err"].append(d / np.sqrt((y**2).reshape(len(idx), -1).sum(1)).clip(1e-12))
     cat = {k: np.concatenate(v) for k, v in out.items() if v}
-    return StoreFeatures(rows=rows, recon=cat["recon"], magnitude=cat["mag"], active_frac=cat["frac"],
-                         pooled=cat["pooled"], norm=cat["norm"], error=cat.get("err"))
+    return StoreFeatures(
+        rows=rows,
+        recon=cat["recon"],
+        magnitude=cat["mag"],
+        active_frac=cat["frac"],
+        pooled=cat["pooled"],
+        norm=cat["norm"],
+        error=cat.get("err"),
+    )

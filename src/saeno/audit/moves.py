@@ -40,8 +40,18 @@ def concept_moves(train_mag: np.ndarray, shifted_mag: np.ndarray, alpha: float =
     def fl(v: np.ndarray) -> list[float | None]:
         return [None if not np.isfinite(x) else float(x) for x in v]
 
-    return {"alpha": alpha, "test": "two-sided Mann-Whitney U on per-sample magnitudes, BH q-values",
-            "freq_train": fl(f0), "freq_shifted": fl(f1), "magnitude_train": fl(m0),
-            "magnitude_shifted": fl(m1), "magnitude_ratio": fl(ratio), "p": fl(p), "q": fl(q),
-            "n_significant": int(sig.sum()), "switched_on": on, "switched_off": off,
-            "most_moved": [int(k) for k in order[:10] if sig[k]]}
+    return {
+        "alpha": alpha,
+        "test": "two-sided Mann-Whitney U on per-sample magnitudes, BH q-values",
+        "freq_train": fl(f0),
+        "freq_shifted": fl(f1),
+        "magnitude_train": fl(m0),
+        "magnitude_shifted": fl(m1),
+        "magnitude_ratio": fl(ratio),
+        "p": fl(p),
+        "q": fl(q),
+        "n_significant": int(sig.sum()),
+        "switched_on": on,
+        "switched_off": off,
+        "most_moved": [int(k) for k in order[:10] if sig[k]],
+    }

@@ -52,9 +52,16 @@ class OffDistributionScorer:
         freq = ((ref.magnitude > 0).sum(0) + 0.5) / (n + 1.0)
         mean, cov, shrink = ledoit_wolf(ref.pooled)
         cov += 1e-9 * np.trace(cov) / len(cov) * np.eye(len(cov))
-        return cls(mag_scale=scale, reference=ref.magnitude / scale, surprisal=-np.log(freq), mean=mean,
-                   precision=np.linalg.inv(cov), shrinkage=shrink,
-                   median_norm=float(np.median(ref.norm)), k=int(min(k, max(n - 1, 1))))
+        return cls(
+            mag_scale=scale,
+            reference=ref.magnitude / scale,
+            surprisal=-np.log(freq),
+            mean=mean,
+            precision=np.linalg.inv(cov),
+            shrinkage=shrink,
+            median_norm=float(np.median(ref.norm)),
+            k=int(min(k, max(n - 1, 1))),
+        )
 
     def novelty(self, magnitude: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         """Mean distance to the ``k`` nearest reference samples (``exclude_self``: the reference rows
@@ -62,20 +69,23 @@ class OffDistributionScorer:
         q = magnitude / self.mag_scale
         out = np.empty(len(q))
         for lo in range(0, len(q), 256):
-            block = q[lo:lo + 256]
-            d2 = (block ** 2).sum(1)[:, None] + (self.reference ** 2).sum(1)[None] - 2 * block @ self.reference.T
+            block = q[lo : lo + 256]
+            d2 = (block**2).sum(1)[:, None] + (self.reference**2).sum(1)[None] - 2 * block @ self.reference.T
             d = np.sqrt(np.clip(d2, 0, None))
             if exclude_self:
                 d[np.arange(len(block)), lo + np.arange(len(block))] = np.inf
-            out[lo:lo + 256] = np.sort(d, axis=1)[:, :self.k].mean(1)
+            out[lo : lo + 256] = np.sort(d, axis=1)[:, : self.k].mean(1)
         return out
 
     def score(self, f: StoreFeatures, exclude_self: bool = False) -> dict[str, np.ndarray]:
         """The five scores of each sample of ``f``."""
         mag = f.magnitude
         total = mag.sum(1)
-        rare = np.where(total > 0, (mag * self.surprisal).sum(1) / np.where(total > 0, total, 1.0),
-                        float(self.surprisal.max()))
+        rare = np.where(
+            total > 0,
+            (mag * self.surprisal).sum(1) / np.where(total > 0, total, 1.0),
+            float(self.surprisal.max()),
+        )
         d = f.pooled - self.mean
         maha = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", d, self.precision, d), 0, None))
         return {

@@ -34,8 +34,9 @@ def percentile_interval(boot: np.ndarray, level: float = 0.9) -> tuple[np.ndarra
     return lo, hi
 
 
-def bootstrap_ratio_of_sums(num: np.ndarray, den: np.ndarray, weights: np.ndarray,
-                            level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap_ratio_of_sums(
+    num: np.ndarray, den: np.ndarray, weights: np.ndarray, level: float = 0.9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimate and percentile interval of ``sum_i num[i] / sum_i den[i]`` (per column) over samples.
 
     ``num`` and ``den`` are ``(n,)`` or ``(n, K)`` per-sample sums; ``weights`` from
@@ -48,8 +49,13 @@ def bootstrap_ratio_of_sums(num: np.ndarray, den: np.ndarray, weights: np.ndarra
     return est, lo, hi
 
 
-def bootstrap_statistic(stat: Callable[[np.ndarray], np.ndarray | float], n: int, n_boot: int = 1000,
-                        level: float = 0.9, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap_statistic(
+    stat: Callable[[np.ndarray], np.ndarray | float],
+    n: int,
+    n_boot: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Percentile bootstrap of any statistic ``stat(rows)`` of resampled sample indices (slow path)."""
     rng = np.random.default_rng(seed)
     est = np.asarray(stat(np.arange(n)), dtype=np.float64)
@@ -70,7 +76,7 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
     if not len(neg) or not len(pos):
         return float("nan")
     ranks = _st.rankdata(np.concatenate([neg, pos]))
-    u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2.0
+    u = ranks[len(neg) :].sum() - len(pos) * (len(pos) + 1) / 2.0
     return float(u / (len(neg) * len(pos)))
 
 

@@ -15,17 +15,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "with the error) and list the concepts each shift moves. Stores without targets get the scores "
         "only.",
     )
-    p.add_argument("--model", default=None,
-                   help="the FNO (zoo name or path) for the ablation part of the attribution")
+    p.add_argument(
+        "--model", default=None, help="the FNO (zoo name or path) for the ablation part of the attribution"
+    )
     p.add_argument("--sae", required=True, help="SAE folder written by `saeno train`")
     p.add_argument("--train-store", required=True, help="the store the SAE was trained on (reference)")
-    p.add_argument("--store", action="append", required=True, metavar="STORE",
-                   help="a shifted store of the same FNO and hook (repeatable)")
-    p.add_argument("--id-store", default=None, metavar="STORE",
-                   help="in-distribution comparison store (e.g. the test split; default: a held-out "
-                   "share of the training store)")
-    p.add_argument("--holdout", type=float, default=0.3,
-                   help="share of training rows held out without --id-store (default 0.3)")
+    p.add_argument(
+        "--store",
+        action="append",
+        required=True,
+        metavar="STORE",
+        help="a shifted store of the same FNO and hook (repeatable)",
+    )
+    p.add_argument(
+        "--id-store",
+        default=None,
+        metavar="STORE",
+        help="in-distribution comparison store (e.g. the test split; default: a held-out "
+        "share of the training store)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.3,
+        help="share of training rows held out without --id-store (default 0.3)",
+    )
     p.add_argument("--hook", default=None, help="hook name (default: the SAE's)")
     p.add_argument("--out", required=True, help="output folder (audit.json, audit.html, figures/)")
     p.add_argument("--n", type=int, default=None, help="use the first N rows of each store")
@@ -33,7 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
+    p.add_argument(
+        "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -53,10 +69,22 @@ def run(args: argparse.Namespace) -> int:
     sae = load_sae(args.sae).to(args.device)
     model = load_any_model(args.model, trust=args.trust).to(args.device).eval() if args.model else None
     try:
-        result = audit(sae, args.train_store, args.store, model=model, hook=args.hook, id_store=args.id_store,
-                       holdout=args.holdout, max_rows=args.n, max_ablate=args.max_ablate, n_boot=args.n_boot,
-                       level=args.level, seed=args.seed, batch_size=args.batch_size,
-                       progress=not args.no_progress)
+        result = audit(
+            sae,
+            args.train_store,
+            args.store,
+            model=model,
+            hook=args.hook,
+            id_store=args.id_store,
+            holdout=args.holdout,
+            max_rows=args.n,
+            max_ablate=args.max_ablate,
+            n_boot=args.n_boot,
+            level=args.level,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
     except AuditError as exc:
         msg = str(exc).replace("pass hook=", "pass --hook").replace("holdout must", "--holdout must")
         raise AuditError(msg) from None

@@ -13,26 +13,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run a model over a dataset and write the activation fields of the chosen hooks, the "
         "inputs, targets and outputs to a resumable Zarr v3 store.",
     )
-    p.add_argument("--model", required=True, help="zoo name, model folder or checkpoint, or example-fno2d ...")
+    p.add_argument(
+        "--model", required=True, help="zoo name, model folder or checkpoint, or example-fno2d ..."
+    )
     p.add_argument("--dataset", required=True, help="dataset name or HDF5 path (see `saeno data`)")
-    p.add_argument("--hooks", required=True, help="hook name or glob, e.g. 'blocks.*.hook_out' (see `saeno hooks`)")
+    p.add_argument(
+        "--hooks", required=True, help="hook name or glob, e.g. 'blocks.*.hook_out' (see `saeno hooks`)"
+    )
     p.add_argument("--out", required=True, metavar="STORE", help="store path or URL (memory://, s3://, ...)")
     p.add_argument("--resolution", type=int, default=None, help="grid resolution of the dataset")
-    p.add_argument("--split", default=None,
-                   help="dataset split: test (the default for benchmarks and files with splits) or train; "
-                   "for a file without splits use --rows")
-    p.add_argument("--max-samples", "--n", dest="n", type=int, default=None, metavar="N",
-                   help="capture only the first N samples (--n is the old spelling; under torchrun "
-                   "only --max-samples works)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="dataset split: test (the default for benchmarks and files with splits) or train; "
+        "for a file without splits use --rows",
+    )
+    p.add_argument(
+        "--max-samples",
+        "--n",
+        dest="n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="capture only the first N samples (--n is the old spelling; under torchrun "
+        "only --max-samples works)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage dtype")
     p.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: about 4 MiB)")
     p.add_argument("--device", default=None, help="device of the forward pass (default cpu, e.g. cuda)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted capture into STORE")
     p.add_argument("--overwrite", action="store_true", help="replace an existing saeno store at STORE")
-    p.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/inf activations instead of stopping")
-    p.add_argument("--trust", action="store_true",
-                   help="allow unpickling the model checkpoint and the data file (only files you trust)")
+    p.add_argument(
+        "--allow-nonfinite", action="store_true", help="keep NaN/inf activations instead of stopping"
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow unpickling the model checkpoint and the data file (only files you trust)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from saeno.cli.common import add_data_options, add_model_options
 
@@ -62,8 +81,10 @@ def _split_and_keys(args: argparse.Namespace) -> tuple[str | None, dict]:
         keys.pop("trust", None)
         layout = sorted(set(keys) - {"rows"})
         if layout and args.dataset in datasets.names():
-            raise SaenoError(f"{args.dataset} is a benchmark: the data-layout options "
-                             f"({', '.join('--' + k.replace('_', '-') for k in layout)}) apply to users' files only")
+            raise SaenoError(
+                f"{args.dataset} is a benchmark: the data-layout options "
+                f"({', '.join('--' + k.replace('_', '-') for k in layout)}) apply to users' files only"
+            )
         return args.split or "test", keys
     if args.split is not None:
         return args.split, keys

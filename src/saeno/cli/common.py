@@ -14,11 +14,15 @@ def has_option(p: Any, flag: str) -> bool:
 
 def add_model_options(p: Any) -> None:
     """``--model-config`` for verbs that take ``--model`` (the architecture of a plain state dict)."""
-    p.add_argument("--model-config", default=None, metavar="JSON|FILE",
-                   help="architecture of a state-dict --model: neuraloperator class and keyword arguments as "
-                   "JSON (e.g. '{\"model_class\": \"FNO\", \"n_modes\": [16, 16], \"in_channels\": 1, "
-                   "\"out_channels\": 1, \"hidden_channels\": 32}') or a JSON/YAML file (a neuraloperator "
-                   "config works too)")
+    p.add_argument(
+        "--model-config",
+        default=None,
+        metavar="JSON|FILE",
+        help="architecture of a state-dict --model: neuraloperator class and keyword arguments as "
+        'JSON (e.g. \'{"model_class": "FNO", "n_modes": [16, 16], "in_channels": 1, '
+        '"out_channels": 1, "hidden_channels": 32}\') or a JSON/YAML file (a neuraloperator '
+        "config works too)",
+    )
 
 
 def load_any_model(name_or_path: str, trust: bool = False, model_config: Any = None) -> Any:
@@ -53,20 +57,34 @@ def add_data_options(p: Any) -> None:
     g = p.add_argument_group("data file layout (users' files; see `saeno data info FILE`)")
     g.add_argument("--x-key", default=None, metavar="KEY", help="input array (dict key, HDF5/Zarr path)")
     g.add_argument("--y-key", default=None, metavar="KEY", help="output array")
-    g.add_argument("--pairing", default=None, choices=["initial_final", "next"],
-                   help="time series: first -> last frame (default) or frame t -> t + STEP")
+    g.add_argument(
+        "--pairing",
+        default=None,
+        choices=["initial_final", "next"],
+        help="time series: first -> last frame (default) or frame t -> t + STEP",
+    )
     g.add_argument("--step", type=int, default=None, help="frames between input and output (--pairing next)")
     g.add_argument("--t-in", type=int, default=None, help="input frame (--pairing initial_final)")
     g.add_argument("--t-out", type=int, default=None, help="output frame (--pairing initial_final)")
-    g.add_argument("--fields", default=None, metavar="A,B",
-                   help="fields to use as channels (The Well, PDEBench CFD), comma-separated")
+    g.add_argument(
+        "--fields",
+        default=None,
+        metavar="A,B",
+        help="fields to use as channels (The Well, PDEBench CFD), comma-separated",
+    )
     layout = g.add_mutually_exclusive_group()
     layout.add_argument("--channels-last", action="store_true", default=None, help="arrays are (N, *grid, C)")
-    layout.add_argument("--channels-first", action="store_true", default=None, help="arrays are (N, C, *grid)")
+    layout.add_argument(
+        "--channels-first", action="store_true", default=None, help="arrays are (N, C, *grid)"
+    )
     layout.add_argument("--no-channels", action="store_true", default=None, help="arrays are (N, *grid)")
     g.add_argument("--ndim", type=int, default=None, help="number of space axes (settles the layout)")
-    g.add_argument("--rows", default=None, metavar="START:STOP",
-                   help="sample rows of a file without splits, e.g. --rows 0:800 to train, --rows 800: to test")
+    g.add_argument(
+        "--rows",
+        default=None,
+        metavar="START:STOP",
+        help="sample rows of a file without splits, e.g. --rows 0:800 to train, --rows 800: to test",
+    )
 
 
 def data_keys(args: Any) -> dict[str, Any]:

@@ -15,14 +15,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("name", help="benchmark name (see `saeno data list`)")
     gen.add_argument("--n", type=int, default=None, help="training samples (default: the card's)")
     gen.add_argument("--n-test", type=int, default=None, help="test samples (default: the card's, scaled)")
-    gen.add_argument("--resolution", type=int, action="append", default=None,
-                     help="a resolution to store (repeat for several; default: the card's)")
+    gen.add_argument(
+        "--resolution",
+        type=int,
+        action="append",
+        default=None,
+        help="a resolution to store (repeat for several; default: the card's)",
+    )
     gen.add_argument("--seed", type=int, default=None, help="base seed (default: the card's)")
-    gen.add_argument("--variant", default=None, metavar="NAME",
-                     help="a shifted variant from the card (see `saeno data list`)")
+    gen.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="a shifted variant from the card (see `saeno data list`)",
+    )
     gen.add_argument("--force", action="store_true", help="regenerate even if cached")
-    gen.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="solver processes (default: 1 for quick jobs, else up to 4; same file)")
+    gen.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="solver processes (default: 1 for quick jobs, else up to 4; same file)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=_generate)
 
@@ -44,9 +58,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from saeno.datasets import generate
 
-    path = generate(args.name, n=args.n, resolutions=args.resolution, seed=args.seed,
-                    progress=not args.no_progress, n_test=args.n_test, force=args.force,
-                    workers=args.workers, variant=args.variant)
+    path = generate(
+        args.name,
+        n=args.n,
+        resolutions=args.resolution,
+        seed=args.seed,
+        progress=not args.no_progress,
+        n_test=args.n_test,
+        force=args.force,
+        workers=args.workers,
+        variant=args.variant,
+    )
     print(path)
     return 0
 
@@ -56,8 +78,10 @@ def _list(args: argparse.Namespace) -> int:
 
     for name in names():
         c = card(name)
-        print(f"{name:16s} {c['ndim']}D  resolutions {c['resolutions']}  n_train {c['n_train']}  "
-              f"n_test {c['n_test']}  {c.get('description', '')[:60]}")
+        print(
+            f"{name:16s} {c['ndim']}D  resolutions {c['resolutions']}  n_train {c['n_train']}  "
+            f"n_test {c['n_test']}  {c.get('description', '')[:60]}"
+        )
         for variant, spec in (c.get("variants") or {}).items():
             print(f"  --variant {variant:12s} {spec.get('description', '')}")
     return 0

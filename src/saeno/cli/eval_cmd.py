@@ -18,14 +18,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sae", required=True, help="SAE folder written by `saeno train`")
     p.add_argument("--store", required=True, help="store at the training resolution")
-    p.add_argument("--other-store", action="append", default=[], metavar="STORE",
-                   help="a store of the same FNO at another resolution (repeatable)")
+    p.add_argument(
+        "--other-store",
+        action="append",
+        default=[],
+        metavar="STORE",
+        help="a store of the same FNO at another resolution (repeatable)",
+    )
     p.add_argument("--hook", default=None, help="hook name (default: the one the SAE was trained on)")
-    p.add_argument("--model", default=None,
-                   help="the FNO (zoo name or path) to splice into for operator loss recovered")
-    p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
-    p.add_argument("--max-samples", "--n", dest="n", type=int, default=None, metavar="N",
-                   help="evaluate the first N rows only (--n is the old spelling)")
+    p.add_argument(
+        "--model", default=None, help="the FNO (zoo name or path) to splice into for operator loss recovered"
+    )
+    p.add_argument(
+        "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
+    )
+    p.add_argument(
+        "--max-samples",
+        "--n",
+        dest="n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate the first N rows only (--n is the old spelling)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the full report as JSON")
@@ -48,8 +63,15 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         hooked = HookedOperator(load_any_model(args.model, trust=args.trust)).to(args.device).eval()
     rows = None if args.n is None else np.arange(min(args.n, store.n_rows))
-    report = evaluate(sae, store, args.hook, hooked=hooked, other_stores=args.other_store, rows=rows,
-                      batch_size=args.batch_size)
+    report = evaluate(
+        sae,
+        store,
+        args.hook,
+        hooked=hooked,
+        other_stores=args.other_store,
+        rows=rows,
+        batch_size=args.batch_size,
+    )
     print(format_table(summary_rows(report)))
     if args.json:
         print(f"report: {write_json(args.json, report)}")

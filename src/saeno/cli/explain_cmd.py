@@ -15,28 +15,55 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "gradients, phases, shocks, vorticity, ...): the probe, its sign and quantile are chosen "
             "on one half of the samples and scored on the other (Spearman over points, AUROC of "
             "'concept active'), against a shuffled-sample null and random-init SAEs of the same "
-            "shape. Writes explanations.json to --out."),
+            "shape. Writes explanations.json to --out."
+        ),
     )
     p.add_argument("--sae", required=True, metavar="DIR", help="SAE folder written by `saeno train`")
     p.add_argument("--store", required=True, metavar="STORE", help="activation store (path or URL)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for explanations.json")
-    p.add_argument("--probes", nargs="+", default=None, metavar="NAME",
-                   help="probe names (default: every probe for the store's dataset; --list-probes)")
-    p.add_argument("--list-probes", action="store_true", help="print the probes for the store's dataset and exit")
+    p.add_argument(
+        "--probes",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="probe names (default: every probe for the store's dataset; --list-probes)",
+    )
+    p.add_argument(
+        "--list-probes", action="store_true", help="print the probes for the store's dataset and exit"
+    )
     p.add_argument("--hook", default=None, help="hook the SAE was trained on (default: the SAE's)")
-    p.add_argument("--n-rows", type=int, default=100, metavar="N",
-                   help="score the first N rows of the store (default 100)")
+    p.add_argument(
+        "--n-rows",
+        type=int,
+        default=100,
+        metavar="N",
+        help="score the first N rows of the store (default 100)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the halves and the nulls")
-    p.add_argument("--floor", type=float, default=0.5,
-                   help="absolute floor on the held-out Spearman for 'explained' (default 0.5)")
-    p.add_argument("--null-seeds", type=int, default=3, metavar="N",
-                   help="random-init SAEs pooled in the random-init null (default 3)")
-    p.add_argument("--no-random-null", action="store_true",
-                   help="only the shuffled-sample null (faster, less strict)")
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=0.5,
+        help="absolute floor on the held-out Spearman for 'explained' (default 0.5)",
+    )
+    p.add_argument(
+        "--null-seeds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="random-init SAEs pooled in the random-init null (default 3)",
+    )
+    p.add_argument(
+        "--no-random-null", action="store_true", help="only the shuffled-sample null (faster, less strict)"
+    )
     p.add_argument("--no-conjunctions", action="store_true", help="single probes only")
-    p.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                   help="the FNO the store was captured from: measures each concept's ablation effect "
-                        "and lists the concepts that matter but no probe explains")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="the FNO the store was captured from: measures each concept's ablation effect "
+        "and lists the concepts that matter but no probe explains",
+    )
     p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint")
     p.add_argument("--device", default=None, help="torch device (default: the SAE's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -70,15 +97,28 @@ def run(args: argparse.Namespace) -> int:
 
         model = load_any_model(args.model, trust=args.trust)
     ex = explain_concepts(
-        args.sae, store, hook=args.hook, probes=args.probes, n_rows=args.n_rows, seed=args.seed,
-        floor=args.floor, random_null=not args.no_random_null, null_seeds=args.null_seeds,
-        conjunctions=not args.no_conjunctions, model=model, trust=args.trust, device=args.device,
-        progress=not args.quiet)
+        args.sae,
+        store,
+        hook=args.hook,
+        probes=args.probes,
+        n_rows=args.n_rows,
+        seed=args.seed,
+        floor=args.floor,
+        random_null=not args.no_random_null,
+        null_seeds=args.null_seeds,
+        conjunctions=not args.no_conjunctions,
+        model=model,
+        trust=args.trust,
+        device=args.device,
+        progress=not args.quiet,
+    )
     path = ex.save(args.out)
     s = ex.summary
-    print(f"{s.n_concepts} concepts on {ex.store['hook']}, {s.n_live} live (active on at least "
-          f"{ex.protocol['min_samples']} samples of each half), "
-          f"{len(ex.protocol['rows_select'])} + {len(ex.protocol['rows_heldout'])} samples")
+    print(
+        f"{s.n_concepts} concepts on {ex.store['hook']}, {s.n_live} live (active on at least "
+        f"{ex.protocol['min_samples']} samples of each half), "
+        f"{len(ex.protocol['rows_select'])} + {len(ex.protocol['rows_heldout'])} samples"
+    )
     share = "n/a" if s.share_explained is None else f"{s.share_explained:.0%}"
     mean = "n/a" if s.mean_score is None else f"{s.mean_score:.2f}"
     print(f"explained: {s.n_explained} of {s.n_live} live concepts ({share}); mean held-out rho {mean}")
@@ -90,9 +130,12 @@ def run(args: argparse.Namespace) -> int:
         if ex.protocol.get("effects_note"):
             print(f"ablation effects skipped: {ex.protocol['effects_note']}")
         elif s.unexplained_important:
-            print("matter but unexplained (look at these first): "
-                  + ", ".join(f"{k} (output change {ex.concepts[k].effect:.3f})"
-                              for k in s.unexplained_important[:10]))
+            print(
+                "matter but unexplained (look at these first): "
+                + ", ".join(
+                    f"{k} (output change {ex.concepts[k].effect:.3f})" for k in s.unexplained_important[:10]
+                )
+            )
         else:
             print("every concept that matters is explained")
     print(f"took {ex.seconds:.1f} s; explanations: {path}")

@@ -14,7 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-NON_GRID_FAMILIES = ("neuralop-fnogno", "neuralop-gino", "neuralop-codano")  # inputs other than one grid field
+NON_GRID_FAMILIES = (
+    "neuralop-fnogno",
+    "neuralop-gino",
+    "neuralop-codano",
+)  # inputs other than one grid field
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,9 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a neuraloperator architecture as JSON (inline or a .json file): "
         '{"model_class": "UNO", "in_channels": 1, ...}; a UQNO takes "base_model": {...}',
     )
-    p.add_argument("--resolution", type=int, default=None, help="grid points per dimension (default 32; 16 in 3D)")
+    p.add_argument(
+        "--resolution", type=int, default=None, help="grid points per dimension (default 32; 16 in 3D)"
+    )
     p.add_argument("--batch", type=int, default=1, help="batch size of the probe input (default 1)")
-    p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
+    p.add_argument(
+        "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
+    )
     p.add_argument("--keep-padding", action="store_true", help="show block activations on the padded grid")
     p.set_defaults(func=run)
 
@@ -63,10 +71,14 @@ def read_architecture(text: str) -> dict[str, Any]:
         raw = path.read_text(encoding="utf-8") if path.suffix == ".json" and path.is_file() else text
         cfg = json.loads(raw)
     except (OSError, json.JSONDecodeError) as exc:
-        raise SaenoError(f"--architecture is neither a JSON object nor a readable .json file ({exc}).") from exc
+        raise SaenoError(
+            f"--architecture is neither a JSON object nor a readable .json file ({exc})."
+        ) from exc
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model_class"), str):
-        raise SaenoError('--architecture must be a JSON object with "model_class" (e.g. "UNO") and the '
-                         "model's constructor arguments.")
+        raise SaenoError(
+            '--architecture must be a JSON object with "model_class" (e.g. "UNO") and the '
+            "model's constructor arguments."
+        )
     return cfg
 
 
@@ -157,7 +169,9 @@ def probe_input(hooked: Any, resolution: int | None, batch: int) -> tuple[tuple,
         if op.use_positional_encoding:
             kwargs["input_variable_ids"] = ids
         if op.static_channel_dim:
-            kwargs["static_channel"] = torch.randn(batch, op.static_channel_dim, *([n] * op.n_dim), device=device)
+            kwargs["static_channel"] = torch.randn(
+                batch, op.static_channel_dim, *([n] * op.n_dim), device=device
+            )
         return (x,), kwargs
     if hooked.ndim is None or hooked.in_channels is None:
         raise SaenoError(
@@ -192,7 +206,9 @@ def run(args: argparse.Namespace) -> int:
     note = ""
     if hooked.preset and hooked.preset["name"] in NON_GRID_FAMILIES and hooked.operator_path:
         # a wrapper (a zoo ZooOperator) forwards one grid field only: probe the operator it holds
-        note = f" (probed on the {type(hooked.operator).__name__} inside the wrapper; 'hook_out' is its output)"
+        note = (
+            f" (probed on the {type(hooked.operator).__name__} inside the wrapper; 'hook_out' is its output)"
+        )
         operator = hooked.operator
         assert operator is not None
         hooked = HookedOperator(operator, keep_padding=args.keep_padding).eval()
@@ -206,7 +222,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     preset = hooked.preset["name"] if hooked.preset else "generic"
     where = f" at {hooked.operator_path!r}" if hooked.operator_path else ""
-    shapes = ", ".join(str(tuple(t.shape)) for t in [*inputs, *kwargs.values()] if isinstance(t, torch.Tensor))
+    shapes = ", ".join(
+        str(tuple(t.shape)) for t in [*inputs, *kwargs.values()] if isinstance(t, torch.Tensor)
+    )
     print(f"{type(model).__name__}: preset {preset}{where}, input {shapes}{note}")
     print(format_table(rows))
     return 0

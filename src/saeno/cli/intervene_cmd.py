@@ -18,16 +18,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sae", required=True, help="supervised SAE folder (saeno train --arch supervised)")
     p.add_argument("--store", required=True, help="store captured from a labelled dataset")
-    p.add_argument("--model", required=True,
-                   help="the FNO: burgers-labelled-fno, a zoo name, or a model folder")
-    p.add_argument("--set", dest="assign", action="append", required=True, metavar="FACTOR=VALUE",
-                   help="label to set on every selected row (repeatable)")
-    p.add_argument("--rows", default=None,
-                   help="rows to edit: 'a:b' or comma-separated indices (default: all)")
+    p.add_argument(
+        "--model", required=True, help="the FNO: burgers-labelled-fno, a zoo name, or a model folder"
+    )
+    p.add_argument(
+        "--set",
+        dest="assign",
+        action="append",
+        required=True,
+        metavar="FACTOR=VALUE",
+        help="label to set on every selected row (repeatable)",
+    )
+    p.add_argument(
+        "--rows", default=None, help="rows to edit: 'a:b' or comma-separated indices (default: all)"
+    )
     p.add_argument("--out", required=True, help="output HDF5 file")
-    p.add_argument("--score", action="store_true",
-                   help="compare with the solver's counterfactual (burgers_labelled stores)")
-    p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust")
+    p.add_argument(
+        "--score",
+        action="store_true",
+        help="compare with the solver's counterfactual (burgers_labelled stores)",
+    )
+    p.add_argument(
+        "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
@@ -68,14 +81,20 @@ def run(args: argparse.Namespace) -> int:
 
     store = ActivationStore.open(args.store)
     rows = parse_rows(args.rows, store.n_rows)
-    res = intervene(args.sae, store, load_model(args.model, trust=args.trust), args.assign,
-                    rows=rows, score_counterfactual=args.score, batch_size=args.batch_size,
-                    device=args.device)
+    res = intervene(
+        args.sae,
+        store,
+        load_model(args.model, trust=args.trust),
+        args.assign,
+        rows=rows,
+        score_counterfactual=args.score,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     if res["scores"] is not None:
         print(f"{'prediction':<16} {'relL2 vs solver':>16} {'relL2 vs FNO(x_cf)':>19}")
         for name, r in res["scores"].items():
             print(f"{name:<16} {r['vs_solver']:>16.4f} {r['vs_fno_cf']:>19.4f}")
     write_intervention(res, args.out, sae=str(args.sae))
-    print(f"edited {len(rows)} rows ({res['changed']} label changes) at {res['hook']}; "
-          f"wrote {args.out}")
+    print(f"edited {len(rows)} rows ({res['changed']} label changes) at {res['hook']}; wrote {args.out}")
     return 0

@@ -9,8 +9,7 @@ from pathlib import Path
 from saeno.train.config import add_arguments, config_from_args
 from saeno.train.trainer import summary_lines
 
-ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno",
-         "supervised": "supervised"}
+ARCHS = {"sae": "sae", "flat": "flat", "sae-fno": "sae-fno", "saefno": "sae-fno", "supervised": "supervised"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,37 +21,85 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "folder (cfg.json + sae_weights.safetensors, checkpoints in OUT/checkpoints).",
     )
     p.add_argument("--store", required=True, help="activation store written by `saeno capture`")
-    p.add_argument("--arch", choices=sorted(set(ARCHS)), default="sae",
-                   help="sae (pointwise), flat (SAE-MLP baseline) or sae-fno")
-    p.add_argument("--concepts", type=int, default=None, metavar="P",
-                   help="dictionary size (all architectures but supervised, whose concepts are the labels)")
+    p.add_argument(
+        "--arch",
+        choices=sorted(set(ARCHS)),
+        default="sae",
+        help="sae (pointwise), flat (SAE-MLP baseline) or sae-fno",
+    )
+    p.add_argument(
+        "--concepts",
+        type=int,
+        default=None,
+        metavar="P",
+        help="dictionary size (all architectures but supervised, whose concepts are the labels)",
+    )
     p.add_argument("--lifting", type=int, default=None, metavar="L", help="lifted width (L >= C)")
     p.add_argument("--modes", type=int, default=8, metavar="K", help="SAE-FNO Fourier modes per dim")
     p.add_argument("--sparsity", choices=["topk", "batchtopk", "relu", "jumprelu"], default="topk")
-    p.add_argument("--k", type=int, default=None,
-                   help="TopK/BatchTopK: concepts kept (default 16 per sample for sae-fno, else 8)")
-    p.add_argument("--labels", nargs="+", default=None, metavar="FACTOR",
-                   help="supervised: label factors used as concepts (default: all)")
-    p.add_argument("--holdout", action="append", default=[], metavar="F=C[,F=C]",
-                   help="supervised: label combination never trained on (repeatable)")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="TopK/BatchTopK: concepts kept (default 16 per sample for sae-fno, else 8)",
+    )
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        metavar="FACTOR",
+        help="supervised: label factors used as concepts (default: all)",
+    )
+    p.add_argument(
+        "--holdout",
+        action="append",
+        default=[],
+        metavar="F=C[,F=C]",
+        help="supervised: label combination never trained on (repeatable)",
+    )
     p.add_argument("--block-size", type=int, default=4, help="supervised: code channels per label")
     p.add_argument("--nuisance-size", type=int, default=4, help="supervised: nuisance channels")
     p.add_argument("--hidden", type=int, default=32, help="supervised: decoder hidden width (0: linear)")
-    p.add_argument("--decorrelate", type=float, default=10.0,
-                   help="supervised: weight of the nuisance-label decorrelation penalty")
-    p.add_argument("--group", choices=["point", "concept"], default=None,
-                   help="where TopK selects (default: point for sae/flat, concept for sae-fno)")
+    p.add_argument(
+        "--decorrelate",
+        type=float,
+        default=10.0,
+        help="supervised: weight of the nuisance-label decorrelation penalty",
+    )
+    p.add_argument(
+        "--group",
+        choices=["point", "concept"],
+        default=None,
+        help="where TopK selects (default: point for sae/flat, concept for sae-fno)",
+    )
     p.add_argument("--l1", type=float, default=1e-3, help="ReLU: L1 coefficient")
     p.add_argument("--l0", type=float, default=1e-3, help="JumpReLU: L0 coefficient")
-    p.add_argument("--domain-l1", type=float, default=0.0, metavar="LAMBDA",
-                   help="domain sparsity: L1 penalty on function-valued codes")
-    p.add_argument("--domain-frac", type=float, default=None, metavar="F",
-                   help="domain sparsity: keep this share of grid points in each active concept "
-                   "(default 0.25 for sae-fno with TopK over concepts; 1 keeps all)")
-    p.add_argument("--complex", choices=["realimag"], default=None,
-                   help="treatment of complex activations (stack real and imaginary parts)")
-    p.add_argument("--out", required=True, help="output folder (checkpoints in OUT/checkpoints, "
-                   "log in OUT/train_log.csv)")
+    p.add_argument(
+        "--domain-l1",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="domain sparsity: L1 penalty on function-valued codes",
+    )
+    p.add_argument(
+        "--domain-frac",
+        type=float,
+        default=None,
+        metavar="F",
+        help="domain sparsity: keep this share of grid points in each active concept "
+        "(default 0.25 for sae-fno with TopK over concepts; 1 keeps all)",
+    )
+    p.add_argument(
+        "--complex",
+        choices=["realimag"],
+        default=None,
+        help="treatment of complex activations (stack real and imaginary parts)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (checkpoints in OUT/checkpoints, log in OUT/train_log.csv)",
+    )
     add_arguments(p)  # one flag per TrainConfig field: --steps, --lr, --aux-coef, --resume, ...
     p.set_defaults(func=run)
 
@@ -62,8 +109,7 @@ def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
     from saeno.sae import SAE, SAEFNO, FlatSAE
 
     arch = ARCHS[args.arch]
-    spec: dict = {"type": args.sparsity, "domain_l1": args.domain_l1,
-                  "domain_frac": args.domain_frac}
+    spec: dict = {"type": args.sparsity, "domain_l1": args.domain_l1, "domain_frac": args.domain_frac}
     if args.group:
         spec["group"] = args.group
     fno_default = arch == "sae-fno" and args.sparsity == "topk" and args.group in (None, "concept")
@@ -101,12 +147,24 @@ def run(args: argparse.Namespace) -> int:
     if ARCHS[args.arch] == "supervised":
         from saeno.supervised.training import train_from_store
 
-        path = train_from_store(store, hook, args.out, labels=args.labels, holdout=args.holdout,
-                                steps=args.steps or 2000, batch_size=args.batch_size or 32,
-                                lr=args.lr or 3e-3, block_size=args.block_size,
-                                nuisance_size=args.nuisance_size, modes=args.modes,
-                                hidden=args.hidden, decorrelate=args.decorrelate, seed=args.seed,
-                                device=args.device or "cpu", progress=args.progress)
+        path = train_from_store(
+            store,
+            hook,
+            args.out,
+            labels=args.labels,
+            holdout=args.holdout,
+            steps=args.steps or 2000,
+            batch_size=args.batch_size or 32,
+            lr=args.lr or 3e-3,
+            block_size=args.block_size,
+            nuisance_size=args.nuisance_size,
+            modes=args.modes,
+            hidden=args.hidden,
+            decorrelate=args.decorrelate,
+            seed=args.seed,
+            device=args.device or "cpu",
+            progress=args.progress,
+        )
         print(f"trained supervised SAE on {hook}: saved {path}")
         return 0
     if args.concepts is None:
@@ -136,8 +194,16 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # the summary prints them
         warnings.simplefilter("ignore", ConvergenceWarning)
         res = train_sae(sae, store, config)
-    save_sae(res.sae, out, metadata={"store": str(args.store), "steps": res.steps,
-                                     "samples": res.samples, "train_config": config.record()})
+    save_sae(
+        res.sae,
+        out,
+        metadata={
+            "store": str(args.store),
+            "steps": res.steps,
+            "samples": res.samples,
+            "train_config": config.record(),
+        },
+    )
     for line in summary_lines(res, sae, hook):
         print(line)
     print(f"saved: {out}")

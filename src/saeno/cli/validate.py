@@ -20,9 +20,24 @@ from saeno.errors import SaenoError
 
 #: options that must be positive integers when given (export checks --n-top and --max-concepts itself)
 POSITIVE_INTS = (
-    "batch_size", "n", "n_test", "chunk_size", "resolution", "dpi", "steps", "epochs", "concepts",
-    "k", "dead_window", "checkpoint_every", "modes", "n_rows", "lifting",
-    "batch", "workers", "block_size",
+    "batch_size",
+    "n",
+    "n_test",
+    "chunk_size",
+    "resolution",
+    "dpi",
+    "steps",
+    "epochs",
+    "concepts",
+    "k",
+    "dead_window",
+    "checkpoint_every",
+    "modes",
+    "n_rows",
+    "lifting",
+    "batch",
+    "workers",
+    "block_size",
 )
 #: options that must be integers >= 0 when given
 NONNEGATIVE_INTS = ("aux_k", "hidden", "nuisance_size", "seed")
@@ -41,8 +56,15 @@ OUTPUTS = {
     "zoo": (("out", "dir"),),
 }
 #: fsspec protocols and the package each needs
-PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
-                     "abfs": "adlfs", "hf": "huggingface_hub"}
+PROTOCOL_PACKAGES = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "hf": "huggingface_hub",
+}
 
 
 def _flag(name: str) -> str:
@@ -67,7 +89,11 @@ def check_numbers(args: argparse.Namespace) -> None:
         v = getattr(args, name, None)
         if v is None:
             continue
-        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if name in POSITIVE_FLOATS else v >= 0)
+        ok = (
+            isinstance(v, (int, float))
+            and math.isfinite(v)
+            and (v > 0 if name in POSITIVE_FLOATS else v >= 0)
+        )
         if not ok:
             what = "a positive finite number" if name in POSITIVE_FLOATS else "a finite number >= 0"
             raise SaenoError(f"{_flag(name)} must be {what}, got {v}")
@@ -90,11 +116,15 @@ def check_device(value: str | None, flag: str = "--device") -> None:
         return
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise SaenoError(f"{flag} {value}: no CUDA GPU is available here (or this torch is a CPU "
-                             "build): use --device cpu")
+            raise SaenoError(
+                f"{flag} {value}: no CUDA GPU is available here (or this torch is a CPU "
+                "build): use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SaenoError(f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA "
-                             "device(s), numbered from 0")
+            raise SaenoError(
+                f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA "
+                "device(s), numbered from 0"
+            )
         return
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -115,8 +145,9 @@ def _check_writable(folder: Path, target: Path, flag: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".saeno-write-test-", dir=folder)
     except OSError as exc:
-        raise SaenoError(f"{flag} {target}: cannot write in {folder} ({exc.strerror}); choose a "
-                         "location you can write to") from None
+        raise SaenoError(
+            f"{flag} {target}: cannot write in {folder} ({exc.strerror}); choose a location you can write to"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -139,8 +170,10 @@ def check_output(value: str | None, kind: str, flag: str) -> None:
         if path.is_dir():
             raise SaenoError(f"{flag} {value} is a folder; {flag} names a file")
         if base != path and base != path.parent:
-            raise SaenoError(f"{flag} {value}: the folder {path.parent} does not exist; create it "
-                             "first or choose another location")
+            raise SaenoError(
+                f"{flag} {value}: the folder {path.parent} does not exist; create it "
+                "first or choose another location"
+            )
     _check_writable(base, path, flag)
 
 
@@ -153,11 +186,14 @@ def check_protocol(url: str, flag: str) -> None:
         fsspec.get_filesystem_class(protocol)
     except ImportError:
         package = PROTOCOL_PACKAGES.get(protocol, f"the fsspec back-end for {protocol}://")
-        raise SaenoError(f"{flag} {url}: {protocol}:// needs the package {package}: pip install "
-                         f"{package}") from None
+        raise SaenoError(
+            f"{flag} {url}: {protocol}:// needs the package {package}: pip install {package}"
+        ) from None
     except ValueError:
-        raise SaenoError(f"{flag} {url}: {protocol}:// is not a protocol fsspec knows; use a local "
-                         "path or a URL such as s3://bucket/store") from None
+        raise SaenoError(
+            f"{flag} {url}: {protocol}:// is not a protocol fsspec knows; use a local "
+            "path or a URL such as s3://bucket/store"
+        ) from None
 
 
 def check_modes(modes: int, grid: tuple[int, ...], flag: str = "--modes") -> None:
@@ -166,8 +202,10 @@ def check_modes(modes: int, grid: tuple[int, ...], flag: str = "--modes") -> Non
         return
     limit = (min(grid) + 1) // 2
     if modes > limit:
-        raise SaenoError(f"{flag} {modes} is above the Nyquist limit of the {'x'.join(map(str, grid))} "
-                         f"grid: at most {limit} modes per dimension; pass {flag} {limit} or fewer")
+        raise SaenoError(
+            f"{flag} {modes} is above the Nyquist limit of the {'x'.join(map(str, grid))} "
+            f"grid: at most {limit} modes per dimension; pass {flag} {limit} or fewer"
+        )
 
 
 def check(args: argparse.Namespace) -> None:
@@ -190,7 +228,7 @@ def disk_error(exc: OSError) -> str | None:
 
     fixes = {
         errno.ENOSPC: "the disk is full: free some space (or choose another location) and run again "
-                      "(capture and train: add --resume to continue)",
+        "(capture and train: add --resume to continue)",
         errno.EDQUOT: "the disk quota is exceeded: free some space and run again",
         errno.EROFS: "the file system is read-only: choose another location",
         errno.EACCES: "permission denied: choose a location you can write to",

@@ -38,20 +38,31 @@ def _list(args: argparse.Namespace) -> int:
         l2 = i.get("record", {}).get("test_rel_l2", {}) if i["trained"] else {}
         state = "trained" if i["trained"] else "not trained (trains on first use)"
         errors = "  ".join(f"{r}: {v:.4f}" for r, v in l2.items())
-        print(f"{name:20s} data {i['recipe']['dataset']:14s} res {i['recipe']['resolution']:4d}  {state}"
-              + (f"  test rel L2 {errors}" if errors else ""))
+        print(
+            f"{name:20s} data {i['recipe']['dataset']:14s} res {i['recipe']['resolution']:4d}  {state}"
+            + (f"  test rel L2 {errors}" if errors else "")
+        )
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from saeno import zoo
 
-    folder = zoo.train(args.name, fast=args.fast or None, out=args.out, force=args.force,
-                       device=args.device, progress=not args.no_progress, seed=args.seed)
+    folder = zoo.train(
+        args.name,
+        fast=args.fast or None,
+        out=args.out,
+        force=args.force,
+        device=args.device,
+        progress=not args.no_progress,
+        seed=args.seed,
+    )
     record = json.loads((folder / "record.json").read_text(encoding="utf-8"))
     print(folder)
-    print(f"wall time {record['wall_time_s']:.1f} s; test relative L2: "
-          + ", ".join(f"{r}: {v:.4f}" for r, v in record["test_rel_l2"].items()))
+    print(
+        f"wall time {record['wall_time_s']:.1f} s; test relative L2: "
+        + ", ".join(f"{r}: {v:.4f}" for r, v in record["test_rel_l2"].items())
+    )
     return 0
 
 
@@ -66,9 +77,18 @@ def _info(args: argparse.Namespace) -> int:
     print(f"name: {i['name']}\nfolder: {i['folder']}\ntrained: {i['trained']}")
     if "recipe" in i:
         print(f"recipe: {json.dumps(i['recipe'])}")
-    for key in ("epochs", "seed", "n_train", "n_test", "train_resolution", "wall_time_s",
-                "total_wall_time_s", "torch_threads", "train_rel_l2",
-                "test_rel_l2"):
+    for key in (
+        "epochs",
+        "seed",
+        "n_train",
+        "n_test",
+        "train_resolution",
+        "wall_time_s",
+        "total_wall_time_s",
+        "torch_threads",
+        "train_rel_l2",
+        "test_rel_l2",
+    ):
         if key in rec:
             print(f"{key}: {rec[key]}")
     return 0

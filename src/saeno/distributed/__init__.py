@@ -13,5 +13,12 @@ from saeno.distributed.data import ShardedBatches
 from saeno.distributed.env import DistInfo, DistributedError, launched_by_torchrun, process_group
 from saeno.distributed.train import train_distributed
 
-__all__ = ["capture_distributed", "ShardedBatches", "train_distributed", "DistInfo",
-           "DistributedError", "launched_by_torchrun", "process_group"]
+__all__ = [
+    "capture_distributed",
+    "ShardedBatches",
+    "train_distributed",
+    "DistInfo",
+    "DistributedError",
+    "launched_by_torchrun",
+    "process_group",
+]

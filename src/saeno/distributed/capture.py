@@ -70,14 +70,33 @@ class _RegionSink(ChunkSink):
     """A :class:`ChunkSink` that records per-chunk statistics and this rank's ``rows_done`` in the
     progress group instead of committing the root metadata (which rank 0 writes at the end)."""
 
-    def __init__(self, group: zarr.Group, arrays: dict, names: list[str], hook_info: dict,
-                 chunk_size: int, start_row: int, region_start: int, dtypes: dict,
-                 allow_nonfinite: bool, rank: int, on_commit: Any = None) -> None:
+    def __init__(
+        self,
+        group: zarr.Group,
+        arrays: dict,
+        names: list[str],
+        hook_info: dict,
+        chunk_size: int,
+        start_row: int,
+        region_start: int,
+        dtypes: dict,
+        allow_nonfinite: bool,
+        rank: int,
+        on_commit: Any = None,
+    ) -> None:
         self._complex = {h: hook_info[h]["complex"] is not None for h in names}
         self._channels = {h: int(hook_info[h]["shape"][0]) for h in names}
-        super().__init__(group, arrays, hooks={h: layout.hook_path(h) for h in names},
-                         stats=self._fresh(), chunk_size=chunk_size, start_row=start_row,
-                         dtypes=dtypes, allow_nonfinite=allow_nonfinite, on_commit=on_commit)
+        super().__init__(
+            group,
+            arrays,
+            hooks={h: layout.hook_path(h) for h in names},
+            stats=self._fresh(),
+            chunk_size=chunk_size,
+            start_row=start_row,
+            dtypes=dtypes,
+            allow_nonfinite=allow_nonfinite,
+            on_commit=on_commit,
+        )
         self.region_start = region_start
         self._recorded = start_row
         self._record = group[f"{PROGRESS_GROUP}/rank_{rank}"]
@@ -176,8 +195,10 @@ def capture_distributed(
     fingerprint = single._fingerprint(hooked)
     total = length_of(data)
     if total is None:
-        raise StoreError("a distributed capture needs data with a length (a tensor, a Dataset or a "
-                         "DataLoader over one): every rank must know where its rows are")
+        raise StoreError(
+            "a distributed capture needs data with a length (a tensor, a Dataset or a "
+            "DataLoader over one): every rank must know where its rows are"
+        )
     if n is not None:
         total = min(n, total)
     if total == 0:
@@ -187,10 +208,24 @@ def capture_distributed(
     error: BaseException | None = None
     if info.is_main:
         try:
-            _prepare(hooked, data, names, url, dev=dev, fingerprint=fingerprint, model=model,
-                     dtype=dtype, total=total, batch_size=batch_size, chunk_size=chunk_size,
-                     resume=resume, overwrite=overwrite, dataset_card=dataset_card,
-                     world_size=info.world_size, progress=progress)
+            _prepare(
+                hooked,
+                data,
+                names,
+                url,
+                dev=dev,
+                fingerprint=fingerprint,
+                model=model,
+                dtype=dtype,
+                total=total,
+                batch_size=batch_size,
+                chunk_size=chunk_size,
+                resume=resume,
+                overwrite=overwrite,
+                dataset_card=dataset_card,
+                world_size=info.world_size,
+                progress=progress,
+            )
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the others
             error = exc
     _agree(info, error, "preparing the store")
@@ -200,9 +235,21 @@ def capture_distributed(
     attrs = dict(group.attrs)
     if not attrs.get("complete"):
         try:
-            _capture_region(hooked, data, names, group, attrs, info, dev=dev, total=total,
-                            batch_size=batch_size, fingerprint=fingerprint, dtype=dtype,
-                            allow_nonfinite=allow_nonfinite, progress=progress)
+            _capture_region(
+                hooked,
+                data,
+                names,
+                group,
+                attrs,
+                info,
+                dev=dev,
+                total=total,
+                batch_size=batch_size,
+                fingerprint=fingerprint,
+                dtype=dtype,
+                allow_nonfinite=allow_nonfinite,
+                progress=progress,
+            )
         except BaseException as exc:  # noqa: BLE001
             error = exc
         _agree(info, error, "capturing")
@@ -221,14 +268,31 @@ def _agree(info: DistInfo, error: BaseException | None, what: str) -> None:
     if error is not None:
         raise error
     if failed:
-        raise DistributedError(f"rank(s) {failed} failed while {what}; their own error messages say "
-                               "why. Fix that and run again with --resume to keep the rows written")
+        raise DistributedError(
+            f"rank(s) {failed} failed while {what}; their own error messages say "
+            "why. Fix that and run again with --resume to keep the rows written"
+        )
 
 
-def _prepare(hooked: Any, data: Any, names: list[str], url: str, *, dev: torch.device,
-             fingerprint: str, model: torch.nn.Module, dtype: str, total: int, batch_size: int,
-             chunk_size: int | None, resume: bool, overwrite: bool, dataset_card: dict | None,
-             world_size: int, progress: bool) -> None:
+def _prepare(
+    hooked: Any,
+    data: Any,
+    names: list[str],
+    url: str,
+    *,
+    dev: torch.device,
+    fingerprint: str,
+    model: torch.nn.Module,
+    dtype: str,
+    total: int,
+    batch_size: int,
+    chunk_size: int | None,
+    resume: bool,
+    overwrite: bool,
+    dataset_card: dict | None,
+    world_size: int,
+    progress: bool,
+) -> None:
     """Rank 0: create the store and the progress records, or check the ones to resume."""
     existing = open_group(url, mode="r", missing_ok=True) if resume else None
     if existing is not None:
@@ -237,23 +301,29 @@ def _prepare(hooked: Any, data: Any, names: list[str], url: str, *, dev: torch.d
             raise StoreError(f"{url} is not a saeno activation store: cannot resume it")
         single._check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
         if int(attrs["n_planned"]) != total:
-            raise StoreError(f"the store at {url} was started for {attrs['n_planned']} samples, this "
-                             f"call asks for {total}: resume with n={attrs['n_planned']} (or the same data)")
+            raise StoreError(
+                f"the store at {url} was started for {attrs['n_planned']} samples, this "
+                f"call asks for {total}: resume with n={attrs['n_planned']} (or the same data)"
+            )
         if attrs.get("complete"):
             return
         members = dict(existing.members())
         if PROGRESS_GROUP in members:
             planned = int(members[PROGRESS_GROUP].attrs["world_size"])
             if planned != world_size:
-                raise StoreError(f"the capture at {url} was started with {planned} processes; resume "
-                                 f"it with torchrun --nproc-per-node/--nnodes giving {planned} in all "
-                                 f"(not {world_size})")
+                raise StoreError(
+                    f"the capture at {url} was started with {planned} processes; resume "
+                    f"it with torchrun --nproc-per-node/--nnodes giving {planned} in all "
+                    f"(not {world_size})"
+                )
             if single._is_local(url):
                 single._remove_partial_files(Path(url.removeprefix("file://")))
             return
         if int(attrs.get("rows_written", 0)):
-            raise StoreError(f"{url} is a single-process capture with {attrs['rows_written']} rows: "
-                             "resume it without torchrun (saeno capture --resume)")
+            raise StoreError(
+                f"{url} is a single-process capture with {attrs['rows_written']} rows: "
+                "resume it without torchrun (saeno capture --resume)"
+            )
         overwrite = True  # created, then stopped before any progress record: start afresh
     group, _ = single._open_target(url, resume=False, overwrite=overwrite)
     first = next(iter_batches(data, batch_size, 0, total))
@@ -264,36 +334,67 @@ def _prepare(hooked: Any, data: Any, names: list[str], url: str, *, dev: torch.d
         per_sample = sum(int(np.prod(s)) * d.itemsize for s, d in specs.values())
         single._check_disk(url, total * per_sample)
         if progress:
-            print(f"saeno capture: {total} samples x {format_bytes(per_sample)} = up to "
-                  f"{format_bytes(total * per_sample)} (uncompressed) -> {url}, {world_size} "
-                  "processes", file=sys.stderr)
+            print(
+                f"saeno capture: {total} samples x {format_bytes(per_sample)} = up to "
+                f"{format_bytes(total * per_sample)} (uncompressed) -> {url}, {world_size} "
+                "processes",
+                file=sys.stderr,
+            )
     ds = None if isinstance(data, torch.Tensor) else dataset_of(data)
     card = dataset_card if dataset_card is not None else single._attr(ds, "card")
-    attrs = single._create_store(group, specs, names, fingerprint=fingerprint, model=model,
-                                 dtype=dtype, total=total, batch_size=batch_size,
-                                 chunk_size=chunk_size, batch=first, ds=ds, card=card,
-                                 split=single._attr(ds, "split"))
+    attrs = single._create_store(
+        group,
+        specs,
+        names,
+        fingerprint=fingerprint,
+        model=model,
+        dtype=dtype,
+        total=total,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        batch=first,
+        ds=ds,
+        card=card,
+        split=single._attr(ds, "split"),
+    )
     n_chunks = math.ceil(total / int(attrs["chunk_size"]))
     progress_group = group.create_group(PROGRESS_GROUP)
     for hook in names:
         c = int(attrs["hook_info"][hook]["shape"][0])
-        progress_group.create_array(f"stats/{hook}", shape=(n_chunks, 4, c), chunks=(1, 4, c),
-                                    dtype=np.float64, fill_value=np.nan)
+        progress_group.create_array(
+            f"stats/{hook}", shape=(n_chunks, 4, c), chunks=(1, 4, c), dtype=np.float64, fill_value=np.nan
+        )
     for r in range(world_size):
         progress_group.create_group(f"rank_{r}").attrs.update({"rows_done": 0})
     progress_group.attrs.update({"world_size": world_size, "n_chunks": n_chunks})
 
 
-def _capture_region(hooked: Any, data: Any, names: list[str], group: zarr.Group, attrs: dict,
-                    info: DistInfo, *, dev: torch.device, total: int, batch_size: int,
-                    fingerprint: str, dtype: str, allow_nonfinite: bool, progress: bool) -> None:
+def _capture_region(
+    hooked: Any,
+    data: Any,
+    names: list[str],
+    group: zarr.Group,
+    attrs: dict,
+    info: DistInfo,
+    *,
+    dev: torch.device,
+    total: int,
+    batch_size: int,
+    fingerprint: str,
+    dtype: str,
+    allow_nonfinite: bool,
+    progress: bool,
+) -> None:
     """Capture this rank's rows from its progress record on."""
     single._check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
     if int(attrs["batch_size"]) != batch_size:
         if info.is_main:
-            warnings.warn(f"resuming with the store's batch_size={attrs['batch_size']} (not "
-                          f"{batch_size}) so that the store equals an uninterrupted capture bit "
-                          "for bit", stacklevel=3)
+            warnings.warn(
+                f"resuming with the store's batch_size={attrs['batch_size']} (not "
+                f"{batch_size}) so that the store equals an uninterrupted capture bit "
+                "for bit",
+                stacklevel=3,
+            )
         batch_size = int(attrs["batch_size"])
     cs = int(attrs["chunk_size"])
     lo, hi = region(total, cs, info.world_size, info.rank)
@@ -309,10 +410,16 @@ def _capture_region(hooked: Any, data: Any, names: list[str], group: zarr.Group,
     if progress and info.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=hi - lo, initial=done, unit="sample", dynamic_ncols=True,
-                   desc=f"capture (rank 0 of {info.world_size})")
-    sink = _RegionSink(group, arrays, names, attrs["hook_info"], cs, start, lo, dtypes,
-                       allow_nonfinite, info.rank)
+        bar = tqdm(
+            total=hi - lo,
+            initial=done,
+            unit="sample",
+            dynamic_ncols=True,
+            desc=f"capture (rank 0 of {info.world_size})",
+        )
+    sink = _RegionSink(
+        group, arrays, names, attrs["hook_info"], cs, start, lo, dtypes, allow_nonfinite, info.rank
+    )
     writer = BackgroundWriter(sink.consume, sink.finish, maxsize=single.QUEUE_BATCHES)
     try:
         for batch in iter_batches(data, batch_size, start, stop):
@@ -328,8 +435,10 @@ def _capture_region(hooked: Any, data: Any, names: list[str], group: zarr.Group,
             got = {name: tuple(v.shape[1:]) for name, v in rows.items()}
             want = {name: tuple(s) for name, s in shapes.items()}
             if got != want:
-                raise StoreError(f"rank {info.rank}: the data gives other arrays or shapes ({got}) "
-                                 f"than the store holds ({want}): every rank needs the same data")
+                raise StoreError(
+                    f"rank {info.rank}: the data gives other arrays or shapes ({got}) "
+                    f"than the store holds ({want}): every rank needs the same data"
+                )
             writer.submit(rows)
             if bar is not None:
                 bar.update(b - a)
@@ -342,8 +451,10 @@ def _capture_region(hooked: Any, data: Any, names: list[str], group: zarr.Group,
         if bar is not None:
             bar.close()
     if sink.rows_written < hi:
-        raise StoreError(f"rank {info.rank}: the data ended at row {sink.rows_written}, before the "
-                         f"end of its region ({hi}); the data holds fewer samples than its length")
+        raise StoreError(
+            f"rank {info.rank}: the data ended at row {sink.rows_written}, before the "
+            f"end of its region ({hi}); the data holds fewer samples than its length"
+        )
 
 
 def _finish(group: zarr.Group, attrs: dict) -> None:
@@ -355,8 +466,9 @@ def _finish(group: zarr.Group, attrs: dict) -> None:
         per_chunk = np.asarray(group[_stats_path(hook)][:])
         if np.isnan(per_chunk[:, 0]).any():
             missing = np.flatnonzero(np.isnan(per_chunk[:, 0, 0])).tolist()
-            raise StoreError(f"chunks {missing[:10]} have no statistics: a rank did not finish; "
-                             "run again with --resume")
+            raise StoreError(
+                f"chunks {missing[:10]} have no statistics: a rank did not finish; run again with --resume"
+            )
         stats = RunningStats.empty(int(info["shape"][0]), info["complex"] is not None)
         for rows in per_chunk:
             stats = stats.merge(_unpack(rows, info["complex"] is not None))

@@ -43,14 +43,26 @@ def capture_from_args(args: argparse.Namespace, model: torch.nn.Module, data: An
     with env.process_group() as info:
         device = rank_device(args.device, info)
         store = capture_distributed(
-            HookedOperator(model.to(device)), data, args.hooks, args.out,
-            batch_size=args.batch_size, dtype=args.dtype, n=args.n, resume=args.resume,
-            overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite, device=device,
-            chunk_size=args.chunk_size, progress=not args.no_progress, info=info,
+            HookedOperator(model.to(device)),
+            data,
+            args.hooks,
+            args.out,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            n=args.n,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            allow_nonfinite=args.allow_nonfinite,
+            device=device,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+            info=info,
         )
         if info.is_main:
-            print(f"captured {store.n_rows} samples of {len(store.hooks)} hooks to {store.url} "
-                  f"with {info.world_size} processes ({format_bytes(store.nbytes_stored())} stored)")
+            print(
+                f"captured {store.n_rows} samples of {len(store.hooks)} hooks to {store.url} "
+                f"with {info.world_size} processes ({format_bytes(store.nbytes_stored())} stored)"
+            )
     return 0
 
 
@@ -68,10 +80,17 @@ def train_from_args(args: argparse.Namespace, sae: Any, store: Any, hook: str, o
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = train_distributed(sae, store, config, info=info)
         if info.is_main:
-            save_sae(res.sae, out, metadata={"store": str(args.store), "steps": res.steps,
-                                             "samples": res.samples,
-                                             "world_size": info.world_size,
-                                             "train_config": config.record()})
+            save_sae(
+                res.sae,
+                out,
+                metadata={
+                    "store": str(args.store),
+                    "steps": res.steps,
+                    "samples": res.samples,
+                    "world_size": info.world_size,
+                    "train_config": config.record(),
+                },
+            )
             for line in summary_lines(res, sae, hook, info.world_size):
                 print(line)
             print(f"saved: {out}", file=sys.stdout)

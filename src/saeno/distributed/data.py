@@ -52,9 +52,18 @@ class ShardedBatches:
         local batches or 65536 points, 8 local batches or 256 fields).
     """
 
-    def __init__(self, store: Any, hook: str | None = None, *, view: str = "points",
-                 batch_size: int = 4096, num_shards: int = 1, shard: int | None = None,
-                 seed: int = 0, shuffle_buffer: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        hook: str | None = None,
+        *,
+        view: str = "points",
+        batch_size: int = 4096,
+        num_shards: int = 1,
+        shard: int | None = None,
+        seed: int = 0,
+        shuffle_buffer: int | None = None,
+    ) -> None:
         hook = resolve_hook(store, hook)
         if num_shards < 1 or (shard is not None and not 0 <= shard < num_shards):
             raise DistributedError(f"shard {shard} of {num_shards} does not exist")
@@ -62,13 +71,15 @@ class ShardedBatches:
             raise DistributedError(
                 f"the global batch ({batch_size}) must be a multiple of the number of processes "
                 f"({num_shards}) so that every rank gets an equal share: pass --batch-size "
-                f"{max(1, round(batch_size / num_shards)) * num_shards}")
+                f"{max(1, round(batch_size / num_shards)) * num_shards}"
+            )
         self.store, self.hook, self.view = store, hook, view
         self.batch_size, self.num_shards, self.shard, self.seed = batch_size, num_shards, shard, seed
         self.local_batch = batch_size // num_shards
         if shuffle_buffer is None:
-            shuffle_buffer = (max(self.local_batch * 16, 65536) if view == "points"
-                              else max(self.local_batch * 8, 256))
+            shuffle_buffer = (
+                max(self.local_batch * 16, 65536) if view == "points" else max(self.local_batch * 8, 256)
+            )
         self.shuffle_buffer = shuffle_buffer
         self.fingerprint = getattr(store, "fingerprint", None)
         self.n_rows = int(store.n_rows)
@@ -79,7 +90,8 @@ class ShardedBatches:
             raise DistributedError(
                 f"the store has {self.n_chunks} chunk(s) of {self.chunk_size} samples, fewer than "
                 f"the {num_shards} processes: use fewer processes or capture with a smaller "
-                "--chunk-size")
+                "--chunk-size"
+            )
         # the smallest shard any epoch can deal: floor(n_chunks / W) chunks, the short last one among them
         short = self.n_chunks * self.chunk_size - self.n_rows
         min_rows = (self.n_chunks // num_shards) * self.chunk_size - short
@@ -87,22 +99,29 @@ class ShardedBatches:
         if self.steps_per_epoch < 1:
             raise DistributedError(
                 f"a shard holds at least {min_rows * self.points} {view}, fewer than one per-process "
-                f"batch ({self.local_batch}): lower --batch-size or use fewer processes")
+                f"batch ({self.local_batch}): lower --batch-size or use fewer processes"
+            )
         self._next_epoch = 0
 
     def shard_rows(self, epoch: int, shard: int) -> np.ndarray:
         """Store rows of ``shard`` in ``epoch`` (sorted)."""
         perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_chunks)
-        chunks = np.sort(perm[shard::self.num_shards])
+        chunks = np.sort(perm[shard :: self.num_shards])
         rows = (chunks[:, None] * self.chunk_size + np.arange(self.chunk_size)[None, :]).reshape(-1)
         return rows[rows < self.n_rows]
 
     def local_batches(self, epoch: int, shard: int) -> Iterator[Tensor]:
         """The ``steps_per_epoch`` local batches of ``shard`` in ``epoch``."""
-        loader = self.store.loader(self.hook, view=self.view, batch_size=self.local_batch,
-                                   shuffle_buffer=self.shuffle_buffer, normalize=False,
-                                   seed=self.seed * 1_000_003 + epoch * 1009 + shard,
-                                   rows=self.shard_rows(epoch, shard), drop_last=True)
+        loader = self.store.loader(
+            self.hook,
+            view=self.view,
+            batch_size=self.local_batch,
+            shuffle_buffer=self.shuffle_buffer,
+            normalize=False,
+            seed=self.seed * 1_000_003 + epoch * 1009 + shard,
+            rows=self.shard_rows(epoch, shard),
+            drop_last=True,
+        )
         for batch in itertools.islice(iter(loader), self.steps_per_epoch):
             yield torch.as_tensor(batch)
 
@@ -135,7 +154,13 @@ class ShardedBatches:
         mean, var = self.store.stats(self.hook)
         if not (np.iscomplexobj(mean) or np.iscomplexobj(var)):
             return np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
-        whole = ShardedBatches(self.store, self.hook, view=self.view, batch_size=self.batch_size,
-                               num_shards=self.num_shards, seed=self.seed,
-                               shuffle_buffer=self.shuffle_buffer)
+        whole = ShardedBatches(
+            self.store,
+            self.hook,
+            view=self.view,
+            batch_size=self.batch_size,
+            num_shards=self.num_shards,
+            seed=self.seed,
+            shuffle_buffer=self.shuffle_buffer,
+        )
         return channel_moments(whole.epoch(0), max_batches=64)

@@ -60,8 +60,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise DistributedError(f"environment variable {name}={value!r} is not an integer: launch "
-                               "with torchrun, which sets it") from None
+        raise DistributedError(
+            f"environment variable {name}={value!r} is not an integer: launch with torchrun, which sets it"
+        ) from None
 
 
 def launched_by_torchrun() -> bool:
@@ -115,15 +116,19 @@ def init(backend: str | None = None, timeout_s: float | None = None) -> DistInfo
         raise DistributedError(f"backend {backend!r} is not supported: use one of {BACKENDS}")
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
-        raise DistributedError(f"WORLD_SIZE={world} but {missing} are not set: launch with "
-                               "torchrun --nproc-per-node N -m saeno ...")
+        raise DistributedError(
+            f"WORLD_SIZE={world} but {missing} are not set: launch with "
+            "torchrun --nproc-per-node N -m saeno ..."
+        )
     local = _env_int("LOCAL_RANK", 0)
     kwargs = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
     if backend == "nccl":
         if not torch.cuda.is_available() or local >= torch.cuda.device_count():
-            raise DistributedError(f"NCCL needs a CUDA device for local rank {local}; this machine "
-                                   f"has {torch.cuda.device_count()}: use --nproc-per-node "
-                                   "<= the GPU count, or the gloo backend")
+            raise DistributedError(
+                f"NCCL needs a CUDA device for local rank {local}; this machine "
+                f"has {torch.cuda.device_count()}: use --nproc-per-node "
+                "<= the GPU count, or the gloo backend"
+            )
         torch.cuda.set_device(local)
         kwargs["device_id"] = torch.device("cuda", local)
     dist.init_process_group(backend=backend, init_method="env://", **kwargs)

@@ -53,20 +53,34 @@ class DataParallel(SingleProcess):
         """This rank's device (``info.device``) unless ``requested`` names one."""
         return torch.device(requested) if requested is not None else self.info.device
 
-    def source(self, data: Any, *, view: str, batch_size: int, seed: int, hook: str | None,
-               shuffle_buffer: int | None) -> ShardedBatches:
+    def source(
+        self,
+        data: Any,
+        *,
+        view: str,
+        batch_size: int,
+        seed: int,
+        hook: str | None,
+        shuffle_buffer: int | None,
+    ) -> ShardedBatches:
         """This rank's shard of the store ``data`` (an ActivationStore or its path)."""
-        return ShardedBatches(open_store(data), hook, view=view, batch_size=batch_size,
-                              num_shards=self.world_size, shard=self.rank, seed=seed,
-                              shuffle_buffer=shuffle_buffer)
+        return ShardedBatches(
+            open_store(data),
+            hook,
+            view=view,
+            batch_size=batch_size,
+            num_shards=self.world_size,
+            shard=self.rank,
+            seed=seed,
+            shuffle_buffer=shuffle_buffer,
+        )
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` in DDP (unwrapped with one process)."""
         if self.world_size == 1:
             return module
         device = next(module.parameters()).device
-        return DistributedDataParallel(module,
-                                       device_ids=[device.index] if device.type == "cuda" else None)
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
     def _all_reduce(self, t: Tensor, op: Any = None) -> Tensor:
         if self.world_size > 1:
@@ -102,8 +116,9 @@ class DataParallel(SingleProcess):
             path = Path(resume)
         else:
             found = super().resume_point(checkpoint_dir, resume) if info.is_main else None
-            step = torch.tensor([-1 if found is None else int(found.name.split("_")[1])],
-                                dtype=torch.long, device=info.device)
+            step = torch.tensor(
+                [-1 if found is None else int(found.name.split("_")[1])], dtype=torch.long, device=info.device
+            )
             if self.world_size > 1:
                 dist.broadcast(step, src=0)
             if int(step) < 0:
@@ -112,8 +127,10 @@ class DataParallel(SingleProcess):
             path = Path(checkpoint_dir) / f"step_{int(step):08d}"
         seen = self._all_reduce(torch.tensor([0 if path.exists() else 1], device=info.device))
         if int(seen):
-            raise CheckpointError(f"checkpoint {path} is not visible on {int(seen)} rank(s): put "
-                                  "--out on a file system every node mounts")
+            raise CheckpointError(
+                f"checkpoint {path} is not visible on {int(seen)} rank(s): put "
+                "--out on a file system every node mounts"
+            )
         return path
 
     def check_resume(self, checkpoint: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -123,15 +140,22 @@ class DataParallel(SingleProcess):
             raise CheckpointError(
                 f"checkpoint {checkpoint} was written by {planned} process(es) with global batch "
                 f"{saved.get('batch_size')}; resume with the same --nproc-per-node/--nnodes and "
-                "--batch-size (the data shards depend on both)")
+                "--batch-size (the data shards depend on both)"
+            )
 
     def record(self) -> dict[str, Any]:
         """The world size (stored in the run record)."""
         return {"world_size": self.world_size}
 
 
-def train_distributed(sae: SparseAutoencoder, store: Any, config: TrainConfig | None = None, *,
-                      info: DistInfo | None = None, **options: Any) -> TrainResult:
+def train_distributed(
+    sae: SparseAutoencoder,
+    store: Any,
+    config: TrainConfig | None = None,
+    *,
+    info: DistInfo | None = None,
+    **options: Any,
+) -> TrainResult:
     """Train ``sae`` on a store hook with every rank of the process group (DDP).
 
     Every rank calls it with the same arguments and an identically built ``sae``: this is
@@ -147,8 +171,10 @@ def train_distributed(sae: SparseAutoencoder, store: Any, config: TrainConfig | 
     gradient averaging.
     """
     strategy = DataParallel(info)
-    if (getattr(sae.sparsity, "name", None) == "batchtopk" and strategy.world_size > 1
-            and strategy.is_main):
-        warnings.warn("BatchTopK selects within each rank's share of the batch under DDP: the run "
-                      "is close to, not equal to, single-process training", stacklevel=2)
+    if getattr(sae.sparsity, "name", None) == "batchtopk" and strategy.world_size > 1 and strategy.is_main:
+        warnings.warn(
+            "BatchTopK selects within each rank's share of the batch under DDP: the run "
+            "is close to, not equal to, single-process training",
+            stacklevel=2,
+        )
     return train_sae(sae, store, config, strategy=strategy, **options)

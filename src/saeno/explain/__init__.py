@@ -11,24 +11,38 @@
 from saeno.explain import builtin as _builtin  # noqa: F401  (registers the built-in probes)
 from saeno.explain.core import explain_concepts, random_init_like, split_halves
 from saeno.explain.probes import (
-                                  ExplainError,
-                                  NotApplicable,
-                                  ProbeContext,
-                                  ProbeError,
-                                  available_probes,
-                                  probe,
-                                  registry,
-                                  unregister,
+    ExplainError,
+    NotApplicable,
+    ProbeContext,
+    ProbeError,
+    available_probes,
+    probe,
+    registry,
+    unregister,
 )
 from saeno.explain.result import (
-                                  ConceptExplanation,
-                                  ExplainSummary,
-                                  Explanations,
-                                  ExplanationsFileError,
-                                  load_explanations,
+    ConceptExplanation,
+    ExplainSummary,
+    Explanations,
+    ExplanationsFileError,
+    load_explanations,
 )
 
-__all__ = ["ConceptExplanation", "ExplainError", "ExplainSummary", "Explanations",
-           "ExplanationsFileError", "NotApplicable", "ProbeContext", "ProbeError", "available_probes",
-           "explain_concepts", "load_explanations", "probe", "random_init_like", "registry",
-           "split_halves", "unregister"]
+__all__ = [
+    "ConceptExplanation",
+    "ExplainError",
+    "ExplainSummary",
+    "Explanations",
+    "ExplanationsFileError",
+    "NotApplicable",
+    "ProbeContext",
+    "ProbeError",
+    "available_probes",
+    "explain_concepts",
+    "load_explanations",
+    "probe",
+    "random_init_like",
+    "registry",
+    "split_halves",
+    "unregister",
+]

@@ -32,6 +32,7 @@ def _rms(a: np.ndarray) -> np.ndarray:
 
 # -- every dataset -------------------------------------------------------------------------------
 
+
 @probe("input", description="the FNO's input (first channel)")
 def _input(ctx: ProbeContext) -> np.ndarray:
     return ctx.x[0]
@@ -72,6 +73,7 @@ def _coordinate(axis: int):
         if axis >= len(ctx.grid):
             raise NotApplicable(f"the grid has {len(ctx.grid)} axis(es)")
         return ctx.coords[axis]
+
     return fn
 
 
@@ -90,16 +92,19 @@ def _boundary_distance(ctx: ProbeContext) -> np.ndarray:
 def _band(lo: float, hi: float):
     def fn(ctx: ProbeContext) -> np.ndarray:
         return FL.band_energy(ctx.y[0], lo, hi)
+
     return fn
 
 
 for _band_name, (_lo, _hi) in BANDS.items():
     _hi_txt = "" if np.isinf(_hi) else f" < {_hi:g}"
-    probe(f"band_{_band_name}",
-          description=f"local energy of the solution's modes with {_lo:g} <= |k|{_hi_txt}")(_band(_lo, _hi))
+    probe(
+        f"band_{_band_name}", description=f"local energy of the solution's modes with {_lo:g} <= |k|{_hi_txt}"
+    )(_band(_lo, _hi))
 
 
 # -- darcy ---------------------------------------------------------------------------------------
+
 
 def _phase_threshold(ctx: ProbeContext) -> float:
     par = ctx.card.get("parameters") or {}
@@ -119,8 +124,11 @@ def _phase_low(ctx: ProbeContext) -> np.ndarray:
     return (ctx.x[0] <= _phase_threshold(ctx)).astype(np.float64)
 
 
-@probe("interface_distance", datasets=("darcy",),
-       description="signed distance to the phase interface (positive in the high phase)")
+@probe(
+    "interface_distance",
+    datasets=("darcy",),
+    description="signed distance to the phase interface (positive in the high phase)",
+)
 def _interface_distance(ctx: ProbeContext) -> np.ndarray:
     return FL.signed_distance(ctx.x[0] > _phase_threshold(ctx), ctx.spacing)
 
@@ -132,8 +140,12 @@ def _flux(ctx: ProbeContext) -> np.ndarray:
 
 # -- burgers -------------------------------------------------------------------------------------
 
-@probe("shock", datasets=("burgers", "burgers_labelled"),
-       description="shock indicator max(-du/dx, 0) of the solution")
+
+@probe(
+    "shock",
+    datasets=("burgers", "burgers_labelled"),
+    description="shock indicator max(-du/dx, 0) of the solution",
+)
 def _shock(ctx: ProbeContext) -> np.ndarray:
     return np.maximum(-ctx.grad(ctx.y[0])[0], 0.0)
 
@@ -145,6 +157,7 @@ def _sign_u(ctx: ProbeContext) -> np.ndarray:
 
 # -- navier_stokes -------------------------------------------------------------------------------
 
+
 @probe("vorticity_sign", datasets=("navier_stokes",), description="sign of the vorticity")
 def _vorticity_sign(ctx: ProbeContext) -> np.ndarray:
     return np.sign(ctx.y[0])
@@ -155,7 +168,10 @@ def _vorticity_magnitude(ctx: ProbeContext) -> np.ndarray:
     return np.abs(ctx.y[0])
 
 
-@probe("okubo_weiss", datasets=("navier_stokes",),
-       description="Okubo-Weiss parameter s_n^2 + s_s^2 - w^2 (> 0 strain, < 0 rotation)")
+@probe(
+    "okubo_weiss",
+    datasets=("navier_stokes",),
+    description="Okubo-Weiss parameter s_n^2 + s_s^2 - w^2 (> 0 strain, < 0 rotation)",
+)
 def _okubo_weiss(ctx: ProbeContext) -> np.ndarray:
     return FL.okubo_weiss(ctx.y[0], ctx.lengths)

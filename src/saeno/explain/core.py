@@ -72,8 +72,10 @@ def _load_sae(sae: Any) -> tuple[Any, str | None]:
 
         return load_sae(Path(sae)), str(sae)
     if not hasattr(sae, "encode"):
-        raise ExplainError(f"sae must be an SAE (with encode) or a folder written by saeno.save_sae, "
-                           f"got {type(sae).__name__}")
+        raise ExplainError(
+            f"sae must be an SAE (with encode) or a folder written by saeno.save_sae, "
+            f"got {type(sae).__name__}"
+        )
     return sae, None
 
 
@@ -92,11 +94,15 @@ def _pick_hook(store: Any, sae: Any, hook: str | None) -> str:
         if hook is None and len(hooks) == 1:
             hook = hooks[0]
     if hook is None:
-        raise ExplainError(f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
-                           "record its hook: pass hook= (--hook)")
+        raise ExplainError(
+            f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
+            "record its hook: pass hook= (--hook)"
+        )
     if hook not in hooks:
-        raise ExplainError(f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
-                           "of these with hook= (--hook)")
+        raise ExplainError(
+            f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
+            "of these with hook= (--hook)"
+        )
     return hook
 
 
@@ -152,14 +158,16 @@ def code_maps(sae: Any, a: np.ndarray, batch_size: int, device: torch.device) ->
     out = []
     with torch.no_grad():
         for start in range(0, a.shape[0], batch_size):
-            x = torch.as_tensor(a[start:start + batch_size]).to(device)
+            x = torch.as_tensor(a[start : start + batch_size]).to(device)
             if not x.is_complex():
                 x = x.float()
             z = sae.encode(x)
             if z.ndim < 3:
-                raise ExplainError("the SAE's codes are one number per sample (a flat SAE): they have "
-                                   "no map to compare with probe fields; explain a pointwise SAE or an "
-                                   "SAE-FNO")
+                raise ExplainError(
+                    "the SAE's codes are one number per sample (a flat SAE): they have "
+                    "no map to compare with probe fields; explain a pointwise SAE or an "
+                    "SAE-FNO"
+                )
             z = z.float()
             out.append((z if pointwise else z.abs()).cpu().numpy())
     return np.concatenate(out, axis=0)
@@ -243,17 +251,30 @@ class _Scored:
     rho_all: np.ndarray | None  # (J,) held-out rho of every probe with its selection sign
 
 
-def score_concept(k: int, maps_k: np.ndarray, sel: np.ndarray, held: np.ndarray, cache: _RankCache,
-                  names: Sequence[str], invariant: Sequence[bool], grid: tuple[int, ...], *,
-                  min_samples: int, null_draws: int, conjunctions: bool,
-                  rng: np.random.Generator, with_null: bool = True) -> _Scored:
+def score_concept(
+    k: int,
+    maps_k: np.ndarray,
+    sel: np.ndarray,
+    held: np.ndarray,
+    cache: _RankCache,
+    names: Sequence[str],
+    invariant: Sequence[bool],
+    grid: tuple[int, ...],
+    *,
+    min_samples: int,
+    null_draws: int,
+    conjunctions: bool,
+    rng: np.random.Generator,
+    with_null: bool = True,
+) -> _Scored:
     """Choose the explanation of one concept on ``sel`` and score it on ``held`` (see the module doc)."""
     flat = maps_k.reshape(maps_k.shape[0], -1)
     active = np.any(flat != 0, axis=1)
     s_sel, s_held = sel[active[sel]], held[active[held]]
     if len(s_sel) < min_samples or len(s_held) < min_samples:
-        return _Scored(ConceptExplanation(index=k, status="rare", n_select=len(s_sel),
-                                          n_heldout=len(s_held)), None)
+        return _Scored(
+            ConceptExplanation(index=k, status="rare", n_select=len(s_sel), n_heldout=len(s_held)), None
+        )
     A, B = _half(flat, s_sel, cache), _half(flat, s_held, cache)
     rho_a = np.clip(A.zp @ A.zc / A.code.size, -1.0, 1.0)
     signs = np.where(rho_a >= 0, 1, -1)
@@ -261,8 +282,10 @@ def score_concept(k: int, maps_k: np.ndarray, sel: np.ndarray, held: np.ndarray,
     order = np.argsort(-np.abs(rho_a), kind="stable")
     j = int(order[0])
     top = _distinct(order, A.zp, CONJUNCTION_CANDIDATES)
-    alternatives = [{"probe": names[i], "sign": int(signs[i]), "rho_select": float(abs(rho_a[i])),
-                     "rho": float(rho_b[i])} for i in top]
+    alternatives = [
+        {"probe": names[i], "sign": int(signs[i]), "rho_select": float(abs(rho_a[i])), "rho": float(rho_b[i])}
+        for i in top
+    ]
 
     # the score on each half: ranks of the signed probe, or of a conjunction of two
     parts = [j]
@@ -306,10 +329,22 @@ def score_concept(k: int, maps_k: np.ndarray, sel: np.ndarray, held: np.ndarray,
             null = SC.shuffled_sample_null(zc, zs, null_draws, rng)
         null_q = float(np.quantile(null, NULL_QUANTILE))
     expl = ConceptExplanation(
-        index=k, status="unexplained", probe=" & ".join(names[i] for i in parts),
-        probes=[names[i] for i in parts], signs=[int(signs[i]) for i in parts], quantile=q,
-        rho=rho_held, rho_select=rho_sel, auroc=auc_b, iou=iou_b, null_shuffle=null_q,
-        conjunction_tried=tried, n_select=len(s_sel), n_heldout=len(s_held), alternatives=alternatives)
+        index=k,
+        status="unexplained",
+        probe=" & ".join(names[i] for i in parts),
+        probes=[names[i] for i in parts],
+        signs=[int(signs[i]) for i in parts],
+        quantile=q,
+        rho=rho_held,
+        rho_select=rho_sel,
+        auroc=auc_b,
+        iou=iou_b,
+        null_shuffle=null_q,
+        conjunction_tried=tried,
+        n_select=len(s_sel),
+        n_heldout=len(s_held),
+        alternatives=alternatives,
+    )
     return _Scored(expl, rho_b)
 
 
@@ -320,8 +355,10 @@ def score_concept(k: int, maps_k: np.ndarray, sel: np.ndarray, held: np.ndarray,
 def random_init_like(sae: Any, seed: int) -> Any:
     """A freshly initialised SAE of the same architecture and shape, with the same normalisation."""
     if not hasattr(sae, "config") or not hasattr(type(sae), "from_config"):
-        raise ExplainError(f"cannot build a random-init copy of {type(sae).__name__} (it has no "
-                           "config()/from_config): pass null_sae= or random_null=False")
+        raise ExplainError(
+            f"cannot build a random-init copy of {type(sae).__name__} (it has no "
+            "config()/from_config): pass null_sae= or random_null=False"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fresh = type(sae).from_config(sae.config())
@@ -340,12 +377,21 @@ def _ablate_hook(sae: Any, k: int):
         z_off = z.clone()
         z_off[:, k] = 0
         return act - (sae.decode(z) - sae.decode(z_off)).to(act.dtype)
+
     return fn
 
 
 @torch.no_grad()
-def ablation_effects(hooked: Any, sae: Any, hook: str, x: np.ndarray, activity: np.ndarray,
-                     concepts: Sequence[int], n_top: int, device: torch.device) -> dict[int, float]:
+def ablation_effects(
+    hooked: Any,
+    sae: Any,
+    hook: str,
+    x: np.ndarray,
+    activity: np.ndarray,
+    concepts: Sequence[int],
+    n_top: int,
+    device: torch.device,
+) -> dict[int, float]:
     """Mean relative L2 change of the FNO's output when concept k is ablated, on its top samples.
 
     Ablation keeps the SAE's reconstruction error: ``a -> a - (decode(z) - decode(z with z_k = 0))``.
@@ -370,18 +416,45 @@ def ablation_effects(hooked: Any, sae: Any, hook: str, x: np.ndarray, activity: 
 # the entry point
 
 
-def _score_all(maps: np.ndarray, sel: np.ndarray, held: np.ndarray, fields: np.ndarray,
-               names: list[str], invariant: list[bool], grid: tuple[int, ...], *, min_samples: int,
-               null_draws: int, conjunctions: bool, seed: int, with_null: bool,
-               progress: bool, desc: str) -> list[_Scored]:
+def _score_all(
+    maps: np.ndarray,
+    sel: np.ndarray,
+    held: np.ndarray,
+    fields: np.ndarray,
+    names: list[str],
+    invariant: list[bool],
+    grid: tuple[int, ...],
+    *,
+    min_samples: int,
+    null_draws: int,
+    conjunctions: bool,
+    seed: int,
+    with_null: bool,
+    progress: bool,
+    desc: str,
+) -> list[_Scored]:
     from tqdm.auto import tqdm
 
     cache = _RankCache(fields.reshape(fields.shape[0], fields.shape[1], -1))
     rng = np.random.default_rng(seed + 1)
-    return [score_concept(k, maps[:, k], sel, held, cache, names, invariant, grid,
-                          min_samples=min_samples, null_draws=null_draws, conjunctions=conjunctions,
-                          rng=rng, with_null=with_null)
-            for k in tqdm(range(maps.shape[1]), desc=desc, disable=not progress, unit="concept")]
+    return [
+        score_concept(
+            k,
+            maps[:, k],
+            sel,
+            held,
+            cache,
+            names,
+            invariant,
+            grid,
+            min_samples=min_samples,
+            null_draws=null_draws,
+            conjunctions=conjunctions,
+            rng=rng,
+            with_null=with_null,
+        )
+        for k in tqdm(range(maps.shape[1]), desc=desc, disable=not progress, unit="concept")
+    ]
 
 
 def explain_concepts(
@@ -475,17 +548,24 @@ def explain_concepts(
     store, store_path = _open_store(store)
     hook = _pick_hook(store, sae, hook)
     total = int(getattr(store, "n_rows", store[hook].shape[0]))
-    row_ids = np.unique(np.asarray(np.arange(min(int(n_rows), total)) if rows is None else rows,
-                                   dtype=np.int64))
+    row_ids = np.unique(
+        np.asarray(np.arange(min(int(n_rows), total)) if rows is None else rows, dtype=np.int64)
+    )
     if row_ids.size and (row_ids.min() < 0 or row_ids.max() >= total):
         raise StoreError(f"rows must lie in 0..{total - 1} (the store's rows)")
     channels = int(store[hook].shape[1])
     if int(getattr(sae, "in_channels", channels)) != channels:
-        raise ShapeError(f"the SAE reads {sae.in_channels} channels but hook {hook!r} has {channels}: "
-                         "pass the store and hook the SAE was trained on")
-    dev = torch.device(device) if device is not None else next(
-        (p.device for p in sae.parameters()), torch.device("cpu")) if hasattr(sae, "parameters") \
+        raise ShapeError(
+            f"the SAE reads {sae.in_channels} channels but hook {hook!r} has {channels}: "
+            "pass the store and hook the SAE was trained on"
+        )
+    dev = (
+        torch.device(device)
+        if device is not None
+        else next((p.device for p in sae.parameters()), torch.device("cpu"))
+        if hasattr(sae, "parameters")
         else torch.device("cpu")
+    )
     if hasattr(sae, "to"):
         sae = sae.to(dev).eval()
 
@@ -501,18 +581,30 @@ def explain_concepts(
     sel = np.array([pos[int(r)] for r in sel_rows], dtype=np.int64)
     held = np.array([pos[int(r)] for r in held_rows], dtype=np.int64)
 
-    arrays = {name: (_read(store, name, rows_sorted) if _has(store, name) else None)
-              for name in ("x", "y", "y_pred")}
+    arrays = {
+        name: (_read(store, name, rows_sorted) if _has(store, name) else None)
+        for name in ("x", "y", "y_pred")
+    }
     if all(v is None for v in arrays.values()):
-        raise StoreError("the store has none of x, y, y_pred: probes need at least the model inputs; "
-                         "capture with the dataset")
+        raise StoreError(
+            "the store has none of x, y, y_pred: probes need at least the model inputs; "
+            "capture with the dataset"
+        )
     fields_by_name, skipped = compute_probe_fields(
-        chosen, rows=[int(r) for r in rows_sorted], x=arrays["x"], y=arrays["y"], y_pred=arrays["y_pred"], card=card,
-        params=_params(store, rows_sorted))
+        chosen,
+        rows=[int(r) for r in rows_sorted],
+        x=arrays["x"],
+        y=arrays["y"],
+        y_pred=arrays["y_pred"],
+        card=card,
+        params=_params(store, rows_sorted),
+    )
     for name, why in skipped.items():
         log.info("probe %s skipped: %s", name, why)
     if not fields_by_name:
-        raise ExplainError(f"no probe could be computed ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+        raise ExplainError(
+            f"no probe could be computed ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
+        )
     acts = _read(store, hook, rows_sorted)
     maps = code_maps(sae, acts, batch_size, dev)
     grid = tuple(int(g) for g in maps.shape[2:])
@@ -520,9 +612,22 @@ def explain_concepts(
     fields = np.stack([_resample(fields_by_name[n], grid) for n in names], axis=1)  # (N, J, *grid)
     invariant = [SC.is_sample_invariant(fields[:, j]) for j in range(len(names))]
 
-    scored = _score_all(maps, sel, held, fields, names, invariant, grid, min_samples=min_samples,
-                        null_draws=null_draws, conjunctions=conjunctions, seed=seed, with_null=True,
-                        progress=progress, desc="explain")
+    scored = _score_all(
+        maps,
+        sel,
+        held,
+        fields,
+        names,
+        invariant,
+        grid,
+        min_samples=min_samples,
+        null_draws=null_draws,
+        conjunctions=conjunctions,
+        seed=seed,
+        with_null=True,
+        progress=progress,
+        desc="explain",
+    )
 
     # the random-init null: per probe, the 99th percentile of fresh SAEs' held-out rho
     random_info = None
@@ -538,20 +643,38 @@ def explain_concepts(
             if hasattr(null_model, "to"):
                 null_model = null_model.to(dev).eval()
             null_maps = code_maps(null_model, acts, batch_size, dev)
-            null_scored = _score_all(null_maps, sel, held, fields, names, invariant, grid,
-                                     min_samples=min_samples, null_draws=null_draws,
-                                     conjunctions=False, seed=seed + i, with_null=False,
-                                     progress=progress, desc=f"random-init null {i + 1}/{len(null_models)}")
+            null_scored = _score_all(
+                null_maps,
+                sel,
+                held,
+                fields,
+                names,
+                invariant,
+                grid,
+                min_samples=min_samples,
+                null_draws=null_draws,
+                conjunctions=False,
+                seed=seed + i,
+                with_null=False,
+                progress=progress,
+                desc=f"random-init null {i + 1}/{len(null_models)}",
+            )
             per_probe_rows += [s_.rho_all for s_ in null_scored if s_.rho_all is not None]
             chosen_rho += [s_.explanation.rho for s_ in null_scored if s_.explanation.live]
         per_probe = np.array(per_probe_rows)
-        q99 = ({n: float(np.quantile(per_probe[:, j], NULL_QUANTILE)) for j, n in enumerate(names)}
-               if per_probe.size else {})
-        random_info = {"source": "given" if null_sae is not None else "random-init copies",
-                       "seeds": null_seed_list, "n_models": len(null_models),
-                       "n_live": int(per_probe.shape[0]) if per_probe.size else 0,
-                       "q99": float(np.quantile(chosen_rho, NULL_QUANTILE)) if chosen_rho else None,
-                       "q99_by_probe": q99}
+        q99 = (
+            {n: float(np.quantile(per_probe[:, j], NULL_QUANTILE)) for j, n in enumerate(names)}
+            if per_probe.size
+            else {}
+        )
+        random_info = {
+            "source": "given" if null_sae is not None else "random-init copies",
+            "seeds": null_seed_list,
+            "n_models": len(null_models),
+            "n_live": int(per_probe.shape[0]) if per_probe.size else 0,
+            "q99": float(np.quantile(chosen_rho, NULL_QUANTILE)) if chosen_rho else None,
+            "q99_by_probe": q99,
+        }
 
     concepts = [s.explanation for s in scored]
     for c in concepts:
@@ -579,20 +702,42 @@ def explain_concepts(
     summary = _summary(concepts, effect_floor)
     arch = (sae.config().get("architecture") if hasattr(sae, "config") else None) or type(sae).__name__
     return Explanations(
-        sae={"architecture": str(arch), "n_concepts": int(maps.shape[1]), "path": sae_path,
-             "pointwise": getattr(sae, "view", "field") == "points"},
-        store={"path": store_path, "hook": hook, "dataset": dataset, "grid": list(grid),
-               "fingerprint": getattr(store, "fingerprint", None)},
-        protocol={"rows_select": [int(r) for r in sel_rows], "rows_heldout": [int(r) for r in held_rows],
-                  "seed": int(seed), "floor": float(floor), "null_quantile": NULL_QUANTILE,
-                  "null_draws": int(null_draws), "min_samples": int(min_samples),
-                  "active_fraction": ACTIVE_FRACTION, "conjunctions": bool(conjunctions),
-                  "effect_floor": float(effect_floor), "n_effect": int(n_effect),
-                  "effects": model is not None and effects_note is None, "effects_note": effects_note,
-                  "invariant_probes": [n for n, inv in zip(names, invariant) if inv]},
+        sae={
+            "architecture": str(arch),
+            "n_concepts": int(maps.shape[1]),
+            "path": sae_path,
+            "pointwise": getattr(sae, "view", "field") == "points",
+        },
+        store={
+            "path": store_path,
+            "hook": hook,
+            "dataset": dataset,
+            "grid": list(grid),
+            "fingerprint": getattr(store, "fingerprint", None),
+        },
+        protocol={
+            "rows_select": [int(r) for r in sel_rows],
+            "rows_heldout": [int(r) for r in held_rows],
+            "seed": int(seed),
+            "floor": float(floor),
+            "null_quantile": NULL_QUANTILE,
+            "null_draws": int(null_draws),
+            "min_samples": int(min_samples),
+            "active_fraction": ACTIVE_FRACTION,
+            "conjunctions": bool(conjunctions),
+            "effect_floor": float(effect_floor),
+            "n_effect": int(n_effect),
+            "effects": model is not None and effects_note is None,
+            "effects_note": effects_note,
+            "invariant_probes": [n for n, inv in zip(names, invariant) if inv],
+        },
         probes={p.name: p.description for p in chosen if p.name in fields_by_name},
-        skipped=skipped, concepts=concepts, summary=summary, random_null=random_info,
-        seconds=time.perf_counter() - t0)
+        skipped=skipped,
+        concepts=concepts,
+        summary=summary,
+        random_null=random_info,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _hooked(model: Any, trust: bool, store: Any) -> Any:
@@ -617,13 +762,19 @@ def _summary(concepts: list[ConceptExplanation], effect_floor: float) -> Explain
         name = str(c.probe)
         counts[name] = counts.get(name, 0) + 1
     counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    important = sorted((c for c in live if not c.explained and c.effect is not None
-                        and c.effect >= effect_floor), key=lambda c: -float(c.effect or 0.0))
+    important = sorted(
+        (c for c in live if not c.explained and c.effect is not None and c.effect >= effect_floor),
+        key=lambda c: -float(c.effect or 0.0),
+    )
     return ExplainSummary(
-        n_concepts=len(concepts), n_live=len(live), n_explained=len(explained),
+        n_concepts=len(concepts),
+        n_live=len(live),
+        n_explained=len(explained),
         share_explained=len(explained) / len(live) if live else None,
         mean_score=float(np.mean([float(c.rho or 0.0) for c in live])) if live else None,
-        probe_counts=counts, unexplained_important=[c.index for c in important])
+        probe_counts=counts,
+        unexplained_important=[c.index for c in important],
+    )
 
 
 __all__ = [

@@ -85,8 +85,9 @@ def spectral_derivative(f: np.ndarray, axis: int, length: float) -> np.ndarray:
 
 def stream_function(w: np.ndarray, lengths: Sequence[float]) -> np.ndarray:
     """``psi`` with ``-laplacian(psi) = w`` on a periodic 2D domain (zero-mean solution)."""
-    ks = np.meshgrid(*[np.fft.fftfreq(n, d=1.0 / n) * (2.0 * np.pi / L) for n, L in zip(w.shape, lengths)],
-                     indexing="ij")
+    ks = np.meshgrid(
+        *[np.fft.fftfreq(n, d=1.0 / n) * (2.0 * np.pi / L) for n, L in zip(w.shape, lengths)], indexing="ij"
+    )
     k2 = np.asarray(sum(k * k for k in ks), dtype=np.float64)
     spec = np.fft.fftn(w)
     k2[k2 == 0] = 1.0
@@ -141,6 +142,17 @@ def boundary_distance(coords: Sequence[np.ndarray], domain: Sequence[Sequence[fl
     return out
 
 
-__all__ = ["band_energy", "band_pass", "boundary_distance", "derivative", "gradient",
-           "gradient_magnitude", "laplacian", "okubo_weiss", "signed_distance", "spectral_derivative",
-           "stream_function", "wavenumbers"]
+__all__ = [
+    "band_energy",
+    "band_pass",
+    "boundary_distance",
+    "derivative",
+    "gradient",
+    "gradient_magnitude",
+    "laplacian",
+    "okubo_weiss",
+    "signed_distance",
+    "spectral_derivative",
+    "stream_function",
+    "wavenumbers",
+]

@@ -65,9 +65,9 @@ class Probe:
 _REGISTRY: dict[str, Probe] = {}
 
 
-def probe(name: str, datasets: Iterable[str] | None = None, description: str = "",
-          *, replace: bool = False) -> Callable[[Callable[[ProbeContext], np.ndarray]],
-                                                Callable[[ProbeContext], np.ndarray]]:
+def probe(
+    name: str, datasets: Iterable[str] | None = None, description: str = "", *, replace: bool = False
+) -> Callable[[Callable[[ProbeContext], np.ndarray]], Callable[[ProbeContext], np.ndarray]]:
     """Decorator registering ``fn(ctx) -> field`` as the probe ``name``.
 
     Parameters
@@ -86,11 +86,17 @@ def probe(name: str, datasets: Iterable[str] | None = None, description: str = "
 
     def register(fn: Callable[[ProbeContext], np.ndarray]) -> Callable[[ProbeContext], np.ndarray]:
         if name in _REGISTRY and not replace:
-            raise ProbeError(f"a probe named {name!r} already exists: choose another name or pass "
-                             "replace=True")
+            raise ProbeError(
+                f"a probe named {name!r} already exists: choose another name or pass replace=True"
+            )
         text = description or (fn.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = Probe(name, fn, None if datasets is None else tuple(datasets), text,
-                                builtin=fn.__module__ == "saeno.explain.builtin")
+        _REGISTRY[name] = Probe(
+            name,
+            fn,
+            None if datasets is None else tuple(datasets),
+            text,
+            builtin=fn.__module__ == "saeno.explain.builtin",
+        )
         return fn
 
     return register
@@ -120,9 +126,11 @@ def select_probes(names: Sequence[str] | None, dataset: str | None) -> list[Prob
         return [p for p in reg.values() if p.applies_to(dataset)]
     unknown = [n for n in names if n not in reg]
     if unknown:
-        raise ProbeError(f"unknown probe(s) {', '.join(map(repr, unknown))}; available"
-                         f"{' for ' + dataset if dataset else ''}: {', '.join(available_probes(dataset))}"
-                         " (register more with @saeno.explain.probe)")
+        raise ProbeError(
+            f"unknown probe(s) {', '.join(map(repr, unknown))}; available"
+            f"{' for ' + dataset if dataset else ''}: {', '.join(available_probes(dataset))}"
+            " (register more with @saeno.explain.probe)"
+        )
     out = [reg[n] for n in dict.fromkeys(names)]
     return out
 
@@ -280,11 +288,16 @@ def compute_probe_fields(
         values = np.empty((n, *grid), dtype=np.float32)
         for i in range(n):
             ctx = ProbeContext(
-                row=int(rows[i]), grid=grid, domain=domain, periodic=periodic, card=card or {},
+                row=int(rows[i]),
+                grid=grid,
+                domain=domain,
+                periodic=periodic,
+                card=card or {},
                 params={k: float(v[i]) for k, v in params.items()},
                 _x=None if x is None else np.asarray(x[i], dtype=np.float64),
                 _y=None if y is None else np.asarray(y[i], dtype=np.float64),
-                _y_pred=None if y_pred is None else np.asarray(y_pred[i], dtype=np.float64))
+                _y_pred=None if y_pred is None else np.asarray(y_pred[i], dtype=np.float64),
+            )
             try:
                 f = p.fn(ctx)
             except MissingFieldError as exc:
@@ -295,21 +308,36 @@ def compute_probe_fields(
                 skipped[p.name] = str(exc) or "does not apply to this data"
                 break
             except Exception as exc:  # a user's probe: report which probe and which sample
-                raise ProbeError(f"probe {p.name!r} failed on store row {ctx.row}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                raise ProbeError(
+                    f"probe {p.name!r} failed on store row {ctx.row}: {type(exc).__name__}: {exc}"
+                ) from exc
             f = np.asarray(f, dtype=np.float64)
             if f.shape != grid:
-                raise ProbeError(f"probe {p.name!r} returned shape {f.shape} on store row {ctx.row}; "
-                                 f"a probe must return one value per grid point, shape {grid}")
+                raise ProbeError(
+                    f"probe {p.name!r} returned shape {f.shape} on store row {ctx.row}; "
+                    f"a probe must return one value per grid point, shape {grid}"
+                )
             if not np.all(np.isfinite(f)):
-                raise ProbeError(f"probe {p.name!r} returned non-finite values on store row "
-                                 f"{ctx.row}")
+                raise ProbeError(f"probe {p.name!r} returned non-finite values on store row {ctx.row}")
             values[i] = f
         else:
             out[p.name] = values
     return out, skipped
 
 
-__all__ = ["ExplainError", "MissingFieldError", "NotApplicable", "Probe", "ProbeContext", "ProbeError",
-           "available_probes", "card_geometry", "compute_probe_fields", "dataset_key", "probe",
-           "registry", "select_probes", "unregister"]
+__all__ = [
+    "ExplainError",
+    "MissingFieldError",
+    "NotApplicable",
+    "Probe",
+    "ProbeContext",
+    "ProbeError",
+    "available_probes",
+    "card_geometry",
+    "compute_probe_fields",
+    "dataset_key",
+    "probe",
+    "registry",
+    "select_probes",
+    "unregister",
+]

@@ -68,8 +68,9 @@ class ConceptExplanation:
         null = max(v for v in (self.null_shuffle, self.null_random, -1.0) if v is not None)
         verdict = "explained" if self.explained else "not explained"
         auc = "" if self.auroc is None else f", AUROC {self.auroc:.2f}"
-        return (f"{parts} (q {self.quantile:.2f}): held-out rho {self.rho:.2f}, null {null:.2f}"
-                f"{auc}: {verdict}")
+        return (
+            f"{parts} (q {self.quantile:.2f}): held-out rho {self.rho:.2f}, null {null:.2f}{auc}: {verdict}"
+        )
 
 
 @dataclass
@@ -128,9 +129,17 @@ class Explanations:
         """Rebuild from a document written by :meth:`to_dict` (checked with :func:`validate`)."""
         validate(doc)
         concepts = [ConceptExplanation(**c) for c in doc["concepts"]]
-        return cls(sae=doc["sae"], store=doc["store"], protocol=doc["protocol"], probes=doc["probes"],
-                   skipped=doc["skipped"], concepts=concepts, summary=ExplainSummary(**doc["summary"]),
-                   random_null=doc.get("random_null"), seconds=doc.get("seconds"))
+        return cls(
+            sae=doc["sae"],
+            store=doc["store"],
+            protocol=doc["protocol"],
+            probes=doc["probes"],
+            skipped=doc["skipped"],
+            concepts=concepts,
+            summary=ExplainSummary(**doc["summary"]),
+            random_null=doc.get("random_null"),
+            seconds=doc.get("seconds"),
+        )
 
 
 def _clean(value: Any) -> Any:
@@ -156,13 +165,17 @@ _CONCEPT_REQUIRED = ("index", "status", "explained", "probe", "rho")
 def validate(doc: Any) -> dict[str, Any]:
     """Check the schema name, version and required keys; returns ``doc``."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_NAME:
-        raise ExplanationsFileError(f"not a {SCHEMA_NAME} document (its 'schema' is "
-                                    f"{doc.get('schema') if isinstance(doc, dict) else None!r}): "
-                                    "pass the explanations.json written by `saeno explain`")
+        raise ExplanationsFileError(
+            f"not a {SCHEMA_NAME} document (its 'schema' is "
+            f"{doc.get('schema') if isinstance(doc, dict) else None!r}): "
+            "pass the explanations.json written by `saeno explain`"
+        )
     if doc.get("version") != SCHEMA_VERSION:
-        raise ExplanationsFileError(f"explanations version {doc.get('version')} is not supported "
-                                    f"(this saeno reads version {SCHEMA_VERSION}): run `saeno "
-                                    "explain` again")
+        raise ExplanationsFileError(
+            f"explanations version {doc.get('version')} is not supported "
+            f"(this saeno reads version {SCHEMA_VERSION}): run `saeno "
+            "explain` again"
+        )
     missing = [k for k in _REQUIRED if k not in doc]
     if missing:
         raise ExplanationsFileError(f"the explanations document lacks {missing}")
@@ -179,8 +192,7 @@ def load_explanations(path: str | PathLike) -> Explanations:
     if path.is_dir():
         path = path / FILE_NAME
     if not path.is_file():
-        raise ExplanationsFileError(f"no explanations file at {path}: run `saeno explain --out ...` "
-                                    "first")
+        raise ExplanationsFileError(f"no explanations file at {path}: run `saeno explain --out ...` first")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -188,5 +200,14 @@ def load_explanations(path: str | PathLike) -> Explanations:
     return Explanations.from_dict(doc)
 
 
-__all__ = ["FILE_NAME", "SCHEMA_NAME", "SCHEMA_VERSION", "ConceptExplanation", "ExplainSummary",
-           "Explanations", "ExplanationsFileError", "load_explanations", "validate"]
+__all__ = [
+    "FILE_NAME",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "ConceptExplanation",
+    "ExplainSummary",
+    "Explanations",
+    "ExplanationsFileError",
+    "load_explanations",
+    "validate",
+]

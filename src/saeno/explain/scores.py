@@ -86,8 +86,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.logical_and(a, b).sum() / union)
 
 
-def best_quantile(active: np.ndarray, score: np.ndarray,
-                  grid: Sequence[float] = QUANTILE_GRID) -> tuple[float, float | None]:
+def best_quantile(
+    active: np.ndarray, score: np.ndarray, grid: Sequence[float] = QUANTILE_GRID
+) -> tuple[float, float | None]:
     """The probe quantile ``q`` whose upper set ``score > Q_q(score)`` best matches ``active`` (IoU)."""
     best_q, best = float(grid[0]), None
     levels = np.quantile(score, grid)
@@ -128,8 +129,9 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def shuffled_sample_null(zc: np.ndarray, zp: np.ndarray, n_draws: int,
-                         rng: np.random.Generator) -> np.ndarray:
+def shuffled_sample_null(
+    zc: np.ndarray, zp: np.ndarray, n_draws: int, rng: np.random.Generator
+) -> np.ndarray:
     """Correlations of the code with the probe of *other* samples, one per random derangement.
 
     ``zc`` and ``zp`` are ``(S, P)``: standardised ranks (over all ``S * P`` points) of the code and
@@ -180,7 +182,22 @@ def is_sample_invariant(values: np.ndarray, tol: float = 1e-6) -> bool:
     return float(flat.var(axis=0).mean() / total) < tol
 
 
-__all__ = ["QUANTILE_GRID", "above_quantile", "allowed_shifts", "auroc", "auroc_from_ranks",
-           "best_quantile", "conjunction", "derangement", "iou", "is_sample_invariant",
-           "normalized_ranks", "ranks", "shifted_null", "shuffled_sample_null", "spearman",
-           "spearman_many", "standardize"]
+__all__ = [
+    "QUANTILE_GRID",
+    "above_quantile",
+    "allowed_shifts",
+    "auroc",
+    "auroc_from_ranks",
+    "best_quantile",
+    "conjunction",
+    "derangement",
+    "iou",
+    "is_sample_invariant",
+    "normalized_ranks",
+    "ranks",
+    "shifted_null",
+    "shuffled_sample_null",
+    "spearman",
+    "spearman_many",
+    "standardize",
+]

@@ -43,16 +43,16 @@ def is_supervised(sae: torch.nn.Module) -> bool:
     return getattr(sae, "architecture", None) == "supervised"
 
 
-def ablation_hook(sae: torch.nn.Module, concept: int,
-                  labels: torch.Tensor | None = None) -> Callable[..., torch.Tensor]:
+def ablation_hook(
+    sae: torch.nn.Module, concept: int, labels: torch.Tensor | None = None
+) -> Callable[..., torch.Tensor]:
     """A hook function ``fn(act, *, hook)`` that removes one concept's contribution from ``act``.
 
     ``labels`` is the ``(B, p)`` label mask of the batch, needed (only) for a supervised SAE.
     """
     if is_supervised(sae):
         if labels is None:
-            raise ValueError("ablating a supervised SAE's concept needs the samples' label mask "
-                             "(labels=)")
+            raise ValueError("ablating a supervised SAE's concept needs the samples' label mask (labels=)")
         mask = torch.as_tensor(labels, dtype=torch.float32)
         off = mask.clone()
         off[:, concept] = 0
@@ -84,9 +84,16 @@ class Effect:
 
 
 @torch.no_grad()
-def ablation_effect(hooked: Any, sae: torch.nn.Module, hook: str, concept: int, x: torch.Tensor,
-                    y: torch.Tensor | None = None, y_clean: torch.Tensor | None = None,
-                    labels: torch.Tensor | None = None) -> Effect:
+def ablation_effect(
+    hooked: Any,
+    sae: torch.nn.Module,
+    hook: str,
+    concept: int,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    y_clean: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+) -> Effect:
     """Run the model with one concept ablated at ``hook`` and compare with the clean run.
 
     Parameters
@@ -122,9 +129,17 @@ def ablation_effect(hooked: Any, sae: torch.nn.Module, hook: str, concept: int, 
         y = y.to(y_clean.device, y_clean.dtype)
         err_clean = relative_l2(y_clean, y).cpu().numpy()
         err_ablated = relative_l2(y_ablated, y).cpu().numpy()
-    return Effect(y_clean.cpu().numpy(), y_ablated.cpu().numpy(), rel_change.cpu().numpy(),
-                  err_clean, err_ablated)
+    return Effect(
+        y_clean.cpu().numpy(), y_ablated.cpu().numpy(), rel_change.cpu().numpy(), err_clean, err_ablated
+    )
 
 
-__all__ = ["ABLATION_METHOD", "ABLATION_METHOD_SUPERVISED", "Effect", "ablation_effect", "ablation_hook", "is_supervised",
-           "relative_l2"]
+__all__ = [
+    "ABLATION_METHOD",
+    "ABLATION_METHOD_SUPERVISED",
+    "Effect",
+    "ablation_effect",
+    "ablation_hook",
+    "is_supervised",
+    "relative_l2",
+]

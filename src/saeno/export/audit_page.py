@@ -56,8 +56,12 @@ def _save(fig: Any, path: Path) -> None:
 def _roc_figure(shift: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     for score, d in shift["detection"].items():
-        ax.plot(d["roc"]["fpr"], d["roc"]["tpr"], label=f"{score} ({_fmt(d['auroc'], 2)})",
-                ls="-" if score.startswith("sae") else "--")
+        ax.plot(
+            d["roc"]["fpr"],
+            d["roc"]["tpr"],
+            label=f"{score} ({_fmt(d['auroc'], 2)})",
+            ls="-" if score.startswith("sae") else "--",
+        )
     ax.plot([0, 1], [0, 1], color="#bbb", lw=0.8)
     ax.set_xlabel("false-positive rate (test samples)")
     ax.set_ylabel("true-positive rate (shifted)")
@@ -86,12 +90,20 @@ def _attribution_figure(store: dict[str, Any], path: Path, n_show: int = 10) -> 
     panels = []
     if att.get("ablation"):
         abl = att["ablation"]
-        panels.append(([f"c{k}" for k in abl["concepts"]], abl["error_removed"],
-                       "error removed by ablating (rel. L2)", 0.0))
+        panels.append(
+            (
+                [f"c{k}" for k in abl["concepts"]],
+                abl["error_removed"],
+                "error removed by ablating (rel. L2)",
+                0.0,
+            )
+        )
     if att.get("worst"):
         share = np.array([np.nan if x is None else x for x in att["worst"]["share_active"]["value"]], float)
         order = [int(k) for k in np.argsort(-np.nan_to_num(share, nan=-1))[:n_show]]
-        pick = {key: [att["worst"]["share_active"][key][k] for k in order] for key in ("value", "low", "high")}
+        pick = {
+            key: [att["worst"]["share_active"][key][k] for k in order] for key in ("value", "low", "high")
+        }
         panels.append(([f"c{k}" for k in order], pick, "share of worst points where active", 0.0))
         ratio = att["active_vs_inactive"]["ratio"]
         pick = {key: [ratio[key][k] for k in order] for key in ("value", "low", "high")}
@@ -101,8 +113,9 @@ def _attribution_figure(store: dict[str, Any], path: Path, n_show: int = 10) -> 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 2.8), squeeze=False)
     for ax, (labels, inter, title, ref) in zip(axes[0], panels):
         _bars(ax, labels, inter, title, ref)
-    fig.suptitle(f"{store['name']}: bars = estimate, whiskers = {att['level']:.0%} bootstrap interval",
-                 fontsize=8)
+    fig.suptitle(
+        f"{store['name']}: bars = estimate, whiskers = {att['level']:.0%} bootstrap interval", fontsize=8
+    )
     fig.tight_layout()
     _save(fig, path)
     return True
@@ -126,7 +139,9 @@ def _error_maps(store_obj: Any, store: dict[str, Any], path: Path, n: int = 3) -
                 fig.colorbar(im, ax=ax, fraction=0.046)
                 ax.set_xticks([])
                 ax.set_yticks([])
-            ax.set_title(f"row {r} {title}" + (f" (err {e[r]:.3f})" if title == "|error|" else ""), fontsize=7)
+            ax.set_title(
+                f"row {r} {title}" + (f" (err {e[r]:.3f})" if title == "|error|" else ""), fontsize=7
+            )
     fig.tight_layout()
     _save(fig, path)
     return True
@@ -142,9 +157,15 @@ def _score_table(doc: dict[str, Any]) -> str:
         err = s.get("error")
         mean_err = None if not err else float(np.mean([v for v in err if v is not None]))
         det = s["detection"]
-        rows.append("<tr>" + _text_cell(s["name"]) + _num_cell(s["n_samples"]) + _num_cell(mean_err)
-                    + "".join(_num_cell(det[sc]["auroc"]) for sc in scores)
-                    + "".join(_num_cell(det[sc]["spearman_pooled"]) for sc in scores) + "</tr>")
+        rows.append(
+            "<tr>"
+            + _text_cell(s["name"])
+            + _num_cell(s["n_samples"])
+            + _num_cell(mean_err)
+            + "".join(_num_cell(det[sc]["auroc"]) for sc in scores)
+            + "".join(_num_cell(det[sc]["spearman_pooled"]) for sc in scores)
+            + "</tr>"
+        )
     return _table(headers, rows, table_id="scores")
 
 
@@ -152,20 +173,38 @@ def _moves_html(shift: dict[str, Any], limit: int = 10) -> str:
     m = shift.get("moves")
     if not m:
         return ""
-    head = (f"<p>{m['n_significant']} concepts move significantly (q &lt; {esc(m['alpha'])}, {esc(m['test'])}); "
-            f"switched on: {esc(', '.join(f'c{k}' for k in m['switched_on']) or 'none')}; switched off: "
-            f"{esc(', '.join(f'c{k}' for k in m['switched_off']) or 'none')}.</p>")
+    head = (
+        f"<p>{m['n_significant']} concepts move significantly (q &lt; {esc(m['alpha'])}, {esc(m['test'])}); "
+        f"switched on: {esc(', '.join(f'c{k}' for k in m['switched_on']) or 'none')}; switched off: "
+        f"{esc(', '.join(f'c{k}' for k in m['switched_off']) or 'none')}.</p>"
+    )
     if not m["most_moved"]:
         return head
-    rows = ["<tr>" + _num_cell(k) + _num_cell(m["freq_train"][k]) + _num_cell(m["freq_shifted"][k])
-            + _num_cell(m["magnitude_ratio"][k]) + _num_cell(m["q"][k]) + "</tr>" for k in m["most_moved"][:limit]]
-    return head + _table([("concept", "number"), ("active share (train)", "number"),
-                          ("active share (shifted)", "number"), ("magnitude ratio", "number"),
-                          ("q", "number")], rows)
+    rows = [
+        "<tr>"
+        + _num_cell(k)
+        + _num_cell(m["freq_train"][k])
+        + _num_cell(m["freq_shifted"][k])
+        + _num_cell(m["magnitude_ratio"][k])
+        + _num_cell(m["q"][k])
+        + "</tr>"
+        for k in m["most_moved"][:limit]
+    ]
+    return head + _table(
+        [
+            ("concept", "number"),
+            ("active share (train)", "number"),
+            ("active share (shifted)", "number"),
+            ("magnitude ratio", "number"),
+            ("q", "number"),
+        ],
+        rows,
+    )
 
 
-def write_audit_page(result: Any, out: str | Path, *, stores: Sequence[Any] | None = None,
-                     sae: Any = None) -> Path:
+def write_audit_page(
+    result: Any, out: str | Path, *, stores: Sequence[Any] | None = None, sae: Any = None
+) -> Path:
     """Write ``audit.html`` and its figures into ``out``; returns the page's path.
 
     Parameters
@@ -195,21 +234,26 @@ def write_audit_page(result: Any, out: str | Path, *, stores: Sequence[Any] | No
                 opened.append(None)
         stores = opened
     s = doc["settings"]
-    meta = {"hook": doc["hook"], "SAE": f"{doc['sae']['architecture']}, {doc['sae']['n_concepts']} concepts",
-            "training store (reference)": f"{doc['train_store']} ({doc['reference_rows']} rows)",
-            "in-distribution set": f"{doc['in_distribution']['name']} ({doc['in_distribution']['n_samples']} samples)",
-            "model fingerprint": (doc.get("model_fingerprint") or "")[:16],
-            "bootstrap": f"{s['n_boot']} resamples over samples, {s['level']:.0%} percentile intervals",
-            "worst points": f"top {1 - s['quantile']:.0%} of per-point errors",
-            "Mahalanobis shrinkage": _fmt(s["mahalanobis_shrinkage"])}
+    meta = {
+        "hook": doc["hook"],
+        "SAE": f"{doc['sae']['architecture']}, {doc['sae']['n_concepts']} concepts",
+        "training store (reference)": f"{doc['train_store']} ({doc['reference_rows']} rows)",
+        "in-distribution set": f"{doc['in_distribution']['name']} ({doc['in_distribution']['n_samples']} samples)",
+        "model fingerprint": (doc.get("model_fingerprint") or "")[:16],
+        "bootstrap": f"{s['n_boot']} resamples over samples, {s['level']:.0%} percentile intervals",
+        "worst points": f"top {1 - s['quantile']:.0%} of per-point errors",
+        "Mahalanobis shrinkage": _fmt(s["mahalanobis_shrinkage"]),
+    }
     parts = [f"<h1>Audit of {esc(doc['hook'])}</h1>", _meta_table(meta)]
     for note in doc.get("notes", []):
         parts.append(f'<p class="note">{esc(note)}</p>')
-    parts.append("<h2>Definitions</h2><ul>" + "".join(
-        f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in SCORE_LABELS.items())
+    parts.append(
+        "<h2>Definitions</h2><ul>"
+        + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in SCORE_LABELS.items())
         + "<li><b>AUROC</b>: in-distribution samples vs the shifted store's samples, higher score = more "
-          "unusual (0.5 = chance)</li><li><b>Spearman</b>: rank correlation of the score with the FNO's "
-          "per-sample relative L2 error over the in-distribution and shifted samples together</li></ul>")
+        "unusual (0.5 = chance)</li><li><b>Spearman</b>: rank correlation of the score with the FNO's "
+        "per-sample relative L2 error over the in-distribution and shifted samples together</li></ul>"
+    )
     parts.append("<h2>Scores against baselines</h2><p>Click a column header to sort.</p>")
     parts.append(_score_table(doc))
     parts.append("<h2>ROC curves</h2>")

@@ -83,11 +83,15 @@ def _pick_hook(store: Any, sae: torch.nn.Module, hook: str | None) -> str:
         if hook is None and len(hooks) == 1:
             hook = hooks[0]
     if hook is None:
-        raise ExportError(f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
-                          "record its hook: name it with hook= (--hook on the command line)")
+        raise ExportError(
+            f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
+            "record its hook: name it with hook= (--hook on the command line)"
+        )
     if hook not in hooks:
-        raise ExportError(f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
-                          "of these with hook= (--hook), or capture that hook first")
+        raise ExportError(
+            f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
+            "of these with hook= (--hook), or capture that hook first"
+        )
     return hook
 
 
@@ -136,7 +140,8 @@ def _check_fingerprint(hooked: Any, store: Any) -> str:
         raise ExportError(
             f"the model's fingerprint ({fp[:12]}...) differs from the store's ({stored[:12]}...): "
             "the activations were captured from another model. Pass the model the store was "
-            "captured from, or export without --model (no ablation effects)")
+            "captured from, or export without --model (no ablation effects)"
+        )
     return fp
 
 
@@ -165,8 +170,9 @@ def _real(atoms: torch.Tensor) -> torch.Tensor:
     return atoms
 
 
-def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
-                           flat: bool) -> list[tuple[int, ...]]:
+def _normalize_resolutions(
+    resolutions: Any, grid: Sequence[int], ndim: int, flat: bool
+) -> list[tuple[int, ...]]:
     if resolutions is None:
         base = tuple(int(g) for g in grid)
         return [base] if flat else [base, tuple(2 * g for g in base)]
@@ -176,8 +182,9 @@ def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
         if len(res) == 1:
             res = res * ndim
         if len(res) != ndim or min(res) < 1:
-            raise ExportError(f"resolution {r!r} does not fit a {ndim}D SAE: give an int or "
-                              f"{ndim} positive ints")
+            raise ExportError(
+                f"resolution {r!r} does not fit a {ndim}D SAE: give an int or {ndim} positive ints"
+            )
         out.append(res)
     return out
 
@@ -185,8 +192,9 @@ def _normalize_resolutions(resolutions: Any, grid: Sequence[int], ndim: int,
 LabelCodes = tuple[dict[str, np.ndarray], dict[str, list[str]]]
 
 
-def _params_and_labels(store: Any, n: int,
-                       coded: LabelCodes | None) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+def _params_and_labels(
+    store: Any, n: int, coded: LabelCodes | None
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Per-sample numeric parameters and categorical labels of the first ``n`` rows.
 
     ``coded`` is :func:`_store_label_codes` of the store. Labelled benchmarks store integer codes as ``params/label_<factor>`` with the category names in
@@ -217,8 +225,11 @@ def _params_and_labels(store: Any, n: int,
                 continue
         if len(cats) >= n and n > len(set(cats)):
             labels[str(factor)] = cats[:n]
-    numeric = {k: v.astype(np.float64) for k, v in params.items()
-               if v.shape == (n,) and np.issubdtype(v.dtype, np.number)}
+    numeric = {
+        k: v.astype(np.float64)
+        for k, v in params.items()
+        if v.shape == (n,) and np.issubdtype(v.dtype, np.number)
+    }
     return numeric, labels
 
 
@@ -236,22 +247,28 @@ def _store_label_codes(store: Any) -> LabelCodes | None:
 def _supervised_mask(sae: torch.nn.Module, coded: LabelCodes | None, n: int) -> torch.Tensor:
     """The ``(n, p)`` label mask of the first ``n`` rows, in the supervised SAE's concept order."""
     if coded is None:
-        raise ExportError("this is a supervised SAE, whose concepts are labels, but the store has "
-                          "no per-sample labels: export it with the labelled store it was trained on "
-                          "(captured from a labelled dataset such as burgers_labelled)")
+        raise ExportError(
+            "this is a supervised SAE, whose concepts are labels, but the store has "
+            "no per-sample labels: export it with the labelled store it was trained on "
+            "(captured from a labelled dataset such as burgers_labelled)"
+        )
     codes, factors = coded
     missing = [f for f in sae.factors if f not in factors]
     if missing:
-        raise ExportError(f"the SAE's label factors {missing} are not in the store (it has "
-                          f"{sorted(factors)}): export with the store the SAE was trained on")
+        raise ExportError(
+            f"the SAE's label factors {missing} are not in the store (it has "
+            f"{sorted(factors)}): export with the store the SAE was trained on"
+        )
     mapped = {}
     for f, cats in sae.factors.items():
         names = [factors[f][int(c)] for c in codes[f][:n]]
         unknown = sorted(set(names) - set(cats))
         if unknown:
-            raise ExportError(f"the store's rows carry {f} = {unknown}, which the SAE does not know "
-                              f"(its categories: {cats}): export with the store the SAE was "
-                              "trained on")
+            raise ExportError(
+                f"the store's rows carry {f} = {unknown}, which the SAE does not know "
+                f"(its categories: {cats}): export with the store the SAE was "
+                "trained on"
+            )
         mapped[f] = np.array([cats.index(name) for name in names], dtype=np.int64)
     return sae.label_mask(mapped).cpu()
 
@@ -273,20 +290,28 @@ def _encoder(sae: torch.nn.Module, mask: torch.Tensor | None) -> Encoder:
 
 
 @torch.no_grad()
-def _scan(sae: torch.nn.Module, encode: Encoder, store: Any, hook: str, n_rows: int,
-          batch_size: int, device: torch.device,
-          progress: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _scan(
+    sae: torch.nn.Module,
+    encode: Encoder,
+    store: Any,
+    hook: str,
+    n_rows: int,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Encode every row: per-sample activations ``(N, p)``, non-zero code counts, points per sample."""
     from tqdm.auto import tqdm
 
     acts = np.zeros((n_rows, sae.n_concepts), dtype=np.float32)
     nonzero = None
     n_points = 1
-    for start in tqdm(range(0, n_rows, batch_size), desc=f"encode {hook}", disable=not progress,
-                      unit="batch"):
+    for start in tqdm(
+        range(0, n_rows, batch_size), desc=f"encode {hook}", disable=not progress, unit="batch"
+    ):
         rows = list(range(start, min(start + batch_size, n_rows)))
         z = encode(_to_device(_read(store, hook, rows), device), rows)
-        acts[rows[0]:rows[-1] + 1] = S.concept_activations(z).float().cpu().numpy()
+        acts[rows[0] : rows[-1] + 1] = S.concept_activations(z).float().cpu().numpy()
         nz = S.nonzero_points(z)
         if nz is not None:
             nonzero = nz.cpu().numpy() if nonzero is None else nonzero + nz.cpu().numpy()
@@ -295,13 +320,20 @@ def _scan(sae: torch.nn.Module, encode: Encoder, store: Any, hook: str, n_rows: 
 
 
 @torch.no_grad()
-def _code_maps(encode: Encoder, store: Any, hook: str, concepts: Sequence[int],
-               top_rows: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
+def _code_maps(
+    encode: Encoder,
+    store: Any,
+    hook: str,
+    concepts: Sequence[int],
+    top_rows: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+) -> np.ndarray:
     """``(n_exp, n_top, *code_grid)`` code maps of each concept on its top rows (zeros where -1)."""
     wanted = sorted({int(r) for r in top_rows.ravel() if r >= 0})
     codes: dict[int, torch.Tensor] = {}
     for start in range(0, len(wanted), batch_size):
-        rows = wanted[start:start + batch_size]
+        rows = wanted[start : start + batch_size]
         z = encode(_to_device(_read(store, hook, rows), device), rows).cpu()
         for i, r in enumerate(rows):
             codes[r] = z[i]
@@ -315,9 +347,9 @@ def _code_maps(encode: Encoder, store: Any, hook: str, concepts: Sequence[int],
 
 
 @torch.no_grad()
-def _render_atoms(sae: torch.nn.Module, concepts: Sequence[int],
-                  resolutions: Sequence[tuple[int, ...]]
-                  ) -> tuple[dict[tuple[int, ...], np.ndarray], np.ndarray | None]:
+def _render_atoms(
+    sae: torch.nn.Module, concepts: Sequence[int], resolutions: Sequence[tuple[int, ...]]
+) -> tuple[dict[tuple[int, ...], np.ndarray], np.ndarray | None]:
     """Atoms of the chosen concepts at each resolution the SAE can render (others are skipped).
 
     Returns ``({resolution: (n, C, *grid)}, vectors)`` where ``vectors`` is ``(n, C)`` for an SAE
@@ -344,15 +376,17 @@ def _render_atoms(sae: torch.nn.Module, concepts: Sequence[int],
             continue
         atoms[res] = pick(rendered)
     if not atoms:
-        raise ExportError(f"the SAE could not render its concepts at any of {list(resolutions)}: "
-                          "pass resolutions= (--resolutions) with its training grid")
+        raise ExportError(
+            f"the SAE could not render its concepts at any of {list(resolutions)}: "
+            "pass resolutions= (--resolutions) with its training grid"
+        )
     return atoms, vectors
 
 
 @torch.no_grad()
-def _split_point_mass(sae: torch.nn.Module, concepts: Sequence[int],
-                      atoms: Mapping[tuple[int, ...], np.ndarray]
-                      ) -> tuple[dict[tuple[int, ...], np.ndarray], np.ndarray, str] | None:
+def _split_point_mass(
+    sae: torch.nn.Module, concepts: Sequence[int], atoms: Mapping[tuple[int, ...], np.ndarray]
+) -> tuple[dict[tuple[int, ...], np.ndarray], np.ndarray, str] | None:
     """Split rendered atoms into a smooth part and a pointwise part at the origin.
 
     An SAE-FNO concept rendered on N points is a resolution-free function ``kappa_k`` (the spectral
@@ -411,17 +445,29 @@ def _grid_coords(g: Any, shape: Sequence[int], dims: Sequence[str]) -> None:
     """Coordinate arrays of a grid on the unit torus: ``x = i / n`` (cell corners), one per axis."""
     for dim, n in zip(dims, shape):
         if dim not in g:
-            arr = g.create_array(dim, data=np.arange(int(n), dtype=np.float64) / int(n),
-                                 dimension_names=(dim,))
+            arr = g.create_array(
+                dim, data=np.arange(int(n), dtype=np.float64) / int(n), dimension_names=(dim,)
+            )
             arr.attrs["long_name"] = f"{dim} position on the unit domain (grid point i at i / {n})"
 
 
-def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts: Sequence[int],
-                  top_rows: np.ndarray, code_maps: np.ndarray,
-                  atoms: Mapping[tuple[int, ...], np.ndarray], spectra: np.ndarray,
-                  radial: np.ndarray, corr: np.ndarray, effects: Mapping[int, Effect],
-                  vectors: np.ndarray | None = None, grid: Sequence[int] = (),
-                  pointwise: np.ndarray | None = None) -> None:
+def _write_arrays(
+    path: Path,
+    *,
+    acts: np.ndarray,
+    st: S.ConceptStats,
+    concepts: Sequence[int],
+    top_rows: np.ndarray,
+    code_maps: np.ndarray,
+    atoms: Mapping[tuple[int, ...], np.ndarray],
+    spectra: np.ndarray,
+    radial: np.ndarray,
+    corr: np.ndarray,
+    effects: Mapping[int, Effect],
+    vectors: np.ndarray | None = None,
+    grid: Sequence[int] = (),
+    pointwise: np.ndarray | None = None,
+) -> None:
     """Write ``arrays.zarr``, a Zarr v3 group that ``xarray.open_zarr`` and ``open_datatree`` read.
 
     Every array names its dimensions (Zarr v3 ``dimension_names``) and every dimension has a
@@ -448,9 +494,11 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
     if path.exists():
         shutil.rmtree(path)
     g = zarr.open_group(str(path), mode="w")
-    g.attrs["description"] = ("saeno concept export: per-concept arrays; the 'exported' coordinate "
-                              "lists the concepts (axis 0) of atoms, spectra, code_maps, top_rows "
-                              "and effect")
+    g.attrs["description"] = (
+        "saeno concept export: per-concept arrays; the 'exported' coordinate "
+        "lists the concepts (axis 0) of atoms, spectra, code_maps, top_rows "
+        "and effect"
+    )
 
     def put(group: Any, name: str, data: np.ndarray, dims: Sequence[str], **attrs: Any) -> None:
         data = np.asarray(data)
@@ -464,8 +512,13 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
     n_top = top_rows.shape[1] if top_rows.ndim == 2 else 0
     put(g, "sample", np.arange(n_rows, dtype=np.int64), ("sample",), long_name="store row")
     put(g, "concept", np.arange(p, dtype=np.int64), ("concept",))
-    put(g, "exported", np.asarray(concepts, dtype=np.int64), ("exported",),
-        long_name="concept index of the exported concepts")
+    put(
+        g,
+        "exported",
+        np.asarray(concepts, dtype=np.int64),
+        ("exported",),
+        long_name="concept index of the exported concepts",
+    )
     put(g, "exported_other", np.asarray(concepts, dtype=np.int64), ("exported_other",))
     put(g, "top", np.arange(n_top, dtype=np.int64), ("top",), long_name="rank among top samples")
     put(g, "activations", acts.astype(np.float32), ("sample", "concept"))
@@ -480,7 +533,7 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
     put(g, "histogram_edges", st.hist_edges, ("concept", "bin_edge"))
     put(g, "top_rows", top_rows.astype(np.int64), ("exported", "top"))
     cm = code_maps.astype(np.float32)
-    cm_dims = ("exported", "top", *GRID_DIMS[:cm.ndim - 2])
+    cm_dims = ("exported", "top", *GRID_DIMS[: cm.ndim - 2])
     if cm.ndim > 2:
         _grid_coords(g, cm.shape[2:], cm_dims[2:])
     put(g, "code_maps", cm, cm_dims)
@@ -495,18 +548,27 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
     if vectors is not None:
         put(g, "atom_vectors", vectors.astype(np.float32), ("exported", "channel"))
     if pointwise is not None:
-        put(g, "atom_pointwise", pointwise.astype(np.float32), ("exported", "channel"),
+        put(
+            g,
+            "atom_pointwise",
+            pointwise.astype(np.float32),
+            ("exported", "channel"),
             description="pointwise part of each SAE-FNO atom (the smooth part is the atom "
-                        "rendered on N points minus N/G times this at the origin)")
+            "rendered on N points minus N/G times this at the origin)",
+        )
     sp = spectra.astype(np.float32)
     if sp.ndim >= 2:
-        kd = tuple(f"k{d}" for d in GRID_DIMS[:sp.ndim - 1])
+        kd = tuple(f"k{d}" for d in GRID_DIMS[: sp.ndim - 1])
         for dim, size in zip(kd, sp.shape[1:]):
-            put(g, dim, np.fft.fftshift(np.fft.fftfreq(size, d=1.0 / size)), (dim,),
-                long_name=f"frequency along {dim[1:]} (cycles per domain), zero in the middle")
+            put(
+                g,
+                dim,
+                np.fft.fftshift(np.fft.fftfreq(size, d=1.0 / size)),
+                (dim,),
+                long_name=f"frequency along {dim[1:]} (cycles per domain), zero in the middle",
+            )
         put(g, "spectra", sp, ("exported", *kd))
-        put(g, "k", np.arange(radial.shape[1], dtype=np.int64), ("k",),
-            long_name="|frequency| shell")
+        put(g, "k", np.arange(radial.shape[1], dtype=np.int64), ("k",), long_name="|frequency| shell")
         put(g, "radial_spectra", radial.astype(np.float32), ("exported", "k"))
     atoms_g = g.require_group("atoms")
     if atoms:
@@ -527,9 +589,14 @@ def _write_arrays(path: Path, *, acts: np.ndarray, st: S.ConceptStats, concepts:
             n = effects[k].y_clean.shape[0]
             y_clean[i, :n] = effects[k].y_clean
             y_abl[i, :n] = effects[k].y_ablated
-        ydims = ("ablated", "top", "out_channel", *GRID_DIMS[:len(sample_shape) - 1])
-        put(eg, "ablated", np.asarray(order, dtype=np.int64), ("ablated",),
-            long_name="concept index of each ablation")
+        ydims = ("ablated", "top", "out_channel", *GRID_DIMS[: len(sample_shape) - 1])
+        put(
+            eg,
+            "ablated",
+            np.asarray(order, dtype=np.int64),
+            ("ablated",),
+            long_name="concept index of each ablation",
+        )
         put(eg, "top", np.arange(width, dtype=np.int64), ("top",))
         put(eg, "out_channel", np.arange(sample_shape[0], dtype=np.int64), ("out_channel",))
         _grid_coords(eg, sample_shape[1:], ydims[3:])
@@ -560,21 +627,43 @@ def _effect_json(eff: Effect, rows: Sequence[int]) -> dict:
 
     per = []
     for i, r in enumerate(rows):
-        per.append({"row": int(r), "rel_change": clean_number(eff.rel_change[i]) or 0.0,
-                    "err_clean": None if eff.err_clean is None else clean_number(eff.err_clean[i]),
-                    "err_ablated": None if eff.err_ablated is None
-                    else clean_number(eff.err_ablated[i])})
-    return {"n_samples": len(rows), "rel_change": mean(eff.rel_change) or 0.0,
-            "err_clean": mean(eff.err_clean), "err_ablated": mean(eff.err_ablated),
-            "per_sample": per}
+        per.append(
+            {
+                "row": int(r),
+                "rel_change": clean_number(eff.rel_change[i]) or 0.0,
+                "err_clean": None if eff.err_clean is None else clean_number(eff.err_clean[i]),
+                "err_ablated": None if eff.err_ablated is None else clean_number(eff.err_ablated[i]),
+            }
+        )
+    return {
+        "n_samples": len(rows),
+        "rel_change": mean(eff.rel_change) or 0.0,
+        "err_clean": mean(eff.err_clean),
+        "err_ablated": mean(eff.err_ablated),
+        "per_sample": per,
+    }
 
 
-def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: dict[str, bool],
-                    st: S.ConceptStats, acts: np.ndarray, code_maps: np.ndarray,
-                    atoms: dict[str, np.ndarray], vector: np.ndarray | None,
-                    spectrum: tuple[np.ndarray, str], flat: bool, dpi: int, title: str,
-                    centre: bool, point: tuple[np.ndarray, str] | None = None,
-                    notes: dict[str, str] | None = None) -> dict[str, Path | None]:
+def _static_figures(
+    stem: Path,
+    k: int,
+    rows: list[int],
+    *,
+    store: Any,
+    fields: dict[str, bool],
+    st: S.ConceptStats,
+    acts: np.ndarray,
+    code_maps: np.ndarray,
+    atoms: dict[str, np.ndarray],
+    vector: np.ndarray | None,
+    spectrum: tuple[np.ndarray, str],
+    flat: bool,
+    dpi: int,
+    title: str,
+    centre: bool,
+    point: tuple[np.ndarray, str] | None = None,
+    notes: dict[str, str] | None = None,
+) -> dict[str, Path | None]:
     """Atom, spectrum, code-map, example, thumbnail and density figures of concept ``k``.
 
     ``centre`` draws atoms rolled to the middle of the grid (kernels at the origin); a supervised
@@ -587,60 +676,94 @@ def _static_figures(stem: Path, k: int, rows: list[int], *, store: Any, fields: 
     if vector is not None:  # a channel vector: the same at every point and resolution
         figs["atom"] = F.plot_atom({"every grid": vector}, f"{stem}_atom.png", title=title, dpi=dpi)
         figs["spectrum"] = None  # a point mass in space: a flat spectrum says nothing
-        notes["atom"] = ("A pointwise SAE's concept is one channel vector, the change of the "
-                         "activation per unit code at the point where the code is; bars are its "
-                         f"{vector.shape[0]} channels.")
+        notes["atom"] = (
+            "A pointwise SAE's concept is one channel vector, the change of the "
+            "activation per unit code at the point where the code is; bars are its "
+            f"{vector.shape[0]} channels."
+        )
     else:
         first = next(iter(atoms.values()))
         n_ch = min(2, first.shape[0])
         channels = F.top_channels(first, n_ch)
-        figs["atom"] = F.plot_atom(atoms, f"{stem}_atom.png", title=title, centre=centre,
-                                   channels=channels, dpi=dpi)
+        figs["atom"] = F.plot_atom(
+            atoms, f"{stem}_atom.png", title=title, centre=centre, channels=channels, dpi=dpi
+        )
         part = "smooth part of the atom" if point is not None else "atom"
         notes["atom"] = (
             f"Each row is the {part} rendered on one grid"
             + (", rolled so that the origin (where the code sits) is in the middle" if centre else "")
             + f". First panel: the norm over all {first.shape[0]} channels; then channel"
-            + ("s " if n_ch > 1 else " ") + " and ".join(str(c) for c in channels)
+            + ("s " if n_ch > 1 else " ")
+            + " and ".join(str(c) for c in channels)
             + f", the {n_ch} with the most energy (sum of squares over the grid) at "
-            f"{next(iter(atoms))}. Values are the change of the activation per unit code.")
+            f"{next(iter(atoms))}. Values are the change of the activation per unit code."
+        )
         if point is not None:
             figs["atom_pointwise"] = F.plot_channel_vector(
-                point[0], f"{stem}_atom_pointwise.png", dpi=dpi,
+                point[0],
+                f"{stem}_atom_pointwise.png",
+                dpi=dpi,
                 ylabel=f"per unit code on {point[1].split(' (')[0]}",
-                title=f"{title}: pointwise part, added where the code is ({point[1]})")
+                title=f"{title}: pointwise part, added where the code is ({point[1]})",
+            )
             norm_s = float(np.sqrt((first.astype(np.float64) ** 2).sum() / first[0].size))
             norm_p = float(np.linalg.norm(point[0]))
             notes["atom_pointwise"] = (
                 "The decoder also adds this channel vector at the code's own location. On a grid "
                 "of N points it is a point mass (its value there grows like N), so it is drawn "
                 f"apart from the smooth part. Its norm {norm_p:.3g} on {point[1]}, against an "
-                f"RMS norm {norm_s:.3g} of the smooth part.")
-        figs["spectrum"] = F.plot_spectrum(spectrum[0], f"{stem}_spectrum.png",
-                                           title=f"{title} at {spectrum[1]}", dpi=dpi)
+                f"RMS norm {norm_s:.3g} of the smooth part."
+            )
+        figs["spectrum"] = F.plot_spectrum(
+            spectrum[0], f"{stem}_spectrum.png", title=f"{title} at {spectrum[1]}", dpi=dpi
+        )
     show = rows[:FIG_SAMPLES]
-    side = {name: _read(store, name, show).float().numpy() if fields[name] and show else None
-            for name in ("x", "y", "y_pred")}
+    side = {
+        name: _read(store, name, show).float().numpy() if fields[name] and show else None
+        for name in ("x", "y", "y_pred")
+    }
     figs["code_maps"] = F.plot_code_maps(
-        code_maps[:len(show)], f"{stem}_codes.png", rows=show,
-        activations=[acts[r, k] for r in show], x=side["x"], y_pred=side["y_pred"], y=side["y"],
-        title=title, dpi=dpi)
+        code_maps[: len(show)],
+        f"{stem}_codes.png",
+        rows=show,
+        activations=[acts[r, k] for r in show],
+        x=side["x"],
+        y_pred=side["y_pred"],
+        y=side["y"],
+        title=title,
+        dpi=dpi,
+    )
     x_all = _read(store, "x", rows).float().numpy() if fields["x"] and rows else None
     figs["examples"] = F.plot_examples(
-        x_all, code_maps[:len(rows)], f"{stem}_examples.png", rows=rows,
-        activations=[acts[r, k] for r in rows], dpi=dpi,
-        title=f"{title}: its {len(rows)} most activating samples" if rows else title)
-    figs["thumbnail"] = (F.write_thumbnail(code_maps[0], f"{stem}_thumb.png")
-                         if rows and np.ndim(code_maps[0]) >= 1 else None)
-    notes["density"] = ("Histogram of the concept's per-sample activation over the samples where "
-                        "it is active; dashed red lines mark the quantile examples listed below.")
-    notes["examples"] = ("Top row: the model input (channel 0); bottom row: the concept's code "
-                         "map on that sample; each row on one colour scale.")
+        x_all,
+        code_maps[: len(rows)],
+        f"{stem}_examples.png",
+        rows=rows,
+        activations=[acts[r, k] for r in rows],
+        dpi=dpi,
+        title=f"{title}: its {len(rows)} most activating samples" if rows else title,
+    )
+    figs["thumbnail"] = (
+        F.write_thumbnail(code_maps[0], f"{stem}_thumb.png") if rows and np.ndim(code_maps[0]) >= 1 else None
+    )
+    notes["density"] = (
+        "Histogram of the concept's per-sample activation over the samples where "
+        "it is active; dashed red lines mark the quantile examples listed below."
+    )
+    notes["examples"] = (
+        "Top row: the model input (channel 0); bottom row: the concept's code "
+        "map on that sample; each row on one colour scale."
+    )
     figs["density"] = F.plot_density(
-        st.hist_counts[k], st.hist_edges[k], f"{stem}_density.png",
+        st.hist_counts[k],
+        st.hist_edges[k],
+        f"{stem}_density.png",
         sample_density=float(st.sample_density[k]),
         point_density=None if flat else float(st.point_density[k]),
-        quantiles=[q[2] for q in S.quantile_examples(acts[:, k])], title=title, dpi=dpi)
+        quantiles=[q[2] for q in S.quantile_examples(acts[:, k])],
+        title=title,
+        dpi=dpi,
+    )
     return figs
 
 
@@ -648,17 +771,31 @@ def _effect_figure(stem: Path, k: int, rows: list[int], eff: Effect, dpi: int, t
     """The ablation-effect figure of concept ``k`` on its first top samples."""
     m = min(len(rows), FIG_SAMPLES)
     return F.plot_effect(
-        eff.y_clean[:m], eff.y_ablated[:m], f"{stem}_effect.png", rows=rows[:m],
+        eff.y_clean[:m],
+        eff.y_ablated[:m],
+        f"{stem}_effect.png",
+        rows=rows[:m],
         err_clean=None if eff.err_clean is None else eff.err_clean[:m],
         err_ablated=None if eff.err_ablated is None else eff.err_ablated[:m],
-        title=f"{title} ablated", dpi=dpi)
+        title=f"{title} ablated",
+        dpi=dpi,
+    )
 
 
-def _concept_entry(k: int, *, sae: torch.nn.Module, st: S.ConceptStats, acts: np.ndarray,
-                   top: list[tuple[int, float]], correlated: list[tuple[int, float]],
-                   effect: Effect | None, params: Mapping[str, np.ndarray],
-                   labels: Mapping[str, list[str]], figures: dict[str, str | None] | None,
-                   flat: bool) -> dict:
+def _concept_entry(
+    k: int,
+    *,
+    sae: torch.nn.Module,
+    st: S.ConceptStats,
+    acts: np.ndarray,
+    top: list[tuple[int, float]],
+    correlated: list[tuple[int, float]],
+    effect: Effect | None,
+    params: Mapping[str, np.ndarray],
+    labels: Mapping[str, list[str]],
+    figures: dict[str, str | None] | None,
+    flat: bool,
+) -> dict:
     """The ``concepts.json`` entry of concept ``k`` (see :mod:`saeno.export.schema`)."""
     name, label = _concept_name(sae, k)
     top_rows = [r for r, _ in top]
@@ -675,15 +812,20 @@ def _concept_entry(k: int, *, sae: torch.nn.Module, st: S.ConceptStats, acts: np
             "point_density": None if flat else float(st.point_density[k]),
             "dead": bool(st.sample_density[k] == 0),
         },
-        "histogram": {"edges": [float(e) for e in st.hist_edges[k]],
-                      "counts": [int(c) for c in st.hist_counts[k]]},
+        "histogram": {
+            "edges": [float(e) for e in st.hist_edges[k]],
+            "counts": [int(c) for c in st.hist_counts[k]],
+        },
         "top_examples": [{"row": r, "activation": a} for r, a in top],
-        "quantile_examples": [{"quantile": q, "row": r, "activation": a}
-                              for q, r, a in S.quantile_examples(acts[:, k])],
+        "quantile_examples": [
+            {"quantile": q, "row": r, "activation": a} for q, r, a in S.quantile_examples(acts[:, k])
+        ],
         "correlated": [{"index": j, "correlation": c} for j, c in correlated],
         "effect": None if effect is None else _effect_json(effect, top_rows),
-        "params": {pname: {key: None if v is None else clean_number(v) for key, v in vals.items()}
-                   for pname, vals in enrichment.items()},
+        "params": {
+            pname: {key: None if v is None else clean_number(v) for key, v in vals.items()}
+            for pname, vals in enrichment.items()
+        },
         "labels": S.label_enrichment(top_rows, labels) if top_rows else {},
         "figures": figures or {},
         "page": page_path(k) if figures is not None else None,
@@ -699,12 +841,28 @@ def _sae_config(sae: torch.nn.Module) -> dict:
 
 
 #: metrics of :func:`saeno.evaluate` shown at the top of the report, in order
-EVALUATION_KEYS = ("explained_variance", "rel_l2", "loss_recovered", "splice_added_error",
-                   "dead_fraction", "L0_concepts", "L0_per_point", "domain_fraction")
+EVALUATION_KEYS = (
+    "explained_variance",
+    "rel_l2",
+    "loss_recovered",
+    "splice_added_error",
+    "dead_fraction",
+    "L0_concepts",
+    "L0_per_point",
+    "domain_fraction",
+)
 
 
-def _evaluation(evaluation: Mapping[str, Any] | bool | None, sae: torch.nn.Module, store: Any,
-                hook: str, hooked: Any, n: int, batch_size: int, progress: bool) -> dict | None:
+def _evaluation(
+    evaluation: Mapping[str, Any] | bool | None,
+    sae: torch.nn.Module,
+    store: Any,
+    hook: str,
+    hooked: Any,
+    n: int,
+    batch_size: int,
+    progress: bool,
+) -> dict | None:
     """The report's ``evaluation`` block from :func:`saeno.evaluate`'s result (or computed here).
 
     ``{"source": "given" | "computed", "results": [{"grid", "samples", metrics..., "skipped"}],
@@ -719,20 +877,31 @@ def _evaluation(evaluation: Mapping[str, Any] | bool | None, sae: torch.nn.Modul
 
         source = "computed"
         try:
-            evaluation = evaluate(sae, store, hook, hooked=hooked, rows=np.arange(n),
-                                  batch_size=min(batch_size, 16), progress=progress)
+            evaluation = evaluate(
+                sae,
+                store,
+                hook,
+                hooked=hooked,
+                rows=np.arange(n),
+                batch_size=min(batch_size, 16),
+                progress=progress,
+            )
         except (SaenoError, AttributeError, TypeError, KeyError) as exc:
             # a store or SAE that evaluate cannot read: the report says so instead of failing
             return {"source": source, "results": [], "note": f"not evaluated: {exc}"}
         if hooked is None:
             note = "no model was given, so loss recovered and error added are not computed"
     if not isinstance(evaluation, Mapping) or "results" not in evaluation:
-        raise ExportError("evaluation must be the dict saeno.evaluate returns (with 'results'), "
-                          "True/None to evaluate here, or False")
+        raise ExportError(
+            "evaluation must be the dict saeno.evaluate returns (with 'results'), "
+            "True/None to evaluate here, or False"
+        )
     rows = []
     for res in evaluation["results"]:
-        row: dict[str, Any] = {"grid": [int(g) for g in res.get("grid", [])],
-                               "training_resolution": bool(res.get("training_resolution", False))}
+        row: dict[str, Any] = {
+            "grid": [int(g) for g in res.get("grid", [])],
+            "training_resolution": bool(res.get("training_resolution", False)),
+        }
         if "skipped" in res:
             row["skipped"] = str(res["skipped"])
         else:
@@ -849,11 +1018,16 @@ def export_concepts(
     if n < 1:
         raise StoreError(f"the store has no rows for {hook!r}: capture some samples first")
     if int(arr.shape[1]) != int(sae.in_channels):
-        raise ShapeError(f"the SAE reads {sae.in_channels} channels but hook {hook!r} has "
-                         f"{arr.shape[1]}: pass the store and hook the SAE was trained on")
+        raise ShapeError(
+            f"the SAE reads {sae.in_channels} channels but hook {hook!r} has "
+            f"{arr.shape[1]}: pass the store and hook the SAE was trained on"
+        )
     grid = tuple(int(g) for g in arr.shape[2:])
-    dev = torch.device(device) if device is not None else next(
-        (p.device for p in sae.parameters()), torch.device("cpu"))
+    dev = (
+        torch.device(device)
+        if device is not None
+        else next((p.device for p in sae.parameters()), torch.device("cpu"))
+    )
     sae = sae.to(dev).eval()
     hooked, resolved_name = _resolve_model(model, trust)
     model_name = model_name or resolved_name
@@ -864,9 +1038,12 @@ def export_concepts(
     sae_fp = getattr(sae, "model_fingerprint", None)
     store_fp = getattr(store, "fingerprint", None)
     if sae_fp and store_fp and sae_fp != store_fp:
-        warnings.warn(f"the SAE was trained on activations of another model (fingerprint "
-                      f"{sae_fp[:12]}...) than the store's ({store_fp[:12]}...): its concepts may "
-                      "not mean anything here", stacklevel=2)
+        warnings.warn(
+            f"the SAE was trained on activations of another model (fingerprint "
+            f"{sae_fp[:12]}...) than the store's ({store_fp[:12]}...): its concepts may "
+            "not mean anything here",
+            stacklevel=2,
+        )
     ndim = int(sae.ndim) if sae.ndim is not None else len(grid)
 
     out = Path(out)
@@ -903,14 +1080,14 @@ def export_concepts(
     res_list = _normalize_resolutions(resolutions, grid, ndim, flat)
     atoms, vectors = _render_atoms(sae, chosen, res_list) if chosen else ({}, None)
     centre = not (flat or supervised)
-    split = (_split_point_mass(sae, chosen, atoms) if chosen and centre and vectors is None
-             else None)
+    split = _split_point_mass(sae, chosen, atoms) if chosen and centre and vectors is None else None
     smooth = split[0] if split is not None else atoms  # what the atom figures and spectra show
     finest = max(atoms, key=lambda r: int(np.prod(r))) if atoms else None
     spectra = np.stack([F.amplitude_spectrum(a) for a in smooth[finest]]) if chosen else np.zeros((0,))
     radial = np.stack([F.radial_spectrum(s) for s in spectra]) if chosen else np.zeros((0,))
-    code_maps = (_code_maps(encode, store, hook, chosen, top_rows, dev, batch_size) if chosen
-                 else np.zeros((0, n_top)))
+    code_maps = (
+        _code_maps(encode, store, hook, chosen, top_rows, dev, batch_size) if chosen else np.zeros((0, n_top))
+    )
     corr = S.correlation_matrix(acts[:, chosen]) if chosen else np.zeros((0, 0))
     fields = {name: _has_array(store, name) for name in ("x", "y", "y_pred")}
 
@@ -928,7 +1105,7 @@ def export_concepts(
         wanted = sorted({int(r) for r in top_rows.ravel() if r >= 0})
         with torch.no_grad():
             for start in range(0, len(wanted), batch_size):
-                rows = wanted[start:start + batch_size]
+                rows = wanted[start : start + batch_size]
                 y_hat = hooked(_read(store, "x", rows).to(dev, torch.float32))
                 clean.update(zip(rows, y_hat))
     fig_paths: dict[int, dict[str, str | None]] = {}
@@ -937,35 +1114,77 @@ def export_concepts(
         rows = [int(r) for r in top_rows[i] if r >= 0]
         stem = out / f"figures/concept_{k:05d}"
         figs = _static_figures(
-            stem, k, rows, store=store, fields=fields, st=st, acts=acts, code_maps=code_maps[i],
+            stem,
+            k,
+            rows,
+            store=store,
+            fields=fields,
+            st=st,
+            acts=acts,
+            code_maps=code_maps[i],
             atoms={_res_label(r): a[i] for r, a in smooth.items()},
             vector=None if vectors is None else vectors[i],
-            spectrum=(spectra[i], _res_label(finest)), flat=flat, dpi=dpi,
-            title=_figure_title(sae, k), centre=centre,
+            spectrum=(spectra[i], _res_label(finest)),
+            flat=flat,
+            dpi=dpi,
+            title=_figure_title(sae, k),
+            centre=centre,
             point=None if split is None else (split[1][i], split[2]),
-            notes=fig_notes.setdefault(k, {}))
+            notes=fig_notes.setdefault(k, {}),
+        )
         figs["effect"] = None
         if ablation_reason is None and rows:
             x = _read(store, "x", rows).to(dev, torch.float32)
             y = _read(store, "y", rows).to(dev, torch.float32) if fields["y"] else None
-            effects[k] = ablation_effect(hooked, sae, hook, k, x, y,
-                                         y_clean=torch.stack([clean[r] for r in rows]),
-                                         labels=None if mask is None else mask[rows].to(dev))
+            effects[k] = ablation_effect(
+                hooked,
+                sae,
+                hook,
+                k,
+                x,
+                y,
+                y_clean=torch.stack([clean[r] for r in rows]),
+                labels=None if mask is None else mask[rows].to(dev),
+            )
             figs["effect"] = _effect_figure(stem, k, rows, effects[k], dpi, _figure_title(sae, k))
-        fig_paths[k] = {key: None if v is None else Path(v).relative_to(out).as_posix()
-                        for key, v in figs.items()}
-    overview = F.plot_density_overview(st.sample_density, out / "figures/density_overview.png",
-                                       title="all concepts", dpi=dpi)
+        fig_paths[k] = {
+            key: None if v is None else Path(v).relative_to(out).as_posix() for key, v in figs.items()
+        }
+    overview = F.plot_density_overview(
+        st.sample_density, out / "figures/density_overview.png", title="all concepts", dpi=dpi
+    )
 
-    _write_arrays(out / "arrays.zarr", acts=acts, st=st, concepts=chosen, top_rows=top_rows,
-                  code_maps=code_maps, atoms=atoms, spectra=spectra, radial=radial, corr=corr,
-                  effects=effects, vectors=vectors, grid=grid,
-                  pointwise=None if split is None else split[1])
+    _write_arrays(
+        out / "arrays.zarr",
+        acts=acts,
+        st=st,
+        concepts=chosen,
+        top_rows=top_rows,
+        code_maps=code_maps,
+        atoms=atoms,
+        spectra=spectra,
+        radial=radial,
+        corr=corr,
+        effects=effects,
+        vectors=vectors,
+        grid=grid,
+        pointwise=None if split is None else split[1],
+    )
 
     concepts_json = [
-        _concept_entry(k, sae=sae, st=st, acts=acts, top=tops[k], correlated=correlated[k],
-                       effect=effects.get(k), params=params, labels=labels,
-                       figures=fig_paths.get(k), flat=flat)
+        _concept_entry(
+            k,
+            sae=sae,
+            st=st,
+            acts=acts,
+            top=tops[k],
+            correlated=correlated[k],
+            effect=effects.get(k),
+            params=params,
+            labels=labels,
+            figures=fig_paths.get(k),
+            flat=flat,
+        )
         for k in range(p)
     ]
     for entry in concepts_json:
@@ -979,15 +1198,27 @@ def export_concepts(
         "version": SCHEMA_VERSION,
         "saeno_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "sae": {"architecture": str(_sae_config(sae).get("architecture", type(sae).__name__)),
-                "n_concepts": int(p), "in_channels": int(sae.in_channels), "ndim": ndim,
-                "config": _sae_config(sae), "path": sae_path},
-        "store": {"path": store_path, "hook": hook,
-                  "fingerprint": getattr(store, "fingerprint", None), "grid": list(grid),
-                  "n_rows": int(n)},
+        "sae": {
+            "architecture": str(_sae_config(sae).get("architecture", type(sae).__name__)),
+            "n_concepts": int(p),
+            "in_channels": int(sae.in_channels),
+            "ndim": ndim,
+            "config": _sae_config(sae),
+            "path": sae_path,
+        },
+        "store": {
+            "path": store_path,
+            "hook": hook,
+            "fingerprint": getattr(store, "fingerprint", None),
+            "grid": list(grid),
+            "n_rows": int(n),
+        },
         "model": None if hooked is None else {"name": str(model_name), "fingerprint": model_fp},
-        "ablation": {"done": bool(effects), "reason": ablation_reason,
-                     "method": ABLATION_METHOD_SUPERVISED if supervised else ABLATION_METHOD},
+        "ablation": {
+            "done": bool(effects),
+            "reason": ablation_reason,
+            "method": ABLATION_METHOD_SUPERVISED if supervised else ABLATION_METHOD,
+        },
         "definitions": dict(S.DEFINITIONS, **(S.DEFINITIONS_SUPERVISED if supervised else {})),
         "resolutions": [list(r) for r in atoms],
         "arrays": "arrays.zarr",
@@ -1003,5 +1234,4 @@ def export_concepts(
     return write_report(doc, out, inline=inline)
 
 
-__all__ = ["DEFAULT_MAX_CONCEPTS", "EVALUATION_KEYS", "ExportError", "export_concepts",
-           "model_display_name"]
+__all__ = ["DEFAULT_MAX_CONCEPTS", "EVALUATION_KEYS", "ExportError", "export_concepts", "model_display_name"]

@@ -17,21 +17,36 @@ from typing import Any
 from saeno.errors import SaenoError
 
 #: the per-concept fields copied into ``concepts.json``
-FIELDS = ("status", "explained", "probe", "probes", "signs", "quantile", "rho", "rho_select", "auroc",
-          "iou", "null_shuffle", "null_random", "n_select", "n_heldout", "effect")
+FIELDS = (
+    "status",
+    "explained",
+    "probe",
+    "probes",
+    "signs",
+    "quantile",
+    "rho",
+    "rho_select",
+    "auroc",
+    "iou",
+    "null_shuffle",
+    "null_random",
+    "n_select",
+    "n_heldout",
+    "effect",
+)
 
 DEFINITIONS = {
     "explanation": "the probe field (or conjunction of two) whose Spearman correlation with the "
-                   "concept's code map over points is largest on the selection half of the samples; "
-                   "its sign and the probe quantile that best matches where the concept is active are "
-                   "chosen there too",
+    "concept's code map over points is largest on the selection half of the samples; "
+    "its sign and the probe quantile that best matches where the concept is active are "
+    "chosen there too",
     "held-out rho": "Spearman correlation of the code map with the signed probe over the points of "
-                    "the held-out half (samples never used to choose the explanation)",
+    "the held-out half (samples never used to choose the explanation)",
     "null (99%)": "99th percentile of the nulls: the same statistic against other samples' probe "
-                  "fields (shifted copies for probes equal on every sample) and against random-init "
-                  "SAEs of the same shape; explained = held-out rho above it and above the floor",
+    "fields (shifted copies for probes equal on every sample) and against random-init "
+    "SAEs of the same shape; explained = held-out rho above it and above the floor",
     "AUROC": "area under the ROC curve of 'concept active at the point' against the signed probe, "
-             "held-out half",
+    "held-out half",
 }
 
 
@@ -66,11 +81,13 @@ def load_for_export(explanations: Any, n_concepts: int, hook: str | None = None)
     if int(doc["sae"]["n_concepts"]) != int(n_concepts) or len(doc["concepts"]) != int(n_concepts):
         raise ExplanationsMismatchError(
             f"the explanations describe an SAE with {doc['sae']['n_concepts']} concepts, the exported "
-            f"one has {n_concepts}: run `saeno explain` on this SAE")
+            f"one has {n_concepts}: run `saeno explain` on this SAE"
+        )
     if hook is not None and doc["store"].get("hook") not in (None, hook):
         raise ExplanationsMismatchError(
             f"the explanations are of hook {doc['store']['hook']!r}, the export of {hook!r}: run "
-            "`saeno explain` with the same --hook")
+            "`saeno explain` with the same --hook"
+        )
     return doc
 
 
@@ -103,15 +120,21 @@ def attach_explanations(doc: dict[str, Any], explanations: Mapping[str, Any]) ->
 
 
 def _signed(e: Mapping[str, Any]) -> str:
-    return " & ".join(("-" if s < 0 else "+") + p for p, s in zip(e.get("probes") or [], e.get("signs") or []))
+    return " & ".join(
+        ("-" if s < 0 else "+") + p for p, s in zip(e.get("probes") or [], e.get("signs") or [])
+    )
 
 
 def index_headers(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Extra sortable index columns (none without explanations)."""
     if not doc.get("explanations"):
         return []
-    return [("explained by", "text"), ("held-out rho", "number"), ("null (99%)", "number"),
-            ("AUROC", "number")]
+    return [
+        ("explained by", "text"),
+        ("held-out rho", "number"),
+        ("null (99%)", "number"),
+        ("AUROC", "number"),
+    ]
 
 
 def index_cells(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
@@ -125,8 +148,7 @@ def index_cells(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
         label = "rare" if e else ""
         return _text_cell(label) + _num_cell(None) + _num_cell(None) + _num_cell(None)
     label = _signed(e) + ("" if e.get("explained") else " (not explained)")
-    return (_text_cell(label) + _num_cell(e.get("rho")) + _num_cell(e.get("null"))
-            + _num_cell(e.get("auroc")))
+    return _text_cell(label) + _num_cell(e.get("rho")) + _num_cell(e.get("null")) + _num_cell(e.get("auroc"))
 
 
 def page_section(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
@@ -142,27 +164,40 @@ def page_section(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
         parts.append('<p class="note">No explanation for this concept.</p>')
         return "\n".join(parts)
     if e.get("status") == "rare":
-        parts.append(f'<p class="note">Not scored: active on {e.get("n_select")} selection and '
-                     f'{e.get("n_heldout")} held-out samples (too few).</p>')
+        parts.append(
+            f'<p class="note">Not scored: active on {e.get("n_select")} selection and '
+            f"{e.get('n_heldout')} held-out samples (too few).</p>"
+        )
         return "\n".join(parts)
     probes = info.get("probes", {})
     what = "; ".join(f"{p}: {probes.get(p, '')}" for p in e.get("probes") or [])
     verdict = "explained" if e.get("explained") else "not explained"
     parts.append(f"<p><b>{esc(_signed(e))}</b> ({esc(verdict)}): {esc(what)}</p>")
-    parts.append(_meta_table({
-        "held-out Spearman rho": e.get("rho"),
-        "selection-half rho": e.get("rho_select"),
-        "null, 99th percentile (shuffled samples)": e.get("null_shuffle"),
-        "null, 99th percentile (random-init SAEs)": e.get("null_random"),
-        "floor": info.get("floor"),
-        "held-out AUROC of 'active'": e.get("auroc"),
-        "probe quantile": e.get("quantile"),
-        "held-out IoU at that quantile": e.get("iou"),
-        "samples where active (selection + held-out)": f"{e.get('n_select')} + {e.get('n_heldout')}",
-        "ablation effect (relative output change)": e.get("effect"),
-    }))
+    parts.append(
+        _meta_table(
+            {
+                "held-out Spearman rho": e.get("rho"),
+                "selection-half rho": e.get("rho_select"),
+                "null, 99th percentile (shuffled samples)": e.get("null_shuffle"),
+                "null, 99th percentile (random-init SAEs)": e.get("null_random"),
+                "floor": info.get("floor"),
+                "held-out AUROC of 'active'": e.get("auroc"),
+                "probe quantile": e.get("quantile"),
+                "held-out IoU at that quantile": e.get("iou"),
+                "samples where active (selection + held-out)": f"{e.get('n_select')} + {e.get('n_heldout')}",
+                "ablation effect (relative output change)": e.get("effect"),
+            }
+        )
+    )
     return "\n".join(parts)
 
 
-__all__ = ["DEFINITIONS", "ExplanationsMismatchError", "attach_explanations", "index_cells",
-           "index_headers", "load_for_export", "page_section"]
+__all__ = [
+    "DEFINITIONS",
+    "ExplanationsMismatchError",
+    "attach_explanations",
+    "index_cells",
+    "index_headers",
+    "load_for_export",
+    "page_section",
+]

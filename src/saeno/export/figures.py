@@ -31,8 +31,9 @@ def _as_2d(field: np.ndarray) -> np.ndarray:
     return field
 
 
-def show_field(ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "viridis",
-               symmetric: bool = False) -> None:
+def show_field(
+    ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "viridis", symmetric: bool = False
+) -> None:
     """Draw one field on ``ax``: a curve for 1D, an image for 2D, the middle slice for 3D.
 
     Images get a colour bar.
@@ -103,11 +104,13 @@ def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> N
     w, h = fig.get_size_inches()
     top = 1.0 - (0.85 if suptitle else 0.5) / h
     if labelled:
-        fig.subplots_adjust(left=0.75 / w, right=1.0 - 0.2 / w, bottom=0.6 / h, top=top,
-                            wspace=0.5, hspace=0.6)
+        fig.subplots_adjust(
+            left=0.75 / w, right=1.0 - 0.2 / w, bottom=0.6 / h, top=top, wspace=0.5, hspace=0.6
+        )
     else:
-        fig.subplots_adjust(left=0.05 / w, right=1.0 - 0.05 / w, bottom=0.05 / h, top=top,
-                            wspace=0.1, hspace=0.5)
+        fig.subplots_adjust(
+            left=0.05 / w, right=1.0 - 0.05 / w, bottom=0.05 / h, top=top, wspace=0.1, hspace=0.5
+        )
 
 
 # A panel: (field (*grid), title, style) with style "seq" (viridis), "codes" (magma) or "sym"
@@ -148,8 +151,9 @@ def _limits(img: np.ndarray, style: str) -> tuple[float, float]:
     return lo, (hi if hi > lo else lo + 1.0)
 
 
-def _colour(img: np.ndarray, style: str,
-            limits: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+def _colour(
+    img: np.ndarray, style: str, limits: tuple[float, float] | None = None
+) -> tuple[np.ndarray, tuple[float, float]]:
     """RGBA uint8 image of a field drawn in ``style`` and the colour scale's ``(vmin, vmax)``."""
     vmin, vmax = limits if limits is not None else _limits(img, style)
     normed = np.clip((np.nan_to_num(img, nan=vmin) - vmin) / ((vmax - vmin) or 1.0), 0.0, 1.0)
@@ -162,8 +166,16 @@ def _tick(v: float) -> str:
     return "0" if v == 0 else f"{v:.3g}"
 
 
-def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int,
-            colorbar: bool = True, panel_pt: int = PANEL_PT, shared: bool = False) -> Path:
+def _mosaic(
+    panels: Sequence[Sequence[Panel]],
+    path: Path | str,
+    *,
+    title: str,
+    dpi: int,
+    colorbar: bool = True,
+    panel_pt: int = PANEL_PT,
+    shared: bool = False,
+) -> Path:
     """Draw rows of 2D panels as one image on a single axes (far cheaper than one axes each).
 
     Each panel gets its own colour bar (``colorbar``) with its minimum, maximum (and zero for
@@ -190,16 +202,15 @@ def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, 
         x0, y0 = int(round(left_pt * s)), int(round(top_pt * s))
         bw = max(1, int(round(CBAR_PT * s)))
         grad = np.linspace(1.0, 0.0, ppx)[:, None] * np.ones((1, bw))
-        canvas[y0:y0 + ppx, x0:x0 + bw] = matplotlib.colormaps[_CMAPS[style]](grad, bytes=True)
-        canvas[y0:y0 + ppx, [x0, x0 + bw - 1]] = (90, 90, 90, 255)
-        canvas[[y0, y0 + ppx - 1], x0:x0 + bw] = (90, 90, 90, 255)
+        canvas[y0 : y0 + ppx, x0 : x0 + bw] = matplotlib.colormaps[_CMAPS[style]](grad, bytes=True)
+        canvas[y0 : y0 + ppx, [x0, x0 + bw - 1]] = (90, 90, 90, 255)
+        canvas[[y0, y0 + ppx - 1], x0 : x0 + bw] = (90, 90, 90, 255)
         tx = left_pt + CBAR_PT + 2
         vmin, vmax = lims
         texts.append((tx, top_pt, _tick(vmax), "left", "top", FONT_TICK))
         texts.append((tx, top_pt + panel_pt, _tick(vmin), "left", "bottom", FONT_TICK))
         if vmin < 0 < vmax and 0.12 < vmax / (vmax - vmin) < 0.88:
-            texts.append((tx, top_pt + panel_pt * vmax / (vmax - vmin), "0", "left", "center",
-                          FONT_TICK))
+            texts.append((tx, top_pt + panel_pt * vmax / (vmax - vmin), "0", "left", "center", FONT_TICK))
 
     for i, row in enumerate(panels):
         top = head + i * cell_h + TITLE_PT
@@ -215,7 +226,7 @@ def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, 
             h, w = rgba.shape[:2]
             oy = int(round(top * s)) + (ppx - h) // 2
             ox = int(round(left * s)) + (ppx - w) // 2
-            canvas[oy:oy + h, ox:ox + w] = rgba
+            canvas[oy : oy + h, ox : ox + w] = rgba
             if label:
                 texts.append((left + panel_pt / 2, top - 3, label, "center", "bottom", FONT_LABEL))
             if per_panel_bar:
@@ -231,20 +242,17 @@ def _mosaic(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, 
     return _save(fig, path, dpi)
 
 
-def _draw_panels(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str,
-                 dpi: int) -> Path:
+def _draw_panels(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int) -> Path:
     """Rows of panels: a single-image mosaic for 2D/3D fields, matplotlib axes for 1D and scalars."""
     if all(np.ndim(f) >= 2 for row in panels for f, _, _ in row):
         return _mosaic(panels, path, title=title, dpi=dpi)
     nrows, ncols = len(panels), max(len(r) for r in panels)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(_PANEL * ncols, _PANEL * nrows * 0.9),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(_PANEL * ncols, _PANEL * nrows * 0.9), squeeze=False)
     for i, row in enumerate(panels):
         for j in range(ncols):
             if j < len(row):
                 field, label, style = row[j]
-                show_field(axes[i, j], field, title=label, cmap=_CMAPS[style],
-                           symmetric=style == "sym")
+                show_field(axes[i, j], field, title=label, cmap=_CMAPS[style], symmetric=style == "sym")
             else:
                 axes[i, j].set_axis_off()
     if title:
@@ -272,8 +280,9 @@ def is_spatially_constant(atom: np.ndarray, rtol: float = 1e-5) -> bool:
     return bool(spread <= rtol * max(np.abs(flat).max(), 1e-30))
 
 
-def plot_channel_vector(vec: np.ndarray, path: Path | str, *, title: str = "",
-                        ylabel: str = "value", dpi: int = DEFAULT_DPI) -> Path:
+def plot_channel_vector(
+    vec: np.ndarray, path: Path | str, *, title: str = "", ylabel: str = "value", dpi: int = DEFAULT_DPI
+) -> Path:
     """Draw a channel vector ``(C,)`` as bars (red positive, blue negative), channels on the x axis."""
     vec = np.asarray(vec, dtype=np.float64).reshape(-1)
     fig, ax = plt.subplots(figsize=(min(9.0, max(4.0, 0.13 * vec.size + 1.6)), 2.8))
@@ -294,9 +303,16 @@ def top_channels(atom: np.ndarray, n: int) -> list[int]:
     return _top_channels(atom, n)
 
 
-def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str = "",
-              n_channels: int = 2, centre: bool = False, channels: Sequence[int] | None = None,
-              dpi: int = DEFAULT_DPI) -> Path:
+def plot_atom(
+    atoms: Mapping[str, np.ndarray],
+    path: Path | str,
+    *,
+    title: str = "",
+    n_channels: int = 2,
+    centre: bool = False,
+    channels: Sequence[int] | None = None,
+    dpi: int = DEFAULT_DPI,
+) -> Path:
     """Draw one concept's atom rendered at several resolutions.
 
     One row per resolution: the channel norm ``|atom(x)|`` and the ``n_channels`` channels with the
@@ -334,8 +350,12 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
     if all(is_spatially_constant(a) for a in atoms.values()):
         vec = first.reshape(first.shape[0], -1).mean(axis=1)
         return plot_channel_vector(
-            vec, path, dpi=dpi, ylabel="change of the activation per unit code",
-            title=(title + ": " if title else "") + "channel vector, the same at every grid point")
+            vec,
+            path,
+            dpi=dpi,
+            ylabel="change of the activation per unit code",
+            title=(title + ": " if title else "") + "channel vector, the same at every grid point",
+        )
     if channels is None:
         channels = _top_channels(first, min(n_channels, first.shape[0]))
     panels = []
@@ -343,15 +363,22 @@ def plot_atom(atoms: Mapping[str, np.ndarray], path: Path | str, *, title: str =
         atom = np.asarray(atoms[label], dtype=np.float64)
         if centre:
             atom = np.fft.fftshift(atom, axes=tuple(range(1, atom.ndim)))
-        row = [(np.sqrt((atom ** 2).sum(axis=0)), f"{label}\n|atom| over channels", "seq")]
+        row = [(np.sqrt((atom**2).sum(axis=0)), f"{label}\n|atom| over channels", "seq")]
         row += [(atom[c], f"{label}\nchannel {c}", "sym") for c in channels]
         panels.append(row)
     return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
-def plot_examples(x: np.ndarray | None, code_maps: np.ndarray, path: Path | str, *,
-                  rows: Sequence[int], activations: Sequence[float], title: str = "",
-                  dpi: int = DEFAULT_DPI) -> Path:
+def plot_examples(
+    x: np.ndarray | None,
+    code_maps: np.ndarray,
+    path: Path | str,
+    *,
+    rows: Sequence[int],
+    activations: Sequence[float],
+    title: str = "",
+    dpi: int = DEFAULT_DPI,
+) -> Path:
     """Thumbnails of a concept's top examples: the input (first channel) above its code map.
 
     Parameters
@@ -383,8 +410,7 @@ def plot_examples(x: np.ndarray | None, code_maps: np.ndarray, path: Path | str,
     return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
-def write_thumbnail(field: np.ndarray, path: Path | str, *, px: int = 56,
-                    style: str = "codes") -> Path:
+def write_thumbnail(field: np.ndarray, path: Path | str, *, px: int = 56, style: str = "codes") -> Path:
     """A small PNG of one field (no text), for the report's index."""
     img = np.flipud(_as_2d(np.asarray(field, dtype=np.float64)).T)
     if img.ndim == 1:
@@ -423,7 +449,7 @@ def radial_spectrum(spectrum: np.ndarray) -> np.ndarray:
     spectrum = np.asarray(spectrum, dtype=np.float64)
     freqs = [np.fft.fftshift(np.fft.fftfreq(n, d=1.0 / n)) for n in spectrum.shape]
     mesh = np.meshgrid(*freqs, indexing="ij")
-    radius = np.rint(np.sqrt(sum(m ** 2 for m in mesh))).astype(int)
+    radius = np.rint(np.sqrt(sum(m**2 for m in mesh))).astype(int)
     n_bins = min(spectrum.shape) // 2 + 1
     out = np.zeros(n_bins)
     for r in range(n_bins):
@@ -433,8 +459,7 @@ def radial_spectrum(spectrum: np.ndarray) -> np.ndarray:
     return out
 
 
-def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "",
-                  dpi: int = DEFAULT_DPI) -> Path:
+def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "", dpi: int = DEFAULT_DPI) -> Path:
     """Draw a centred amplitude spectrum and its radial average, both as log10 values.
 
     Parameters
@@ -466,9 +491,13 @@ def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "",
         strong = np.argwhere(img > np.log10(floor) + 1.0)
         reach = int(np.abs(strong - np.array(half)).max()) + 2 if strong.size else max(half)
         reach = min(reach, min(half))
-        img = img[half[0] - reach:half[0] + reach, half[1] - reach:half[1] + reach]
-        im = axes[0].imshow(img.T, origin="lower", interpolation="nearest",
-                            extent=(-reach - 0.5, reach - 0.5, -reach - 0.5, reach - 0.5))
+        img = img[half[0] - reach : half[0] + reach, half[1] - reach : half[1] + reach]
+        im = axes[0].imshow(
+            img.T,
+            origin="lower",
+            interpolation="nearest",
+            extent=(-reach - 0.5, reach - 0.5, -reach - 0.5, reach - 0.5),
+        )
         axes[0].set_xticks([-reach, 0, reach - 1])
         axes[0].set_yticks([-reach, 0, reach - 1])
         axes[0].set_xlabel("frequency k_x", fontsize=FONT_LABEL)
@@ -495,10 +524,18 @@ def _channel_field(field: np.ndarray) -> np.ndarray:
     return field[0] if field.ndim >= 2 else field
 
 
-def plot_code_maps(code_maps: np.ndarray, path: Path | str, *, rows: Sequence[int],
-                   activations: Sequence[float], x: np.ndarray | None = None,
-                   y_pred: np.ndarray | None = None, y: np.ndarray | None = None,
-                   title: str = "", dpi: int = DEFAULT_DPI) -> Path:
+def plot_code_maps(
+    code_maps: np.ndarray,
+    path: Path | str,
+    *,
+    rows: Sequence[int],
+    activations: Sequence[float],
+    x: np.ndarray | None = None,
+    y_pred: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+    title: str = "",
+    dpi: int = DEFAULT_DPI,
+) -> Path:
     """Draw a concept's code maps ``z_k(x)`` on its top samples beside the FNO's input and output.
 
     One row per sample: the code map, then (when given) the input field ``x``, the FNO output
@@ -522,12 +559,16 @@ def plot_code_maps(code_maps: np.ndarray, path: Path | str, *, rows: Sequence[in
         Resolution of the PNG.
     """
     code_maps = np.asarray(code_maps, dtype=np.float64)
-    extra = [(name, arr) for name, arr in (("input x", x), ("FNO output", y_pred), ("target y", y))
-             if arr is not None]
+    extra = [
+        (name, arr)
+        for name, arr in (("input x", x), ("FNO output", y_pred), ("target y", y))
+        if arr is not None
+    ]
     panels = []
     for i in range(code_maps.shape[0]):
-        row = [(code_maps[i], f"row {int(rows[i])}, z = {float(activations[i]):.3g}\ncode map z_k(x)",
-                "codes")]
+        row = [
+            (code_maps[i], f"row {int(rows[i])}, z = {float(activations[i]):.3g}\ncode map z_k(x)", "codes")
+        ]
         row += [(_channel_field(arr[i]), f"{name}\n(channel 0)", "seq") for name, arr in extra]
         panels.append(row)
     if not panels:
@@ -535,10 +576,17 @@ def plot_code_maps(code_maps: np.ndarray, path: Path | str, *, rows: Sequence[in
     return _draw_panels(panels, path, title=title, dpi=dpi)
 
 
-def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
-                 sample_density: float, point_density: float | None = None,
-                 quantiles: Sequence[float] = (), title: str = "",
-                 dpi: int = DEFAULT_DPI) -> Path:
+def plot_density(
+    counts: np.ndarray,
+    edges: np.ndarray,
+    path: Path | str,
+    *,
+    sample_density: float,
+    point_density: float | None = None,
+    quantiles: Sequence[float] = (),
+    title: str = "",
+    dpi: int = DEFAULT_DPI,
+) -> Path:
     """Draw a concept's activation histogram over the samples where it is active.
 
     Parameters
@@ -578,8 +626,9 @@ def plot_density(counts: np.ndarray, edges: np.ndarray, path: Path | str, *,
     return _save(fig, path, dpi)
 
 
-def plot_density_overview(densities: np.ndarray, path: Path | str, *, title: str = "",
-                          dpi: int = DEFAULT_DPI) -> Path:
+def plot_density_overview(
+    densities: np.ndarray, path: Path | str, *, title: str = "", dpi: int = DEFAULT_DPI
+) -> Path:
     """Draw the log10 activation-density histogram over all concepts (dead concepts counted apart).
 
     Parameters
@@ -603,16 +652,25 @@ def plot_density_overview(densities: np.ndarray, path: Path | str, *, title: str
     ax.set_ylabel("concepts", fontsize=FONT_LABEL)
     ax.tick_params(labelsize=FONT_TICK)
     dead = int((densities <= 0).sum())
-    ax.set_title((title + ": " if title else "") + f"{dead} of {densities.size} concepts never active",
-                 fontsize=FONT_LABEL)
+    ax.set_title(
+        (title + ": " if title else "") + f"{dead} of {densities.size} concepts never active",
+        fontsize=FONT_LABEL,
+    )
     _adjust(fig, labelled=True)
     return _save(fig, path, dpi)
 
 
-def plot_effect(y_clean: np.ndarray, y_ablated: np.ndarray, path: Path | str, *,
-                rows: Sequence[int], err_clean: Sequence[float] | None = None,
-                err_ablated: Sequence[float] | None = None, title: str = "",
-                dpi: int = DEFAULT_DPI) -> Path:
+def plot_effect(
+    y_clean: np.ndarray,
+    y_ablated: np.ndarray,
+    path: Path | str,
+    *,
+    rows: Sequence[int],
+    err_clean: Sequence[float] | None = None,
+    err_ablated: Sequence[float] | None = None,
+    title: str = "",
+    dpi: int = DEFAULT_DPI,
+) -> Path:
     """Draw the effect of ablating a concept on the FNO's prediction.
 
     One row per sample: the clean output, the output with the concept ablated, and their difference
@@ -643,9 +701,13 @@ def plot_effect(y_clean: np.ndarray, y_ablated: np.ndarray, path: Path | str, *,
             clean_t += f" (err {float(err_clean[i]):.3g})"
             abl_t += f" (err {float(err_ablated[i]):.3g})"
         clean_t, abl_t = clean_t.replace(" (err", "\n(err"), abl_t.replace(" (err", "\n(err")
-        panels.append([(_channel_field(y_clean[i]), clean_t, "seq"),
-                       (_channel_field(y_ablated[i]), abl_t, "seq"),
-                       (_channel_field(y_ablated[i] - y_clean[i]), "ablated - clean\n(channel 0)", "sym")])
+        panels.append(
+            [
+                (_channel_field(y_clean[i]), clean_t, "seq"),
+                (_channel_field(y_ablated[i]), abl_t, "seq"),
+                (_channel_field(y_ablated[i] - y_clean[i]), "ablated - clean\n(channel 0)", "sym"),
+            ]
+        )
     return _draw_panels(panels, path, title=title, dpi=dpi)
 
 

@@ -133,28 +133,34 @@ class _Links:
 
 def _page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
         f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
         f"<script>{_SORT_JS}</script>\n</body>\n</html>\n"
     )
 
 
-def _table(headers: Iterable[tuple[str, str]], rows: Iterable[str], *, sortable: bool = True,
-           table_id: str = "") -> str:
+def _table(
+    headers: Iterable[tuple[str, str]], rows: Iterable[str], *, sortable: bool = True, table_id: str = ""
+) -> str:
     head = "".join(
         f'<th data-type="{kind}" class="{"text" if kind == "text" else ""}">{esc(name)}</th>'
-        for name, kind in headers)
+        for name, kind in headers
+    )
     cls = "sortable" if sortable else ""
     ident = f' id="{esc(table_id)}"' if table_id else ""
-    return (f'<table class="{cls}"{ident}><thead><tr>{head}</tr></thead><tbody>\n'
-            + "\n".join(rows) + "\n</tbody></table>")
+    return (
+        f'<table class="{cls}"{ident}><thead><tr>{head}</tr></thead><tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody></table>"
+    )
 
 
 def _meta_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(f"<tr><th class=\"text\">{esc(k)}</th><td>{esc(_fmt(v))}</td></tr>"
-                   for k, v in items.items())
+    rows = "".join(
+        f'<tr><th class="text">{esc(k)}</th><td>{esc(_fmt(v))}</td></tr>' for k, v in items.items()
+    )
     return f'<table class="meta">{rows}</table>'
 
 
@@ -188,7 +194,8 @@ _EVAL_HELP = (
     "Explained variance 1 - E|a - a_hat|^2 / E|a - mean a|^2 of the raw activations; loss "
     "recovered (L_mean - L_sae) / (L_mean - L_clean) of the FNO's relative L2 error against the "
     "target when the reconstruction (or the mean activation) is spliced in at the hook; error added "
-    "L_sae / L_clean - 1; dead share: concepts never active on the evaluated samples.")
+    "L_sae / L_clean - 1; dead share: concepts never active on the evaluated samples."
+)
 
 
 def _evaluation_html(evaluation: Mapping[str, Any] | None) -> str:
@@ -201,18 +208,27 @@ def _evaluation_html(evaluation: Mapping[str, Any] | None) -> str:
         if res.get("training_resolution"):
             grid += " (training)"
         if "skipped" in res:
-            rows.append(f"<tr>{_text_cell(grid)}<td colspan=\"{len(_EVAL_COLUMNS) + 1}\" "
-                        f"class=\"text\">not evaluated: {esc(res['skipped'])}</td></tr>")
+            rows.append(
+                f'<tr>{_text_cell(grid)}<td colspan="{len(_EVAL_COLUMNS) + 1}" '
+                f'class="text">not evaluated: {esc(res["skipped"])}</td></tr>'
+            )
             continue
-        rows.append("<tr>" + _text_cell(grid) + _num_cell(res.get("samples"))
-                    + "".join(_num_cell(res.get(key)) for key, _ in _EVAL_COLUMNS) + "</tr>")
+        rows.append(
+            "<tr>"
+            + _text_cell(grid)
+            + _num_cell(res.get("samples"))
+            + "".join(_num_cell(res.get(key)) for key, _ in _EVAL_COLUMNS)
+            + "</tr>"
+        )
     head = [("grid", "text"), ("samples", "number")] + [(t, "number") for _, t in _EVAL_COLUMNS]
     parts = ["<h2>How well the SAE reconstructs</h2>"]
     if rows:
-        where = ("evaluated here on the exported samples" if evaluation.get("source") == "computed"
-                 else "from saeno.evaluate")
-        parts.append(_table(head, rows, sortable=False).replace('<table class=""',
-                                                                '<table class="eval"', 1))
+        where = (
+            "evaluated here on the exported samples"
+            if evaluation.get("source") == "computed"
+            else "from saeno.evaluate"
+        )
+        parts.append(_table(head, rows, sortable=False).replace('<table class=""', '<table class="eval"', 1))
         parts.append(f'<p class="caption">{esc(_EVAL_HELP)} ({esc(where)}; empty: not computed)</p>')
     if evaluation.get("note"):
         parts.append(f'<p class="note">{esc(evaluation["note"])}</p>')
@@ -224,9 +240,11 @@ def _dead_summary(dead: list[Mapping[str, Any]], n_total: int, n_rows: int) -> s
         return f'<p class="dead-summary">Every one of the {n_total} concepts is active.</p>'
     idx = sorted(c["index"] for c in dead)
     shown = ", ".join(map(str, idx[:60])) + (", ..." if len(idx) > 60 else "")
-    return (f'<p class="dead-summary"><b>{len(idx)} of {n_total} concepts '
-            f"({100 * len(idx) / max(n_total, 1):.0f}%) are dead</b>: never active on the "
-            f"{n_rows} samples (not listed below): {esc(shown)}</p>")
+    return (
+        f'<p class="dead-summary"><b>{len(idx)} of {n_total} concepts '
+        f"({100 * len(idx) / max(n_total, 1):.0f}%) are dead</b>: never active on the "
+        f"{n_rows} samples (not listed below): {esc(shown)}</p>"
+    )
 
 
 def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
@@ -236,24 +254,35 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
     model_name = doc["model"]["name"] if doc.get("model") else None
     meta = {
         "SAE": f"{sae['architecture']}, {sae['n_concepts']} concepts, {sae['in_channels']} channels, "
-               f"{sae['ndim']}D" + (f" ({sae['path']})" if sae.get("path") else ""),
+        f"{sae['ndim']}D" + (f" ({sae['path']})" if sae.get("path") else ""),
         "model": model_name or "(none given)",
         "store": f"{store.get('path') or '(in memory)'}, hook {store['hook']}, grid "
-                 + "x".join(map(str, store["grid"])) + f", {store['n_rows']} samples",
+        + "x".join(map(str, store["grid"]))
+        + f", {store['n_rows']} samples",
         "resolutions": ", ".join("x".join(map(str, r)) for r in doc["resolutions"]),
         "exported": doc["created"] + f" by saeno {doc['saeno_version']}",
     }
     on = f" of {model_name}" if model_name else ""
-    parts = [f"<h1 id=\"top\">{esc(sae['architecture'])} concepts on {esc(store['hook'])}"
-             f"{esc(on)}</h1>", _meta_table(meta)]
+    parts = [
+        f'<h1 id="top">{esc(sae["architecture"])} concepts on {esc(store["hook"])}{esc(on)}</h1>',
+        _meta_table(meta),
+    ]
     parts.append(_evaluation_html(doc.get("evaluation")))
     if not abl["done"]:
         parts.append(f'<p class="note">No ablation effects: {esc(abl.get("reason") or "")}</p>')
-    headers = [("concept", "number"), ("code map", "text"), ("name", "text"), ("rank", "number"),
-               ("sample density", "number"), ("point density", "number"),
-               ("mean activation", "number"), ("max activation", "number"),
-               ("output change (ablated)", "number"), ("error ablated / clean", "number"),
-               ("parameters and labels", "text")]
+    headers = [
+        ("concept", "number"),
+        ("code map", "text"),
+        ("name", "text"),
+        ("rank", "number"),
+        ("sample density", "number"),
+        ("point density", "number"),
+        ("mean activation", "number"),
+        ("max activation", "number"),
+        ("output change (ablated)", "number"),
+        ("error ablated / clean", "number"),
+        ("parameters and labels", "text"),
+    ]
     headers += X.index_headers(doc)
     rows = []
     live = [c for c in doc["concepts"] if not c["stats"]["dead"]]
@@ -267,43 +296,68 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
         if eff and eff.get("err_clean") and eff.get("err_ablated") is not None:
             ratio = eff["err_ablated"] / eff["err_clean"]
         thumb = (c.get("figures") or {}).get("thumbnail")
-        thumb_html = (f'<img src="{esc(links.img(thumb))}" alt="code map of concept {c["index"]}">'
-                      if thumb else "")
+        thumb_html = (
+            f'<img src="{esc(links.img(thumb))}" alt="code map of concept {c["index"]}">' if thumb else ""
+        )
         rows.append(
-            "<tr>" + _num_cell(c["index"]) + f'<td class="thumb">{thumb_html}</td>'
-            + _text_cell(None, name_html) + _num_cell(c["rank"])
-            + _num_cell(st["sample_density"]) + _num_cell(st["point_density"])
-            + _num_cell(st["mean_activation"]) + _num_cell(st["max_activation"])
-            + _num_cell(eff["rel_change"] if eff else None) + _num_cell(ratio)
-            + _text_cell(_enrichment_summary(c)) + X.index_cells(doc, c) + "</tr>")
-    parts.append(f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(live)} live concepts have "
-                 "a page (the most active ones; the code map is the concept's on its top sample). "
-                 "Rows are in order of activity; click a column header to sort.</p>")
+            "<tr>"
+            + _num_cell(c["index"])
+            + f'<td class="thumb">{thumb_html}</td>'
+            + _text_cell(None, name_html)
+            + _num_cell(c["rank"])
+            + _num_cell(st["sample_density"])
+            + _num_cell(st["point_density"])
+            + _num_cell(st["mean_activation"])
+            + _num_cell(st["max_activation"])
+            + _num_cell(eff["rel_change"] if eff else None)
+            + _num_cell(ratio)
+            + _text_cell(_enrichment_summary(c))
+            + X.index_cells(doc, c)
+            + "</tr>"
+        )
+    parts.append(
+        f"<h2>Concepts</h2><p>{len(doc['figures_for'])} of {len(live)} live concepts have "
+        "a page (the most active ones; the code map is the concept's on its top sample). "
+        "Rows are in order of activity; click a column header to sort.</p>"
+    )
     parts.append(_dead_summary(dead, len(doc["concepts"]), store["n_rows"]))
     parts.append(_table(headers, rows, table_id="concepts"))
     overview = doc.get("overview", {}).get("density_figure")
     if overview:
-        parts.append("<h2>Activation density of all concepts</h2>"
-                     f'<img src="{esc(links.img(overview))}" alt="activation density of all concepts">')
+        parts.append(
+            "<h2>Activation density of all concepts</h2>"
+            f'<img src="{esc(links.img(overview))}" alt="activation density of all concepts">'
+        )
     if abl["done"]:
         parts.append(f'<p class="caption">Ablation: {esc(abl["method"])}</p>')
-    parts.append("<details><summary>Definitions</summary><ul>" + "".join(
-        f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["definitions"].items())
-        + "</ul></details>")
+    parts.append(
+        "<details><summary>Definitions</summary><ul>"
+        + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["definitions"].items())
+        + "</ul></details>"
+    )
     return _page(f"saeno concepts: {sae['architecture']} on {store['hook']}", "\n".join(parts))
 
 
 def _examples_table(concept: Mapping[str, Any]) -> str:
-    rows = [f"<tr>{_text_cell('top')}{_num_cell(e['row'])}{_num_cell(e['activation'])}</tr>"
-            for e in concept["top_examples"]]
-    rows += [f"<tr>{_text_cell('quantile ' + _fmt(q['quantile'], 2))}{_num_cell(q['row'])}"
-             f"{_num_cell(q['activation'])}</tr>" for q in concept["quantile_examples"]]
+    rows = [
+        f"<tr>{_text_cell('top')}{_num_cell(e['row'])}{_num_cell(e['activation'])}</tr>"
+        for e in concept["top_examples"]
+    ]
+    rows += [
+        f"<tr>{_text_cell('quantile ' + _fmt(q['quantile'], 2))}{_num_cell(q['row'])}"
+        f"{_num_cell(q['activation'])}</tr>"
+        for q in concept["quantile_examples"]
+    ]
     return _table([("kind", "text"), ("store row", "number"), ("activation", "number")], rows)
 
 
-def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
-                  prev_page: str | None, next_page: str | None,
-                  links: _Links | None = None) -> str:
+def _concept_html(
+    doc: Mapping[str, Any],
+    concept: Mapping[str, Any],
+    prev_page: str | None,
+    next_page: str | None,
+    links: _Links | None = None,
+) -> str:
     links = links or _Links("../")
     by_index = {c["index"]: c for c in doc["concepts"]}
     st = concept["stats"]
@@ -313,13 +367,21 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
         nav.append(f'<a href="{esc(links.page(prev_page, True))}">previous</a>')
     if next_page:
         nav.append(f'<a href="{esc(links.page(next_page, True))}">next</a>')
-    parts = [f"<nav>{''.join(nav)}</nav>", f"<h1>{esc(title)}</h1>",
-             _meta_table({"index": concept["index"], "rank by activity": concept["rank"],
-                          "hook": doc["store"]["hook"],
-                          "sample density": st["sample_density"],
-                          "point density": st["point_density"],
-                          "mean activation (active samples)": st["mean_activation"],
-                          "max activation": st["max_activation"]})]
+    parts = [
+        f"<nav>{''.join(nav)}</nav>",
+        f"<h1>{esc(title)}</h1>",
+        _meta_table(
+            {
+                "index": concept["index"],
+                "rank by activity": concept["rank"],
+                "hook": doc["store"]["hook"],
+                "sample density": st["sample_density"],
+                "point density": st["point_density"],
+                "mean activation (active samples)": st["mean_activation"],
+                "max activation": st["max_activation"],
+            }
+        ),
+    ]
     parts.append(X.page_section(doc, concept))
     figs = concept.get("figures", {})
     notes = concept.get("figure_notes") or {}
@@ -327,29 +389,44 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
     def fig(key: str, heading: str, alt: str) -> None:
         if figs.get(key):
             head = f"<h2>{esc(heading)}</h2>" if heading else ""
-            parts.append(f"{head}<img src=\"{esc(links.img(figs[key]))}\" alt=\"{esc(alt)}\">")
+            parts.append(f'{head}<img src="{esc(links.img(figs[key]))}" alt="{esc(alt)}">')
             if notes.get(key):
                 parts.append(f'<p class="caption">{esc(notes[key])}</p>')
 
     fig("examples", "Top examples", f"top examples of {title}")
-    fig("code_maps", "Code maps on the top samples, beside the FNO's input and output",
-        f"code maps of {title}")
-    fig("atom", "Atom: what the decoder adds for a unit code at one point"
-        + (" (smooth part)" if figs.get("atom_pointwise") else ""), f"atom of {title}")
+    fig(
+        "code_maps",
+        "Code maps on the top samples, beside the FNO's input and output",
+        f"code maps of {title}",
+    )
+    fig(
+        "atom",
+        "Atom: what the decoder adds for a unit code at one point"
+        + (" (smooth part)" if figs.get("atom_pointwise") else ""),
+        f"atom of {title}",
+    )
     fig("atom_pointwise", "", f"pointwise part of the atom of {title}")
-    fig("spectrum", "Fourier amplitude spectrum of the atom"
-        + (" (smooth part)" if figs.get("atom_pointwise") else ""), f"spectrum of {title}")
+    fig(
+        "spectrum",
+        "Fourier amplitude spectrum of the atom" + (" (smooth part)" if figs.get("atom_pointwise") else ""),
+        f"spectrum of {title}",
+    )
     fig("density", "Activation density and histogram", f"histogram of {title}")
     parts.append("<h2>Top and quantile examples (store rows)</h2>" + _examples_table(concept))
     parts.append("<h2>Effect on the prediction</h2>")
     eff = concept.get("effect")
     if eff:
         parts.append(f"<p>{esc(doc['ablation']['method'])}</p>")
-        parts.append(_meta_table({
-            "samples": eff["n_samples"],
-            "relative change of the output": eff["rel_change"],
-            "relative L2 error, clean": eff["err_clean"],
-            "relative L2 error, ablated": eff["err_ablated"]}))
+        parts.append(
+            _meta_table(
+                {
+                    "samples": eff["n_samples"],
+                    "relative change of the output": eff["rel_change"],
+                    "relative L2 error, clean": eff["err_clean"],
+                    "relative L2 error, ablated": eff["err_ablated"],
+                }
+            )
+        )
         fig("effect", "", f"ablation effect of {title}")
     else:
         reason = doc["ablation"].get("reason") or "no ablation for this concept"
@@ -360,34 +437,61 @@ def _concept_html(doc: Mapping[str, Any], concept: Mapping[str, Any],
         name_html = esc(concept_title(other) if other else item["index"])
         if other and other.get("page"):
             name_html = f'<a href="{esc(links.page(other["page"], True))}">{name_html}</a>'
-        corr_rows.append(f"<tr>{_num_cell(item['index'])}{_text_cell(None, name_html)}"
-                         f"{_num_cell(item['correlation'])}</tr>")
-    parts.append("<h2>Correlated concepts</h2>" + _table(
-        [("concept", "number"), ("name", "text"), ("correlation", "number")], corr_rows))
+        corr_rows.append(
+            f"<tr>{_num_cell(item['index'])}{_text_cell(None, name_html)}"
+            f"{_num_cell(item['correlation'])}</tr>"
+        )
+    parts.append(
+        "<h2>Correlated concepts</h2>"
+        + _table([("concept", "number"), ("name", "text"), ("correlation", "number")], corr_rows)
+    )
     if concept["params"]:
-        rows = [f"<tr>{_text_cell(name)}{_num_cell(p['top_mean'])}{_num_cell(p['overall_mean'])}"
-                f"{_num_cell(p['overall_std'])}{_num_cell(p['correlation'])}</tr>"
-                for name, p in concept["params"].items()]
-        parts.append("<h2>PDE parameters</h2>" + _table(
-            [("parameter", "text"), ("mean on top samples", "number"), ("mean overall", "number"),
-             ("std overall", "number"), ("correlation with activation", "number")], rows))
+        rows = [
+            f"<tr>{_text_cell(name)}{_num_cell(p['top_mean'])}{_num_cell(p['overall_mean'])}"
+            f"{_num_cell(p['overall_std'])}{_num_cell(p['correlation'])}</tr>"
+            for name, p in concept["params"].items()
+        ]
+        parts.append(
+            "<h2>PDE parameters</h2>"
+            + _table(
+                [
+                    ("parameter", "text"),
+                    ("mean on top samples", "number"),
+                    ("mean overall", "number"),
+                    ("std overall", "number"),
+                    ("correlation with activation", "number"),
+                ],
+                rows,
+            )
+        )
     if concept["labels"]:
         rows = []
         for factor, lab in concept["labels"].items():
             for value in sorted(set(lab["overall"]) | set(lab["top"])):
-                rows.append(f"<tr>{_text_cell(factor)}{_text_cell(value)}"
-                            f"{_num_cell(lab['top'].get(value, 0.0))}"
-                            f"{_num_cell(lab['overall'].get(value, 0.0))}</tr>")
-        parts.append("<h2>Labels</h2>" + _table(
-            [("factor", "text"), ("value", "text"), ("share on top samples", "number"),
-             ("share overall", "number")], rows))
+                rows.append(
+                    f"<tr>{_text_cell(factor)}{_text_cell(value)}"
+                    f"{_num_cell(lab['top'].get(value, 0.0))}"
+                    f"{_num_cell(lab['overall'].get(value, 0.0))}</tr>"
+                )
+        parts.append(
+            "<h2>Labels</h2>"
+            + _table(
+                [
+                    ("factor", "text"),
+                    ("value", "text"),
+                    ("share on top samples", "number"),
+                    ("share overall", "number"),
+                ],
+                rows,
+            )
+        )
     return _page(f"saeno: {title}", "\n".join(parts))
 
 
 def _body(page: str) -> str:
     """The content between ``<body>`` and the sorting script of a page from :func:`_page`."""
     start = page.index("<body>\n") + len("<body>\n")
-    return page[start:page.rindex("\n<script>")]
+    return page[start : page.rindex("\n<script>")]
 
 
 def write_report(doc: Mapping[str, Any], out: str | Path, *, inline: bool = False) -> Path:
@@ -431,8 +535,9 @@ def write_report(doc: Mapping[str, Any], out: str | Path, *, inline: bool = Fals
         prev_page = with_pages[i - 1]["page"] if i > 0 else None
         next_page = with_pages[i + 1]["page"] if i + 1 < len(with_pages) else None
         body = _body(_concept_html(doc, concept, prev_page, next_page, links))
-        sections.append(f'<section class="concept" id="{esc(Path(concept["page"]).stem)}">'
-                        f"\n{body}\n</section>")
+        sections.append(
+            f'<section class="concept" id="{esc(Path(concept["page"]).stem)}">\n{body}\n</section>'
+        )
     page = _index_html(doc, links)
     page = page.replace("\n<script>", "\n" + "\n".join(sections) + "\n<script>", 1)
     index.write_text(page, encoding="utf-8")

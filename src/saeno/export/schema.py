@@ -62,8 +62,7 @@ QUANTILE_EXAMPLE = {"quantile": NUMBER, "row": int, "activation": NUMBER}
 
 CORRELATED = {"index": int, "correlation": NUMBER}
 
-EFFECT_SAMPLE = {"row": int, "rel_change": NUMBER, "err_clean": Opt(NUMBER),
-                 "err_ablated": Opt(NUMBER)}
+EFFECT_SAMPLE = {"row": int, "rel_change": NUMBER, "err_clean": Opt(NUMBER), "err_ablated": Opt(NUMBER)}
 
 EFFECT = {
     "n_samples": int,
@@ -73,8 +72,12 @@ EFFECT = {
     "per_sample": ListOf(EFFECT_SAMPLE),
 }
 
-PARAM = {"top_mean": Opt(NUMBER), "overall_mean": Opt(NUMBER), "overall_std": Opt(NUMBER),
-         "correlation": Opt(NUMBER)}
+PARAM = {
+    "top_mean": Opt(NUMBER),
+    "overall_mean": Opt(NUMBER),
+    "overall_std": Opt(NUMBER),
+    "correlation": Opt(NUMBER),
+}
 
 LABEL = {"top": MapOf(NUMBER), "overall": MapOf(NUMBER), "enriched": Opt(str)}
 
@@ -108,10 +111,15 @@ DOCUMENT = {
     "version": int,
     "saeno_version": str,
     "created": str,
-    "sae": {"architecture": str, "n_concepts": int, "in_channels": int, "ndim": int,
-            "config": MapOf(object), "path": Opt(str)},
-    "store": {"path": Opt(str), "hook": str, "fingerprint": Opt(str), "grid": ListOf(int),
-              "n_rows": int},
+    "sae": {
+        "architecture": str,
+        "n_concepts": int,
+        "in_channels": int,
+        "ndim": int,
+        "config": MapOf(object),
+        "path": Opt(str),
+    },
+    "store": {"path": Opt(str), "hook": str, "fingerprint": Opt(str), "grid": ListOf(int), "n_rows": int},
     "model": Opt({"name": str, "fingerprint": Opt(str)}),
     "ablation": {"done": bool, "method": str, "reason": Opt(str)},
     "definitions": MapOf(str),
@@ -135,8 +143,9 @@ def _type_name(spec: Any) -> str:
     if isinstance(spec, tuple):
         return "number"
     if isinstance(spec, type):
-        return {str: "string", int: "integer", float: "number", bool: "boolean",
-                object: "any value"}.get(spec, spec.__name__)
+        return {str: "string", int: "integer", float: "number", bool: "boolean", object: "any value"}.get(
+            spec, spec.__name__
+        )
     if isinstance(spec, ListOf):
         return "array"
     if isinstance(spec, (MapOf, dict)):
@@ -181,7 +190,8 @@ def _check(value: Any, spec: Any, where: str) -> None:
         ok = isinstance(value, types)
     if not ok:
         raise ConceptsSchemaError(
-            f"{where} must be a {_type_name(spec)}, got {type(value).__name__} {value!r:.40}")
+            f"{where} must be a {_type_name(spec)}, got {type(value).__name__} {value!r:.40}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise ConceptsSchemaError(f"{where} is {value}: write undefined numbers as null")
 
@@ -209,12 +219,14 @@ def validate_concepts(doc: Any) -> dict:
         raise ConceptsSchemaError("concepts.json must hold a JSON object")
     if doc.get("schema") != SCHEMA_NAME:
         raise ConceptsSchemaError(
-            f"not a concepts file: 'schema' is {doc.get('schema')!r}, expected {SCHEMA_NAME!r}")
+            f"not a concepts file: 'schema' is {doc.get('schema')!r}, expected {SCHEMA_NAME!r}"
+        )
     version = doc.get("version")
     if version != SCHEMA_VERSION:
         raise ConceptsSchemaError(
             f"concepts.json version {version!r} is not supported by this saeno (reads version "
-            f"{SCHEMA_VERSION}): export again with this version of saeno")
+            f"{SCHEMA_VERSION}): export again with this version of saeno"
+        )
     _check(doc, DOCUMENT, "concepts.json")
     for key, spec in OPTIONAL.items():
         if key in doc:
@@ -224,7 +236,8 @@ def validate_concepts(doc: Any) -> dict:
     if indices != list(range(n)):
         raise ConceptsSchemaError(
             f"concepts.json lists concepts {indices[:5]}...: expected one entry per concept, "
-            f"indices 0 .. {n - 1} in order")
+            f"indices 0 .. {n - 1} in order"
+        )
     for k in doc["figures_for"]:
         if not 0 <= k < n:
             raise ConceptsSchemaError(f"figures_for names concept {k}, outside 0 .. {n - 1}")
@@ -243,8 +256,9 @@ def load_concepts(path: str | Path) -> dict:
     if path.is_dir():
         path = path / "concepts.json"
     if not path.is_file():
-        raise ConceptsSchemaError(f"{path} does not exist: pass an export folder written by "
-                                  "`saeno export` or its concepts.json")
+        raise ConceptsSchemaError(
+            f"{path} does not exist: pass an export folder written by `saeno export` or its concepts.json"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

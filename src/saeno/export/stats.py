@@ -22,21 +22,20 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 DEFINITIONS = {
     "activation": "root-mean-square of the concept's code map over the grid, sqrt(mean_x z_k(x)^2) "
-                  "(|z_k| for a flat SAE)",
+    "(|z_k| for a flat SAE)",
     "sample density": "share of samples where the activation is non-zero",
     "point density": "share of (sample, grid point) pairs where the code is non-zero",
     "mean activation": "mean activation over the samples where the concept is active",
     "rank": "order by mean activation over all samples (0 = most active)",
     "correlation": "Pearson correlation of per-sample activations over the exported samples",
-    "quantile examples": "active samples whose activation is nearest each quantile of the active "
-                         "activations",
+    "quantile examples": "active samples whose activation is nearest each quantile of the active activations",
 }
 DEFINITIONS_SUPERVISED = {
     "code map (supervised SAE)": "size of the label block's contribution to the reconstruction at each "
-                                 "point, RMS over channels of D(m, n) - D(m - e_k, n) in raw units; "
-                                 "0 on samples without the label",
+    "point, RMS over channels of D(m, n) - D(m - e_k, n) in raw units; "
+    "0 on samples without the label",
     "activation (supervised SAE)": "root-mean-square of that map over the grid: non-zero exactly on "
-                                   "the samples that carry the concept's label",
+    "the samples that carry the concept's label",
 }
 
 
@@ -81,8 +80,9 @@ class ConceptStats:
     hist_edges: np.ndarray  # (p, n_bins + 1)
 
 
-def summarize(acts: np.ndarray, nonzero: np.ndarray | None = None, n_points: int | None = None,
-              n_bins: int = 20) -> ConceptStats:
+def summarize(
+    acts: np.ndarray, nonzero: np.ndarray | None = None, n_points: int | None = None, n_bins: int = 20
+) -> ConceptStats:
     """Summarise per-sample activations ``(N, p)`` into per-concept statistics.
 
     Parameters
@@ -122,8 +122,9 @@ def summarize(acts: np.ndarray, nonzero: np.ndarray | None = None, n_points: int
         edges[k] = np.linspace(0.0, hi, n_bins + 1)
         if n_active[k]:
             counts[k], _ = np.histogram(acts[active[:, k], k], bins=edges[k])
-    return ConceptStats(sample_density, point_density, mean_activation, max_activation, mean_all,
-                        rank, counts, edges)
+    return ConceptStats(
+        sample_density, point_density, mean_activation, max_activation, mean_all, rank, counts, edges
+    )
 
 
 def top_examples(acts_k: np.ndarray, n_top: int) -> list[tuple[int, float]]:
@@ -136,8 +137,9 @@ def top_examples(acts_k: np.ndarray, n_top: int) -> list[tuple[int, float]]:
     return [(int(i), float(acts_k[i])) for i in order if acts_k[i] > 0]
 
 
-def quantile_examples(acts_k: np.ndarray, quantiles: Sequence[float] = QUANTILES
-                      ) -> list[tuple[float, int, float]]:
+def quantile_examples(
+    acts_k: np.ndarray, quantiles: Sequence[float] = QUANTILES
+) -> list[tuple[float, int, float]]:
     """For each quantile of the active activations, the active sample nearest it.
 
     Returns ``(quantile, row, activation)`` triples; empty for a dead concept.
@@ -158,7 +160,7 @@ def quantile_examples(acts_k: np.ndarray, quantiles: Sequence[float] = QUANTILES
 def _standardize(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     acts = np.asarray(acts, dtype=np.float64)
     centred = acts - acts.mean(axis=0)
-    norm = np.sqrt((centred ** 2).sum(axis=0))
+    norm = np.sqrt((centred**2).sum(axis=0))
     ok = norm > 1e-12 * max(1.0, float(np.abs(acts).max(initial=0.0)))
     unit = np.divide(centred, norm, out=np.zeros_like(centred), where=ok)
     return unit, ok
@@ -173,8 +175,9 @@ def correlation_matrix(acts: np.ndarray) -> np.ndarray:
     return corr
 
 
-def top_correlated(acts: np.ndarray, concepts: Sequence[int], n: int = 5, chunk: int = 256
-                   ) -> dict[int, list[tuple[int, float]]]:
+def top_correlated(
+    acts: np.ndarray, concepts: Sequence[int], n: int = 5, chunk: int = 256
+) -> dict[int, list[tuple[int, float]]]:
     """For each concept in ``concepts``, the ``n`` other concepts with the largest ``|correlation|``.
 
     Computed in chunks so that a large dictionary never needs the full ``(p, p)`` matrix.
@@ -184,7 +187,7 @@ def top_correlated(acts: np.ndarray, concepts: Sequence[int], n: int = 5, chunk:
     out: dict[int, list[tuple[int, float]]] = {}
     concepts = [int(k) for k in concepts]
     for start in range(0, len(concepts), chunk):
-        ks = concepts[start:start + chunk]
+        ks = concepts[start : start + chunk]
         corr = unit[:, ks].T @ unit  # (len(ks), p)
         for row, k in enumerate(ks):
             if not ok[k]:
@@ -198,8 +201,9 @@ def top_correlated(acts: np.ndarray, concepts: Sequence[int], n: int = 5, chunk:
     return out
 
 
-def param_enrichment(acts_k: np.ndarray, top_rows: Sequence[int],
-                     params: Mapping[str, np.ndarray]) -> dict[str, dict[str, float | None]]:
+def param_enrichment(
+    acts_k: np.ndarray, top_rows: Sequence[int], params: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, float | None]]:
     """Mean of each PDE parameter on a concept's top samples versus over all samples.
 
     Parameters
@@ -236,8 +240,7 @@ def param_enrichment(acts_k: np.ndarray, top_rows: Sequence[int],
     return out
 
 
-def label_enrichment(top_rows: Sequence[int], labels: Mapping[str, Sequence[str]]
-                     ) -> dict[str, dict]:
+def label_enrichment(top_rows: Sequence[int], labels: Mapping[str, Sequence[str]]) -> dict[str, dict]:
     """Share of each label value on a concept's top samples versus over all samples.
 
     Parameters

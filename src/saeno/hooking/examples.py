@@ -9,10 +9,22 @@ from saeno.errors import SaenoError
 
 # name -> (class name, FNO keyword arguments)
 EXAMPLES: dict[str, tuple[str, dict]] = {
-    "example-fno1d": ("FNO", dict(n_modes=(8,), in_channels=1, out_channels=1, hidden_channels=16, n_layers=4)),
-    "example-fno2d": ("FNO", dict(n_modes=(8, 8), in_channels=1, out_channels=1, hidden_channels=16, n_layers=4)),
-    "example-fno3d": ("FNO", dict(n_modes=(4, 4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=4)),
-    "example-tfno2d": ("TFNO", dict(n_modes=(8, 8), in_channels=1, out_channels=1, hidden_channels=16, n_layers=4)),
+    "example-fno1d": (
+        "FNO",
+        dict(n_modes=(8,), in_channels=1, out_channels=1, hidden_channels=16, n_layers=4),
+    ),
+    "example-fno2d": (
+        "FNO",
+        dict(n_modes=(8, 8), in_channels=1, out_channels=1, hidden_channels=16, n_layers=4),
+    ),
+    "example-fno3d": (
+        "FNO",
+        dict(n_modes=(4, 4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=4),
+    ),
+    "example-tfno2d": (
+        "TFNO",
+        dict(n_modes=(8, 8), in_channels=1, out_channels=1, hidden_channels=16, n_layers=4),
+    ),
 }
 
 

@@ -33,7 +33,11 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, type) or callable(value):
         module = getattr(value, "__module__", None) or ""
-        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or type(value).__qualname__
+        name = (
+            getattr(value, "__qualname__", None)
+            or getattr(value, "__name__", None)
+            or type(value).__qualname__
+        )
         return f"{module}.{name}"
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
 

@@ -95,7 +95,9 @@ class HookedOperator(nn.Module):
     per forward, the cache keeps the last call.
     """
 
-    def __init__(self, model: nn.Module, preset: str | Path | dict | None = None, keep_padding: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, preset: str | Path | dict | None = None, keep_padding: bool = False
+    ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise SaenoError(f"HookedOperator wraps a torch.nn.Module, got {type(model).__name__}.")
@@ -365,7 +367,9 @@ class HookedOperator(nn.Module):
             active = [p for p in site.points if p.name in self._fns]
             if not active:
                 continue
-            site.crop = site.scope in self._croppers and not self.keep_padding and any(p.padded for p in active)
+            site.crop = (
+                site.scope in self._croppers and not self.keep_padding and any(p.padded for p in active)
+            )
             if site.crop or any(p.layout == LAYOUT_TOKENS for p in active):
                 need_input.add(site.scope)
             self._handles.append(self._install(site))

@@ -37,9 +37,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out.append("[^.]*")
         elif ch == "?":
             out.append("[^.]")
-        elif ch == "[" and "]" in pattern[i + 1:]:
-            end = pattern.index("]", i + 2 if pattern[i + 1:i + 2] in ("!", "]") else i + 1)
-            body = pattern[i + 1:end]
+        elif ch == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
+            body = pattern[i + 1 : end]
             if body.startswith("!"):
                 body = "^" + body[1:]
             out.append(f"[{body}]")
@@ -99,11 +99,15 @@ def resolve_names(names_filter: NamesFilter, names: Sequence[str]) -> list[str]:
     elif callable(names_filter):
         chosen = {n for n in names if names_filter(n)}
         if not chosen:
-            raise HookNameError(f"the names filter {names_filter!r} selects no hook point of {_listing(names)}.")
+            raise HookNameError(
+                f"the names filter {names_filter!r} selects no hook point of {_listing(names)}."
+            )
     elif isinstance(names_filter, Iterable):
         items = list(names_filter)
         if not items:
-            raise HookNameError("an empty list of hook names selects nothing; pass None to select every hook.")
+            raise HookNameError(
+                "an empty list of hook names selects nothing; pass None to select every hook."
+            )
         chosen = set()
         for item in items:
             if not isinstance(item, str):

@@ -245,7 +245,9 @@ def structure_problems(preset: dict, module: nn.Module) -> list[str]:
                 f"{cls}.{length} holds {size} modules but {cls}.{preset['layers']['count']} is {n_layers}"
             )
     for template, allowed in (preset.get("expect") or {}).items():
-        paths = [template.replace("{i}", str(i)) for i in range(n_layers)] if "{i}" in template else [template]
+        paths = (
+            [template.replace("{i}", str(i)) for i in range(n_layers)] if "{i}" in template else [template]
+        )
         for path in paths:
             found = submodule(module, path)
             name = None if found is None else type(found).__name__
@@ -271,7 +273,9 @@ def check_structure(preset: dict, module: nn.Module, path: str = "") -> None:
         )
 
 
-def find_operator(model: nn.Module, preset: str | Path | dict | None = None) -> tuple[str, nn.Module, dict] | None:
+def find_operator(
+    model: nn.Module, preset: str | Path | dict | None = None
+) -> tuple[str, nn.Module, dict] | None:
     """Find the outermost submodule a preset describes.
 
     Parameters
@@ -355,7 +359,11 @@ def expand_points(
     n_layers = _layer_count(preset, operator) or 0
     index = None
     if layers is not None:
-        index = (int(layers.get("index_arg", 1)), layers.get("index_kwarg", "index"), layers.get("index_default", 0))
+        index = (
+            int(layers.get("index_arg", 1)),
+            layers.get("index_kwarg", "index"),
+            layers.get("index_default", 0),
+        )
     subs: list[HookPoint] = []
     for sub in preset.get("submodels", []):
         sub_module = submodule(operator, sub["module"])

@@ -126,13 +126,17 @@ def apply_variant(card: dict[str, Any], variant: str | None) -> dict[str, Any]:
     variants = card.get("variants", {}) or {}
     if variant not in variants:
         have = ", ".join(variants) or "none"
-        raise CardError(f"dataset {card['name']!r} has no variant {variant!r}; its variants: {have} "
-                        "(saeno data list shows them)")
+        raise CardError(
+            f"dataset {card['name']!r} has no variant {variant!r}; its variants: {have} "
+            "(saeno data list shows them)"
+        )
     spec = variants[variant]
     unknown = sorted(set(spec) - {"description", "parameters", *VARIANT_KEYS})
     if unknown:
-        raise CardError(f"variant {variant!r} of {card['name']!r} sets {unknown}; a variant may set "
-                        f"'parameters', 'description' and {list(VARIANT_KEYS)}")
+        raise CardError(
+            f"variant {variant!r} of {card['name']!r} sets {unknown}; a variant may set "
+            f"'parameters', 'description' and {list(VARIANT_KEYS)}"
+        )
     out = {k: v for k, v in card.items() if k != "variants"}
     out["name"] = f"{card['name']}{VARIANT_SEPARATOR}{variant}"
     out["base"] = card["name"]

@@ -63,7 +63,9 @@ class FieldDataset(Dataset):
         self.labels = {k: [str(s) for s in v] for k, v in (labels or {}).items()}
         for key, values in list(self.params.items()) + list(self.labels.items()):
             if len(values) != n:
-                raise DataFormatError(f"{name}: per-sample entry {key!r} has {len(values)} values for {n} samples")
+                raise DataFormatError(
+                    f"{name}: per-sample entry {key!r} has {len(values)} values for {n} samples"
+                )
         self.grid = tuple(int(s) for s in x.shape[2:])
         self.resolution: int | tuple[int, ...] = self.grid[0] if len(set(self.grid)) == 1 else self.grid
 

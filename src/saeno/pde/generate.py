@@ -48,7 +48,9 @@ SPLITS = {"train": 0, "test": 1}
 Sampler = Callable[[dict[str, Any], list[np.random.Generator]], tuple[np.ndarray, np.ndarray, dict]]
 
 
-def _sample_darcy(card: dict[str, Any], rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, dict]:
+def _sample_darcy(
+    card: dict[str, Any], rngs: list[np.random.Generator]
+) -> tuple[np.ndarray, np.ndarray, dict]:
     p = card["parameters"]
     n = int(card["solve_resolution"])
     a = np.stack(
@@ -58,7 +60,9 @@ def _sample_darcy(card: dict[str, Any], rngs: list[np.random.Generator]) -> tupl
     return a[:, None], u[:, None], {"high_fraction": (a == p["high"]).mean(axis=(1, 2))}
 
 
-def _sample_burgers(card: dict[str, Any], rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, dict]:
+def _sample_burgers(
+    card: dict[str, Any], rngs: list[np.random.Generator]
+) -> tuple[np.ndarray, np.ndarray, dict]:
     p = card["parameters"]
     n = int(card["solve_resolution"])
     u0 = np.stack([sample_grf(1, (n,), p["alpha"], p["tau"], p["sigma"], rng=r)[0] for r in rngs])
@@ -112,21 +116,25 @@ def restrict(field: np.ndarray, factor: int, ndim: int) -> np.ndarray:
 def _sizes(card: dict[str, Any], n: int | None, n_test: int | None) -> tuple[int, int]:
     n_train = int(card["n_train"]) if n is None else int(n)
     if n_test is None:
-        n_test = int(card["n_test"]) if n is None else max(1, math.ceil(n_train * card["n_test"] / card["n_train"]))
+        n_test = (
+            int(card["n_test"])
+            if n is None
+            else max(1, math.ceil(n_train * card["n_test"] / card["n_train"]))
+        )
     if n_train < 1 or n_test < 1:
         raise SaenoError(f"sizes must be positive, got n={n_train}, n_test={n_test}")
     return n_train, int(n_test)
 
 
-def cache_path(card: dict[str, Any], n_train: int, n_test: int, seed: int, resolutions: Sequence[int]) -> Path:
+def cache_path(
+    card: dict[str, Any], n_train: int, n_test: int, seed: int, resolutions: Sequence[int]
+) -> Path:
     """The cache file of a generated dataset (under ``saeno.paths.data_dir()``)."""
     res = "-".join(str(int(r)) for r in sorted(resolutions))
     return data_dir() / f"{card['name']}-s{seed}-n{n_train}-t{n_test}-r{res}-{card_hash(card)}.h5"
 
 
-def find_cached(
-    card: dict[str, Any], n_train: int, seed: int, resolution: int | None = None
-) -> Path | None:
+def find_cached(card: dict[str, Any], n_train: int, seed: int, resolution: int | None = None) -> Path | None:
     """A cached file with at least ``n_train`` training samples (and ``resolution``, if given), else None."""
     best = None
     for path in sorted(data_dir().glob(f"{card['name']}-s{seed}-n*-{card_hash(card)}.h5")):
@@ -183,8 +191,9 @@ def _main_module_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
-def _solve_all(card: dict[str, Any], seed: int, tasks: list[tuple[str, int, int]],
-               workers: int | None) -> Iterator[tuple[tuple[str, int, int], tuple]]:
+def _solve_all(
+    card: dict[str, Any], seed: int, tasks: list[tuple[str, int, int]], workers: int | None
+) -> Iterator[tuple[tuple[str, int, int], tuple]]:
     """Yield ``(task, (x, y, params))`` in task order; chunks after the first in worker processes
     when that pays (see :func:`generate`)."""
     if not tasks:
@@ -274,7 +283,9 @@ def generate(
     if path.is_file() and not force:
         return path
     if _sampler(card) is None:
-        raise SaenoError(f"card {card['name']!r} names an unknown pde {card['pde']!r}; known: {sorted(SAMPLERS)}")
+        raise SaenoError(
+            f"card {card['name']!r} names an unknown pde {card['pde']!r}; known: {sorted(SAMPLERS)}"
+        )
     if workers is not None and workers < 1:
         raise SaenoError(f"workers must be at least 1, got {workers}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,8 +304,11 @@ def generate(
                 resolutions=json.dumps(resolutions),
             )
             totals = {split: n_train if split == "train" else n_test for split in SPLITS}
-            tasks = [(split, start, min(totals[split], start + chunk))
-                     for split in SPLITS for start in range(0, totals[split], chunk)]
+            tasks = [
+                (split, start, min(totals[split], start + chunk))
+                for split in SPLITS
+                for start in range(0, totals[split], chunk)
+            ]
             groups = {split: f.create_group(split) for split in SPLITS}
             for (split, start, stop), (x, y, params) in _solve_all(card, seed, tasks, workers):
                 group, total = groups[split], totals[split]

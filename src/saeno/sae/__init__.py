@@ -10,5 +10,16 @@ from saeno.sae.pointwise import SAE
 from saeno.sae.sae_fno import SAEFNO
 from saeno.sae.sparsity import BatchTopK, JumpReLU, ReLUL1, Sparsity, TopK, make_sparsity
 
-__all__ = ["SparseAutoencoder", "SAEOutput", "SAE", "FlatSAE", "SAEFNO", "Sparsity", "TopK",
-           "BatchTopK", "ReLUL1", "JumpReLU", "make_sparsity"]
+__all__ = [
+    "SparseAutoencoder",
+    "SAEOutput",
+    "SAE",
+    "FlatSAE",
+    "SAEFNO",
+    "Sparsity",
+    "TopK",
+    "BatchTopK",
+    "ReLUL1",
+    "JumpReLU",
+    "make_sparsity",
+]

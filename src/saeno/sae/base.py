@@ -30,8 +30,9 @@ COMPLEX_TREATMENTS = (None, "realimag")
 # keys that save_sae adds to cfg.json beside the constructor arguments
 # (``constants``: the fixed numbers and conventions of the forward pass, written for readers of the
 # files, see docs/sae_format.md; derived from the other keys, so ignored when loading)
-META_KEYS = frozenset({"architecture", "hook", "model_fingerprint", "normalization", "versions",
-                       "metadata", "constants"})
+META_KEYS = frozenset(
+    {"architecture", "hook", "model_fingerprint", "normalization", "versions", "metadata", "constants"}
+)
 
 
 class ConfigError(SaenoError, ValueError):
@@ -58,8 +59,16 @@ class SAEOutput:
 
     __slots__ = ("recon", "target", "pre", "penalty", "_codes", "_sparse")
 
-    def __init__(self, recon: Tensor, target: Tensor, codes: Tensor | None, pre: Tensor,
-                 penalty: Tensor | None, *, sparse: tuple[Tensor, Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        recon: Tensor,
+        target: Tensor,
+        codes: Tensor | None,
+        pre: Tensor,
+        penalty: Tensor | None,
+        *,
+        sparse: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         if codes is None and sparse is None:
             raise ValueError("SAEOutput needs codes or sparse=(vals, idx)")
         self.recon, self.target, self.pre, self.penalty = recon, target, pre, penalty
@@ -70,8 +79,9 @@ class SAEOutput:
         if self._codes is None:
             assert self._sparse is not None
             vals, idx = self._sparse
-            self._codes = torch.zeros(self.pre.shape, dtype=vals.dtype, device=vals.device
-                                      ).scatter_(1, idx, vals.detach())
+            self._codes = torch.zeros(self.pre.shape, dtype=vals.dtype, device=vals.device).scatter_(
+                1, idx, vals.detach()
+            )
         return self._codes
 
     def fired(self) -> Tensor:
@@ -119,13 +129,20 @@ class SparseAutoencoder(nn.Module):
     view: ClassVar[str] = "field"
     default_group: ClassVar[str] = "point"
 
-    def __init__(self, in_channels: int, n_concepts: int, *, ndim: int | None,
-                 sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None, bias_field: int | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int,
+        *,
+        ndim: int | None,
+        sparsity: str | dict | Sparsity | None = None,
+        lifting: int | None = None,
+        complex: str | None = None,
+        bias_field: int | None = None,
+    ) -> None:
         super().__init__()
         if in_channels < 1 or n_concepts < 1:
-            raise ConfigError(f"in_channels and n_concepts must be >= 1, got {in_channels}, "
-                              f"{n_concepts}")
+            raise ConfigError(f"in_channels and n_concepts must be >= 1, got {in_channels}, {n_concepts}")
         if ndim is not None and ndim not in (1, 2, 3):
             raise ConfigError(f"ndim must be 1, 2 or 3, got {ndim}")
         if complex not in COMPLEX_TREATMENTS:
@@ -136,8 +153,7 @@ class SparseAutoencoder(nn.Module):
         self.complex = complex
         self.real_channels = self.in_channels * (2 if complex else 1)
         if lifting is not None and lifting < self.real_channels:
-            raise ConfigError(f"lifting={lifting} must be at least the channel count "
-                              f"{self.real_channels}")
+            raise ConfigError(f"lifting={lifting} must be at least the channel count {self.real_channels}")
         self.lifting = None if lifting is None else int(lifting)
         self.core_channels = self.lifting or self.real_channels
         self.sparsity = make_sparsity(sparsity, self.n_concepts, self.default_group)
@@ -145,8 +161,11 @@ class SparseAutoencoder(nn.Module):
         if bias_field is not None and (ndim is None or int(bias_field) < 1):
             raise ConfigError(f"bias_field={bias_field} needs modes >= 1 and a known ndim")
         self.bias_field_modes = None if bias_field is None else int(bias_field)
-        self.bias_field = (BiasField(self.real_channels, self.bias_field_modes, ndim)
-                           if self.bias_field_modes is not None else None)
+        self.bias_field = (
+            BiasField(self.real_channels, self.bias_field_modes, ndim)
+            if self.bias_field_modes is not None
+            else None
+        )
         self.register_buffer("norm_mean", torch.zeros(self.real_channels))
         self.register_buffer("norm_scale", torch.ones(self.real_channels))
         self.hook: str | None = None
@@ -164,25 +183,34 @@ class SparseAutoencoder(nn.Module):
         Not constructor arguments (they follow from them); ``from_config`` ignores them.
         See ``docs/sae_format.md``.
         """
-        return {"format_version": 1, "channels_real": self.real_channels,
-                "channels_core": self.core_channels,
-                "complex_layout": ("[real_0..real_{C-1}, imag_0..imag_{C-1}]" if self.complex
-                                   else None)}
+        return {
+            "format_version": 1,
+            "channels_real": self.real_channels,
+            "channels_core": self.core_channels,
+            "complex_layout": ("[real_0..real_{C-1}, imag_0..imag_{C-1}]" if self.complex else None),
+        }
 
     def config(self) -> dict[str, Any]:
         """JSON-able constructor arguments plus ``architecture`` and ``constants``."""
-        return {"architecture": self.architecture, "in_channels": self.in_channels,
-                "n_concepts": self.n_concepts, "sparsity": self.sparsity.config(),
-                "lifting": self.lifting, "complex": self.complex, **self.extra_config(),
-                "constants": self.constants()}
+        return {
+            "architecture": self.architecture,
+            "in_channels": self.in_channels,
+            "n_concepts": self.n_concepts,
+            "sparsity": self.sparsity.config(),
+            "lifting": self.lifting,
+            "complex": self.complex,
+            **self.extra_config(),
+            "constants": self.constants(),
+        }
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> SparseAutoencoder:
         """Rebuild a model (fresh weights) from :meth:`config` output or a ``cfg.json`` dict."""
         arch = cfg.get("architecture", cls.architecture)
         if arch != cls.architecture:
-            raise ConfigError(f"config is for architecture {arch!r}, not {cls.architecture!r}: "
-                              "load it with saeno.load_sae")
+            raise ConfigError(
+                f"config is for architecture {arch!r}, not {cls.architecture!r}: load it with saeno.load_sae"
+            )
         kwargs = {k: v for k, v in cfg.items() if k not in META_KEYS}
         accepted = inspect.signature(cls.__init__).parameters
         unknown = sorted(set(kwargs) - set(accepted))
@@ -198,8 +226,10 @@ class SparseAutoencoder(nn.Module):
         mean = torch.as_tensor(mean, dtype=self.norm_mean.dtype).reshape(-1)
         scale = torch.as_tensor(scale, dtype=self.norm_scale.dtype).reshape(-1)
         if mean.numel() != self.real_channels or scale.numel() != self.real_channels:
-            raise ShapeError(f"normalisation needs {self.real_channels} values per statistic, got "
-                             f"{mean.numel()} and {scale.numel()}")
+            raise ShapeError(
+                f"normalisation needs {self.real_channels} values per statistic, got "
+                f"{mean.numel()} and {scale.numel()}"
+            )
         if not torch.all(scale > 0) or not torch.all(torch.isfinite(mean)):
             raise ShapeError("normalisation scale must be positive and mean finite")
         self.norm_mean.copy_(mean)
@@ -211,23 +241,30 @@ class SparseAutoencoder(nn.Module):
     def _check_input(self, a: Tensor) -> None:
         """Raise ShapeError when ``a`` (after complex stacking) does not fit the model."""
         if self.ndim is not None and a.dim() != 2 + self.ndim:
-            raise ShapeError(f"{type(self).__name__} expects fields (B, C, *grid) with a "
-                             f"{self.ndim}D grid, got shape {tuple(a.shape)}")
+            raise ShapeError(
+                f"{type(self).__name__} expects fields (B, C, *grid) with a "
+                f"{self.ndim}D grid, got shape {tuple(a.shape)}"
+            )
 
     def normalize(self, a: Tensor) -> Tensor:
         """Raw activations -> normalised real tensor (complex parts stacked when declared)."""
         if a.is_complex():
             if self.complex != "realimag":
-                raise ShapeError("complex activations need a declared treatment: build the SAE "
-                                 "with complex='realimag' (CLI: --complex realimag) to stack real "
-                                 "and imaginary parts as channels")
+                raise ShapeError(
+                    "complex activations need a declared treatment: build the SAE "
+                    "with complex='realimag' (CLI: --complex realimag) to stack real "
+                    "and imaginary parts as channels"
+                )
             a = torch.cat([a.real, a.imag], dim=1)
         elif self.complex == "realimag":
-            raise ShapeError("this SAE was built for complex activations (complex='realimag') "
-                             "and got a real tensor")
+            raise ShapeError(
+                "this SAE was built for complex activations (complex='realimag') and got a real tensor"
+            )
         if a.dim() < 2 or a.shape[1] != self.real_channels:
-            raise ShapeError(f"expected activations with {self.in_channels} channels on dimension "
-                             f"1, got shape {tuple(a.shape)}")
+            raise ShapeError(
+                f"expected activations with {self.in_channels} channels on dimension "
+                f"1, got shape {tuple(a.shape)}"
+            )
         self._check_input(a)
         a = a.to(self.norm_mean.dtype)
         return (a - self._bcast(self.norm_mean, a)) / self._bcast(self.norm_scale, a)
@@ -284,8 +321,10 @@ class SparseAutoencoder(nn.Module):
         if self.bias_field is None:
             return None
         if x.dim() != 2 + self.bias_field.ndim:
-            raise ShapeError(f"this SAE has a bias field on a {self.bias_field.ndim}D grid and needs "
-                             f"fields (B, C, *grid), got shape {tuple(x.shape)}")
+            raise ShapeError(
+                f"this SAE has a bias field on a {self.bias_field.ndim}D grid and needs "
+                f"fields (B, C, *grid), got shape {tuple(x.shape)}"
+            )
         return self.bias_field(tuple(x.shape[2:])).to(x.dtype)
 
     @torch.no_grad()
@@ -400,13 +439,13 @@ class SparseAutoencoder(nn.Module):
             return ()
         if isinstance(resolution, int):
             if self.ndim is None:
-                raise ShapeError("this SAE does not know its grid dimension: pass the resolution "
-                                 "as a tuple, e.g. (64, 64)")
+                raise ShapeError(
+                    "this SAE does not know its grid dimension: pass the resolution as a tuple, e.g. (64, 64)"
+                )
             return (resolution,) * self.ndim
         grid = tuple(int(n) for n in resolution)
         if self.ndim is not None and len(grid) != self.ndim:
-            raise ShapeError(f"resolution {grid} has {len(grid)} dimensions, the SAE has "
-                             f"{self.ndim}")
+            raise ShapeError(f"resolution {grid} has {len(grid)} dimensions, the SAE has {self.ndim}")
         return grid
 
     @torch.no_grad()
@@ -436,8 +475,10 @@ class SparseAutoencoder(nn.Module):
         return atoms
 
     def extra_repr(self) -> str:
-        return (f"in_channels={self.in_channels}, n_concepts={self.n_concepts}, ndim={self.ndim}, "
-                f"sparsity={self.sparsity.config()}, lifting={self.lifting}")
+        return (
+            f"in_channels={self.in_channels}, n_concepts={self.n_concepts}, ndim={self.ndim}, "
+            f"sparsity={self.sparsity.config()}, lifting={self.lifting}"
+        )
 
 
 __all__ = ["SparseAutoencoder", "SAEOutput", "ConfigError", "channel_linear", "META_KEYS"]

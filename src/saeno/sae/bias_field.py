@@ -52,8 +52,11 @@ class BiasField(nn.Module):
             shape = [1] * nd
             shape[d] = len(freqs)
             fft_idx.append(torch.tensor([f % n for f in freqs], device=device).view(shape))
-            w_idx.append(torch.tensor([f if last else f % (2 * self.modes - 1) for f in freqs],
-                                      device=device).view(shape))
+            w_idx.append(
+                torch.tensor([f if last else f % (2 * self.modes - 1) for f in freqs], device=device).view(
+                    shape
+                )
+            )
         return tuple(fft_idx), tuple(w_idx)
 
     def forward(self, grid: tuple[int, ...]) -> Tensor:

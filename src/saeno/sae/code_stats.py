@@ -86,8 +86,7 @@ class CodeStats:
         density = self.fired / n
         return {
             "L0_concepts": self.active_sum / n,
-            "domain_fraction": (self.domain_sum / self.domain_count
-                                if self.domain_count else math.nan),
+            "domain_fraction": (self.domain_sum / self.domain_count if self.domain_count else math.nan),
             "L0_per_point": self.nonzero_sum / max(self.n_points, 1),
             "dead_fraction": float((self.fired == 0).double().mean()),
             "density": density,

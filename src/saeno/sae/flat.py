@@ -37,12 +37,20 @@ class FlatSAE(SparseAutoencoder):
     view = "field"
     default_group = "point"
 
-    def __init__(self, in_channels: int, n_concepts: int, *, grid: tuple[int, ...],
-                 sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int,
+        *,
+        grid: tuple[int, ...],
+        sparsity: str | dict | Sparsity | None = None,
+        lifting: int | None = None,
+        complex: str | None = None,
+    ) -> None:
         grid = tuple(int(n) for n in grid)
-        super().__init__(in_channels, n_concepts, ndim=len(grid), sparsity=sparsity,
-                         lifting=lifting, complex=complex)
+        super().__init__(
+            in_channels, n_concepts, ndim=len(grid), sparsity=sparsity, lifting=lifting, complex=complex
+        )
         self.grid = grid
         d = self.core_channels * math.prod(grid)
         p = self.n_concepts
@@ -57,16 +65,22 @@ class FlatSAE(SparseAutoencoder):
         return {"grid": list(self.grid)}
 
     def constants(self) -> dict[str, Any]:
-        return {**super().constants(), "encoder_input": "vec(x) - b_dec",
-                "flatten_order": "channel-major: vec index = c * prod(grid) + row-major grid index",
-                "W_enc_shape": "(C * prod(grid), p)", "W_dec_shape": "(p, C * prod(grid))"}
+        return {
+            **super().constants(),
+            "encoder_input": "vec(x) - b_dec",
+            "flatten_order": "channel-major: vec index = c * prod(grid) + row-major grid index",
+            "W_enc_shape": "(C * prod(grid), p)",
+            "W_dec_shape": "(p, C * prod(grid))",
+        }
 
     def _check_grid(self, grid: tuple[int, ...]) -> None:
         if tuple(grid) != self.grid:
-            raise ShapeError(f"this FlatSAE was trained on the grid {self.grid} and cannot run on "
-                             f"{tuple(grid)}: its atoms exist only on the training grid. Resample "
-                             "the activations to that grid, or use a resolution-free model "
-                             "(SAE or SAEFNO)")
+            raise ShapeError(
+                f"this FlatSAE was trained on the grid {self.grid} and cannot run on "
+                f"{tuple(grid)}: its atoms exist only on the training grid. Resample "
+                "the activations to that grid, or use a resolution-free model "
+                "(SAE or SAEFNO)"
+            )
 
     def _check_input(self, a: Tensor) -> None:
         super()._check_input(a)

@@ -42,11 +42,26 @@ class SAE(SparseAutoencoder):
     view = "points"
     default_group = "point"
 
-    def __init__(self, in_channels: int, n_concepts: int, *, ndim: int | None = None,
-                 sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None, bias_field: int | None = None) -> None:
-        super().__init__(in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting,
-                         complex=complex, bias_field=bias_field)
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int,
+        *,
+        ndim: int | None = None,
+        sparsity: str | dict | Sparsity | None = None,
+        lifting: int | None = None,
+        complex: str | None = None,
+        bias_field: int | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            n_concepts,
+            ndim=ndim,
+            sparsity=sparsity,
+            lifting=lifting,
+            complex=complex,
+            bias_field=bias_field,
+        )
         if self.bias_field is not None:
             self.view = "field"
         c, p = self.core_channels, self.n_concepts
@@ -61,13 +76,19 @@ class SAE(SparseAutoencoder):
         return {"ndim": self.ndim, "bias_field": self.bias_field_modes}
 
     def constants(self) -> dict[str, Any]:
-        return {**super().constants(), "encoder_input": "x - b_dec",
-                "W_enc_shape": "(C, p)", "W_dec_shape": "(p, C)"}
+        return {
+            **super().constants(),
+            "encoder_input": "x - b_dec",
+            "W_enc_shape": "(C, p)",
+            "W_dec_shape": "(p, C)",
+        }
 
     def _check_input(self, a: Tensor) -> None:
         if a.dim() > 5:
-            raise ShapeError("pointwise SAE expects rows (N, C) or fields (B, C, *grid) with a "
-                             f"1D-3D grid, got shape {tuple(a.shape)}")
+            raise ShapeError(
+                "pointwise SAE expects rows (N, C) or fields (B, C, *grid) with a "
+                f"1D-3D grid, got shape {tuple(a.shape)}"
+            )
 
     def _pack(self, x: Tensor) -> tuple[Tensor, Any]:
         if x.dim() == 2:
@@ -96,8 +117,12 @@ class SAE(SparseAutoencoder):
         AuxK that runs only when AuxK uses it. The codes are built densely only when read.
         """
         sp = self.sparsity
-        if (type(sp) is not TopK or sp.domain_frac is not None or sp.domain_l1 > 0
-                or self.bias_field is not None):
+        if (
+            type(sp) is not TopK
+            or sp.domain_frac is not None
+            or sp.domain_l1 > 0
+            or self.bias_field is not None
+        ):
             return super().forward_train(a)
         target, _ = self._pack(self.normalize(a))
         x = self.lift.up(target) if self.lift is not None else target
@@ -121,4 +146,3 @@ class SAE(SparseAutoencoder):
     @torch.no_grad()
     def init_encoder_from_decoder_(self) -> None:
         self.W_enc.copy_(self.W_dec.T)
-

@@ -42,11 +42,11 @@ def get(name: str) -> type:
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in _BUILTIN:
-        raise UnknownArchitectureError(
-            f"unknown SAE architecture {name!r}: saeno knows {names()}")
+        raise UnknownArchitectureError(f"unknown SAE architecture {name!r}: saeno knows {names()}")
     module, cls = _BUILTIN[name].split(":")
     try:
         return getattr(importlib.import_module(module), cls)
     except (ImportError, AttributeError) as exc:
         raise UnknownArchitectureError(
-            f"architecture {name!r} is not available in this saeno install ({exc})") from None
+            f"architecture {name!r} is not available in this saeno install ({exc})"
+        ) from None

@@ -99,12 +99,23 @@ class SAEFNO(SparseAutoencoder):
     view = "field"
     default_group = "concept"
 
-    def __init__(self, in_channels: int, n_concepts: int, *, ndim: int, modes: int = 8,
-                 sparsity: str | dict | Sparsity | None = None, lifting: int | None = None,
-                 complex: str | None = None, decoder_pointwise: bool = True,
-                 bias_field: int | None | str = "modes", spectral_lr_scale: float = 0.1,
-                 concept_norm: str = "parameters", encoder_init: str = "adjoint-no-gain",
-                 spectral_gain: float | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int,
+        *,
+        ndim: int,
+        modes: int = 8,
+        sparsity: str | dict | Sparsity | None = None,
+        lifting: int | None = None,
+        complex: str | None = None,
+        decoder_pointwise: bool = True,
+        bias_field: int | None | str = "modes",
+        spectral_lr_scale: float = 0.1,
+        concept_norm: str = "parameters",
+        encoder_init: str = "adjoint-no-gain",
+        spectral_gain: float | None = None,
+    ) -> None:
         if ndim is None:
             raise ConfigError("SAEFNO needs ndim (1, 2 or 3)")
         if modes < 1:
@@ -121,8 +132,15 @@ class SAEFNO(SparseAutoencoder):
             raise ConfigError(f"spectral_lr_scale must be > 0, got {spectral_lr_scale}")
         if sparsity is None:
             sparsity = dict(DEFAULT_SPARSITY, k=min(DEFAULT_SPARSITY["k"], int(n_concepts)))
-        super().__init__(in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting,
-                         complex=complex, bias_field=bias_field)
+        super().__init__(
+            in_channels,
+            n_concepts,
+            ndim=ndim,
+            sparsity=sparsity,
+            lifting=lifting,
+            complex=complex,
+            bias_field=bias_field,
+        )
         self.modes = int(modes)
         self.decoder_pointwise = bool(decoder_pointwise)
         self.spectral_lr_scale = float(spectral_lr_scale)
@@ -131,24 +149,34 @@ class SAEFNO(SparseAutoencoder):
         #: G, the number of mode-grid cells: the decoder's spectral path is scaled by it
         self.spectral_gain = float((2 * self.modes - 1) ** ndim)
         if spectral_gain is not None and float(spectral_gain) != self.spectral_gain:
-            raise ConfigError(f"spectral_gain={spectral_gain} does not match (2K-1)^d = "
-                              f"{self.spectral_gain} for modes={modes}, ndim={ndim}")
+            raise ConfigError(
+                f"spectral_gain={spectral_gain} does not match (2K-1)^d = "
+                f"{self.spectral_gain} for modes={modes}, ndim={ndim}"
+            )
         c, p = self.core_channels, self.n_concepts
         self.enc_spectral = SpectralConv(c, p, self.modes, ndim)
         self.W_e = nn.Parameter(torch.empty(p, c))
         self.b_e = nn.Parameter(torch.zeros(p))
         self.dec_spectral = SpectralConv(p, c, self.modes, ndim)
-        self.W_d = nn.Parameter(torch.randn(c, p) if self.decoder_pointwise else torch.zeros(c, p),
-                                requires_grad=self.decoder_pointwise)
+        self.W_d = nn.Parameter(
+            torch.randn(c, p) if self.decoder_pointwise else torch.zeros(c, p),
+            requires_grad=self.decoder_pointwise,
+        )
         self.b_d = nn.Parameter(torch.zeros(c))
         self.normalize_decoder_()
         self.init_encoder_from_decoder_()
 
     def extra_config(self) -> dict[str, Any]:
-        return {"ndim": self.ndim, "modes": self.modes, "decoder_pointwise": self.decoder_pointwise,
-                "bias_field": self.bias_field_modes, "spectral_lr_scale": self.spectral_lr_scale,
-                "concept_norm": self.concept_norm, "encoder_init": self.encoder_init,
-                "spectral_gain": self.spectral_gain}
+        return {
+            "ndim": self.ndim,
+            "modes": self.modes,
+            "decoder_pointwise": self.decoder_pointwise,
+            "bias_field": self.bias_field_modes,
+            "spectral_lr_scale": self.spectral_lr_scale,
+            "concept_norm": self.concept_norm,
+            "encoder_init": self.encoder_init,
+            "spectral_gain": self.spectral_gain,
+        }
 
     @property
     def mode_grid(self) -> tuple[int, ...]:
@@ -164,22 +192,30 @@ class SAEFNO(SparseAutoencoder):
         spectral = [self.enc_spectral.weight, self.dec_spectral.weight]
         ids = {id(p) for p in spectral}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return [{"params": rest, "lr": lr, "lr_scale": 1.0, "name": "pointwise"},
-                {"params": spectral, "lr": lr * self.spectral_lr_scale,
-                 "lr_scale": self.spectral_lr_scale, "name": "spectral"}]
+        return [
+            {"params": rest, "lr": lr, "lr_scale": 1.0, "name": "pointwise"},
+            {
+                "params": spectral,
+                "lr": lr * self.spectral_lr_scale,
+                "lr_scale": self.spectral_lr_scale,
+                "name": "spectral",
+            },
+        ]
 
     def constants(self) -> dict[str, Any]:
         k, d = self.modes, int(self.ndim)
-        return {**super().constants(),
-                "spectral_gain": self.spectral_gain,  # G = (2K-1)^d, on the decoder's spectral path
-                "spectral_gain_formula": "(2 * modes - 1) ** ndim",
-                "fft": "rfftn over the grid axes, norm='forward' (divided by the number of "
-                       "points); inverse irfftn with norm='forward' (not divided)",
-                "mode_shape": [2 * k - 1] * (d - 1) + [k],
-                "mode_order": "leading axes: frequency f at index f mod (2K-1), f in -(K-1)..K-1; "
-                              "last axis: f in 0..K-1 (real FFT); on a grid of n points only "
-                              "|f| < min(K, (n+1)//2) are used",
-                "spectral_weight_layout": "(C_in, C_out, *mode_shape, 2), last axis (real, imag)"}
+        return {
+            **super().constants(),
+            "spectral_gain": self.spectral_gain,  # G = (2K-1)^d, on the decoder's spectral path
+            "spectral_gain_formula": "(2 * modes - 1) ** ndim",
+            "fft": "rfftn over the grid axes, norm='forward' (divided by the number of "
+            "points); inverse irfftn with norm='forward' (not divided)",
+            "mode_shape": [2 * k - 1] * (d - 1) + [k],
+            "mode_order": "leading axes: frequency f at index f mod (2K-1), f in -(K-1)..K-1; "
+            "last axis: f in 0..K-1 (real FFT); on a grid of n points only "
+            "|f| < min(K, (n+1)//2) are used",
+            "spectral_weight_layout": "(C_in, C_out, *mode_shape, 2), last axis (real, imag)",
+        }
 
     def _bias(self, b: Tensor, like: Tensor) -> Tensor:
         return b.view(1, -1, *([1] * (like.dim() - 2)))
@@ -199,8 +235,9 @@ class SAEFNO(SparseAutoencoder):
         atoms = self.dec_spectral.kernel(grid)  # response to a unit point mass, before the gain G
         if self.decoder_pointwise:
             n_points = math.prod(grid)
-            atoms[(slice(None), slice(None), *([0] * len(grid)))] += (
-                self.W_d.T * (n_points / self.spectral_gain))
+            atoms[(slice(None), slice(None), *([0] * len(grid)))] += self.W_d.T * (
+                n_points / self.spectral_gain
+            )
         return atoms
 
     def concept_norms(self) -> Tensor:
@@ -246,12 +283,22 @@ class SAEFNO(SparseAutoencoder):
     # ---------------------------------------------------------------- dead-concept resampling
     def _concept_params(self) -> list[tuple[nn.Parameter, int]]:
         """The parameters that belong to single concepts, with their concept dimension."""
-        return [(self.enc_spectral.weight, 1), (self.W_e, 0), (self.b_e, 0),
-                (self.dec_spectral.weight, 0), (self.W_d, 1)]
+        return [
+            (self.enc_spectral.weight, 1),
+            (self.W_e, 0),
+            (self.b_e, 0),
+            (self.dec_spectral.weight, 0),
+            (self.W_d, 1),
+        ]
 
     @torch.no_grad()
-    def resample_concepts_(self, concepts: Tensor, residuals: Tensor, inputs: Tensor | None = None,
-                           optimizer: torch.optim.Optimizer | None = None) -> None:
+    def resample_concepts_(
+        self,
+        concepts: Tensor,
+        residuals: Tensor,
+        inputs: Tensor | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
         """Re-initialise ``concepts`` from residual fields (dead-concept resampling).
 
         Concept ``concepts[i]`` gets the decoder kernel ``kappa = residuals[i]`` band-limited to the K

@@ -43,16 +43,19 @@ class SAELensExportError(SaenoError):
 def _architecture(sae: SAE) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
     sp = sae.sparsity
     if getattr(sp, "domain_frac", None) is not None or getattr(sp, "domain_l1", 0.0) > 0:
-        raise SAELensExportError("domain sparsity has no SAELens equivalent: export an SAE "
-                                 "trained without domain_frac / domain_l1")
+        raise SAELensExportError(
+            "domain sparsity has no SAELens equivalent: export an SAE trained without domain_frac / domain_l1"
+        )
     if type(sp) is TopK:
         return "topk", {"k": int(sp.k), "rescale_acts_by_decoder_norm": False}, {}
     if type(sp) is ReLUL1:
         return "standard", {}, {}
     if type(sp) is JumpReLU:
         return "jumprelu", {}, {"threshold": sp.log_threshold.detach().exp().clone()}
-    raise SAELensExportError(f"sparsity {sp.name!r} has no SAELens inference equivalent: "
-                             "SAELens's format holds TopK (per point), ReLU and JumpReLU SAEs")
+    raise SAELensExportError(
+        f"sparsity {sp.name!r} has no SAELens inference equivalent: "
+        "SAELens's format holds TopK (per point), ReLU and JumpReLU SAEs"
+    )
 
 
 @torch.no_grad()
@@ -83,8 +86,9 @@ def saelens_weights(sae: SAE) -> dict[str, torch.Tensor]:
     return {k: v.to(torch.float32).contiguous() for k, v in out.items()}
 
 
-def export_saelens(sae: Any, path: str | Path, *, hook_name: str | None = None,
-                   model_name: str | None = None) -> Path:
+def export_saelens(
+    sae: Any, path: str | Path, *, hook_name: str | None = None, model_name: str | None = None
+) -> Path:
     """Write a pointwise SAE as a SAELens folder that ``sae_lens.SAE.load_from_disk`` reads.
 
     SAELens then maps the raw activation vector of one grid point ``(..., C)`` (channels last) to
@@ -115,10 +119,13 @@ def export_saelens(sae: Any, path: str | Path, *, hook_name: str | None = None,
     if not isinstance(sae, SAE):
         raise SAELensExportError(
             f"only pointwise SAEs (saeno.SAE) can be exported to SAELens, not {type(sae).__name__}: "
-            "SAELens's SAEs act on one activation vector, an SAE-FNO or flat SAE on whole fields")
+            "SAELens's SAEs act on one activation vector, an SAE-FNO or flat SAE on whole fields"
+        )
     if sae.complex is not None:
-        raise SAELensExportError("an SAE of complex activations (complex='realimag') has no "
-                                 "SAELens equivalent: SAELens reads real vectors")
+        raise SAELensExportError(
+            "an SAE of complex activations (complex='realimag') has no "
+            "SAELens equivalent: SAELens reads real vectors"
+        )
     arch, extra, extra_tensors = _architecture(sae)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -55,8 +55,7 @@ class _GatherPre(torch.autograd.Function):
         flat = idx.reshape(-1)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = F.embedding_bag(idx, w.T.contiguous(), per_sample_weights=g.contiguous(),
-                                 mode="sum")
+            gx = F.embedding_bag(idx, w.T.contiguous(), per_sample_weights=g.contiguous(), mode="sum")
         if ctx.needs_input_grad[1]:
             rows = (g.unsqueeze(-1) * x.unsqueeze(1)).reshape(-1, x.shape[1])
             gw = x.new_zeros(w.shape[1], w.shape[0]).index_add_(0, flat, rows).T

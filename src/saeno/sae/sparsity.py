@@ -110,8 +110,9 @@ def peak_mask(z: Tensor, radius: int) -> Tensor:
     flat = z.reshape(-1, 1, *z.shape[2:])
     pad = [radius] * (2 * nd)
     padded = torch.nn.functional.pad(flat, pad, mode="circular")
-    pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d,
-            torch.nn.functional.max_pool3d)[nd - 1]
+    pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d, torch.nn.functional.max_pool3d)[
+        nd - 1
+    ]
     local_max = pool(padded, kernel_size=2 * radius + 1, stride=1)
     return ((flat >= local_max) & (flat > 0)).view_as(z)
 
@@ -133,8 +134,14 @@ class Sparsity(nn.Module):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, *, group: str = "point", domain_l1: float = 0.0,
-                 domain_frac: float | None = None, domain_peaks: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        group: str = "point",
+        domain_l1: float = 0.0,
+        domain_frac: float | None = None,
+        domain_peaks: int | None = None,
+    ) -> None:
         super().__init__()
         if group not in GROUPS:
             raise SparsityConfigError(f"sparsity group {group!r} is unknown: use one of {GROUPS}")
@@ -178,9 +185,14 @@ class Sparsity(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """JSON-able description that :func:`make_sparsity` turns back into this module."""
-        return {"type": self.name, "group": self.group, "domain_l1": self.domain_l1,
-                "domain_frac": self.domain_frac, "domain_peaks": self.domain_peaks,
-                **self.extra_config()}
+        return {
+            "type": self.name,
+            "group": self.group,
+            "domain_l1": self.domain_l1,
+            "domain_frac": self.domain_frac,
+            "domain_peaks": self.domain_peaks,
+            **self.extra_config(),
+        }
 
 
 class TopK(Sparsity):
@@ -197,7 +209,8 @@ class TopK(Sparsity):
     def check(self, n_concepts: int) -> None:
         if self.k > n_concepts:
             raise SparsityConfigError(
-                f"k={self.k} is larger than the number of concepts ({n_concepts}): lower k")
+                f"k={self.k} is larger than the number of concepts ({n_concepts}): lower k"
+            )
 
     def activate(self, pre: Tensor) -> Tensor:
         return topk_codes(pre, self.k, self.group)
@@ -330,8 +343,9 @@ class JumpReLU(Sparsity):
 
     name = "jumprelu"
 
-    def __init__(self, n_concepts: int, l0: float = 1e-3, threshold: float = 1e-3,
-                 bandwidth: float = 1e-3, **kw: Any) -> None:
+    def __init__(
+        self, n_concepts: int, l0: float = 1e-3, threshold: float = 1e-3, bandwidth: float = 1e-3, **kw: Any
+    ) -> None:
         super().__init__(**kw)
         if threshold <= 0 or bandwidth <= 0 or l0 < 0:
             raise SparsityConfigError("JumpReLU needs threshold > 0, bandwidth > 0 and l0 >= 0")
@@ -342,8 +356,7 @@ class JumpReLU(Sparsity):
 
     def check(self, n_concepts: int) -> None:
         if n_concepts != self.n_concepts:
-            raise SparsityConfigError(
-                f"JumpReLU built for {self.n_concepts} concepts used with {n_concepts}")
+            raise SparsityConfigError(f"JumpReLU built for {self.n_concepts} concepts used with {n_concepts}")
 
     def _theta(self, pre: Tensor) -> Tensor:
         return self.log_threshold.exp().view(1, -1, *([1] * (pre.dim() - 2)))
@@ -360,13 +373,12 @@ class JumpReLU(Sparsity):
         return {"n_concepts": self.n_concepts, "l0": self.l0, "bandwidth": self.bandwidth}
 
 
-MECHANISMS: dict[str, type[Sparsity]] = {
-    cls.name: cls for cls in (TopK, BatchTopK, ReLUL1, JumpReLU)
-}
+MECHANISMS: dict[str, type[Sparsity]] = {cls.name: cls for cls in (TopK, BatchTopK, ReLUL1, JumpReLU)}
 
 
-def make_sparsity(spec: str | dict[str, Any] | Sparsity | None, n_concepts: int,
-                  default_group: str = "point") -> Sparsity:
+def make_sparsity(
+    spec: str | dict[str, Any] | Sparsity | None, n_concepts: int, default_group: str = "point"
+) -> Sparsity:
     """Build a sparsity module from a name, a config dict or an existing module.
 
     Parameters
@@ -393,8 +405,7 @@ def make_sparsity(spec: str | dict[str, Any] | Sparsity | None, n_concepts: int,
     spec = dict(spec)
     kind = str(spec.pop("type", "topk")).lower().replace("-", "").replace("_", "")
     if kind not in MECHANISMS:
-        raise SparsityConfigError(
-            f"unknown sparsity {kind!r}: use one of {sorted(MECHANISMS)}")
+        raise SparsityConfigError(f"unknown sparsity {kind!r}: use one of {sorted(MECHANISMS)}")
     spec.setdefault("group", default_group)
     cls = MECHANISMS[kind]
     if cls is JumpReLU:

@@ -88,33 +88,47 @@ class SupervisedSAE(SparseAutoencoder):
     view = "field"
     default_group = "concept"
 
-    def __init__(self, in_channels: int, n_concepts: int | None = None, *,
-                 factors: Mapping[str, Sequence[str]], ndim: int, block_size: int = 4,
-                 nuisance_size: int = 4, modes: int = 8, nuisance_modes: int | None = None,
-                 hidden: int = 32, sparsity: str | dict | Sparsity | None = None,
-                 lifting: int | None = None, complex: str | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int | None = None,
+        *,
+        factors: Mapping[str, Sequence[str]],
+        ndim: int,
+        block_size: int = 4,
+        nuisance_size: int = 4,
+        modes: int = 8,
+        nuisance_modes: int | None = None,
+        hidden: int = 32,
+        sparsity: str | dict | Sparsity | None = None,
+        lifting: int | None = None,
+        complex: str | None = None,
+    ) -> None:
         if not isinstance(factors, Mapping) or not factors:
             raise ConfigError("factors must be a non-empty dict {factor: [category names]}")
         clean: dict[str, list[str]] = {}
         for name, cats in factors.items():
             cats = [str(c) for c in cats]
             if len(cats) < 2 or len(set(cats)) != len(cats):
-                raise ConfigError(f"factor {name!r} needs at least two distinct category names, "
-                                  f"got {cats}")
+                raise ConfigError(f"factor {name!r} needs at least two distinct category names, got {cats}")
             clean[str(name)] = cats
         p = sum(len(c) for c in clean.values())
         if n_concepts is not None and int(n_concepts) != p:
-            raise ConfigError(f"n_concepts={n_concepts} does not match the {p} categories of "
-                              f"factors {clean}")
+            raise ConfigError(f"n_concepts={n_concepts} does not match the {p} categories of factors {clean}")
         if lifting is not None:
             raise ConfigError("SupervisedSAE does not support lifting: leave lifting=None")
         if ndim is None:
             raise ConfigError("SupervisedSAE needs ndim (1, 2 or 3)")
         if block_size < 1 or nuisance_size < 0 or modes < 1 or hidden < 0:
             raise ConfigError("block_size and modes must be >= 1, nuisance_size and hidden >= 0")
-        super().__init__(in_channels, p, ndim=ndim,
-                         sparsity=sparsity or {"type": "topk", "k": min(8, p)},
-                         lifting=None, complex=complex)
+        super().__init__(
+            in_channels,
+            p,
+            ndim=ndim,
+            sparsity=sparsity or {"type": "topk", "k": min(8, p)},
+            lifting=None,
+            complex=complex,
+        )
         self.factors = clean
         self.block_size = int(block_size)
         self.nuisance_size = int(nuisance_size)
@@ -127,8 +141,9 @@ class SupervisedSAE(SparseAutoencoder):
         self.blocks = SpectralConv(1, p * d, self.modes, ndim)
         with torch.no_grad():
             self.blocks.weight.mul_(float(np.sqrt(self.blocks.weight[0, 0].numel() / 2)))
-        self.enc_spectral = (SpectralConv(c, self.nuisance_size, self.nuisance_modes, ndim)
-                             if self.nuisance_size else None)
+        self.enc_spectral = (
+            SpectralConv(c, self.nuisance_size, self.nuisance_modes, ndim) if self.nuisance_size else None
+        )
         width = self.hidden or c
         self.dec_spectral = SpectralConv(self.code_channels, width, self.modes, ndim)
         self.W_d = nn.Parameter(torch.randn(width, self.code_channels) / np.sqrt(self.code_channels))
@@ -140,9 +155,15 @@ class SupervisedSAE(SparseAutoencoder):
 
     # ---------------------------------------------------------------- configuration
     def extra_config(self) -> dict[str, Any]:
-        return {"factors": self.factors, "ndim": self.ndim, "block_size": self.block_size,
-                "nuisance_size": self.nuisance_size, "modes": self.modes,
-                "nuisance_modes": self.nuisance_modes, "hidden": self.hidden}
+        return {
+            "factors": self.factors,
+            "ndim": self.ndim,
+            "block_size": self.block_size,
+            "nuisance_size": self.nuisance_size,
+            "modes": self.modes,
+            "nuisance_modes": self.nuisance_modes,
+            "hidden": self.hidden,
+        }
 
     @property
     def concept_names(self) -> list[str]:
@@ -154,8 +175,9 @@ class SupervisedSAE(SparseAutoencoder):
         if factor not in self.factors:
             raise LabelError(f"unknown factor {factor!r}: this SAE knows {list(self.factors)}")
         if category not in self.factors[factor]:
-            raise LabelError(f"unknown category {category!r} of factor {factor!r}: choose among "
-                             f"{self.factors[factor]}")
+            raise LabelError(
+                f"unknown category {category!r} of factor {factor!r}: choose among {self.factors[factor]}"
+            )
         offset = 0
         for f, cats in self.factors.items():
             if f == factor:
@@ -179,28 +201,31 @@ class SupervisedSAE(SparseAutoencoder):
         if isinstance(labels, (Tensor, np.ndarray)):
             mask = torch.as_tensor(labels, dtype=torch.float32, device=dev)
             if mask.dim() != 2 or mask.shape[1] != self.n_concepts:
-                raise LabelError(f"a label mask must have shape (B, {self.n_concepts}), got "
-                                 f"{tuple(mask.shape)}")
+                raise LabelError(
+                    f"a label mask must have shape (B, {self.n_concepts}), got {tuple(mask.shape)}"
+                )
         elif isinstance(labels, Mapping):
             missing = [f for f in self.factors if f not in labels]
             extra = [f for f in labels if f not in self.factors]
             if missing or extra:
-                raise LabelError(f"labels must give every factor {list(self.factors)}; missing "
-                                 f"{missing}, unknown {extra}")
+                raise LabelError(
+                    f"labels must give every factor {list(self.factors)}; missing {missing}, unknown {extra}"
+                )
             parts = []
             for f, cats in self.factors.items():
                 vals = labels[f]
                 if isinstance(vals, (str, int, np.integer)):
                     vals = [vals]
                 codes = []
-                for v in (vals.tolist() if isinstance(vals, (Tensor, np.ndarray)) else list(vals)):
+                for v in vals.tolist() if isinstance(vals, (Tensor, np.ndarray)) else list(vals):
                     if isinstance(v, str):
                         self.concept_index(f, v)  # raises a LabelError naming the choices
                         codes.append(cats.index(v))
                     else:
                         if not 0 <= int(v) < len(cats):
-                            raise LabelError(f"code {v} out of range for factor {f!r} "
-                                             f"({len(cats)} categories {cats})")
+                            raise LabelError(
+                                f"code {v} out of range for factor {f!r} ({len(cats)} categories {cats})"
+                            )
                         codes.append(int(v))
                 parts.append(F.one_hot(torch.tensor(codes, dtype=torch.long), len(cats)))
             sizes = {len(p_) for p_ in parts}
@@ -208,8 +233,9 @@ class SupervisedSAE(SparseAutoencoder):
                 raise LabelError(f"every factor needs the same number of samples, got {sizes}")
             mask = torch.cat(parts, dim=1).to(dev, torch.float32)
         else:
-            raise LabelError(f"labels must be a mask tensor or a dict {{factor: codes}}, got "
-                             f"{type(labels).__name__}")
+            raise LabelError(
+                f"labels must be a mask tensor or a dict {{factor: codes}}, got {type(labels).__name__}"
+            )
         if batch is not None and mask.shape[0] != batch:
             raise LabelError(f"got labels for {mask.shape[0]} samples and {batch} activations")
         return mask
@@ -218,7 +244,7 @@ class SupervisedSAE(SparseAutoencoder):
         """Category names per factor from a mask ``(B, p)`` (argmax within each factor)."""
         out, offset = {}, 0
         for f, cats in self.factors.items():
-            idx = mask[:, offset:offset + len(cats)].argmax(1).tolist()
+            idx = mask[:, offset : offset + len(cats)].argmax(1).tolist()
             out[f] = [cats[i] for i in idx]
             offset += len(cats)
         return out
@@ -285,8 +311,10 @@ class SupervisedSAE(SparseAutoencoder):
     # ---------------------------------------------------------------- public interface
     def _need(self, labels: LabelsLike | None) -> LabelsLike:
         if labels is None:
-            raise LabelError("a supervised SAE needs the samples' labels: pass labels= as a "
-                             "{factor: codes} dict or a (B, p) mask")
+            raise LabelError(
+                "a supervised SAE needs the samples' labels: pass labels= as a "
+                "{factor: codes} dict or a (B, p) mask"
+            )
         return labels
 
     def encode(self, a: Tensor, labels: LabelsLike | None = None) -> Tensor:
@@ -311,8 +339,9 @@ class SupervisedSAE(SparseAutoencoder):
         mask = self.label_mask(labels, nuisance.shape[0])
         return self.denormalize(self._decode(self.codes(mask, nuisance), True))
 
-    def intervene(self, a: Tensor, labels: LabelsLike, new_labels: LabelsLike,
-                  keep_error: bool = True) -> Tensor:
+    def intervene(
+        self, a: Tensor, labels: LabelsLike, new_labels: LabelsLike, keep_error: bool = True
+    ) -> Tensor:
         """Edit raw activations ``a``: switch their labels to ``new_labels``, keep the nuisance.
 
         Parameters
@@ -336,9 +365,11 @@ class SupervisedSAE(SparseAutoencoder):
         return a + (new - old) * self._bcast(self.norm_scale, new)
 
     def extra_repr(self) -> str:
-        return (f"factors={self.factors}, in_channels={self.in_channels}, ndim={self.ndim}, "
-                f"block_size={self.block_size}, nuisance_size={self.nuisance_size}, "
-                f"modes={self.modes}, hidden={self.hidden}")
+        return (
+            f"factors={self.factors}, in_channels={self.in_channels}, ndim={self.ndim}, "
+            f"block_size={self.block_size}, nuisance_size={self.nuisance_size}, "
+            f"modes={self.modes}, hidden={self.hidden}"
+        )
 
 
 __all__ = ["SupervisedSAE", "LabelError"]

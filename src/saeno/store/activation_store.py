@@ -46,10 +46,13 @@ def open_group(url: str, mode: str = "r", missing_ok: bool = False) -> zarr.Grou
     except (FileNotFoundError, NodeNotFoundError):
         if missing_ok:
             return None
-        raise StoreError(f"no store at {url}: check the path or URL, or run `saeno capture` to make one") from None
+        raise StoreError(
+            f"no store at {url}: check the path or URL, or run `saeno capture` to make one"
+        ) from None
     except (ValueError, TypeError) as exc:  # a zarr.json that is not JSON or not Zarr metadata
-        raise StoreError(f"{url}/zarr.json is damaged ({type(exc).__name__}: {exc}); capture again "
-                         "(--overwrite)") from None
+        raise StoreError(
+            f"{url}/zarr.json is damaged ({type(exc).__name__}: {exc}); capture again (--overwrite)"
+        ) from None
     except NotADirectoryError:
         raise StoreError(f"no store at {url}: it is a file, not a store folder") from None
 
@@ -84,17 +87,26 @@ class ActivationStore:
     def _stored_arrays(self) -> list[str]:
         """Paths of every array the metadata promises, checked against the group."""
         shapes = self._attrs.get("array_shapes") or {
-            layout.hook_path(h): self._attrs["hook_info"][h]["shape"] for h in self._attrs["hooks"]}
+            layout.hook_path(h): self._attrs["hook_info"][h]["shape"] for h in self._attrs["hooks"]
+        }
         n, cs = int(self._attrs["n_planned"]), int(self._attrs["chunk_size"])
         for name, shape in shapes.items():
             try:
                 node = self.group[name]
             except KeyError:
-                raise StoreError(f"the store at {self.url} is damaged: array {name!r} is missing "
-                                 "(its folder was deleted); capture again (--overwrite)") from None
-            if not isinstance(node, zarr.Array) or tuple(node.shape) != (n, *shape) or int(node.chunks[0]) != cs:
-                raise StoreError(f"the store at {self.url} is damaged: array {name!r} does not have "
-                                 f"the shape {[n, *shape]} and {cs} samples per chunk its metadata records")
+                raise StoreError(
+                    f"the store at {self.url} is damaged: array {name!r} is missing "
+                    "(its folder was deleted); capture again (--overwrite)"
+                ) from None
+            if (
+                not isinstance(node, zarr.Array)
+                or tuple(node.shape) != (n, *shape)
+                or int(node.chunks[0]) != cs
+            ):
+                raise StoreError(
+                    f"the store at {self.url} is damaged: array {name!r} does not have "
+                    f"the shape {[n, *shape]} and {cs} samples per chunk its metadata records"
+                )
         return list(shapes)
 
     @classmethod

@@ -329,8 +329,10 @@ def _os_error(exc: OSError, url: str) -> StoreError:
             f"the disk holding {url} is full ({exc.strerror}); the rows committed before stay "
             "readable: free some space and resume the capture (--resume)"
         )
-    return StoreError(f"cannot write the store at {url}: {exc.strerror or exc} ({exc.filename or url}); "
-                      "choose a location you can write to")
+    return StoreError(
+        f"cannot write the store at {url}: {exc.strerror or exc} ({exc.filename or url}); "
+        "choose a location you can write to"
+    )
 
 
 def _memory_bytes() -> int:
@@ -341,9 +343,23 @@ def _memory_bytes() -> int:
 
 
 def _capture_into(
-    group: zarr.Group, attrs: dict | None, url: str, hooked: Any, data: Any, names: list[str],
-    model: torch.nn.Module, dev: torch.device, fingerprint: str, total: int, *, batch_size: int,
-    dtype: str, allow_nonfinite: bool, progress: bool, dataset_card: dict | None, chunk_size: int | None,
+    group: zarr.Group,
+    attrs: dict | None,
+    url: str,
+    hooked: Any,
+    data: Any,
+    names: list[str],
+    model: torch.nn.Module,
+    dev: torch.device,
+    fingerprint: str,
+    total: int,
+    *,
+    batch_size: int,
+    dtype: str,
+    allow_nonfinite: bool,
+    progress: bool,
+    dataset_card: dict | None,
+    chunk_size: int | None,
 ) -> ActivationStore:
     start = 0
     if attrs is not None:
@@ -389,7 +405,9 @@ def _capture_into(
                 _check_skipped(group, batch, url)
                 continue
             out, cache = _forward(hooked, batch.x, names, dev, pad_to=pad_to)
-            rows = _rows(batch, out, cache, names, max(0, start - batch.start), min(len(batch), total - batch.start))
+            rows = _rows(
+                batch, out, cache, names, max(0, start - batch.start), min(len(batch), total - batch.start)
+            )
             del out, cache
             if writer is None:
                 specs = _array_specs(rows, names, _DTYPES[dtype])
@@ -411,7 +429,9 @@ def _capture_into(
                         f"{format_bytes(needed)} (uncompressed) -> {url}",
                         file=sys.stderr,
                     )
-                sink, writer, bar = _start_writer(group, attrs, specs, names, start, allow_nonfinite, progress, total)
+                sink, writer, bar = _start_writer(
+                    group, attrs, specs, names, start, allow_nonfinite, progress, total
+                )
             writer.submit(rows)
             if bar is not None:
                 bar.update(len(rows[layout.X]))
@@ -444,7 +464,9 @@ def _existing_group(url: str, overwrite: bool = False) -> zarr.Group | None | bo
 
 def _never_committed(attrs: dict) -> bool:
     """A saeno store killed while it was being created (no committed row to lose)."""
-    return layout.is_store_attrs(attrs) and (attrs.get("state") == "creating" or not attrs.get("rows_written"))
+    return layout.is_store_attrs(attrs) and (
+        attrs.get("state") == "creating" or not attrs.get("rows_written")
+    )
 
 
 def _create_target(url: str, lock: WriterLock) -> zarr.Group:
@@ -556,7 +578,9 @@ def _create_store(
         )
     write_grid_coords(group, input_grid)
     hook_info = _hook_info(specs, names)
-    stats = {h: RunningStats.empty(hook_info[h]["shape"][0], hook_info[h]["complex"] is not None) for h in names}
+    stats = {
+        h: RunningStats.empty(hook_info[h]["shape"][0], hook_info[h]["complex"] is not None) for h in names
+    }
     grid = list(specs[layout.X][0][1:])
     resolution = _attr(ds, "resolution")
     attrs = {

@@ -37,8 +37,12 @@ def digest(rows_written: int, complete: bool, stats: dict[str, Any], chunk_crc: 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def commit_attrs(rows_written: int, complete: bool, stats: dict[str, RunningStats] | dict[str, Any],
-                 chunk_crc: dict[str, list[int]] | None) -> dict[str, Any]:
+def commit_attrs(
+    rows_written: int,
+    complete: bool,
+    stats: dict[str, RunningStats] | dict[str, Any],
+    chunk_crc: dict[str, list[int]] | None,
+) -> dict[str, Any]:
     """The root attributes one commit writes (``stats`` as RunningStats or their JSON)."""
     stats_json = {h: (s.to_json() if isinstance(s, RunningStats) else s) for h, s in stats.items()}
     crc = None if chunk_crc is None else {k: [int(c) for c in v] for k, v in chunk_crc.items()}
@@ -55,9 +59,14 @@ def commit_attrs(rows_written: int, complete: bool, stats: dict[str, RunningStat
     }
 
 
-def write_commit(group: zarr.Group, rows_written: int, complete: bool,
-                 stats: dict[str, RunningStats] | dict[str, Any],
-                 chunk_crc: dict[str, list[int]] | None, extra: dict[str, Any] | None = None) -> dict:
+def write_commit(
+    group: zarr.Group,
+    rows_written: int,
+    complete: bool,
+    stats: dict[str, RunningStats] | dict[str, Any],
+    chunk_crc: dict[str, list[int]] | None,
+    extra: dict[str, Any] | None = None,
+) -> dict:
     """Commit in one write of the root attributes; returns the attributes written."""
     new = commit_attrs(rows_written, complete, stats, chunk_crc)
     if extra:
@@ -93,8 +102,9 @@ def _floats(value: Any, n: int, url: str, key: str, allow_null: bool) -> list[fl
     for v in value:
         if v is None:
             if not allow_null:
-                raise _fail(url, key, "holds null (a non-finite value) in a store captured without "
-                            "--allow-nonfinite")
+                raise _fail(
+                    url, key, "holds null (a non-finite value) in a store captured without --allow-nonfinite"
+                )
             out.append(math.nan)
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             raise _fail(url, key, f"holds {v!r}, not a number")
@@ -119,8 +129,10 @@ def validate_static(attrs: dict[str, Any], url: str) -> None:
     _int(attrs, "chunk_size", url, lo=1)
     _int(attrs, "batch_size", url, lo=1)
     shapes = attrs.get("array_shapes")
-    if shapes is not None and not (isinstance(shapes, dict) and all(
-            isinstance(s, list) and all(_is_int(d) and d > 0 for d in s) for s in shapes.values())):
+    if shapes is not None and not (
+        isinstance(shapes, dict)
+        and all(isinstance(s, list) and all(_is_int(d) and d > 0 for d in s) for s in shapes.values())
+    ):
         raise _fail(url, "array_shapes", "is not a mapping of array names to positive sizes")
     del n_planned
 
@@ -133,8 +145,11 @@ def validate_commit(attrs: dict[str, Any], url: str) -> None:
     if rows > n_planned:
         raise _fail(url, "rows_written", f"is {rows}, more than the {n_planned} rows planned")
     if rows % cs and rows != n_planned:
-        raise _fail(url, "rows_written", f"is {rows}, neither a multiple of the chunk size {cs} nor "
-                    f"the planned {n_planned}")
+        raise _fail(
+            url,
+            "rows_written",
+            f"is {rows}, neither a multiple of the chunk size {cs} nor the planned {n_planned}",
+        )
     complete = attrs.get("complete")
     if not isinstance(complete, bool):
         raise _fail(url, "complete", f"is {complete!r}, expected true or false")
@@ -157,28 +172,34 @@ def validate_commit(attrs: dict[str, Any], url: str) -> None:
             _floats(s["mean_imag"], channels, url, f"stats[{h!r}].mean_imag", allow_null=nonfinite)
         expected = float(rows * points)
         if any(c != expected for c in count) if not nonfinite else any(c > expected or c < 0 for c in count):
-            raise _fail(url, f"stats[{h!r}].count", f"is {count[:4]}..., but {rows} rows of {points} "
-                        f"grid points give {expected:.0f} values per channel (the statistics do not "
-                        "describe the committed rows)")
+            raise _fail(
+                url,
+                f"stats[{h!r}].count",
+                f"is {count[:4]}..., but {rows} rows of {points} "
+                f"grid points give {expected:.0f} values per channel (the statistics do not "
+                "describe the committed rows)",
+            )
         if any(v < 0 for v in m2 if not math.isnan(v)):
             raise _fail(url, f"stats[{h!r}].m2", "holds negative sums of squares")
     crc = attrs.get("chunk_crc")
     if crc is not None:
         n_chunks = -(-rows // cs)
         if not isinstance(crc, dict) or not all(
-                isinstance(v, list) and len(v) == n_chunks and all(_is_int(c) for c in v)
-                for v in crc.values()):
+            isinstance(v, list) and len(v) == n_chunks and all(_is_int(c) for c in v) for v in crc.values()
+        ):
             raise _fail(url, "chunk_crc", f"does not hold {n_chunks} checksums per array")
     record = attrs.get("commit")
     if record is not None and (not isinstance(record, dict) or record.get("digest") != _safe_digest(attrs)):
-        raise _fail(url, "commit", "does not match rows_written, complete, stats and chunk_crc "
-                    "(its digest differs)")
+        raise _fail(
+            url, "commit", "does not match rows_written, complete, stats and chunk_crc (its digest differs)"
+        )
 
 
 def _safe_digest(attrs: dict[str, Any]) -> str | None:
     try:
-        return digest(attrs.get("rows_written"), attrs.get("complete"), attrs.get("stats"),
-                      attrs.get("chunk_crc"))
+        return digest(
+            attrs.get("rows_written"), attrs.get("complete"), attrs.get("stats"), attrs.get("chunk_crc")
+        )
     except (TypeError, ValueError):
         return None
 

@@ -37,8 +37,9 @@ def damaged(url: str, name: str, chunk: int, lo: int, hi: int, problem: str) -> 
     )
 
 
-def read_chunk(array: zarr.Array, url: str, name: str, chunk: int, n_rows: int,
-               crcs: list[int] | None) -> np.ndarray:
+def read_chunk(
+    array: zarr.Array, url: str, name: str, chunk: int, n_rows: int, crcs: list[int] | None
+) -> np.ndarray:
     """Rows of one committed chunk, decoded and checked against its recorded checksum."""
     cs = int(array.chunks[0])
     lo, hi = chunk * cs, min((chunk + 1) * cs, n_rows)
@@ -47,8 +48,15 @@ def read_chunk(array: zarr.Array, url: str, name: str, chunk: int, n_rows: int,
     except Exception as exc:  # noqa: BLE001 - any decode failure is a damaged file
         raise damaged(url, name, chunk, lo, hi, f"cannot be decoded ({type(exc).__name__}: {exc})") from None
     if crcs is not None and chunk < len(crcs) and content_crc(block) != crcs[chunk]:
-        raise damaged(url, name, chunk, lo, hi, "holds other values than were written (its content "
-                      "checksum differs: a chunk file was replaced or swapped)")
+        raise damaged(
+            url,
+            name,
+            chunk,
+            lo,
+            hi,
+            "holds other values than were written (its content "
+            "checksum differs: a chunk file was replaced or swapped)",
+        )
     return block
 
 

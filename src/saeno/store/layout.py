@@ -122,4 +122,3 @@ def writable(group, name: str):
     """Array ``name`` of ``group`` opened for writing: every chunk is written, also one equal to the
     fill value (a missing chunk file then always means damage; zarr skips such chunks by default)."""
     return group[name].with_config({"write_empty_chunks": True})
-

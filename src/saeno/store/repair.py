@@ -50,16 +50,21 @@ def verify_and_repair(group: zarr.Group, attrs: dict[str, Any], url: str) -> dic
     claimed = _rows_claimed(attrs)
     trusted_crc = (attrs.get("chunk_crc") or {}) if _digest_ok(attrs) else {}
     nonfinite = bool(attrs.get("allow_nonfinite", False))
-    stats = {h: RunningStats.empty(int(attrs["hook_info"][h]["shape"][0]),
-                                   attrs["hook_info"][h].get("complex") is not None) for h in hooks}
+    stats = {
+        h: RunningStats.empty(
+            int(attrs["hook_info"][h]["shape"][0]), attrs["hook_info"][h].get("complex") is not None
+        )
+        for h in hooks
+    }
     crcs: dict[str, list[int]] = {name: [] for name in names}
     arrays = {}
     for name in names:
         try:
             arrays[name] = group[name]
         except KeyError:
-            raise StoreError(f"the store at {url} is damaged: array {name!r} is missing; capture "
-                             "again (--overwrite)") from None
+            raise StoreError(
+                f"the store at {url} is damaged: array {name!r} is missing; capture again (--overwrite)"
+            ) from None
     good = 0
     reason = None
     for chunk in range(math.ceil(claimed / cs)):
@@ -85,8 +90,13 @@ def verify_and_repair(group: zarr.Group, attrs: dict[str, Any], url: str) -> dic
     if reason is not None:
         log.warning("store %s: %s; resuming from row %d", url, reason, good)
     else:
-        log.warning("store %s: its commit did not describe its chunks (rows_written %s, statistics "
-                    "or checksums); repaired from the %d intact rows", url, attrs.get("rows_written"), good)
+        log.warning(
+            "store %s: its commit did not describe its chunks (rows_written %s, statistics "
+            "or checksums); repaired from the %d intact rows",
+            url,
+            attrs.get("rows_written"),
+            good,
+        )
     commit.write_commit(group, good, complete, stats, crcs)
     return dict(group.attrs)
 
@@ -100,8 +110,7 @@ def _chunk_file_exists(array: zarr.Array, chunk: int) -> bool:
     return bool(sync(array.store_path.store.exists(key)))
 
 
-def check_same_data(group: zarr.Group, attrs: dict[str, Any], data: Any, batch_size: int,
-                    url: str) -> None:
+def check_same_data(group: zarr.Group, attrs: dict[str, Any], data: Any, batch_size: int, url: str) -> None:
     """Refuse a resume whose data gives other inputs than the committed rows hold.
 
     The inputs of every committed chunk are read from ``data`` again (no forward pass) and their
@@ -109,7 +118,12 @@ def check_same_data(group: zarr.Group, attrs: dict[str, Any], data: Any, batch_s
     """
     crcs = (attrs.get("chunk_crc") or {}).get(layout.X)
     rows = int(attrs["rows_written"])
-    if not crcs or rows == 0 or not isinstance(data, (torch.Tensor, torch.utils.data.Dataset)) and not hasattr(data, "__getitem__"):
+    if (
+        not crcs
+        or rows == 0
+        or not isinstance(data, (torch.Tensor, torch.utils.data.Dataset))
+        and not hasattr(data, "__getitem__")
+    ):
         return
     if isinstance(data, torch.utils.data.DataLoader):
         return  # DataLoader batches are checked by their sample index as they are skipped

@@ -240,7 +240,10 @@ class ChunkSink:
     async def _write_all(self, data: dict[str, np.ndarray], start: int, stop: int) -> None:
         # all arrays of a chunk at once: their compression runs in parallel in zarr's threads
         await asyncio.gather(
-            *(self.arrays[name].async_array.setitem(slice(start, stop), value) for name, value in data.items())
+            *(
+                self.arrays[name].async_array.setitem(slice(start, stop), value)
+                for name, value in data.items()
+            )
         )
 
     def _commit(self, complete: bool) -> None:

@@ -37,5 +37,6 @@ def write_grid_coords(group: Any, grid: Sequence[int]) -> None:
     """Write the 1-D coordinate arrays ``grid_x``, ``grid_y``, ``grid_z`` of ``grid`` into ``group``."""
     for name, n in zip(SPACE, grid):
         n = int(n)
-        group.create_array(name, data=(np.arange(n, dtype=np.float64) / n), dimension_names=(name,),
-                           overwrite=True)
+        group.create_array(
+            name, data=(np.arange(n, dtype=np.float64) / n), dimension_names=(name,), overwrite=True
+        )

@@ -71,8 +71,9 @@ class RidgeFromLabels:
         m = one_hot(codes, self.factors)
         return (m @ self.coef + self.intercept).reshape(len(m), *self.shape)
 
-    def intervene(self, a: np.ndarray, codes: Mapping[str, np.ndarray],
-                  new_codes: Mapping[str, np.ndarray]) -> np.ndarray:
+    def intervene(
+        self, a: np.ndarray, codes: Mapping[str, np.ndarray], new_codes: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         """``a + R(m') - R(m)``."""
         return np.asarray(a) + self.predict(new_codes) - self.predict(codes)
 
@@ -97,13 +98,15 @@ class MeanDifference:
             c = np.asarray(codes[f])
             counts = np.bincount(c, minlength=len(cats))
             if (counts == 0).any():
-                raise SaenoError(f"factor {f!r}: categories "
-                                 f"{[cats[i] for i in np.flatnonzero(counts == 0)]} have no rows")
+                raise SaenoError(
+                    f"factor {f!r}: categories {[cats[i] for i in np.flatnonzero(counts == 0)]} have no rows"
+                )
             self.means[f] = np.stack([a[c == k].mean(0) for k in range(len(cats))])
         return self
 
-    def intervene(self, a: np.ndarray, codes: Mapping[str, np.ndarray],
-                  new_codes: Mapping[str, np.ndarray]) -> np.ndarray:
+    def intervene(
+        self, a: np.ndarray, codes: Mapping[str, np.ndarray], new_codes: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         """Add ``mean[f=new] - mean[f=old]`` for every factor (zero where the label is unchanged)."""
         out = np.array(a, dtype=np.float64, copy=True)
         for f in self.factors:
@@ -112,11 +115,21 @@ class MeanDifference:
         return out
 
 
-def unsupervised_with_probes(a_train: np.ndarray, codes_train: Mapping[str, np.ndarray],
-                             a_test: np.ndarray, codes_test: Mapping[str, np.ndarray],
-                             factors: Mapping[str, Sequence[str]], *, n_concepts: int = 32,
-                             k: int = 8, modes: int = 8, steps: int = 1500, batch_size: int = 32,
-                             seed: int = 0, device: str | torch.device = "cpu") -> dict[str, Any]:
+def unsupervised_with_probes(
+    a_train: np.ndarray,
+    codes_train: Mapping[str, np.ndarray],
+    a_test: np.ndarray,
+    codes_test: Mapping[str, np.ndarray],
+    factors: Mapping[str, Sequence[str]],
+    *,
+    n_concepts: int = 32,
+    k: int = 8,
+    modes: int = 8,
+    steps: int = 1500,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Train an unsupervised SAE-FNO on ``a_train``; held-out reconstruction and probe accuracy.
 
     Returns
@@ -133,10 +146,14 @@ def unsupervised_with_probes(a_train: np.ndarray, codes_train: Mapping[str, np.n
     torch.manual_seed(seed)
     a_tr = torch.as_tensor(np.asarray(a_train), dtype=torch.float32)
     a_te = torch.as_tensor(np.asarray(a_test), dtype=torch.float32)
-    sae = SAEFNO(a_tr.shape[1], n_concepts, ndim=a_tr.dim() - 2, modes=modes,
-                 sparsity={"type": "topk", "k": k, "group": "concept"})
-    train_sae(sae, a_tr, steps=steps, batch_size=batch_size, device=device, progress=False,
-              seed=seed)
+    sae = SAEFNO(
+        a_tr.shape[1],
+        n_concepts,
+        ndim=a_tr.dim() - 2,
+        modes=modes,
+        sparsity={"type": "topk", "k": k, "group": "concept"},
+    )
+    train_sae(sae, a_tr, steps=steps, batch_size=batch_size, device=device, progress=False, seed=seed)
     sae.eval()
     with torch.no_grad():
         recon = sae(a_te.to(device)).cpu().numpy()
@@ -145,9 +162,7 @@ def unsupervised_with_probes(a_train: np.ndarray, codes_train: Mapping[str, np.n
     for f in factors:
         clf = LogisticRegression(max_iter=2000).fit(feats[0], np.asarray(codes_train[f]))
         acc[f] = float(clf.score(feats[1], np.asarray(codes_test[f])))
-    return {"sae": sae, "recon": recon, "ev": explained_variance(a_test, recon),
-            "probe_accuracy": acc}
+    return {"sae": sae, "recon": recon, "ev": explained_variance(a_test, recon), "probe_accuracy": acc}
 
 
-__all__ = ["one_hot", "explained_variance", "RidgeFromLabels", "MeanDifference",
-           "unsupervised_with_probes"]
+__all__ = ["one_hot", "explained_variance", "RidgeFromLabels", "MeanDifference", "unsupervised_with_probes"]

@@ -57,8 +57,10 @@ def draw(card: dict[str, Any], rngs: Sequence[np.random.Generator]) -> tuple[Nui
         xi.append(r.standard_normal(N_SHAPE))
         for f, cats in card["labels"].items():
             codes[f].append(int(r.integers(len(cats))))
-    return (Nuisance(np.array(shift), np.array(amp), np.array(xi).reshape(-1, N_SHAPE)),
-            {f: np.array(v, dtype=np.int64) for f, v in codes.items()})
+    return (
+        Nuisance(np.array(shift), np.array(amp), np.array(xi).reshape(-1, N_SHAPE)),
+        {f: np.array(v, dtype=np.int64) for f, v in codes.items()},
+    )
 
 
 def profile(family: str, xi: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -77,8 +79,10 @@ def profile(family: str, xi: np.ndarray, x: np.ndarray) -> np.ndarray:
         Points in [0, 1) (already shifted).
     """
     if family == "waves":
-        g = sum((xi[2 * k - 2] * np.sin(2 * np.pi * k * x) + xi[2 * k - 1] * np.cos(2 * np.pi * k * x)) / k
-                for k in (1, 2, 3))
+        g = sum(
+            (xi[2 * k - 2] * np.sin(2 * np.pi * k * x) + xi[2 * k - 1] * np.cos(2 * np.pi * k * x)) / k
+            for k in (1, 2, 3)
+        )
     elif family == "bump":
         d = (x - 0.5 + 0.5) % 1.0 - 0.5
         w = 0.04 + 0.03 * abs(xi[0])
@@ -96,8 +100,9 @@ def profile(family: str, xi: np.ndarray, x: np.ndarray) -> np.ndarray:
     return g / max(float(np.abs(g).max()), 1e-12)
 
 
-def initial_conditions(card: dict[str, Any], nuisance: Nuisance, codes: dict[str, np.ndarray],
-                       n: int) -> np.ndarray:
+def initial_conditions(
+    card: dict[str, Any], nuisance: Nuisance, codes: dict[str, np.ndarray], n: int
+) -> np.ndarray:
     """``u0`` ``(B, n)`` for the given nuisance and label codes on the grid ``i / n``."""
     p, labels = card["parameters"], card["labels"]
     x = np.arange(n) / n
@@ -109,8 +114,9 @@ def initial_conditions(card: dict[str, Any], nuisance: Nuisance, codes: dict[str
     return out
 
 
-def solve(card: dict[str, Any], nuisance: Nuisance, codes: dict[str, np.ndarray],
-          n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def solve(
+    card: dict[str, Any], nuisance: Nuisance, codes: dict[str, np.ndarray], n: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``x (B, 2, n)`` and solutions ``y (B, 1, n)`` on the solve grid (default the card's)."""
     p, labels = card["parameters"], card["labels"]
     n = int(n or card["solve_resolution"])
@@ -143,9 +149,15 @@ def sample(card: dict[str, Any], rngs: list[np.random.Generator]) -> tuple[np.nd
 _generate.SAMPLERS.setdefault("burgers_labelled", sample)
 
 
-def counterfactual(indices: Sequence[int], codes: dict[str, Sequence[int]], *, split: str = "test",
-                   seed: int | None = None, resolution: int = 64,
-                   card: dict[str, Any] | str = CARD) -> tuple[np.ndarray, np.ndarray]:
+def counterfactual(
+    indices: Sequence[int],
+    codes: dict[str, Sequence[int]],
+    *,
+    split: str = "test",
+    seed: int | None = None,
+    resolution: int = 64,
+    card: dict[str, Any] | str = CARD,
+) -> tuple[np.ndarray, np.ndarray]:
     """The solver's counterfactual of samples: their own nuisance under other labels.
 
     Parameters
@@ -183,11 +195,14 @@ def counterfactual(indices: Sequence[int], codes: dict[str, Sequence[int]], *, s
     cf = {f: np.asarray(codes[f], dtype=np.int64).reshape(-1) for f in card["labels"]}
     for f, c in cf.items():
         if len(c) != len(rngs) or c.min(initial=0) < 0 or c.max(initial=0) >= len(card["labels"][f]):
-            raise SaenoError(f"codes of factor {f!r} must be {len(rngs)} values in "
-                             f"[0, {len(card['labels'][f])})")
+            raise SaenoError(
+                f"codes of factor {f!r} must be {len(rngs)} values in [0, {len(card['labels'][f])})"
+            )
     x, y = solve(card, nuisance, cf)
-    return (restrict(x, fine // resolution, 1).astype(np.float32),
-            restrict(y, fine // resolution, 1).astype(np.float32))
+    return (
+        restrict(x, fine // resolution, 1).astype(np.float32),
+        restrict(y, fine // resolution, 1).astype(np.float32),
+    )
 
 
 @dataclass
@@ -223,8 +238,13 @@ class LabelledSplit:
         return FieldDataset(self.x, self.y, CARD, self.card, self.params, names)
 
 
-def load(split: str = "train", n: int | None = None, resolution: int = 64, seed: int | None = None,
-         progress: bool = False) -> LabelledSplit:
+def load(
+    split: str = "train",
+    n: int | None = None,
+    resolution: int = 64,
+    seed: int | None = None,
+    progress: bool = False,
+) -> LabelledSplit:
     """Generate (cached under ``saeno.paths.data_dir()``) and read one split of the benchmark.
 
     Parameters
@@ -246,8 +266,7 @@ def load(split: str = "train", n: int | None = None, resolution: int = 64, seed:
     d = read_saeno(path, split=split, resolution=resolution)
     card = d["card"]
     factors = {f: list(v) for f, v in card["labels"].items()}
-    codes = {f: np.array([factors[f].index(s) for s in d["labels"][f]], dtype=np.int64)
-             for f in factors}
+    codes = {f: np.array([factors[f].index(s) for s in d["labels"][f]], dtype=np.int64) for f in factors}
     return LabelledSplit(d["x"], d["y"], codes, factors, d["params"], card)
 
 
@@ -259,5 +278,15 @@ def combination_ids(codes: dict[str, np.ndarray], factors: dict[str, list[str]])
     return ids
 
 
-__all__ = ["Nuisance", "draw", "profile", "initial_conditions", "solve", "sample", "counterfactual",
-           "LabelledSplit", "load", "combination_ids"]
+__all__ = [
+    "Nuisance",
+    "draw",
+    "profile",
+    "initial_conditions",
+    "solve",
+    "sample",
+    "counterfactual",
+    "LabelledSplit",
+    "load",
+    "combination_ids",
+]

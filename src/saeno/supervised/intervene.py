@@ -28,8 +28,9 @@ from saeno.sae.supervised import LabelError, SupervisedSAE
 Edit = Callable[[Tensor, np.ndarray], Tensor]
 
 
-def set_label(codes: Mapping[str, np.ndarray], factors: Mapping[str, Sequence[str]],
-              assignments: Mapping[str, str]) -> dict[str, np.ndarray]:
+def set_label(
+    codes: Mapping[str, np.ndarray], factors: Mapping[str, Sequence[str]], assignments: Mapping[str, str]
+) -> dict[str, np.ndarray]:
     """Copy of ``codes`` with ``factor = category`` set for every sample, for each assignment."""
     new = {f: np.array(c, dtype=np.int64, copy=True) for f, c in codes.items()}
     for f, cat in assignments.items():
@@ -58,8 +59,12 @@ def _subset(codes: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.n
     return {f: np.asarray(c)[rows] for f, c in codes.items()}
 
 
-def sae_edit(sae: SupervisedSAE, codes: Mapping[str, np.ndarray],
-             new_codes: Mapping[str, np.ndarray], keep_error: bool = True) -> Edit:
+def sae_edit(
+    sae: SupervisedSAE,
+    codes: Mapping[str, np.ndarray],
+    new_codes: Mapping[str, np.ndarray],
+    keep_error: bool = True,
+) -> Edit:
     """The supervised SAE's edit for samples with ``codes`` switched to ``new_codes``."""
     factors = list(sae.factors)
 
@@ -71,8 +76,11 @@ def sae_edit(sae: SupervisedSAE, codes: Mapping[str, np.ndarray],
     return edit
 
 
-def array_edit(fn: Callable[[np.ndarray, dict, dict], np.ndarray], codes: Mapping[str, np.ndarray],
-               new_codes: Mapping[str, np.ndarray]) -> Edit:
+def array_edit(
+    fn: Callable[[np.ndarray, dict, dict], np.ndarray],
+    codes: Mapping[str, np.ndarray],
+    new_codes: Mapping[str, np.ndarray],
+) -> Edit:
     """Wrap a numpy baseline ``fn(a, codes, new_codes) -> a'`` as an edit."""
 
     def edit(act: Tensor, rows: np.ndarray) -> Tensor:
@@ -83,8 +91,15 @@ def array_edit(fn: Callable[[np.ndarray, dict, dict], np.ndarray], codes: Mappin
 
 
 @torch.no_grad()
-def run_edited(hooked: Any, x: Tensor | np.ndarray, hook: str, edit: Edit | None = None, *,
-               batch_size: int = 64, device: str | torch.device | None = None) -> Tensor:
+def run_edited(
+    hooked: Any,
+    x: Tensor | np.ndarray,
+    hook: str,
+    edit: Edit | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> Tensor:
     """FNO predictions on ``x`` with ``edit`` applied at ``hook`` (None: the clean run).
 
     Parameters
@@ -115,7 +130,7 @@ def run_edited(hooked: Any, x: Tensor | np.ndarray, hook: str, edit: Edit | None
     outs = []
     for start in range(0, len(x), batch_size):
         rows = np.arange(start, min(len(x), start + batch_size))
-        xb = x[start:rows[-1] + 1].to(device)
+        xb = x[start : rows[-1] + 1].to(device)
         if edit is None:
             outs.append(hooked(xb).cpu())
             continue
@@ -134,12 +149,15 @@ def rel_l2(pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> np.ndarray
     return np.linalg.norm(p - t, axis=1) / np.maximum(np.linalg.norm(t, axis=1), 1e-12)
 
 
-def score(preds: Mapping[str, Tensor | np.ndarray], y_cf: np.ndarray,
-          fno_cf: Tensor | np.ndarray) -> dict[str, dict[str, float]]:
+def score(
+    preds: Mapping[str, Tensor | np.ndarray], y_cf: np.ndarray, fno_cf: Tensor | np.ndarray
+) -> dict[str, dict[str, float]]:
     """Mean relative L2 of each method's prediction against the solver's counterfactual ``y_cf`` and
     against the FNO on the counterfactual input ``fno_cf``."""
-    return {name: {"vs_solver": float(rel_l2(p, y_cf).mean()),
-                   "vs_fno_cf": float(rel_l2(p, fno_cf).mean())} for name, p in preds.items()}
+    return {
+        name: {"vs_solver": float(rel_l2(p, y_cf).mean()), "vs_fno_cf": float(rel_l2(p, fno_cf).mean())}
+        for name, p in preds.items()
+    }
 
 
 def _hooked(model: Any, trust: bool, device: str | torch.device) -> Any:
@@ -157,10 +175,18 @@ def _hooked(model: Any, trust: bool, device: str | torch.device) -> Any:
     return HookedOperator(model).to(device).eval()
 
 
-def intervene(sae: Any, store: Any, model: Any, assign: Mapping[str, str] | Sequence[str], *,
-              rows: np.ndarray | Sequence[int] | None = None, score_counterfactual: bool = False,
-              batch_size: int = 64, device: str | torch.device = "cpu",
-              trust: bool = False) -> dict[str, Any]:
+def intervene(
+    sae: Any,
+    store: Any,
+    model: Any,
+    assign: Mapping[str, str] | Sequence[str],
+    *,
+    rows: np.ndarray | Sequence[int] | None = None,
+    score_counterfactual: bool = False,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    trust: bool = False,
+) -> dict[str, Any]:
     """Set labels of stored samples with a supervised SAE and run the edited FNO.
 
     For each row: encode the hook activation with the row's labels and nuisance, switch the labels in
@@ -198,18 +224,23 @@ def intervene(sae: Any, store: Any, model: Any, assign: Mapping[str, str] | Sequ
     if isinstance(sae, (str, PathLike)):
         sae = load_sae(sae, device=device)
     if not isinstance(sae, SupervisedSAE):
-        raise SaenoError(f"the SAE is a {getattr(sae, 'architecture', type(sae).__name__)!r} one; "
-                         "an intervention needs a supervised SAE (saeno train --arch supervised)")
+        raise SaenoError(
+            f"the SAE is a {getattr(sae, 'architecture', type(sae).__name__)!r} one; "
+            "an intervention needs a supervised SAE (saeno train --arch supervised)"
+        )
     if isinstance(store, (str, PathLike)):
         store = ActivationStore.open(store)
     hook = sae.hook
     if hook not in store.hooks:
-        raise SaenoError(f"the SAE was trained on hook {hook!r}, which the store does not hold "
-                         f"({store.hooks})")
+        raise SaenoError(
+            f"the SAE was trained on hook {hook!r}, which the store does not hold ({store.hooks})"
+        )
     hooked = _hooked(model, trust, device)
     if sae.model_fingerprint and fingerprint(hooked.model) != sae.model_fingerprint:
-        raise SaenoError("the model is not the one the SAE was trained on (fingerprints differ): "
-                         "pass the FNO that produced the store")
+        raise SaenoError(
+            "the model is not the one the SAE was trained on (fingerprints differ): "
+            "pass the FNO that produced the store"
+        )
     codes, factors = store_labels(store)
     codes = {f: codes[f] for f in sae.factors}
     factors = {f: factors[f] for f in sae.factors}
@@ -219,10 +250,8 @@ def intervene(sae: Any, store: Any, model: Any, assign: Mapping[str, str] | Sequ
     new = set_label(old, factors, assign)
     x = torch.as_tensor(store.read("x", rows))
     clean = run_edited(hooked, x, hook, None, batch_size=batch_size, device=device)
-    edited = run_edited(hooked, x, hook, sae_edit(sae, old, new), batch_size=batch_size,
-                        device=device)
-    out: dict[str, Any] = {"rows": rows, "x": x.numpy(), "y_pred": clean.numpy(),
-                           "y_edit": edited.numpy()}
+    edited = run_edited(hooked, x, hook, sae_edit(sae, old, new), batch_size=batch_size, device=device)
+    out: dict[str, Any] = {"rows": rows, "x": x.numpy(), "y_pred": clean.numpy(), "y_edit": edited.numpy()}
     out.update({f"labels/{f}": old[f] for f in factors})
     out.update({f"new_labels/{f}": new[f] for f in factors})
     scores = None
@@ -231,18 +260,29 @@ def intervene(sae: Any, store: Any, model: Any, assign: Mapping[str, str] | Sequ
 
         card = (store.attrs.get("dataset") or {}).get("card") or {}
         if card.get("name") != bd.CARD:
-            raise SaenoError(f"scoring needs a store of the {bd.CARD} dataset; this one holds "
-                             f"{card.get('name')!r}")
-        x_cf, y_cf = bd.counterfactual(store.read("index", rows), new,
-                                       split=card.get("split", "train"), seed=card.get("seed"),
-                                       resolution=int(x.shape[-1]), card=card)
+            raise SaenoError(
+                f"scoring needs a store of the {bd.CARD} dataset; this one holds {card.get('name')!r}"
+            )
+        x_cf, y_cf = bd.counterfactual(
+            store.read("index", rows),
+            new,
+            split=card.get("split", "train"),
+            seed=card.get("seed"),
+            resolution=int(x.shape[-1]),
+            card=card,
+        )
         fno_cf = run_edited(hooked, x_cf, hook, None, batch_size=batch_size, device=device)
         out.update({"x_cf": x_cf, "y_cf": y_cf, "y_fno_cf": fno_cf.numpy()})
-        scores = score({"do nothing": clean, "supervised SAE": edited, "FNO(x_cf)": fno_cf}, y_cf,
-                       fno_cf)
+        scores = score({"do nothing": clean, "supervised SAE": edited, "FNO(x_cf)": fno_cf}, y_cf, fno_cf)
     changed = int(sum((new[f] != old[f]).sum() for f in factors))
-    return {"arrays": out, "scores": scores, "hook": hook, "factors": factors, "assign": assign,
-            "changed": changed}
+    return {
+        "arrays": out,
+        "scores": scores,
+        "hook": hook,
+        "factors": factors,
+        "assign": assign,
+        "changed": changed,
+    }
 
 
 def write_intervention(result: Mapping[str, Any], path: str | PathLike, **attrs: str) -> None:
@@ -261,5 +301,15 @@ def write_intervention(result: Mapping[str, Any], path: str | PathLike, **attrs:
             f.attrs[k] = v
 
 
-__all__ = ["Edit", "intervene", "write_intervention", "set_label", "parse_assignments", "sae_edit", "array_edit", "run_edited", "rel_l2",
-           "score"]
+__all__ = [
+    "Edit",
+    "intervene",
+    "write_intervention",
+    "set_label",
+    "parse_assignments",
+    "sae_edit",
+    "array_edit",
+    "run_edited",
+    "rel_l2",
+    "score",
+]

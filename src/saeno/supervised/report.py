@@ -52,8 +52,9 @@ def contribution_maps(sae: SupervisedSAE, a: torch.Tensor, mask: torch.Tensor) -
 
 
 @torch.no_grad()
-def concept_activations(sae: SupervisedSAE, acts: torch.Tensor | np.ndarray,
-                        codes: Mapping[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
+def concept_activations(
+    sae: SupervisedSAE, acts: torch.Tensor | np.ndarray, codes: Mapping[str, np.ndarray], batch_size: int = 64
+) -> np.ndarray:
     """Per-sample concept activations ``(N, p)``: RMS contribution of each active label block.
 
     The RMS over the grid of :func:`contribution_maps`, i.e. over channels and grid of the block's
@@ -75,8 +76,8 @@ def concept_activations(sae: SupervisedSAE, acts: torch.Tensor | np.ndarray,
     dev = sae.norm_mean.device
     out = np.zeros((len(a_all), sae.n_concepts), dtype=np.float32)
     for s in range(0, len(a_all), batch_size):
-        maps = contribution_maps(sae, a_all[s:s + batch_size].to(dev), mask_all[s:s + batch_size])
-        out[s:s + len(maps)] = maps.flatten(2).pow(2).mean(2).sqrt().cpu().numpy()
+        maps = contribution_maps(sae, a_all[s : s + batch_size].to(dev), mask_all[s : s + batch_size])
+        out[s : s + len(maps)] = maps.flatten(2).pow(2).mean(2).sqrt().cpu().numpy()
     return out
 
 
@@ -86,8 +87,16 @@ def concept_summary(sae: SupervisedSAE, resolution: int | tuple[int, ...]) -> li
     out = []
     for k, name in enumerate(sae.concept_names):
         factor, category = name.split("=", 1)
-        out.append({"index": k, "name": name, "factor": factor, "category": category,
-                    "atom_rms": float(np.sqrt((atoms[k] ** 2).mean())), "atom": atoms[k].tolist()})
+        out.append(
+            {
+                "index": k,
+                "name": name,
+                "factor": factor,
+                "category": category,
+                "atom_rms": float(np.sqrt((atoms[k] ** 2).mean())),
+                "atom": atoms[k].tolist(),
+            }
+        )
     return out
 
 

@@ -57,8 +57,9 @@ def parse_holdout(specs: Sequence[str] | None) -> list[dict[str, str]]:
     return out
 
 
-def holdout_mask(codes: Mapping[str, np.ndarray], factors: Mapping[str, Sequence[str]],
-                 holdout: Holdout | None) -> np.ndarray:
+def holdout_mask(
+    codes: Mapping[str, np.ndarray], factors: Mapping[str, Sequence[str]], holdout: Holdout | None
+) -> np.ndarray:
     """Boolean ``(N,)``: samples matching any held-out specification."""
     n = len(next(iter(codes.values())))
     out = np.zeros(n, dtype=bool)
@@ -68,8 +69,9 @@ def holdout_mask(codes: Mapping[str, np.ndarray], factors: Mapping[str, Sequence
             if f not in factors:
                 raise LabelError(f"held-out factor {f!r} is unknown: factors are {list(factors)}")
             if cat not in factors[f]:
-                raise LabelError(f"held-out category {cat!r} of {f!r} is unknown: choose among "
-                                 f"{list(factors[f])}")
+                raise LabelError(
+                    f"held-out category {cat!r} of {f!r} is unknown: choose among {list(factors[f])}"
+                )
             hit &= np.asarray(codes[f]) == list(factors[f]).index(cat)
         out |= hit
     return out
@@ -87,8 +89,10 @@ def pick_holdout(factors: Mapping[str, Sequence[str]], k: int, seed: int = 0) ->
         need = {p for c in combos for p in itertools.combinations(c, 2)}
         if pairs == need:
             return [dict(c) for c in pick]
-    raise SaenoError(f"cannot hold out {k} combinations of {dict(factors)} and keep every pair "
-                     "of categories in training: hold out fewer")
+    raise SaenoError(
+        f"cannot hold out {k} combinations of {dict(factors)} and keep every pair "
+        "of categories in training: hold out fewer"
+    )
 
 
 def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
@@ -99,7 +103,7 @@ def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]
     per-sample category names (one list of ``n_rows`` names per factor).
     """
     attrs = dict(getattr(store, "attrs", {}) or {})
-    card = ((attrs.get("dataset") or {}).get("card") or {})
+    card = (attrs.get("dataset") or {}).get("card") or {}
     card_factors = {f: list(v) for f, v in (card.get("labels") or {}).items()}
     params = store.params
     codes, factors = {}, {}
@@ -116,8 +120,10 @@ def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]
             factors[f] = cats
             codes[f] = np.array([cats.index(s) for s in names], dtype=np.int64)
         return codes, factors
-    raise LabelError("this store has no per-sample labels: capture a labelled dataset (e.g. "
-                     "burgers_labelled) or pass the labels explicitly")
+    raise LabelError(
+        "this store has no per-sample labels: capture a labelled dataset (e.g. "
+        "burgers_labelled) or pass the labels explicitly"
+    )
 
 
 def nuisance_label_correlation(nuisance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -209,9 +215,16 @@ def fit_supervised(
     if len(pool) == 0:
         raise SaenoError("no training rows left after removing the held-out combinations")
     torch.manual_seed(seed)
-    sae = SupervisedSAE(a.shape[1], factors=factors, ndim=a.dim() - 2, block_size=block_size,
-                        nuisance_size=nuisance_size, modes=modes, nuisance_modes=nuisance_modes,
-                        hidden=hidden)
+    sae = SupervisedSAE(
+        a.shape[1],
+        factors=factors,
+        ndim=a.dim() - 2,
+        block_size=block_size,
+        nuisance_size=nuisance_size,
+        modes=modes,
+        nuisance_modes=nuisance_modes,
+        hidden=hidden,
+    )
     train = a[torch.as_tensor(pool)]
     dims = [0] + list(range(2, a.dim()))
     sae.set_normalization(train.mean(dim=dims), train.std(dim=dims).clamp_min(1e-6))
@@ -230,24 +243,43 @@ def fit_supervised(
         out = sae.forward_train(a[t].to(device), mask_all[t].to(device))
         loss = (out.recon - out.target).pow(2).mean()
         if decorrelate and sae.nuisance_size:
-            nuis = out.codes[:, sae.n_concepts * sae.block_size:]
+            nuis = out.codes[:, sae.n_concepts * sae.block_size :]
             loss = loss + decorrelate * nuisance_label_correlation(nuis, mask_all[t].to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    sae.metadata.update({"holdout": [dict(h) for h in holdout or []], "steps": steps,
-                         "n_train_rows": int(len(pool)), "seed": seed,
-                         "nuisance": "amortised band-limited spectral encoder"})
+    sae.metadata.update(
+        {
+            "holdout": [dict(h) for h in holdout or []],
+            "steps": steps,
+            "n_train_rows": int(len(pool)),
+            "seed": seed,
+            "nuisance": "amortised band-limited spectral encoder",
+        }
+    )
     return SupervisedFit(sae.eval(), pool, losses)
 
 
-def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
-                     labels: Sequence[str] | None = None, holdout: Sequence[str] | None = None,
-                     steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, block_size: int = 4,
-                     nuisance_size: int = 4, modes: int = 8, hidden: int = 32,
-                     decorrelate: float = 10.0, seed: int = 0, device: str | None = None,
-                     progress: bool = True) -> Path:
+def train_from_store(
+    store: str | Path | Any,
+    hook: str,
+    out: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    holdout: Sequence[str] | None = None,
+    steps: int = 2000,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    block_size: int = 4,
+    nuisance_size: int = 4,
+    modes: int = 8,
+    hidden: int = 32,
+    decorrelate: float = 10.0,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> Path:
     """Train a supervised SAE on one hook of a store and save it (the ``saeno train --arch supervised``
     entry point).
 
@@ -284,16 +316,36 @@ def train_from_store(store: str | Path | Any, hook: str, out: str | Path, *,
             raise LabelError(f"unknown label factors {unknown}: the store has {list(factors)}")
         factors = {f: factors[f] for f in labels}
     acts = st.read(hook, np.arange(st.n_rows))
-    fit = fit_supervised(acts, codes, factors, holdout=parse_holdout(holdout), steps=steps,
-                         batch_size=batch_size, lr=lr, block_size=block_size,
-                         nuisance_size=nuisance_size, modes=modes, hidden=hidden,
-                         decorrelate=decorrelate, seed=seed, device=device or "cpu",
-                         progress=progress)
+    fit = fit_supervised(
+        acts,
+        codes,
+        factors,
+        holdout=parse_holdout(holdout),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        block_size=block_size,
+        nuisance_size=nuisance_size,
+        modes=modes,
+        hidden=hidden,
+        decorrelate=decorrelate,
+        seed=seed,
+        device=device or "cpu",
+        progress=progress,
+    )
     fit.sae.hook = hook
     fit.sae.model_fingerprint = st.fingerprint
     fit.sae.metadata["final_loss"] = float(np.mean(fit.losses[-50:]))
     return save_sae(fit.sae, out)
 
 
-__all__ = ["SupervisedFit", "parse_holdout", "holdout_mask", "pick_holdout", "store_labels",
-           "fit_supervised", "train_from_store", "nuisance_label_correlation"]
+__all__ = [
+    "SupervisedFit",
+    "parse_holdout",
+    "holdout_mask",
+    "pick_holdout",
+    "store_labels",
+    "fit_supervised",
+    "train_from_store",
+    "nuisance_label_correlation",
+]

@@ -93,8 +93,10 @@ def _check_digest(path: Path, recorded: Any, owner: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path} is missing (named in {owner})")
     if path.stat().st_size != recorded.get("bytes") or file_digest(path)["sha256"] != recorded.get("sha256"):
-        raise CheckpointError(f"{path} is damaged or was replaced: its size or SHA-256 differs from "
-                              f"the one recorded in {owner}; use an intact copy or train again")
+        raise CheckpointError(
+            f"{path} is damaged or was replaced: its size or SHA-256 differs from "
+            f"the one recorded in {owner}; use an intact copy or train again"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -115,8 +117,9 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file (damaged or truncated: "
-                              f"{exc})") from None
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (damaged or truncated: {exc})"
+        ) from None
 
 
 def _versions() -> dict[str, str]:
@@ -125,8 +128,7 @@ def _versions() -> dict[str, str]:
     return {"saeno": __version__, "torch": torch.__version__}
 
 
-def save_sae(sae: SparseAutoencoder, path: str | Path,
-             metadata: dict[str, Any] | None = None) -> Path:
+def save_sae(sae: SparseAutoencoder, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``cfg.json`` and ``sae_weights.safetensors`` into the folder ``path``.
 
     Parameters
@@ -188,8 +190,14 @@ def latest_checkpoint(root: str | Path, need_state: bool = True) -> Path | None:
     root = Path(root)
     if not root.is_dir():
         return None
-    found = sorted(((int(m.group(1)), child) for child in root.iterdir()
-                    if (m := _STEP_RE.match(child.name)) and child.is_dir()), reverse=True)
+    found = sorted(
+        (
+            (int(m.group(1)), child)
+            for child in root.iterdir()
+            if (m := _STEP_RE.match(child.name)) and child.is_dir()
+        ),
+        reverse=True,
+    )
     for _, child in found:
         problem = checkpoint_problem(child, need_state)
         if problem is None:
@@ -207,8 +215,10 @@ def resolve_sae_path(path: str | Path) -> Path:
         found = latest_checkpoint(root, need_state=False)
         if found is not None:
             return found
-    raise CheckpointError(f"{path} is not an SAE folder: it has no {CFG_NAME} (and no checkpoints). "
-                          "Pass the folder written by saeno train / saeno.save_sae")
+    raise CheckpointError(
+        f"{path} is not an SAE folder: it has no {CFG_NAME} (and no checkpoints). "
+        "Pass the folder written by saeno train / saeno.save_sae"
+    )
 
 
 def load_sae(path: str | Path, device: str | torch.device | None = None) -> SparseAutoencoder:
@@ -237,8 +247,10 @@ def load_sae(path: str | Path, device: str | torch.device | None = None) -> Spar
     except SaenoError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{folder / CFG_NAME} does not describe a {cfg['architecture']} SAE "
-                              f"({type(exc).__name__}: {exc}); it is damaged or was edited") from None
+        raise CheckpointError(
+            f"{folder / CFG_NAME} does not describe a {cfg['architecture']} SAE "
+            f"({type(exc).__name__}: {exc}); it is damaged or was edited"
+        ) from None
     weights = folder / WEIGHTS_NAME
     if not weights.exists():
         raise CheckpointError(f"{folder} has {CFG_NAME} but no {WEIGHTS_NAME}")
@@ -281,8 +293,13 @@ def _optimizer_from_files(meta: dict[str, Any], tensors: dict[str, Tensor]) -> d
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(path: str | Path, sae: SparseAutoencoder, optimizer: torch.optim.Optimizer,
-                    state: dict[str, Any], tensors: dict[str, Tensor] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    sae: SparseAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    tensors: dict[str, Tensor] | None = None,
+) -> Path:
     """Write an SAE folder plus the trainer state (JSON ``state``, ``tensors``, optimiser, RNG).
 
     The folder is written whole under a hidden temporary name and renamed to ``path`` (replacing a
@@ -296,14 +313,18 @@ def save_checkpoint(path: str | Path, sae: SparseAutoencoder, optimizer: torch.o
     shutil.rmtree(tmp, ignore_errors=True)
     path = save_sae(sae, tmp)
     opt_meta, opt_tensors = _optimizer_to_files(optimizer)
-    all_tensors = {**{f"trainer.{k}": v.detach().to("cpu").contiguous()
-                      for k, v in (tensors or {}).items()}, **opt_tensors}
+    all_tensors = {
+        **{f"trainer.{k}": v.detach().to("cpu").contiguous() for k, v in (tensors or {}).items()},
+        **opt_tensors,
+    }
     all_tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         all_tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
     _atomic(path / STATE_TENSORS, lambda t: save_file(all_tensors, str(t)))
-    _write_json(path / STATE_JSON, {"trainer": state, "optimizer": opt_meta,
-                                    "tensors": file_digest(path / STATE_TENSORS)})
+    _write_json(
+        path / STATE_JSON,
+        {"trainer": state, "optimizer": opt_meta, "tensors": file_digest(path / STATE_TENSORS)},
+    )
     old = final.parent / f"{_TMP_PREFIX}old-{final.name}.{os.getpid()}"
     if final.exists():
         os.replace(final, old)
@@ -319,12 +340,11 @@ def prune_checkpoints(root: str | Path, keep: int, newest: Path) -> None:
     if keep <= 0:
         return
     old = sorted(p for p in Path(root).glob("step_*") if p != newest)
-    for p in old[:max(0, len(old) - keep + 1)]:
+    for p in old[: max(0, len(old) - keep + 1)]:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def load_trainer_state(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor],
-                                                  dict[str, Any]]:
+def load_trainer_state(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
     """Read a checkpoint's trainer state and restore the RNG states.
 
     Returns
@@ -338,8 +358,10 @@ def load_trainer_state(path: str | Path) -> tuple[dict[str, Any], dict[str, Tens
     """
     path = Path(path)
     if not (path / STATE_JSON).exists():
-        raise CheckpointError(f"{path} holds no trainer state ({STATE_JSON}): it is an SAE folder, "
-                              "not a checkpoint; resume from a step_* folder")
+        raise CheckpointError(
+            f"{path} holds no trainer state ({STATE_JSON}): it is an SAE folder, "
+            "not a checkpoint; resume from a step_* folder"
+        )
     problem = checkpoint_problem(path)
     if problem is not None:
         raise CheckpointError(f"cannot resume from {path}: {problem}")
@@ -348,5 +370,5 @@ def load_trainer_state(path: str | Path) -> tuple[dict[str, Any], dict[str, Tens
     torch.set_rng_state(raw["rng.torch"])
     if "rng.cuda" in raw and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(raw["rng.cuda"]))
-    tensors = {k[len("trainer."):]: v for k, v in raw.items() if k.startswith("trainer.")}
+    tensors = {k[len("trainer.") :]: v for k, v in raw.items() if k.startswith("trainer.")}
     return meta["trainer"], tensors, _optimizer_from_files(meta["optimizer"], raw)

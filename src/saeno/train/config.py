@@ -103,8 +103,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise :class:`TrainConfigError` for options out of range."""
         if self.normalize not in NORMALIZE_MODES:
-            raise TrainConfigError(f"normalize={self.normalize!r} is unknown: use one of "
-                                   f"{NORMALIZE_MODES}")
+            raise TrainConfigError(f"normalize={self.normalize!r} is unknown: use one of {NORMALIZE_MODES}")
         if self.steps is not None and self.epochs is not None:
             raise TrainConfigError("give steps or epochs, not both")
         for name in ("steps", "epochs", "batch_size", "log_every", "dead_window"):
@@ -124,8 +123,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise TrainConfigError(f"unknown training option(s) {unknown}: the options are "
-                                   f"{sorted(known)}")
+            raise TrainConfigError(f"unknown training option(s) {unknown}: the options are {sorted(known)}")
         base = config if config is not None else cls()
         return dataclasses.replace(base, **options) if options else base
 
@@ -150,9 +148,13 @@ def field_docs(cls: type = TrainConfig) -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
     for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -179,8 +181,9 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = CL
         help_text = docs.get(f.name, "")
         default = f.default
         if f.name == "progress":
-            parser.add_argument("--no-progress", dest="progress", action="store_false",
-                                help="do not show a progress bar")
+            parser.add_argument(
+                "--no-progress", dest="progress", action="store_false", help="do not show a progress bar"
+            )
             continue
         if isinstance(default, bool):
             parser.add_argument(_flag(f.name), dest=f.name, action="store_true", help=help_text)
@@ -188,9 +191,14 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = CL
         kind = _scalar_type(f.type)
         target = length if f.name in ("steps", "epochs") else parser
         shown = f" (default {default})" if default is not None and "default" not in help_text else ""
-        target.add_argument(_flag(f.name), dest=f.name, type=kind, default=default,
-                            help=help_text + shown,
-                            **({"choices": NORMALIZE_MODES} if f.name == "normalize" else {}))
+        target.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            type=kind,
+            default=default,
+            help=help_text + shown,
+            **({"choices": NORMALIZE_MODES} if f.name == "normalize" else {}),
+        )
 
 
 def _scalar_type(annotation: Any) -> type:
@@ -213,10 +221,13 @@ def config_from_args(args: argparse.Namespace, out: str | Path, **overrides: Any
     """The :class:`TrainConfig` of ``saeno train``'s parsed flags, with its files under ``out``
     (``out/checkpoints``, ``out/train_log.csv``, ``out/tensorboard``)."""
     out = Path(out)
-    return from_arguments(args, checkpoint_dir=str(out / "checkpoints"),
-                          log_csv=str(out / "train_log.csv"),
-                          tensorboard=str(out / "tensorboard") if args.tensorboard else False,
-                          **overrides)
+    return from_arguments(
+        args,
+        checkpoint_dir=str(out / "checkpoints"),
+        log_csv=str(out / "train_log.csv"),
+        tensorboard=str(out / "tensorboard") if args.tensorboard else False,
+        **overrides,
+    )
 
 
 def default_steps(n_batches: int | None) -> int:

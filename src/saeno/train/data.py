@@ -29,8 +29,9 @@ def _real_stack(a: Tensor) -> Tensor:
     return torch.cat([a.real, a.imag], dim=1) if a.is_complex() else a
 
 
-def channel_moments(batches: Iterable[Tensor], max_batches: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def channel_moments(
+    batches: Iterable[Tensor], max_batches: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and variance (over samples and grid points) of raw batches.
 
     Complex batches count as ``2C`` real channels (real parts, then imaginary parts).
@@ -77,7 +78,7 @@ class TensorSource:
         shuffled = self.data[perm]
         b = self.batch_size
         for i in range(skip, self.n_batches):
-            yield shuffled[i * b:(i + 1) * b]
+            yield shuffled[i * b : (i + 1) * b]
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and variance of the whole tensor."""
@@ -105,20 +106,30 @@ def resolve_hook(store: Any, hook: str | None) -> str:
     hooks = list(getattr(store, "hooks", []))
     if hook is None:
         if len(hooks) != 1:
-            raise HookNameError(f"the store holds several hooks {hooks}: choose one with hook= "
-                                "(CLI: --hook NAME)")
+            raise HookNameError(
+                f"the store holds several hooks {hooks}: choose one with hook= (CLI: --hook NAME)"
+            )
         hook = str(hooks[0])
     if hook not in hooks:
-        raise HookNameError(f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
-                            "first (saeno capture --hooks ...) or pick one of those")
+        raise HookNameError(
+            f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
+            "first (saeno capture --hooks ...) or pick one of those"
+        )
     return hook
 
 
 class StoreSource:
     """Batches streamed from an ``ActivationStore`` hook."""
 
-    def __init__(self, store: Any, hook: str | None, view: str, batch_size: int, seed: int,
-                 shuffle_buffer: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        hook: str | None,
+        view: str,
+        batch_size: int,
+        seed: int,
+        shuffle_buffer: int | None = None,
+    ) -> None:
         hook = resolve_hook(store, hook)
         self.store, self.hook, self.view = store, hook, view
         if shuffle_buffer is None:  # the store's loader keeps store order with 0
@@ -137,9 +148,14 @@ class StoreSource:
         return max(1, n_rows // self.batch_size)
 
     def _loader(self, epoch: int) -> Iterable[Tensor]:
-        return self.store.loader(self.hook, view=self.view, batch_size=self.batch_size,
-                                 shuffle_buffer=self.shuffle_buffer, normalize=False,
-                                 seed=self.seed + epoch)
+        return self.store.loader(
+            self.hook,
+            view=self.view,
+            batch_size=self.batch_size,
+            shuffle_buffer=self.shuffle_buffer,
+            normalize=False,
+            seed=self.seed + epoch,
+        )
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""
@@ -173,9 +189,11 @@ class IterableSource:
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Statistics of up to 64 batches of a first pass (one-shot iterators: not allowed)."""
         if iter(self.data) is self.data:
-            raise SaenoError("cannot estimate the normalisation from a one-shot iterator: pass a "
-                             "list, a tensor, a re-iterable loader, or normalize='none' after "
-                             "sae.set_normalization(mean, scale)")
+            raise SaenoError(
+                "cannot estimate the normalisation from a one-shot iterator: pass a "
+                "list, a tensor, a re-iterable loader, or normalize='none' after "
+                "sae.set_normalization(mean, scale)"
+            )
         return channel_moments(self.data, max_batches=64)
 
     fingerprint = None
@@ -190,8 +208,9 @@ def open_store(data: Any) -> Any:
     return data
 
 
-def make_source(data: Any, *, view: str, batch_size: int, seed: int, hook: str | None,
-                shuffle_buffer: int | None = None) -> TensorSource | StoreSource | IterableSource:
+def make_source(
+    data: Any, *, view: str, batch_size: int, seed: int, hook: str | None, shuffle_buffer: int | None = None
+) -> TensorSource | StoreSource | IterableSource:
     """Pick the batch source for ``data`` (tensor/array, activation store or its path/URL, iterable)."""
     data = open_store(data)
     if isinstance(data, (Tensor, np.ndarray)):
@@ -200,5 +219,7 @@ def make_source(data: Any, *, view: str, batch_size: int, seed: int, hook: str |
         return StoreSource(data, hook, view, batch_size, seed, shuffle_buffer)
     if isinstance(data, Iterable):
         return IterableSource(data)
-    raise SaenoError(f"cannot train on {type(data).__name__}: pass a tensor (N, C, *grid), an "
-                     "ActivationStore with hook=, or an iterable of tensors")
+    raise SaenoError(
+        f"cannot train on {type(data).__name__}: pass a tensor (N, C, *grid), an "
+        "ActivationStore with hook=, or an iterable of tensors"
+    )

@@ -52,9 +52,16 @@ def _positive_int(name: str, value: Any, allow_none: bool = True) -> None:
         raise SaenoError(f"{name} must be a positive integer, got {value!r}")
 
 
-def check_train_args(*, lr: float | None, batch_size: int | None, dead_window: int,
-                     checkpoint_every: int | None, log_every: int, keep_checkpoints: int,
-                     aux_k: int | None) -> None:
+def check_train_args(
+    *,
+    lr: float | None,
+    batch_size: int | None,
+    dead_window: int,
+    checkpoint_every: int | None,
+    log_every: int,
+    keep_checkpoints: int,
+    aux_k: int | None,
+) -> None:
     """Refuse arguments that cannot train (zero or negative sizes, a non-finite learning rate)."""
     if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise SaenoError(f"lr (--lr) must be a positive finite number, got {lr!r}")
@@ -68,8 +75,14 @@ def check_train_args(*, lr: float | None, batch_size: int | None, dead_window: i
         raise SaenoError(f"aux_k (--aux-k) must be 0 (off) or positive, got {aux_k!r}")
 
 
-def check_resume(checkpoint: Path, saved: dict[str, Any], signature: dict[str, Any], *,
-                 fingerprint: str | None, hook: str | None) -> None:
+def check_resume(
+    checkpoint: Path,
+    saved: dict[str, Any],
+    signature: dict[str, Any],
+    *,
+    fingerprint: str | None,
+    hook: str | None,
+) -> None:
     """Raise :class:`ResumeMismatchError` naming every difference between the checkpoint's run and
     this call.
 
@@ -88,8 +101,10 @@ def check_resume(checkpoint: Path, saved: dict[str, Any], signature: dict[str, A
 
     problems = []
     if saved.get("sae") != signature.get("sae"):
-        problems.append(f"the SAE: {saved.get('sae')} in the checkpoint, {signature.get('sae')} now "
-                        "(build the same SAE: --arch, --concepts, --k, ...)")
+        problems.append(
+            f"the SAE: {saved.get('sae')} in the checkpoint, {signature.get('sae')} now "
+            "(build the same SAE: --arch, --concepts, --k, ...)"
+        )
     for key, label in RESUME_KEYS.items():
         if saved.get(key) != signature.get(key):
             problems.append(f"{label}: {saved.get(key)!r} in the checkpoint, {signature.get(key)!r} now")
@@ -99,8 +114,10 @@ def check_resume(checkpoint: Path, saved: dict[str, Any], signature: dict[str, A
         cfg = {}
     old_fp, old_hook = cfg.get("model_fingerprint"), cfg.get("hook")
     if fingerprint is not None and old_fp is not None and old_fp != fingerprint:
-        problems.append(f"the activations: model fingerprint {str(old_fp)[:16]} in the checkpoint, "
-                        f"{str(fingerprint)[:16]} for this store (another model's store: --store)")
+        problems.append(
+            f"the activations: model fingerprint {str(old_fp)[:16]} in the checkpoint, "
+            f"{str(fingerprint)[:16]} for this store (another model's store: --store)"
+        )
     if hook is not None and old_hook is not None and old_hook != hook:
         problems.append(f"the hook: {old_hook!r} in the checkpoint, {hook!r} now (--hook)")
     if problems:
@@ -160,9 +177,15 @@ def batch_rows(source: Any, epoch: int, batch: int) -> np.ndarray | None:
     if store is None or not hasattr(store, "loader"):
         return None
     try:
-        loader = store.loader(source.hook, view=source.view, batch_size=source.batch_size,
-                              shuffle_buffer=source.shuffle_buffer, normalize=False,
-                              seed=source.seed + epoch, return_index=True)
+        loader = store.loader(
+            source.hook,
+            view=source.view,
+            batch_size=source.batch_size,
+            shuffle_buffer=source.shuffle_buffer,
+            normalize=False,
+            seed=source.seed + epoch,
+            return_index=True,
+        )
         item = next(itertools.islice(iter(loader), batch, None), None)
     except SaenoError:
         return None

@@ -29,9 +29,16 @@ class TrainLogger:
         after its last checkpoint) are dropped, so the CSV holds each step once, in order.
     """
 
-    def __init__(self, csv_path: str | Path | None = None, *, tensorboard: bool | str | Path = False,
-                 wandb: bool = False, config: dict[str, Any] | None = None,
-                 resume: bool = False, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        csv_path: str | Path | None = None,
+        *,
+        tensorboard: bool | str | Path = False,
+        wandb: bool = False,
+        config: dict[str, Any] | None = None,
+        resume: bool = False,
+        resume_step: int | None = None,
+    ) -> None:
         self.csv_path = Path(csv_path) if csv_path else None
         if self.csv_path is not None and resume and resume_step is not None:
             truncate_csv(self.csv_path, resume_step)
@@ -43,17 +50,23 @@ class TrainLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise SaenoError("tensorboard logging was asked for but the tensorboard package "
-                                 "is not installed: pip install tensorboard") from None
-            logdir = (tensorboard if not isinstance(tensorboard, bool)
-                      else (self.csv_path.parent / "tensorboard" if self.csv_path else None))
+                raise SaenoError(
+                    "tensorboard logging was asked for but the tensorboard package "
+                    "is not installed: pip install tensorboard"
+                ) from None
+            logdir = (
+                tensorboard
+                if not isinstance(tensorboard, bool)
+                else (self.csv_path.parent / "tensorboard" if self.csv_path else None)
+            )
             self._tb = SummaryWriter(log_dir=None if logdir is None else str(logdir))
         if wandb:
             try:
                 import wandb as _wandb
             except ImportError:
-                raise SaenoError("wandb logging was asked for but wandb is not installed: "
-                                 "pip install wandb") from None
+                raise SaenoError(
+                    "wandb logging was asked for but wandb is not installed: pip install wandb"
+                ) from None
             self._wandb = _wandb.init(project="saeno", config=config or {})
 
     def log(self, row: dict[str, Any]) -> None:

@@ -14,8 +14,7 @@ def default_lr(n_concepts: int) -> float:
     return min(2e-4 / math.sqrt(n_concepts / 16384), 1e-2)
 
 
-def lr_factor(step: int, total_steps: int | None, warmup_steps: int = 0,
-              decay_frac: float = 0.0) -> float:
+def lr_factor(step: int, total_steps: int | None, warmup_steps: int = 0, decay_frac: float = 0.0) -> float:
     """Multiplier of the base rate at ``step`` (0-based).
 
     Linear warm-up over ``warmup_steps``, constant, then linear decay to zero over the last

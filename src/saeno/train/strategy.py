@@ -32,11 +32,20 @@ class SingleProcess:
             return torch.device(requested)
         return next(model.parameters()).device
 
-    def source(self, data: Any, *, view: str, batch_size: int, seed: int, hook: str | None,
-               shuffle_buffer: int | None) -> Any:
+    def source(
+        self,
+        data: Any,
+        *,
+        view: str,
+        batch_size: int,
+        seed: int,
+        hook: str | None,
+        shuffle_buffer: int | None,
+    ) -> Any:
         """The batch source of ``data`` (:func:`saeno.train.data.make_source`)."""
-        return make_source(data, view=view, batch_size=batch_size, seed=seed, hook=hook,
-                           shuffle_buffer=shuffle_buffer)
+        return make_source(
+            data, view=view, batch_size=batch_size, seed=seed, hook=hook, shuffle_buffer=shuffle_buffer
+        )
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """The module whose forward computes the loss (here: ``module`` itself)."""

@@ -59,8 +59,17 @@ from saeno.train.logging import TrainLogger
 from saeno.train.schedules import default_lr, lr_factor
 from saeno.train.strategy import SingleProcess
 
-__all__ = ["NORMALIZE_MODES", "ConvergenceWarning", "LossModule", "TrainConfig", "TrainResult",
-           "build_optimizer", "convergence_warnings", "sae_loss", "train_sae"]
+__all__ = [
+    "NORMALIZE_MODES",
+    "ConvergenceWarning",
+    "LossModule",
+    "TrainConfig",
+    "TrainResult",
+    "build_optimizer",
+    "convergence_warnings",
+    "sae_loss",
+    "train_sae",
+]
 
 #: the summed loss terms of a log row, in the order of :func:`sae_loss`'s first four results
 LOSS_TERMS = ("loss", "mse", "aux", "penalty")
@@ -124,8 +133,9 @@ def _fired(out: SAEOutput) -> Tensor:
     return out.fired()
 
 
-def sae_loss(sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, aux_k: int,
-             aux_coef: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Any]:
+def sae_loss(
+    sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, aux_k: int, aux_coef: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Any]:
     """The training loss of one batch: ``(loss, mse, aux, penalty, out)``.
 
     ``loss = mse + penalty + aux_coef * min(1, n_dead / aux_k) * aux``, where ``mse`` is the squared
@@ -168,8 +178,11 @@ def build_optimizer(sae: SparseAutoencoder, lr: float) -> torch.optim.Optimizer:
 
     Every group remembers its own base rate (``base_lr``); the schedule scales each of them.
     """
-    groups = sae.param_groups(lr) if hasattr(sae, "param_groups") else [
-        {"params": list(sae.parameters()), "lr": lr}]
+    groups = (
+        sae.param_groups(lr)
+        if hasattr(sae, "param_groups")
+        else [{"params": list(sae.parameters()), "lr": lr}]
+    )
     optimizer = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999))
     for group in optimizer.param_groups:
         group.setdefault("base_lr", group["lr"])
@@ -196,17 +209,21 @@ def convergence_warnings(history: list[dict[str, Any]], decay_start: int | None 
     """
     found = []
     if history and history[-1].get("ev", 1.0) < MIN_EV:
-        found.append(f"the final explained variance is {history[-1]['ev']:.3f} (< {MIN_EV}): the "
-                     "SAE reconstructs its input poorly; train longer (steps=/--steps) or use "
-                     "more concepts")
+        found.append(
+            f"the final explained variance is {history[-1]['ev']:.3f} (< {MIN_EV}): the "
+            "SAE reconstructs its input poorly; train longer (steps=/--steps) or use "
+            "more concepts"
+        )
     rows = [r for r in history if decay_start is None or r.get("step", 0) <= decay_start]
     q = len(rows) // 4
     if q >= 1:
         last = sum(r["loss"] for r in rows[-q:]) / q
-        before = sum(r["loss"] for r in rows[-2 * q:-q]) / q
+        before = sum(r["loss"] for r in rows[-2 * q : -q]) / q
         if before > 0 and (before - last) / before > FALLING_FAST:
-            found.append(f"the loss was still falling fast ({100 * (before - last) / before:.0f}% "
-                         "over the last quarter of training): train longer (steps=/--steps)")
+            found.append(
+                f"the loss was still falling fast ({100 * (before - last) / before:.0f}% "
+                "over the last quarter of training): train longer (steps=/--steps)"
+            )
     return found
 
 
@@ -250,15 +267,27 @@ def train_sae(
         looks unconverged.
     """
     cfg = TrainConfig.build(config, **options)
-    check_train_args(lr=cfg.lr, batch_size=cfg.batch_size, dead_window=cfg.dead_window,
-                     log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-                     keep_checkpoints=cfg.keep_checkpoints, aux_k=cfg.aux_k)
+    check_train_args(
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        dead_window=cfg.dead_window,
+        log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+        keep_checkpoints=cfg.keep_checkpoints,
+        aux_k=cfg.aux_k,
+    )
     strategy = strategy or SingleProcess()
     device = strategy.device(cfg.device, sae)
     view = sae.view
     batch_size = cfg.batch_size or (4096 if view == "points" else 16)
-    source = strategy.source(data, view=view, batch_size=batch_size, seed=cfg.seed, hook=cfg.hook,
-                             shuffle_buffer=cfg.shuffle_buffer)
+    source = strategy.source(
+        data,
+        view=view,
+        batch_size=batch_size,
+        seed=cfg.seed,
+        hook=cfg.hook,
+        shuffle_buffer=cfg.shuffle_buffer,
+    )
     hook = getattr(source, "hook", cfg.hook)
     epochs = cfg.epochs
     if cfg.steps is not None:
@@ -271,14 +300,27 @@ def train_sae(
     aux_k = cfg.aux_k if cfg.aux_k is not None else min(sae.n_concepts // 2, 256)
     resample_every = cfg.resample_every
     if resample_every is not None and not hasattr(sae, "resample_concepts_"):
-        raise SaenoError(f"{type(sae).__name__} cannot resample dead concepts: use "
-                         "resample_every=None (AuxK still applies)")
-    signature = {"sae": sae.config(), "batch_size": batch_size, "seed": cfg.seed,
-                 "steps": cfg.steps, "epochs": epochs, "total_steps": total, "lr": base_lr,
-                 "aux_k": aux_k, "aux_coef": cfg.aux_coef, "dead_window": cfg.dead_window,
-                 "lr_warmup_steps": cfg.lr_warmup_steps, "lr_decay_frac": cfg.lr_decay_frac,
-                 **({"resample_every": resample_every} if resample_every else {}),
-                 **strategy.record(), "config": cfg.record()}
+        raise SaenoError(
+            f"{type(sae).__name__} cannot resample dead concepts: use "
+            "resample_every=None (AuxK still applies)"
+        )
+    signature = {
+        "sae": sae.config(),
+        "batch_size": batch_size,
+        "seed": cfg.seed,
+        "steps": cfg.steps,
+        "epochs": epochs,
+        "total_steps": total,
+        "lr": base_lr,
+        "aux_k": aux_k,
+        "aux_coef": cfg.aux_coef,
+        "dead_window": cfg.dead_window,
+        "lr_warmup_steps": cfg.lr_warmup_steps,
+        "lr_decay_frac": cfg.lr_decay_frac,
+        **({"resample_every": resample_every} if resample_every else {}),
+        **strategy.record(),
+        "config": cfg.record(),
+    }
 
     sae.to(device)
     since_fired = torch.zeros(sae.n_concepts, dtype=torch.long, device=device)
@@ -289,8 +331,13 @@ def train_sae(
     start_from = strategy.resume_point(ckpt_dir, cfg.resume)
     if start_from is not None:
         state, tensors, opt_state = load_trainer_state(start_from)
-        check_resume(start_from, state["signature"], signature, hook=hook,
-                     fingerprint=cfg.store_fingerprint or getattr(source, "fingerprint", None))
+        check_resume(
+            start_from,
+            state["signature"],
+            signature,
+            hook=hook,
+            fingerprint=cfg.store_fingerprint or getattr(source, "fingerprint", None),
+        )
         strategy.check_resume(start_from, state["signature"], signature)
         from safetensors.torch import load_file
 
@@ -319,17 +366,21 @@ def train_sae(
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
 
-    logger = TrainLogger(cfg.log_csv if strategy.is_main else None,
-                         tensorboard=cfg.tensorboard if strategy.is_main else False,
-                         wandb=cfg.wandb and strategy.is_main, config=signature,
-                         resume=start_from is not None,
-                         resume_step=step if start_from is not None else None)
+    logger = TrainLogger(
+        cfg.log_csv if strategy.is_main else None,
+        tensorboard=cfg.tensorboard if strategy.is_main else False,
+        wandb=cfg.wandb and strategy.is_main,
+        config=signature,
+        resume=start_from is not None,
+        resume_step=step if start_from is not None else None,
+    )
     guard = FiniteLossGuard(device)
     from tqdm.auto import tqdm
 
     desc = strategy.label
-    pbar = tqdm(total=total, initial=step, disable=not (cfg.progress and strategy.is_main),
-                unit="step", desc=desc)
+    pbar = tqdm(
+        total=total, initial=step, disable=not (cfg.progress and strategy.is_main), unit="step", desc=desc
+    )
     history: list[dict[str, Any]] = []
     acc = torch.zeros(len(LOSS_TERMS), dtype=torch.float32, device=device)
     acc_n = 0
@@ -343,10 +394,17 @@ def train_sae(
         guard.check(source)
         if strategy.is_main:
             assert ckpt_dir is not None
-            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                     "samples": samples, "aux_active": aux_active, "signature": signature}
-            path = save_checkpoint(ckpt_dir / f"step_{step:08d}", sae, optimizer, state,
-                                   {"since_fired": since_fired})
+            state = {
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch,
+                "samples": samples,
+                "aux_active": aux_active,
+                "signature": signature,
+            }
+            path = save_checkpoint(
+                ckpt_dir / f"step_{step:08d}", sae, optimizer, state, {"since_fired": since_fired}
+            )
             prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, path)
         strategy.barrier()
         return path
@@ -360,8 +418,7 @@ def train_sae(
             f = lr_factor(step, total, cfg.lr_warmup_steps, cfg.lr_decay_frac)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * f
-            loss, mse, aux, penalty, out = loss_module(batch, since_fired >= cfg.dead_window,
-                                                       aux_active)
+            loss, mse, aux, penalty, out = loss_module(batch, since_fired >= cfg.dead_window, aux_active)
             guard.update(loss, step, epoch, batch_in_epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -369,8 +426,11 @@ def train_sae(
             sae.normalize_decoder_()
             fired = strategy.any_rank(_fired(out))
             since_fired = torch.where(fired, 0, since_fired + 1)
-            if (resample_every and (step + 1) % resample_every == 0
-                    and (total is None or step + 1 + resample_every <= total)):
+            if (
+                resample_every
+                and (step + 1) % resample_every == 0
+                and (total is None or step + 1 + resample_every <= total)
+            ):
                 since_fired = _resample(sae, out, since_fired, cfg.dead_window, optimizer)
                 strategy.broadcast_parameters(sae)
             acc += torch.stack([loss.detach(), mse.detach(), aux, penalty]).float()
@@ -382,14 +442,26 @@ def train_sae(
             if step % cfg.log_every == 0 or at_end:
                 guard.check(source)
                 strategy.mean_over_ranks(acc)
-                row = _log_row(step, samples, base_lr * f, dict(zip(LOSS_TERMS, acc)), acc_n, out,
-                               since_fired, cfg.dead_window)
+                row = _log_row(
+                    step,
+                    samples,
+                    base_lr * f,
+                    dict(zip(LOSS_TERMS, acc)),
+                    acc_n,
+                    out,
+                    since_fired,
+                    cfg.dead_window,
+                )
                 history.append(row)
                 logger.log(row)
                 pbar.update(step - pbar.n)
-                pbar.set_postfix(loss=f"{row['loss']:.4g}", ev=f"{row['ev']:.3f}",
-                                 l0=f"{row['l0']:.3g}", dead=f"{row['dead_fraction']:.2f}",
-                                 lr=f"{row['lr']:.2g}")
+                pbar.set_postfix(
+                    loss=f"{row['loss']:.4g}",
+                    ev=f"{row['ev']:.3f}",
+                    l0=f"{row['l0']:.3g}",
+                    dead=f"{row['dead_fraction']:.2f}",
+                    lr=f"{row['lr']:.2g}",
+                )
                 aux_active = aux_k > 0 and row["dead_fraction"] > 0
                 acc.zero_()
                 acc_n = 0
@@ -401,7 +473,8 @@ def train_sae(
             epoch += 1
             batch_in_epoch = 0
             if (not got_batch and not resumed_mid_epoch) or (
-                    cfg.steps is None and epochs is not None and epoch >= epochs):
+                cfg.steps is None and epochs is not None and epoch >= epochs
+            ):
                 break
             continue
         break
@@ -413,29 +486,43 @@ def train_sae(
         last_ckpt = checkpoint()
     sae.eval()
     done_samples = samples - start_samples
-    decay_start = (total - max(1, int(round(cfg.lr_decay_frac * total)))
-                   if total and cfg.lr_decay_frac > 0 else None)
+    decay_start = (
+        total - max(1, int(round(cfg.lr_decay_frac * total))) if total and cfg.lr_decay_frac > 0 else None
+    )
     found = convergence_warnings(history, decay_start)
     if strategy.is_main:
         for message in found:
             warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    return TrainResult(sae=sae, steps=step, samples=samples, elapsed_s=elapsed,
-                       samples_per_s=done_samples / elapsed if elapsed > 0 else math.nan,
-                       history=history, checkpoint=last_ckpt, warnings=found)
+    return TrainResult(
+        sae=sae,
+        steps=step,
+        samples=samples,
+        elapsed_s=elapsed,
+        samples_per_s=done_samples / elapsed if elapsed > 0 else math.nan,
+        history=history,
+        checkpoint=last_ckpt,
+        warnings=found,
+    )
 
-def summary_lines(res: TrainResult, sae: SparseAutoencoder, hook: str | None,
-                  processes: int = 1) -> list[str]:
+
+def summary_lines(
+    res: TrainResult, sae: SparseAutoencoder, hook: str | None, processes: int = 1
+) -> list[str]:
     """The end-of-run summary ``saeno train`` prints: steps, samples, the last log interval's metrics
     (with the learning rate) and the convergence warnings."""
     unit = "points" if sae.view == "points" else "fields"
     where = f" with {processes} processes" if processes > 1 else ""
-    lines = [f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}{where}: "
-             f"{res.steps} steps, {res.samples} {unit} ({res.samples_per_s:.0f}/s)"]
+    lines = [
+        f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}{where}: "
+        f"{res.steps} steps, {res.samples} {unit} ({res.samples_per_s:.0f}/s)"
+    ]
     final = res.final
     if final:
-        parts = [f"explained variance {final['ev']:.3f}",
-                 f"mse {final['mse']:.4g} (normalised, summed over channels)",
-                 f"L0 {final['l0']:.3g}"]
+        parts = [
+            f"explained variance {final['ev']:.3f}",
+            f"mse {final['mse']:.4g} (normalised, summed over channels)",
+            f"L0 {final['l0']:.3g}",
+        ]
         if "l0_concepts" in final:
             parts.append(f"concepts per sample {final['l0_concepts']:.3g}")
         parts += [f"dead {100 * final['dead_fraction']:.1f}%", f"lr {final['lr']:.3g}"]
@@ -444,8 +531,9 @@ def summary_lines(res: TrainResult, sae: SparseAutoencoder, hook: str | None,
     return lines
 
 
-def _resample(sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window: int,
-              optimizer: torch.optim.Optimizer) -> Tensor:
+def _resample(
+    sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window: int, optimizer: torch.optim.Optimizer
+) -> Tensor:
     """Re-initialise the dead concepts from residuals of the batch (see the module docstring)."""
     dead = (since_fired >= dead_window).nonzero().flatten()
     if dead.numel() == 0:
@@ -462,8 +550,16 @@ def _resample(sae: SparseAutoencoder, out: Any, since_fired: Tensor, dead_window
     return since_fired
 
 
-def _log_row(step: int, samples: int, lr: float, acc: dict[str, Tensor], n: int, out: Any,
-             since_fired: Tensor, dead_window: int) -> dict[str, Any]:
+def _log_row(
+    step: int,
+    samples: int,
+    lr: float,
+    acc: dict[str, Tensor],
+    n: int,
+    out: Any,
+    since_fired: Tensor,
+    dead_window: int,
+) -> dict[str, Any]:
     """One log row (this is where the host synchronises with the device)."""
     with torch.no_grad():
         t = out.target
@@ -474,8 +570,7 @@ def _log_row(step: int, samples: int, lr: float, acc: dict[str, Tensor], n: int,
         l0 = float((codes != 0).sum(1).double().mean())
         row = {"step": step, "samples": samples, "lr": lr}
         row.update({k: float(v) / max(n, 1) for k, v in acc.items()})
-        row.update({"ev": ev, "l0": l0,
-                    "dead_fraction": float((since_fired >= dead_window).double().mean())})
+        row.update({"ev": ev, "l0": l0, "dead_fraction": float((since_fired >= dead_window).double().mean())})
         if codes.dim() > 2:
             row["l0_concepts"] = float((codes != 0).flatten(2).any(-1).sum(1).double().mean())
     return row

@@ -93,14 +93,16 @@ def train(
     hp = spec["train"]
     dataset = spec["dataset"]
     t_start = time.perf_counter()
-    train_ds = saeno.datasets.load(dataset, split="train", resolution=spec["resolution"], n=hp["n_train"],
-                                   progress=progress)
+    train_ds = saeno.datasets.load(
+        dataset, split="train", resolution=spec["resolution"], n=hp["n_train"], progress=progress
+    )
     with cpu_threads(hp.get("cpu_threads"), device):
         model, history = fit(spec, train_ds.tensors(), device=device, progress=progress)
         test_l2: dict[str, float] = {}
         for res in train_ds.card["stored_resolutions"]:
-            test_ds = saeno.datasets.load(dataset, split="test", resolution=res, n=hp["n_train"],
-                                          progress=progress)
+            test_ds = saeno.datasets.load(
+                dataset, split="test", resolution=res, n=hp["n_train"], progress=progress
+            )
             x, y = test_ds.tensors()
             test_l2[str(res)] = evaluate_rel_l2(model, x[: hp["n_test"]], y[: hp["n_test"]], device=device)
         x, y = train_ds.tensors()  # on as many training samples as test samples: a quick check
@@ -237,7 +239,11 @@ def info(name_or_path: str | Path) -> dict[str, Any]:
     if str(name_or_path) in SPECS and not path.exists():
         spec = get_spec(str(name_or_path), fast=fast_default())
         path = model_dir(str(name_or_path), fast=spec["fast"])
-        out: dict[str, Any] = {"name": str(name_or_path), "recipe": spec, "trained": (path / CONFIG).is_file()}
+        out: dict[str, Any] = {
+            "name": str(name_or_path),
+            "recipe": spec,
+            "trained": (path / CONFIG).is_file(),
+        }
     else:
         out = {"name": path.name, "trained": (path / CONFIG).is_file()}
     out["folder"] = str(path)

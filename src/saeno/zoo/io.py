@@ -56,8 +56,11 @@ def fno_kwargs(fno: nn.Module) -> dict[str, Any]:
             f"{type(fno).__name__} is not a neuraloperator model (no _init_kwargs); save a "
             "neuraloperator FNO or a saeno ZooOperator"
         )
-    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in init.items()
-           if not k.startswith("_") and k != "args" and _jsonable(v)}
+    out = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in init.items()
+        if not k.startswith("_") and k != "args" and _jsonable(v)
+    }
     out["model_class"] = type(fno).__name__
     return out
 
@@ -77,8 +80,11 @@ def build_fno(kwargs: dict[str, Any]) -> nn.Module:
 
 def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """The module's state dict without neuraloperator's ``_metadata`` entry, contiguous CPU copies."""
-    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()
-            if isinstance(v, torch.Tensor)}
+    return {
+        k: v.detach().cpu().contiguous().clone()
+        for k, v in module.state_dict().items()
+        if isinstance(v, torch.Tensor)
+    }
 
 
 def save_model(model: nn.Module, folder: str | Path, config: dict[str, Any] | None = None) -> Path:
@@ -136,13 +142,20 @@ def load_folder(folder: str | Path, device: str | torch.device | None = None) ->
     check_weights(folder / WEIGHTS, cfg.pop(WEIGHTS_DIGEST_KEY, None), folder / CONFIG)
     fno = checked_build(cfg["fno"], folder / CONFIG)
     norm = cfg.get("normalizer", {})
-    model = ZooOperator(fno, cfg["fno"]["in_channels"], cfg["fno"]["out_channels"], config=cfg, record=record,
-                        **{k: norm.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")})
+    model = ZooOperator(
+        fno,
+        cfg["fno"]["in_channels"],
+        cfg["fno"]["out_channels"],
+        config=cfg,
+        record=record,
+        **{k: norm.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")},
+    )
     try:
         state = load_file(str(folder / WEIGHTS))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-        raise DataFormatError(f"{folder / WEIGHTS} is not a readable safetensors file (damaged or "
-                              f"truncated: {exc})") from None
+        raise DataFormatError(
+            f"{folder / WEIGHTS} is not a readable safetensors file (damaged or truncated: {exc})"
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -152,6 +165,7 @@ def load_folder(folder: str | Path, device: str | torch.device | None = None) ->
 
 def find_checkpoint(path: Path) -> tuple[Path, str] | None:
     """``(folder, name)`` of neuraloperator ``save_checkpoint`` files at ``path`` (both files present), if any."""
+
     def both(folder: Path, name: str) -> tuple[Path, str] | None:
         ok = (folder / f"{name}_state_dict.pt").is_file() and (folder / f"{name}_metadata.pkl").is_file()
         return (folder, name) if ok else None
@@ -201,8 +215,8 @@ CLI_MODEL_CONFIG: Any = None
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 _ARCH_HINT = (
     "Give the architecture with model_config= (CLI --model-config): a JSON/YAML file or string with the "
-    "neuraloperator class and its keyword arguments, e.g. '{\"model_class\": \"FNO\", \"n_modes\": [16, 16], "
-    "\"in_channels\": 1, \"out_channels\": 1, \"hidden_channels\": 32, \"n_layers\": 4}', or a neuraloperator "
+    'neuraloperator class and its keyword arguments, e.g. \'{"model_class": "FNO", "n_modes": [16, 16], '
+    '"in_channels": 1, "out_channels": 1, "hidden_channels": 32, "n_layers": 4}\', or a neuraloperator '
     "training config with a 'model' section"
 )
 
@@ -301,7 +315,11 @@ def describe_torch_file(path: str | Path) -> str:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
         top, found = _pickle_globals(path)
-        if top in ("GLOBAL", "STACK_GLOBAL") and found and not found[0].startswith(("collections.", "builtins.")):
+        if (
+            top in ("GLOBAL", "STACK_GLOBAL")
+            and found
+            and not found[0].startswith(("collections.", "builtins."))
+        ):
             return f"module:{found[0]}"  # the top-level object is an instance of a class: torch.save(model)
         try:
             obj = load_tensors_only(path)
@@ -332,7 +350,7 @@ def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
     if not tensors or rest:
         return None
     if all(k.startswith("module.") for k in tensors):  # saved from DistributedDataParallel
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -347,7 +365,9 @@ def read_model_config(model_config: Any) -> dict[str, Any]:
     elif path.is_file():
         source, body = str(path), path.read_text(encoding="utf-8")
     else:
-        raise DataFormatError(f"model_config {text!r} is neither a JSON object nor an existing file. " + _ARCH_HINT)
+        raise DataFormatError(
+            f"model_config {text!r} is neither a JSON object nor an existing file. " + _ARCH_HINT
+        )
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -358,7 +378,9 @@ def read_model_config(model_config: Any) -> dict[str, Any]:
     except Exception as exc:
         raise DataFormatError(f"{source}: not valid JSON/YAML ({exc})") from exc
     if not isinstance(cfg, dict):
-        raise DataFormatError(f"{source}: expected an object with the model's class and arguments. " + _ARCH_HINT)
+        raise DataFormatError(
+            f"{source}: expected an object with the model's class and arguments. " + _ARCH_HINT
+        )
     return cfg
 
 
@@ -379,14 +401,18 @@ def build_architecture(model_config: Any) -> nn.Module:
         raise DataFormatError("model_config names no model class ('model_class': 'FNO' ...). " + _ARCH_HINT)
     cls = BaseModel._models.get(name.lower())
     if cls is None:
-        raise DataFormatError(f"model_config names an unknown neuraloperator model class {name!r}; known: "
-                              f"{sorted(BaseModel._models)}")
+        raise DataFormatError(
+            f"model_config names an unknown neuraloperator model class {name!r}; known: "
+            f"{sorted(BaseModel._models)}"
+        )
     if "n_modes" in cfg and isinstance(cfg["n_modes"], list):
         cfg["n_modes"] = tuple(cfg["n_modes"])
     try:
         return cls(**cfg)
     except TypeError as exc:
-        raise DataFormatError(f"model_config: {cls.__name__} does not accept these arguments ({exc})") from exc
+        raise DataFormatError(
+            f"model_config: {cls.__name__} does not accept these arguments ({exc})"
+        ) from exc
 
 
 def _read_state(path: Path, trust: bool) -> dict[str, torch.Tensor]:
@@ -443,11 +469,15 @@ def load_user_file(
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise DataFormatError(f"{path}: the weights do not match the architecture given in model_config "
-                                  f"({exc})") from exc
+            raise DataFormatError(
+                f"{path}: the weights do not match the architecture given in model_config ({exc})"
+            ) from exc
     elif kind.startswith("module:") or (kind == "pickled-dict" and trust):
-        what = (f"a whole module saved with torch.save(model) (class {kind.split(':', 1)[1]})"
-                if kind.startswith("module:") else "a pickled checkpoint holding Python objects")
+        what = (
+            f"a whole module saved with torch.save(model) (class {kind.split(':', 1)[1]})"
+            if kind.startswith("module:")
+            else "a pickled checkpoint holding Python objects"
+        )
         if not trust:
             raise UntrustedFileError(
                 f"{path} is {what}, a Python pickle: loading it can run arbitrary code. If you trust its "
@@ -460,9 +490,11 @@ def load_user_file(
         else:
             state = _state_dict_of(obj)
             if state is None or model_config is None:
-                raise DataFormatError(f"{path}: {what} that is not a module; it holds "
-                                      f"{sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__}. "
-                                      + _ARCH_HINT)
+                raise DataFormatError(
+                    f"{path}: {what} that is not a module; it holds "
+                    f"{sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__}. "
+                    + _ARCH_HINT
+                )
             model = build_architecture(model_config)
             model.load_state_dict(state, strict=True)
     elif kind == "pickled-dict":
@@ -472,11 +504,15 @@ def load_user_file(
             "when it holds a state dict."
         )
     elif kind == "data":
-        raise DataFormatError(f"{path} is a data file (a dict with 'x' and 'y' arrays), not a model; pass it "
-                              "as the dataset (CLI --dataset)")
+        raise DataFormatError(
+            f"{path} is a data file (a dict with 'x' and 'y' arrays), not a model; pass it "
+            "as the dataset (CLI --dataset)"
+        )
     else:
-        raise DataFormatError(f"{path}: not a model file saeno can read (not a torch file of a state dict or a "
-                              "module, nor safetensors)")
+        raise DataFormatError(
+            f"{path}: not a model file saeno can read (not a torch file of a state dict or a "
+            "module, nor safetensors)"
+        )
     return (model.to(device) if device is not None else model).eval()
 
 
@@ -495,8 +531,9 @@ def read_json(path: Path) -> dict[str, Any]:
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path} is not valid JSON (damaged or truncated: {exc}); restore it "
-                              "or train the model again") from None
+        raise DataFormatError(
+            f"{path} is not valid JSON (damaged or truncated: {exc}); restore it or train the model again"
+        ) from None
     if not isinstance(obj, dict):
         raise DataFormatError(f"{path} does not hold a JSON object")
     return obj
@@ -519,8 +556,10 @@ def check_weights(path: Path, recorded: Any, config: Path) -> None:
         return
     now = weights_digest(path)
     if now != {"sha256": recorded.get("sha256"), "bytes": recorded.get("bytes")}:
-        raise DataFormatError(f"{path} is damaged or was replaced: its size or SHA-256 differs from "
-                              f"the one recorded in {config}; restore the file or train the model again")
+        raise DataFormatError(
+            f"{path} is damaged or was replaced: its size or SHA-256 differs from "
+            f"the one recorded in {config}; restore the file or train the model again"
+        )
 
 
 def checked_build(kwargs: dict[str, Any], config: Path) -> nn.Module:
@@ -530,5 +569,7 @@ def checked_build(kwargs: dict[str, Any], config: Path) -> nn.Module:
     except DataFormatError:
         raise
     except (TypeError, KeyError, ValueError) as exc:
-        raise DataFormatError(f"{config}: the 'fno' entry does not build a model ({type(exc).__name__}: "
-                              f"{exc}); the file is damaged or was edited") from None
+        raise DataFormatError(
+            f"{config}: the 'fno' entry does not build a model ({type(exc).__name__}: "
+            f"{exc}); the file is damaged or was edited"
+        ) from None

@@ -80,25 +80,42 @@ class ZooRecipe:
 # benchmarks/results/zoo.md
 RECIPES: dict[str, ZooRecipe] = {
     "darcy-fno": ZooRecipe(
-        dataset="darcy", resolution=32, fno=FNOShape((8, 8), 32, 4),
-        train=FitRecipe(n_train=1000, n_test=200, epochs=8, batch_size=32, lr=1e-2,
-                        weight_decay=1e-4)),
+        dataset="darcy",
+        resolution=32,
+        fno=FNOShape((8, 8), 32, 4),
+        train=FitRecipe(n_train=1000, n_test=200, epochs=8, batch_size=32, lr=1e-2, weight_decay=1e-4),
+    ),
     "burgers-fno": ZooRecipe(
-        dataset="burgers", resolution=128, fno=FNOShape((16,), 48, 4),
-        train=FitRecipe(n_train=1000, n_test=200, epochs=40, batch_size=16, lr=5e-3,
-                        weight_decay=1e-4)),
+        dataset="burgers",
+        resolution=128,
+        fno=FNOShape((16,), 48, 4),
+        train=FitRecipe(n_train=1000, n_test=200, epochs=40, batch_size=16, lr=5e-3, weight_decay=1e-4),
+    ),
     "navier-stokes-fno": ZooRecipe(
-        dataset="navier_stokes", resolution=32, fno=FNOShape((8, 8), 32, 4),
-        train=FitRecipe(n_train=500, n_test=100, epochs=20, batch_size=32, lr=1e-2,
-                        weight_decay=1e-4)),
+        dataset="navier_stokes",
+        resolution=32,
+        fno=FNOShape((8, 8), 32, 4),
+        train=FitRecipe(n_train=500, n_test=100, epochs=20, batch_size=32, lr=1e-2, weight_decay=1e-4),
+    ),
 }
 
 #: the labelled Burgers benchmark's FNO (``burgers-labelled-fno``, a bare FNO without normaliser,
 #: trained by :mod:`saeno.supervised.model_fno` on every label combination)
 LABELLED_FNO = ZooRecipe(
-    dataset="burgers_labelled", resolution=64, fno=FNOShape((16,), 32, 4),
-    train=FitRecipe(n_train=810, n_test=270, epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-5,
-                    optimizer="adam", pct_start=0.1))
+    dataset="burgers_labelled",
+    resolution=64,
+    fno=FNOShape((16,), 32, 4),
+    train=FitRecipe(
+        n_train=810,
+        n_test=270,
+        epochs=40,
+        batch_size=32,
+        lr=3e-3,
+        weight_decay=1e-5,
+        optimizer="adam",
+        pct_start=0.1,
+    ),
+)
 
 #: the recipes as dicts (what :func:`get_spec` copies)
 SPECS: dict[str, dict[str, Any]] = {name: r.as_spec() for name, r in RECIPES.items()}

@@ -25,7 +25,10 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_rel_l2(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> float:
     """Mean relative L2 error of ``model(x)`` against ``y`` (raw fields)."""
@@ -81,9 +84,16 @@ def make_optimizer(params: Any, hp: dict[str, Any]) -> torch.optim.Optimizer:
     return cls(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
 
 
-def fit_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hp: dict[str, Any], *,
-             device: torch.device, progress: bool = True, desc: str = "train fno",
-             ) -> tuple[list[float], list[float]]:
+def fit_loop(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    hp: dict[str, Any],
+    *,
+    device: torch.device,
+    progress: bool = True,
+    desc: str = "train fno",
+) -> tuple[list[float], list[float]]:
     """Train ``model`` in place on raw ``(x, y)`` with the recipe ``hp``: the zoo's one FNO loop.
 
     Relative-L2 loss of the raw output, the recipe's optimiser (:func:`make_optimizer`), a one-cycle
@@ -100,8 +110,8 @@ def fit_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hp: dict[
     opt = make_optimizer(model.parameters(), hp)
     steps_per_epoch = math.ceil(len(x) / hp["batch_size"])
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=hp["lr"], total_steps=hp["epochs"] * steps_per_epoch,
-        pct_start=hp.get("pct_start", 0.2))
+        opt, max_lr=hp["lr"], total_steps=hp["epochs"] * steps_per_epoch, pct_start=hp.get("pct_start", 0.2)
+    )
     gen = torch.Generator().manual_seed(int(hp["seed"]))
     epoch_losses: list[float] = []
     step_losses: list[float] = []
@@ -161,15 +171,15 @@ def fit(
     torch.manual_seed(seed)
     np.random.seed(seed)
     x, y = train_xy
-    fno_kwargs = dict(spec["fno"], n_modes=tuple(spec["fno"]["n_modes"]),
-                      in_channels=x.shape[1], out_channels=y.shape[1])
+    fno_kwargs = dict(
+        spec["fno"], n_modes=tuple(spec["fno"]["n_modes"]), in_channels=x.shape[1], out_channels=y.shape[1]
+    )
     x_mean, x_std = channel_stats(x)
     y_mean, y_std = channel_stats(y)
     model = ZooOperator(FNO(**fno_kwargs), x.shape[1], y.shape[1], x_mean, x_std, y_mean, y_std).to(device)
     start = time.perf_counter()
     cpu_start = time.process_time()
-    history, _ = fit_loop(model, x, y, hp, device=device, progress=progress,
-                          desc=f"train {spec['name']}")
+    history, _ = fit_loop(model, x, y, hp, device=device, progress=progress, desc=f"train {spec['name']}")
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
     return model, {

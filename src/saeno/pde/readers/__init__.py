@@ -41,8 +41,19 @@ __all__ = ["READERS", "detect_format", "file_splits", "parse_rows", "read_file"]
 
 SPLIT_READERS = ("saeno", "generic")
 # what the HDF5, Zarr, numpy and torch libraries raise on damaged or foreign files
-_LIBRARY_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError,
-                   EOFError, OverflowError, MemoryError, UnicodeDecodeError)
+_LIBRARY_ERRORS = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    EOFError,
+    OverflowError,
+    MemoryError,
+    UnicodeDecodeError,
+)
 
 
 def detect_format(path: str | Path, keys: dict[str, Any] | None = None) -> str:
@@ -126,7 +137,9 @@ def parse_rows(rows: Any) -> slice | None:
 def _select_rows(out: dict[str, Any], rows: slice, path: Path) -> dict[str, Any]:
     n = len(out["x"])
     if rows.start >= n:
-        raise DataFormatError(f"{path}: rows {rows.start}:{rows.stop or ''} start past the file's {n} samples")
+        raise DataFormatError(
+            f"{path}: rows {rows.start}:{rows.stop or ''} start past the file's {n} samples"
+        )
     out["x"], out["y"] = out["x"][rows], out["y"][rows]
     out["params"] = {k: v[rows] for k, v in out["params"].items()}
     out["labels"] = {k: list(v)[rows] for k, v in out["labels"].items()}

@@ -191,7 +191,9 @@ def read_rows(arr: Any, source: str, key: str, rows: int | None = None, min_ndim
     try:
         return np.asarray(arr[:m] if getattr(arr, "ndim", 0) else arr[()])
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise DataFormatError(f"{source}: could not read array {key!r} ({type(exc).__name__}: {exc})") from exc
+        raise DataFormatError(
+            f"{source}: could not read array {key!r} ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,8 +245,8 @@ def infer_layout(
     if layout is not None and layout not in LAYOUTS:
         raise DataFormatError(f"unknown channel layout {layout!r}; choose one of {LAYOUTS}")
     structural = []
-    for lx in ([layout] if layout else LAYOUTS):
-        for ly in ([layout] if layout else LAYOUTS):
+    for lx in [layout] if layout else LAYOUTS:
+        for ly in [layout] if layout else LAYOUTS:
             gx, gy = _grid_and_channels(x_shape, lx), _grid_and_channels(y_shape, ly)
             if gx is None or gy is None or gx[0] != gy[0] or not gx[0]:
                 continue
@@ -272,7 +274,9 @@ def infer_layout(
     readings = "; ".join(
         f"{x_key} {_describe(x_shape, lx)}, {y_key} {_describe(y_shape, ly)}" for lx, ly in candidates
     )
-    raise DataFormatError(f"{source}: the layout of {shapes} is ambiguous: it reads as {readings}. " + _LAYOUT_HINT)
+    raise DataFormatError(
+        f"{source}: the layout of {shapes} is ambiguous: it reads as {readings}. " + _LAYOUT_HINT
+    )
 
 
 def _describe(shape: tuple[int, ...], layout: str) -> str:
@@ -289,11 +293,15 @@ def to_channels_first(a: np.ndarray, layout: str) -> np.ndarray:
     return a
 
 
-def layout_option(channels_last: bool | None, channels_first: bool | None, no_channels: bool | None,
-                  source: str) -> str | None:
+def layout_option(
+    channels_last: bool | None, channels_first: bool | None, no_channels: bool | None, source: str
+) -> str | None:
     """The layout named by the readers' boolean options (at most one may be true)."""
-    chosen = [name for name, flag in (("last", channels_last), ("first", channels_first),
-                                      ("squeezed", no_channels)) if flag]
+    chosen = [
+        name
+        for name, flag in (("last", channels_last), ("first", channels_first), ("squeezed", no_channels))
+        if flag
+    ]
     if len(chosen) > 1:
         raise DataFormatError(
             f"{source}: channels_last, channels_first and no_channels exclude each other "

@@ -158,8 +158,10 @@ def read_generic(
                     "the frames and fields"
                 )
         if x_shape[:1] != y_shape[:1]:
-            raise DataFormatError(f"{path}: {x_key!r} {x_shape} and {y_key!r} {y_shape} have different "
-                                  "numbers of samples; they must pair one to one")
+            raise DataFormatError(
+                f"{path}: {x_key!r} {x_shape} and {y_key!r} {y_shape} have different "
+                "numbers of samples; they must pair one to one"
+            )
         lx, ly = infer_layout(x_shape, y_shape, str(path), layout, ndim, x_key, y_key)
         m = check_array(xs, str(path), x_key, n, min_ndim=2)
         x = read_rows(xs, str(path), x_key, m, min_ndim=2)
@@ -170,12 +172,20 @@ def read_generic(
                 raise DataFormatError(f"{path}: parameter array {key!r} not found; keys are {_keys(group)}")
             values = read_rows(_array(group, key, path), str(path), key, m).astype(np.float64)
             if values.shape != (m,):
-                raise DataFormatError(f"{path}: parameter array {key!r} should be (N,) = ({x_shape[0]},), "
-                                      f"found {values.shape} for the first {m} rows")
+                raise DataFormatError(
+                    f"{path}: parameter array {key!r} should be (N,) = ({x_shape[0]},), "
+                    f"found {values.shape} for the first {m} rows"
+                )
             params[key.split("/")[-1]] = values
     finally:
         if kind == "hdf5":
             root.close()
     x, y = to_channels_first(x, lx), to_channels_first(y, ly)
-    card = {"format": kind, "x_key": x_key, "y_key": y_key, "split": used_split, "layout": {x_key: lx, y_key: ly}}
+    card = {
+        "format": kind,
+        "x_key": x_key,
+        "y_key": y_key,
+        "split": used_split,
+        "layout": {x_key: lx, y_key: ly},
+    }
     return {"x": x, "y": y, "params": params, "labels": {}, "card": card}

@@ -54,11 +54,15 @@ def _cfd(f: h5py.File, path: Path, n: int | None, fields: list[str] | None) -> t
         names = [k for k in names if k in fields]
     shapes = {k: tuple(f[k].shape) for k in names}
     if len(set(shapes.values())) != 1:
-        raise DataFormatError(f"{path}: PDEBench CFD fields must share one shape (N, T, *grid); found {shapes}")
+        raise DataFormatError(
+            f"{path}: PDEBench CFD fields must share one shape (N, T, *grid); found {shapes}"
+        )
     shape = shapes[names[0]]
     if not 3 <= len(shape) <= 5:
-        raise DataFormatError(f"{path}: PDEBench CFD field {names[0]!r} should be (N, T, *grid) with 1-3 space "
-                              f"axes, found {shape}")
+        raise DataFormatError(
+            f"{path}: PDEBench CFD field {names[0]!r} should be (N, T, *grid) with 1-3 space "
+            f"axes, found {shape}"
+        )
     m = limit(shape[0], n, str(path))
     for k in names:
         check_array(f[k], str(path), k, m)
@@ -100,12 +104,19 @@ def read_pdebench(
     with h5py.File(path, "r") as f:
         card: dict[str, Any] = {"format": "pdebench", "pairing": pairing}
         if fields is not None and not is_pdebench_cfd(f):
-            raise DataFormatError(f"{path}: fields= applies to PDEBench CFD files (density, pressure, Vx, ...); "
-                                  f"this file has {describe_h5(f)}")
+            raise DataFormatError(
+                f"{path}: fields= applies to PDEBench CFD files (density, pressure, Vx, ...); "
+                f"this file has {describe_h5(f)}"
+            )
         if "nu" in f and "tensor" in f:
             nu, tensor = f["nu"], f["tensor"]
-            if nu.ndim != 3 or tensor.ndim != 4 or tensor.shape[1] != 1 or nu.shape[1:] != tensor.shape[2:] \
-                    or nu.shape[0] != tensor.shape[0]:
+            if (
+                nu.ndim != 3
+                or tensor.ndim != 4
+                or tensor.shape[1] != 1
+                or nu.shape[1:] != tensor.shape[2:]
+                or nu.shape[0] != tensor.shape[0]
+            ):
                 raise DataFormatError(
                     f"{path}: PDEBench Darcy expects nu (N, X, Y) and tensor (N, 1, X, Y), "
                     f"found nu {nu.shape} and tensor {tensor.shape}"
@@ -114,15 +125,23 @@ def read_pdebench(
             check_array(tensor, src, "tensor", m)
             x = read_rows(nu, src, "nu", m)[:, None]
             card.update(layout="darcy", pairing="nu->tensor")
-            return {"x": x, "y": read_rows(tensor, src, "tensor", m), "params": {}, "labels": {}, "card": card}
+            return {
+                "x": x,
+                "y": read_rows(tensor, src, "tensor", m),
+                "params": {},
+                "labels": {},
+                "card": card,
+            }
         if is_pdebench_cfd(f):
             traj, names = _cfd(f, path, n, fields)
             card.update(layout="cfd", channels=names)
         elif "tensor" in f:
             tensor = f["tensor"]
             if not isinstance(tensor, h5py.Dataset) or not 3 <= tensor.ndim <= 5:
-                raise DataFormatError(f"{path}: PDEBench 'tensor' should be (N, T, *grid), found "
-                                      f"{getattr(tensor, 'shape', 'a group')}")
+                raise DataFormatError(
+                    f"{path}: PDEBench 'tensor' should be (N, T, *grid), found "
+                    f"{getattr(tensor, 'shape', 'a group')}"
+                )
             traj = read_rows(tensor, src, "tensor", n)[:, :, None]  # (N, T, 1, *grid)
             card["layout"] = "tensor"
         else:
@@ -136,13 +155,20 @@ def read_pdebench(
             groups = groups[: limit(len(groups), n, src)]
             shapes = {g: tuple(f[g]["data"].shape) for g in groups}
             if len(set(shapes.values())) != 1 or not 3 <= len(shapes[groups[0]]) <= 5:
-                raise DataFormatError(f"{path}: per-sample groups need one shape (T, *grid, C) for every "
-                                      f"'data'; found {dict(list(shapes.items())[:4])}")
-            traj = np.stack([np.moveaxis(read_rows(f[g]["data"], src, f"{g}/data"), -1, 1)
-                             for g in groups])  # (N, T, C, *grid)
+                raise DataFormatError(
+                    f"{path}: per-sample groups need one shape (T, *grid, C) for every "
+                    f"'data'; found {dict(list(shapes.items())[:4])}"
+                )
+            traj = np.stack(
+                [np.moveaxis(read_rows(f[g]["data"], src, f"{g}/data"), -1, 1) for g in groups]
+            )  # (N, T, C, *grid)
             card["layout"] = "per-sample groups"
             card["groups"] = groups[:3] + (["..."] if len(groups) > 3 else [])
-        if "t-coordinate" in f and isinstance(f["t-coordinate"], h5py.Dataset) and f["t-coordinate"].ndim == 1:
+        if (
+            "t-coordinate" in f
+            and isinstance(f["t-coordinate"], h5py.Dataset)
+            and f["t-coordinate"].ndim == 1
+        ):
             card["t"] = [float(v) for v in read_rows(f["t-coordinate"], src, "t-coordinate")]
     x, y, trajectory, t_index = pair_frames(traj, pairing, step, t_in, t_out)
     params = {"trajectory": trajectory.astype(float), "t_index": t_index.astype(float)}

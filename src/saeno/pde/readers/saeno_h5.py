@@ -25,7 +25,9 @@ def _card(f: h5py.File, path: str | Path) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: a saeno dataset file needs a JSON 'card' attribute ({exc})") from exc
     if not isinstance(card, dict):
-        raise DataFormatError(f"{path}: the 'card' attribute should be a JSON object, found {type(card).__name__}")
+        raise DataFormatError(
+            f"{path}: the 'card' attribute should be a JSON object, found {type(card).__name__}"
+        )
     return card
 
 
@@ -59,13 +61,17 @@ def read_saeno(
             raise DataFormatError(f"{path}: no split {split!r}; choose one of {sorted(f.keys())}")
         group = f[split]
         if not all(isinstance(group.get(k), h5py.Group) for k in ("x", "y")):
-            raise DataFormatError(f"{path}: split {split!r} should hold groups x/ and y/ (one array per "
-                                  f"resolution); found {sorted(group.keys())}")
+            raise DataFormatError(
+                f"{path}: split {split!r} should hold groups x/ and y/ (one array per "
+                f"resolution); found {sorted(group.keys())}"
+            )
         try:
             stored = sorted(int(r) for r in group["x"])
         except ValueError as exc:
-            raise DataFormatError(f"{path}: {split}/x/ should hold one array per resolution named by its "
-                                  f"size; found {sorted(group['x'].keys())}") from exc
+            raise DataFormatError(
+                f"{path}: {split}/x/ should hold one array per resolution named by its "
+                f"size; found {sorted(group['x'].keys())}"
+            ) from exc
         if not stored:
             raise DataFormatError(f"{path}: {split}/x/ holds no resolution")
         if resolution is None:
@@ -79,19 +85,24 @@ def read_saeno(
         key = f"{split}/x/{resolution}"
         m = check_array(xs, src, key, n, min_ndim=3)
         if ys.shape[:1] != xs.shape[:1]:
-            raise DataFormatError(f"{path}: {key} has {xs.shape[0]} samples but {split}/y/{resolution} "
-                                  f"{ys.shape[0] if ys.shape else 0}")
+            raise DataFormatError(
+                f"{path}: {key} has {xs.shape[0]} samples but {split}/y/{resolution} "
+                f"{ys.shape[0] if ys.shape else 0}"
+            )
         x = read_rows(xs, src, key, m, min_ndim=3)
         y = read_rows(ys, src, f"{split}/y/{resolution}", m, min_ndim=3)
-        params = {k: read_rows(group["params"][k], src, f"{split}/params/{k}", m)
-                  for k in (group["params"].keys() if isinstance(group.get("params"), h5py.Group) else [])}
+        params = {
+            k: read_rows(group["params"][k], src, f"{split}/params/{k}", m)
+            for k in (group["params"].keys() if isinstance(group.get("params"), h5py.Group) else [])
+        }
         labels = {}
         for factor, values in dict(card.get("labels") or {}).items():
             if "labels" in group and factor in group["labels"]:
                 codes = read_rows(group["labels"][factor], src, f"{split}/labels/{factor}", m)
                 if codes.size and (codes.min() < 0 or codes.max() >= len(values)):
-                    raise DataFormatError(f"{path}: label codes of {factor!r} outside the card's "
-                                          f"{len(values)} categories")
+                    raise DataFormatError(
+                        f"{path}: label codes of {factor!r} outside the card's {len(values)} categories"
+                    )
                 labels[factor] = [values[int(c)] for c in codes]
     card = dict(card, split=split, resolution=int(resolution), stored_resolutions=stored, file=str(path))
     return {"x": x, "y": y, "params": params, "labels": labels, "card": card}

@@ -69,7 +69,9 @@ def read_the_well(
     """
     src = str(path)
     with h5py.File(path, "r") as f:
-        if "n_spatial_dims" not in f.attrs or not any(g in f for g in ("t0_fields", "t1_fields", "t2_fields")):
+        if "n_spatial_dims" not in f.attrs or not any(
+            g in f for g in ("t0_fields", "t1_fields", "t2_fields")
+        ):
             raise DataFormatError(
                 f"{path}: expected The Well's layout (root attr 'n_spatial_dims' and groups t0_fields/, "
                 f"t1_fields/, t2_fields/ with fields (n_traj, T, *grid[, d])); found attrs "
@@ -79,8 +81,9 @@ def read_the_well(
             ndim = int(np.asarray(f.attrs["n_spatial_dims"]).reshape(-1)[0])
             n_traj = int(np.asarray(f.attrs.get("n_trajectories", 0)).reshape(-1)[0]) or None
         except (TypeError, ValueError, IndexError) as exc:
-            raise DataFormatError(f"{path}: root attrs n_spatial_dims / n_trajectories must be integers "
-                                  f"({exc})") from exc
+            raise DataFormatError(
+                f"{path}: root attrs n_spatial_dims / n_trajectories must be integers ({exc})"
+            ) from exc
         if not 1 <= ndim <= 3:
             raise DataFormatError(f"{path}: n_spatial_dims = {ndim}; saeno reads 1 to 3 space axes")
         time = f.get("dimensions/time")
@@ -122,8 +125,9 @@ def read_the_well(
                 (dynamic if time_varying else static).append(a)
                 (dyn_names if time_varying else static_names).extend(names)
         if fields is not None and sorted(set(fields) - set(available)):
-            raise DataFormatError(f"{path}: fields {sorted(set(fields) - set(available))} not in the file; "
-                                  f"it has {available}")
+            raise DataFormatError(
+                f"{path}: fields {sorted(set(fields) - set(available))} not in the file; it has {available}"
+            )
         if not dynamic:
             raise DataFormatError(
                 f"{path}: no time-varying field selected, so there is nothing to predict; the file has "
@@ -152,8 +156,9 @@ def read_the_well(
     if static:
         fixed = np.moveaxis(np.concatenate(static, axis=-1), -1, 1)  # (N, C_static, *grid)
         if fixed.shape[2:] != x.shape[2:]:
-            raise DataFormatError(f"{path}: static fields have grid {fixed.shape[2:]}, the time-varying "
-                                  f"fields {x.shape[2:]}")
+            raise DataFormatError(
+                f"{path}: static fields have grid {fixed.shape[2:]}, the time-varying fields {x.shape[2:]}"
+            )
         x = np.concatenate([x, fixed[trajectory]], axis=1)
     params = {key: np.full(len(x), value) for key, value in scalars.items()}
     params.update(trajectory=trajectory.astype(float), t_index=t_index.astype(float))

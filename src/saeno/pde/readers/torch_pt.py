@@ -44,8 +44,19 @@ def _load(path: Path, trust: bool) -> Any:
             f"{path}: this .pt file holds Python objects beyond tensors, and loading it would unpickle them, "
             "which can run arbitrary code. If you trust the file, pass trust=True (CLI: --trust)."
         ) from exc
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError, ImportError,
-            IndexError, MemoryError, OverflowError) as exc:  # torch raises many types for damaged files
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        MemoryError,
+        OverflowError,
+    ) as exc:  # torch raises many types for damaged files
         raise DataFormatError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
 
 
@@ -121,15 +132,19 @@ def read_torch_pt(
     xs, ys = data[x_key], data[y_key]
     x_shape, y_shape = tuple(getattr(xs, "shape", ())), tuple(getattr(ys, "shape", ()))
     if len(x_shape) >= 1 and len(y_shape) >= 1 and x_shape[0] != y_shape[0]:
-        raise DataFormatError(f"{path}: {x_key!r} has {x_shape[0]} samples and {y_key!r} {y_shape[0]}; "
-                              "they must pair one to one")
+        raise DataFormatError(
+            f"{path}: {x_key!r} has {x_shape[0]} samples and {y_key!r} {y_shape[0]}; "
+            "they must pair one to one"
+        )
     layout = layout_option(channels_last, channels_first, channels_squeezed, str(path))
     x = _as_numpy(xs, path, x_key, n)
     y = _as_numpy(ys, path, y_key, n)
     lx, ly = infer_layout(x.shape, y.shape, str(path), layout, ndim, x_key, y_key)
     if channels_squeezed is False and "squeezed" in (lx, ly):
-        raise DataFormatError(f"{path}: channels_squeezed=False but {x_key!r} {x.shape} and {y_key!r} {y.shape} "
-                              "only read as arrays without a channel axis; pass channels_first/channels_last")
+        raise DataFormatError(
+            f"{path}: channels_squeezed=False but {x_key!r} {x.shape} and {y_key!r} {y.shape} "
+            "only read as arrays without a channel axis; pass channels_first/channels_last"
+        )
     x, y = to_channels_first(x, lx), to_channels_first(y, ly)
     card = {"format": "neuraloperator-pt", "layout": {x_key: lx, y_key: ly}}
     return {"x": x, "y": y, "params": {}, "labels": {}, "card": card}
