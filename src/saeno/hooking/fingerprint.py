@@ -78,7 +78,7 @@ def canonical_model(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor
     if _is_wrapper(model):
         if not _identity_normalizer(model):
             extra = {f"normalizer.{k}": getattr(model, k) for k in NORMALIZER_BUFFERS}
-        model = model.fno
+        model = model.fno  # type: ignore[assignment]
     return model, extra
 
 

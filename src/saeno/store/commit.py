@@ -90,7 +90,7 @@ def _is_int(v: Any) -> bool:
 
 def _int(attrs: dict, key: str, url: str, lo: int = 0) -> int:
     v = attrs.get(key)
-    if not _is_int(v) or v < lo:
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
         raise _fail(url, key, f"is {v!r}, expected an integer >= {lo}")
     return v
 

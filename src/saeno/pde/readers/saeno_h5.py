@@ -66,7 +66,7 @@ def read_saeno(
                 f"resolution); found {sorted(group.keys())}"
             )
         try:
-            stored = sorted(int(r) for r in group["x"])
+            stored = sorted(int(r) for r in group["x"])  # type: ignore[union-attr]
         except ValueError as exc:
             raise DataFormatError(
                 f"{path}: {split}/x/ should hold one array per resolution named by its "

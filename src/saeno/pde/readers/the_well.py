@@ -135,7 +135,7 @@ def read_the_well(
             )
         scalars = {}
         if "scalars" in f and isinstance(f["scalars"], h5py.Group):
-            for key in f["scalars"]:
+            for key in f["scalars"]:  # type: ignore[union-attr]
                 item = f["scalars"][key]
                 if isinstance(item, h5py.Dataset) and item.size == 1 and item.dtype.kind in "biuf":
                     scalars[key] = float(np.asarray(item[()]).reshape(-1)[0])
