@@ -89,6 +89,15 @@ def _spectral(x, weight, cfg):
     assert list(R.shape[2:]) == c["mode_shape"]
     X = np.fft.rfftn(x, axes=axes, norm="forward")
     Y = np.zeros((x.shape[0], R.shape[1], *X.shape[2:]), dtype=complex)
+    sel_x, sel_w = _frequencies(grid, K)
+    Xs = X[(slice(None), slice(None)) + sel_x]
+    Rs = R[(slice(None), slice(None)) + sel_w]
+    Y[(slice(None), slice(None)) + sel_x] = np.einsum("bi...,io...->bo...", Xs, Rs)
+    return np.fft.irfftn(Y, s=grid, axes=axes, norm="forward")
+
+
+def _frequencies(grid, K):
+    """Per axis: the kept frequencies' FFT indices and their indices in a ``(2K-1, ..., K)`` layout."""
     fft_idx, w_idx = [], []
     for d, n in enumerate(grid):
         last = d == len(grid) - 1
@@ -96,12 +105,19 @@ def _spectral(x, weight, cfg):
         freqs = list(range(kk)) if last else list(range(kk)) + list(range(-(kk - 1), 0))
         fft_idx.append([f % n for f in freqs])
         w_idx.append([f if last else f % (2 * K - 1) for f in freqs])
-    sel_x = np.ix_(*fft_idx)
-    sel_w = np.ix_(*w_idx)
-    Xs = X[(slice(None), slice(None)) + sel_x]
-    Rs = R[(slice(None), slice(None)) + sel_w]
-    Y[(slice(None), slice(None)) + sel_x] = np.einsum("bi...,io...->bo...", Xs, Rs)
-    return np.fft.irfftn(Y, s=grid, axes=axes, norm="forward")
+    return np.ix_(*fft_idx), np.ix_(*w_idx)
+
+
+def _bias_field(cfg, w, grid):
+    """The document's bias field ``b(x)`` in normalised units, ``(1, C, *grid)`` (0 without one)."""
+    if "bias_field.coef" not in w:
+        return 0.0
+    coef = w["bias_field.coef"]
+    B = coef[..., 0] + 1j * coef[..., 1]  # (C, *mode_shape) with the bias field's own K
+    sel_x, sel_w = _frequencies(grid, int(cfg["bias_field"]))
+    spec = np.zeros((B.shape[0], *grid[:-1], grid[-1] // 2 + 1), dtype=complex)
+    spec[(slice(None),) + sel_x] = B[(slice(None),) + sel_w]
+    return np.fft.irfftn(spec, s=grid, axes=tuple(range(1, len(grid) + 1)), norm="forward")[None]
 
 
 def sae_fno_forward(folder, x):
@@ -110,7 +126,8 @@ def sae_fno_forward(folder, x):
     G = cfg["constants"]["spectral_gain"]
     assert G == (2 * cfg["modes"] - 1) ** cfg["ndim"]
     xn, mean, scale = _normalise(cfg, w, x)
-    xl = _lift(w, xn, "lift.P")
+    b = _bias_field(cfg, w, x.shape[2:])
+    xl = _lift(w, xn - b, "lift.P")
     bias = (1, -1) + (1,) * (x.ndim - 2)
     pre = (
         _spectral(xl, w["enc_spectral.weight"], cfg)
@@ -121,7 +138,7 @@ def sae_fno_forward(folder, x):
     y = G * _spectral(z, w["dec_spectral.weight"], cfg) + w["b_d"].reshape(bias)
     if cfg["decoder_pointwise"]:
         y = y + np.einsum("cp,bp...->bc...", w["W_d"], z)
-    return _lift(w, y, "lift.Q") * scale + mean
+    return (_lift(w, y, "lift.Q") + b) * scale + mean
 
 
 def flat_forward(folder, x):

@@ -260,11 +260,38 @@ def evaluate_store(
     return result
 
 
+def as_hooked(model: Any, *, trust: bool = False) -> Any:
+    """``model`` as a :class:`~saeno.hooking.HookedOperator`: a ``HookedOperator``, a torch module, a
+    zoo or example name, or a path (see :func:`saeno.zoo.load_model`; pickles only with ``trust``).
+
+    The one resolver of the FNO argument that ``evaluate``, ``explain_concepts``, ``export_concepts``
+    and ``audit`` take as ``model``.
+    """
+    from pathlib import Path
+
+    from saeno.hooking.hooked_operator import HookedOperator
+
+    if model is None or isinstance(model, HookedOperator):
+        return model
+    if isinstance(model, (str, Path)):
+        from saeno.hooking.examples import example_model, example_names
+        from saeno.zoo import load_model
+
+        name = str(model)
+        model = example_model(name) if name in example_names() else load_model(name, trust=trust)
+    if not isinstance(model, torch.nn.Module):
+        raise SaenoError(
+            f"model must be a HookedOperator, a torch module, a zoo name or a path, got {type(model).__name__}"
+        )
+    return HookedOperator(model)
+
+
 def evaluate(
     sae: SparseAutoencoder,
     store: Any,
     hook: str | None = None,
     *,
+    model: Any = None,
     hooked: Any = None,
     other_stores: Sequence[Any] = (),
     rows: Sequence[int] | np.ndarray | None = None,
@@ -281,9 +308,10 @@ def evaluate(
         The store at the training resolution (an :class:`saeno.ActivationStore` or its path).
     hook
         Hook name (default: the one the SAE was trained on).
+    model
+        The FNO for the operator metrics (see :func:`as_hooked`); None skips them.
     hooked
-        The FNO (a :class:`saeno.HookedOperator`, or a plain module that is wrapped) for the operator
-        metrics; None skips them.
+        Older name of ``model``.
     other_stores
         Stores of the same FNO and hook captured at other resolutions (objects or paths).
     rows
@@ -304,6 +332,9 @@ def evaluate(
     def _open(s: Any) -> Any:
         return ActivationStore.open(s) if not hasattr(s, "hooks") else s
 
+    if model is not None and hooked is not None:
+        raise SaenoError("give the FNO once: model= (hooked= is its older name)")
+    hooked = as_hooked(model if model is not None else hooked)
     store = _open(store)
     hook = hook or sae.hook
     if hook is None:

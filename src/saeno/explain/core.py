@@ -741,14 +741,9 @@ def explain_concepts(
 
 
 def _hooked(model: Any, trust: bool, store: Any) -> Any:
-    from saeno.evaluation import check_model_matches_store
-    from saeno.hooking.hooked_operator import HookedOperator
+    from saeno.evaluation import as_hooked, check_model_matches_store
 
-    if isinstance(model, (str, Path)):
-        from saeno.zoo import load_model
-
-        model = load_model(model, trust=trust)
-    hooked = model if isinstance(model, HookedOperator) else HookedOperator(model)
+    hooked = as_hooked(model, trust=trust)
     if getattr(store, "fingerprint", None) not in (None, "", "None"):
         check_model_matches_store(hooked, store)
     return hooked

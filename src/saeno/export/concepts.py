@@ -99,17 +99,13 @@ def _resolve_model(model: Any, trust: bool) -> tuple[Any | None, str | None]:
     """``(HookedOperator or None, display name)``."""
     if model is None:
         return None, None
+    from saeno.evaluation import as_hooked
     from saeno.hooking.hooked_operator import HookedOperator
 
-    name = None
-    if isinstance(model, (str, Path)):
-        from saeno.zoo import load_model
-
-        name = str(model)
-        model = load_model(model, trust=trust)
-    if not isinstance(model, (HookedOperator, torch.nn.Module)):
+    name = str(model) if isinstance(model, (str, Path)) else None
+    if not isinstance(model, (str, Path, HookedOperator, torch.nn.Module)):
         raise ExportError(f"model must be a zoo name, a path or a torch module, got {type(model)}")
-    hooked = model if isinstance(model, HookedOperator) else HookedOperator(model)
+    hooked = as_hooked(model, trust=trust)
     return hooked, name or model_display_name(hooked.model)
 
 
