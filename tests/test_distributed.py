@@ -94,7 +94,12 @@ def test_capture_resumes_per_rank_after_one_rank_is_killed(tmp_path, reference):
     out = tmp_path / "store"
     lo1, hi1 = region(w.N, w.CHUNK, 2, 1)  # rank 1 owns rows 20..37
     failed = launch(tmp_path, w.run_capture, str(out), False, lo1 + 10)
-    assert failed == {1: "killed: SIGKILL"}  # no Python error anywhere, just a dead rank
+    assert failed.pop(1) == "killed: SIGKILL"
+    # rank 0 either was terminated with it or, if it was already waiting on rank 1 in a collective,
+    # saw the peer's connection close (a race of the kill, not an error of the capture)
+    assert all(not msg.strip() or "onnection" in msg or "gloo" in msg.lower() for msg in failed.values()), (
+        failed
+    )
     group = zarr.open_group(str(out), mode="r")
     assert not group.attrs["complete"] and group.attrs["rows_written"] == 0
     done1 = group[f"{PROGRESS_GROUP}/rank_1"].attrs["rows_done"]
