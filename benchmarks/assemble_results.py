@@ -13,14 +13,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = [
     "hook_overhead",
+    "hook_overhead_families",
     "zoo",
+    "busy_machine",
     "capture",
     "train_speed",
+    "train_defaults",
     "darcy_sae",
+    "pareto",
+    "explain",
+    "audit",
     "recovery",
     "recovery_sae_fno_fix",
     "supervised",
+    "supervised_seeds345",
     "scaling",
+    "report",
+    "demo",
 ]
 
 

@@ -838,10 +838,13 @@ def _sae_config(sae: torch.nn.Module) -> dict:
 
 #: metrics of :func:`saeno.evaluate` shown at the top of the report, in order
 EVALUATION_KEYS = (
+    "output_change",
     "explained_variance",
+    "explained_variance_mean_field",
     "rel_l2",
     "loss_recovered",
     "splice_added_error",
+    "splice_added_abs",
     "dead_fraction",
     "L0_concepts",
     "L0_per_point",

@@ -182,19 +182,25 @@ def _enrichment_summary(concept: Mapping[str, Any]) -> str:
 
 
 _EVAL_COLUMNS = (
+    ("output_change", "output change (splice)"),
     ("explained_variance", "explained variance"),
+    ("explained_variance_mean_field", "EV vs mean field"),
     ("rel_l2", "relative L2 error"),
     ("loss_recovered", "loss recovered"),
     ("splice_added_error", "error added by splicing"),
+    ("splice_added_abs", "error added (abs.)"),
     ("dead_fraction", "dead share"),
     ("L0_concepts", "active concepts per sample"),
     ("L0_per_point", "active concepts per point"),
 )
 _EVAL_HELP = (
+    "Output change ||f(a_hat) - f(a)|| / ||f(a)||: how much splicing the reconstruction in at the hook "
+    "changes the FNO's prediction, against its own clean prediction (faithfulness). "
     "Explained variance 1 - E|a - a_hat|^2 / E|a - mean a|^2 of the raw activations; loss "
     "recovered (L_mean - L_sae) / (L_mean - L_clean) of the FNO's relative L2 error against the "
     "target when the reconstruction (or the mean activation) is spliced in at the hook; error added "
-    "L_sae / L_clean - 1; dead share: concepts never active on the evaluated samples."
+    "L_sae / L_clean - 1 (abs.: L_sae - L_clean); EV vs mean field: against the mean across samples at "
+    "each point instead of the channel mean; dead share: concepts never active on the evaluated samples."
 )
 
 
