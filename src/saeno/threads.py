@@ -9,8 +9,8 @@ many small batched products, and are slower with two sleeping threads than with 
 
 saeno's default (:data:`DEFAULT`, ``"passive"``, applied by the ``saeno`` command for every verb, and
 available to Python users through :func:`configure` before torch is imported and :func:`apply` after):
-``OMP_WAIT_POLICY=PASSIVE`` (a user's own setting wins) with torch's thread count; the zoo's FNO training
-additionally runs with its recipe's one thread under passive waiting (``saeno.zoo.training.cpu_threads``).
+``OMP_WAIT_POLICY=PASSIVE`` (a user's own setting wins) with torch's thread count, the zoo's FNO training
+included (a recipe may still name its own count, ``saeno.zoo.training.cpu_threads``).
 
 Policies (``SAENO_THREADS`` or ``apply(policy)``): ``"passive"`` (the default), ``"spectral1"`` (passive
 waiting, and one intra-op thread inside every neuraloperator spectral convolution, forward and backward,

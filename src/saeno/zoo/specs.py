@@ -44,8 +44,9 @@ class FitRecipe:
     """Weight decay of the optimiser."""
     seed: int = 0
     """Seed of the initialisation and the batch order."""
-    cpu_threads: int | None = 1
-    """Intra-op threads on CPU under passive OpenMP waiting (see ``saeno.zoo.training.cpu_threads``)."""
+    cpu_threads: int | None = None
+    """Intra-op threads on CPU under passive OpenMP waiting (None: torch's count; see
+    ``saeno.zoo.training.cpu_threads`` and, for the choice, ``benchmarks/results/busy_machine.md``)."""
     optimizer: str = "adamw"
     """``"adamw"`` or ``"adam"``."""
     pct_start: float = 0.2
