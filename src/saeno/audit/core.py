@@ -287,9 +287,9 @@ def audit(
     id_st = _open(id_store) if id_store is not None else None
     hooked = None
     if model is not None:
-        from saeno.hooking import HookedOperator
+        from saeno.evaluation import as_hooked
 
-        hooked = model if hasattr(model, "run_with_hooks") else HookedOperator(model)
+        hooked = model if hasattr(model, "run_with_hooks") else as_hooked(model)
     _check_compatible(train, shifted + ([id_st] if id_st is not None else []), hook, sae, hooked)
     sae.eval()
     if hooked is not None:

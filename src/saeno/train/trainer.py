@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from saeno.errors import SaenoError
-from saeno.sae.base import SAEOutput, SparseAutoencoder
+from saeno.sae.base import SparseAutoencoder
 from saeno.train.checkpoint import (
     load_trainer_state,
     prune_checkpoints,
@@ -126,11 +126,6 @@ def _normalization_from(mean: Any, var: Any, mode: str) -> tuple[Tensor, Tensor]
     floor = 1e-6 * float(std.max()) if std.numel() else 0.0
     std = torch.where(std > max(floor, 1e-12), std, torch.ones_like(std))
     return mean, std
-
-
-def _fired(out: SAEOutput) -> Tensor:
-    """``(p,)`` bool: concepts non-zero anywhere in the batch."""
-    return out.fired()
 
 
 def sae_loss(
@@ -424,7 +419,7 @@ def train_sae(
             loss.backward()
             optimizer.step()
             sae.normalize_decoder_()
-            fired = strategy.any_rank(_fired(out))
+            fired = strategy.any_rank(out.fired())
             since_fired = torch.where(fired, 0, since_fired + 1)
             if (
                 resample_every
