@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from saeno.errors import SaenoError, StoreError
+from saeno.metrics import relative_l2
 from saeno.sae.base import SparseAutoencoder
 from saeno.sae.code_stats import CodeStats
 
@@ -58,13 +59,6 @@ def _read(store: Any, name: str, rows: np.ndarray) -> np.ndarray:
     if len(rows) and np.all(np.diff(rows) == 1):
         return store.read(name, slice(int(rows[0]), int(rows[-1]) + 1))
     return store.read(name, rows)
-
-
-def _rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||``."""
-    diff = (pred - target).flatten(1).abs().pow(2).sum(1).sqrt()
-    norm = target.flatten(1).abs().pow(2).sum(1).sqrt().clamp_min(1e-12)
-    return diff / norm
 
 
 def check_model_matches_store(hooked: Any, store: Any) -> None:
@@ -181,7 +175,7 @@ def evaluate_store(
         stats.update(z)
         err = (a - a_hat).abs().pow(2)
         sums["se"] += err.sum().item()
-        sums["rel"] += _rel_l2(a_hat, a).sum().item()
+        sums["rel"] += relative_l2(a_hat, a).sum().item()
         sums["n"] += a.shape[0]
         sums["values"] += a.numel()
         centred = a - ch_mean.to(device=device, dtype=a.dtype).view(1, -1, *([1] * (a.dim() - 2)))
@@ -198,7 +192,7 @@ def evaluate_store(
             x = torch.from_numpy(_read(store, "x", idx)).to(device)
             y = torch.from_numpy(_read(store, "y", idx)).to(device)
             clean_out = hooked(x)
-            ops["clean"] += _rel_l2(clean_out, y).sum().item()
+            ops["clean"] += relative_l2(clean_out, y).sum().item()
 
             def splice(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
                 return sae(act).to(act.dtype)
@@ -207,9 +201,9 @@ def evaluate_store(
                 return mean_field.to(act.dtype).expand_as(act)
 
             spliced = hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)])
-            ops["sae"] += _rel_l2(spliced, y).sum().item()
-            ops["change"] += _rel_l2(spliced, clean_out).sum().item()
-            ops["ablate"] += _rel_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, ablate)]), y).sum().item()
+            ops["sae"] += relative_l2(spliced, y).sum().item()
+            ops["change"] += relative_l2(spliced, clean_out).sum().item()
+            ops["ablate"] += relative_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, ablate)]), y).sum().item()
 
     n = sums["n"]
     var_sum_norm = float((norm_sq - norm_sum.pow(2) / max(norm_count, 1)).sum())

@@ -25,6 +25,7 @@ import torch
 
 from saeno.audit.features import point_error_field
 from saeno.audit.stats import bootstrap_ratio_of_sums, bootstrap_weights
+from saeno.metrics import relative_l2
 
 
 def _interval(est: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, list[float | None]]:
@@ -32,12 +33,6 @@ def _interval(est: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, list
         return [None if not np.isfinite(x) else float(x) for x in np.atleast_1d(v)]
 
     return {"value": clean(est), "low": clean(lo), "high": clean(hi)}
-
-
-def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``||pred - target|| / ||target||`` of ``(B, C, *grid)`` fields."""
-    ref = target.flatten(1).norm(dim=1)
-    return (pred - target).flatten(1).norm(dim=1) / ref.clamp_min(torch.finfo(ref.dtype).tiny)
 
 
 def ablation_hook(sae: Any, concept: int) -> Any:

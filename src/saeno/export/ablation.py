@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from saeno.metrics import relative_l2
+
 ABLATION_METHOD = (
     "zero-ablation with the reconstruction error kept: at the hook, a is replaced by "
     "a - (decode(z) - decode(z with z_k = 0)); the output change and the relative L2 error against "
@@ -29,13 +31,6 @@ ABLATION_METHOD_SUPERVISED = (
     "a + D(m - e_k, n) - D(m, n) (m the sample's labels, n its nuisance); the output change and the "
     "relative L2 error against the stored target are averaged over the concept's top samples"
 )
-
-
-def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||`` of ``(B, C, *grid)`` fields."""
-    diff = (pred - target).flatten(1).norm(dim=1)
-    ref = target.flatten(1).norm(dim=1)
-    return diff / ref.clamp_min(torch.finfo(ref.dtype).tiny)
 
 
 def is_supervised(sae: torch.nn.Module) -> bool:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from saeno.errors import SaenoError
+from saeno.metrics import relative_l2 as rel_l2
 from saeno.sae.supervised import LabelError, SupervisedSAE
 
 Edit = Callable[[Tensor, np.ndarray], Tensor]
@@ -140,13 +141,6 @@ def run_edited(
 
         outs.append(hooked.run_with_hooks(xb, fwd_hooks=[(hook, fn)]).cpu())
     return torch.cat(outs)
-
-
-def rel_l2(pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> np.ndarray:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||``."""
-    p = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
-    t = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
-    return np.linalg.norm(p - t, axis=1) / np.maximum(np.linalg.norm(t, axis=1), 1e-12)
 
 
 def score(

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from saeno.errors import SaenoError
+from saeno.metrics import relative_l2 as rel_l2
 from saeno.paths import zoo_dir
 from saeno.zoo.specs import LABELLED_FNO
 
@@ -31,13 +32,6 @@ def build(kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
     kw = dict(FNO_KWARGS if kwargs is None else kwargs)
     kw["n_modes"] = tuple(kw["n_modes"])
     return FNO(**kw)
-
-
-def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error (:func:`saeno.zoo.training.relative_l2`): ``(B,)``."""
-    from saeno.zoo.training import relative_l2
-
-    return relative_l2(pred, target)
 
 
 #: the benchmark FNO's training recipe (:data:`saeno.zoo.specs.LABELLED_FNO`)

@@ -14,13 +14,8 @@ import numpy as np
 import torch
 
 from saeno.errors import SaenoError
+from saeno.metrics import relative_l2
 from saeno.zoo.operator import ZooOperator
-
-
-def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||`` over channels and grid, shape ``(B,)``."""
-    diff = (pred - target).flatten(1).norm(dim=1)
-    return diff / target.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
 @torch.no_grad()
