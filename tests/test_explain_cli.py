@@ -55,7 +55,7 @@ def test_explain_writes_versioned_json_and_prints_a_summary(setup, capsys):
             str(tmp / "s.zarr"),
             "--out",
             str(tmp / "ex"),
-            "--quiet",
+            "--no-progress",
             "--null-seeds",
             "1",
             "--model",
@@ -90,7 +90,7 @@ def test_explain_cli_errors_are_clean(setup, capsys):
             "--probes",
             "target_grad",
             "vortex",
-            "--quiet",
+            "--no-progress",
         ]
     )
     err = capsys.readouterr().err
@@ -124,7 +124,7 @@ def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
                 str(tmp / "s.zarr"),
                 "--out",
                 str(tmp / "ex"),
-                "--quiet",
+                "--no-progress",
                 "--no-random-null",
             ]
         )
@@ -141,7 +141,7 @@ def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
                 str(tmp / "s.zarr"),
                 "--out",
                 str(tmp / "rep"),
-                "--quiet",
+                "--no-progress",
                 "--max-concepts",
                 "4",
                 "--explanations",
@@ -178,7 +178,7 @@ def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
             str(tmp / "s.zarr"),
             "--out",
             str(tmp / "rep2"),
-            "--quiet",
+            "--no-progress",
             "--explanations",
             str(tmp / "bad.json"),
         ]

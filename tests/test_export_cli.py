@@ -34,7 +34,7 @@ def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys):
             "--resolutions",
             "16",
             "24x24",
-            "--quiet",
+            "--no-progress",
         ]
     )
     assert rc == 0
@@ -65,7 +65,7 @@ def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extr
             str(saved / "store.zarr"),
             "--out",
             str(tmp_path / "out"),
-            "--quiet",
+            "--no-progress",
             *extra,
         ]
     )
@@ -84,7 +84,7 @@ def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys):
             str(saved / "store.zarr"),
             "--out",
             str(tmp_path / "out"),
-            "--quiet",
+            "--no-progress",
         ]
     )
     assert rc == 2
@@ -128,7 +128,7 @@ def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, 
         "2",
         "--max-concepts",
         "1",
-        "--quiet",
+        "--no-progress",
     ]
     assert main(args + ["--out", str(tmp_path / "out"), "--model", str(folder)]) == 0
     doc = json.loads((tmp_path / "out" / "concepts.json").read_text())
@@ -154,7 +154,7 @@ def test_single_file_and_no_eval_flags(saved, tmp_path, capsys):
             "2",
             "--max-concepts",
             "1",
-            "--quiet",
+            "--no-progress",
             "--single-file",
             "--no-eval",
             "--model-name",

@@ -36,7 +36,7 @@ def _cases(tmp: Path, store: Path) -> list[tuple[list[str], str]]:
         (cap + out + ["--batch-size", "0"], "--batch-size must be a positive integer"),
         (cap + out + ["--resolution", "-16"], "--resolution must be a positive integer"),
         (cap + out + ["--resolution", "0"], "--resolution must be a positive integer"),
-        (cap + out + ["--n", "-3"], "--n must be a positive integer"),
+        (cap + out + ["--max-samples", "-3"], "--max-samples must be a positive integer"),
         (cap + out + ["--chunk-size", "0"], "--chunk-size must be a positive integer"),
         (cap + out + ["--device", "bogus"], "--device 'bogus' is not a device"),
         (train + out + ["--batch-size", "0"], "--batch-size must be a positive integer"),

@@ -254,6 +254,24 @@ def evaluate_store(
     return result
 
 
+def as_sae(sae: Any) -> Any:
+    """``sae`` itself, or the SAE in a folder written by :func:`saeno.save_sae` (a path)."""
+    from os import PathLike, fspath
+
+    if isinstance(sae, (str, PathLike)):
+        from saeno.train.checkpoint import load_sae
+
+        return load_sae(fspath(sae))
+    return sae
+
+
+def resolve_device(sae: Any, device: str | torch.device | None) -> torch.device:
+    """The device a verb runs on: ``device`` when given, else the SAE's (CPU for a parameterless one)."""
+    if device is not None:
+        return torch.device(device)
+    return _device_of(sae) if isinstance(sae, torch.nn.Module) else torch.device("cpu")
+
+
 def as_hooked(model: Any, *, trust: bool = False) -> Any:
     """``model`` as a :class:`~saeno.hooking.HookedOperator`: a ``HookedOperator``, a torch module, a
     zoo or example name, or a path (see :func:`saeno.zoo.load_model`; pickles only with ``trust``).
@@ -289,7 +307,9 @@ def evaluate(
     hooked: Any = None,
     other_stores: Sequence[Any] = (),
     rows: Sequence[int] | np.ndarray | None = None,
+    n_rows: int | None = None,
     batch_size: int = 16,
+    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate an SAE at its training resolution and at other resolutions.
@@ -297,7 +317,7 @@ def evaluate(
     Parameters
     ----------
     sae
-        A trained SAE; ``sae.hook`` is used when ``hook`` is None.
+        A trained SAE or its folder (:func:`saeno.save_sae`); ``sae.hook`` is used when ``hook`` is None.
     store
         The store at the training resolution (an :class:`saeno.ActivationStore` or its path).
     hook
@@ -310,8 +330,12 @@ def evaluate(
         Stores of the same FNO and hook captured at other resolutions (objects or paths).
     rows
         Rows of ``store`` to evaluate (e.g. a held-out split); other stores are evaluated whole.
+    n_rows
+        Evaluate only the first ``n_rows`` rows of ``store`` (instead of ``rows``; default: all).
     batch_size
         Samples per batch.
+    device
+        Where the SAE and the FNO run (default: the SAE's device); both are moved there.
     progress
         Show progress bars.
 
@@ -328,8 +352,17 @@ def evaluate(
 
     if model is not None and hooked is not None:
         raise SaenoError("give the FNO once: model= (hooked= is its older name)")
+    if rows is not None and n_rows is not None:
+        raise SaenoError("give rows= or n_rows=, not both")
+    sae = as_sae(sae)
     hooked = as_hooked(model if model is not None else hooked)
     store = _open(store)
+    if n_rows is not None:
+        rows = np.arange(min(int(n_rows), store.n_rows))
+    dev = resolve_device(sae, device)
+    sae.to(dev)
+    if hooked is not None:
+        getattr(hooked, "model", hooked).to(dev)
     hook = hook or sae.hook
     if hook is None:
         raise SaenoError("this SAE does not record its hook: pass hook=NAME (CLI: --hook NAME)")

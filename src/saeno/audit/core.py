@@ -31,6 +31,7 @@ from saeno.audit.scores import (
     OffDistributionScorer,
 )
 from saeno.audit.stats import auroc, roc_curve, spearman
+from saeno.deprecation import UNSET, renamed
 from saeno.errors import SaenoError
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def audit(
     hook: str | None = None,
     id_store: Any = None,
     holdout: float = 0.3,
-    max_rows: int | None = None,
+    n_rows: int | None = None,
     max_ablate: int = 8,
     quantile: float = 0.95,
     n_boot: int = 1000,
@@ -217,7 +218,9 @@ def audit(
     knn: int = 5,
     seed: int = 0,
     batch_size: int = 16,
+    device: str | torch.device | None = None,
     progress: bool = True,
+    max_rows: Any = UNSET,
 ) -> AuditResult:
     """Audit an FNO through an SAE on shifted stores.
 
@@ -241,8 +244,9 @@ def audit(
         rest being the reference.
     holdout
         Share of training rows held out when ``id_store`` is None.
-    max_rows
-        Use at most this many rows of each store (the first ones; None: all).
+    n_rows
+        Use at most this many rows of each store (the first ones; None: all). ``max_rows`` is its
+        deprecated old name.
     max_ablate
         Concepts ablated per store in the error attribution.
     quantile
@@ -255,6 +259,8 @@ def audit(
         Seed of the held-out split and the bootstrap.
     batch_size
         Samples per batch.
+    device
+        Where the SAE and the FNO run (default: the SAE's device); both are moved there.
     progress
         Show progress bars.
 
@@ -267,10 +273,10 @@ def audit(
     AuditError
         A store from another model or without the hook, an SAE of another model, a supervised SAE.
     """
-    if isinstance(sae, (str, Path)):
-        raise AuditError(
-            f"sae={str(sae)!r} is a path: load the SAE first, saeno.audit(saeno.load_sae(path), ...)"
-        )
+    from saeno.evaluation import as_hooked, as_sae, resolve_device
+
+    n_rows = renamed(n_rows, max_rows, new="n_rows", old="max_rows")
+    sae = as_sae(sae)
     if getattr(sae, "architecture", None) == "supervised":
         raise AuditError(
             "a supervised SAE needs labels for its codes: audit an unsupervised SAE (sae, sae-fno, flat)"
@@ -287,17 +293,15 @@ def audit(
     id_st = _open(id_store) if id_store is not None else None
     hooked = None
     if model is not None:
-        from saeno.evaluation import as_hooked
-
         hooked = model if hasattr(model, "run_with_hooks") else as_hooked(model)
     _check_compatible(train, shifted + ([id_st] if id_st is not None else []), hook, sae, hooked)
-    sae.eval()
+    dev = resolve_device(sae, device)
+    sae.to(dev).eval()
     if hooked is not None:
-        dev = next(iter(sae.buffers())).device
         getattr(hooked, "model", hooked).to(dev)
 
     def rows_of(s: Any) -> np.ndarray:
-        n = s.n_rows if max_rows is None else min(s.n_rows, int(max_rows))
+        n = s.n_rows if n_rows is None else min(s.n_rows, int(n_rows))
         return np.arange(n)
 
     train_rows = rows_of(train)
@@ -318,7 +322,7 @@ def audit(
         id_scores = scorer.score(id_f)
         settings = {
             "holdout": None if id_st is not None else holdout,
-            "max_rows": max_rows,
+            "max_rows": n_rows,
             "max_ablate": max_ablate,
             "quantile": quantile,
             "n_boot": n_boot,

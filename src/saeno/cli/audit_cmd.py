@@ -42,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--hook", default=None, help="hook name (default: the SAE's)")
     p.add_argument("--out", required=True, help="output folder (audit.json, audit.html, figures/)")
-    p.add_argument("--n", type=int, default=None, help="use the first N rows of each store")
+    from saeno.cli.common import add_device_option, add_progress_option, add_rows_option
+
+    add_rows_option(p, "use the first N rows of each store", old=("--n",))
     p.add_argument("--max-ablate", type=int, default=8, help="concepts ablated per store (default 8)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
@@ -51,8 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
     )
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_option(p, default="cpu")
+    add_progress_option(p)
     p.set_defaults(func=run)
 
 
@@ -66,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.holdout < 1.0:
         raise AuditError(f"--holdout must be between 0 and 1, got {args.holdout}")
-    sae = load_sae(args.sae).to(args.device)
-    model = load_any_model(args.model, trust=args.trust).to(args.device).eval() if args.model else None
+    sae = load_sae(args.sae)
+    model = load_any_model(args.model, trust=args.trust).eval() if args.model else None
     try:
         result = audit(
             sae,
@@ -77,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
             hook=args.hook,
             id_store=args.id_store,
             holdout=args.holdout,
-            max_rows=args.n,
+            n_rows=args.max_samples,
             max_ablate=args.max_ablate,
             n_boot=args.n_boot,
             level=args.level,
             seed=args.seed,
             batch_size=args.batch_size,
+            device=args.device,
             progress=not args.no_progress,
         )
     except AuditError as exc:

@@ -28,20 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="dataset split: test (the default for benchmarks and files with splits) or train; "
         "for a file without splits use --rows",
     )
-    p.add_argument(
-        "--max-samples",
-        "--n",
-        dest="n",
-        type=int,
-        default=None,
-        metavar="N",
-        help="capture only the first N samples (--n is the old spelling; under torchrun "
-        "only --max-samples works)",
-    )
+    from saeno.cli.common import add_device_option, add_progress_option, add_rows_option
+
+    add_rows_option(p, "capture only the first N samples", old=("--n",))
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage dtype")
     p.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: about 4 MiB)")
-    p.add_argument("--device", default=None, help="device of the forward pass (default cpu, e.g. cuda)")
+    add_device_option(p, help="device of the forward pass (default cpu, e.g. cuda)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted capture into STORE")
     p.add_argument("--overwrite", action="store_true", help="replace an existing saeno store at STORE")
     p.add_argument(
@@ -52,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow unpickling the model checkpoint and the data file (only files you trust)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     from saeno.cli.common import add_data_options, add_model_options
 
     add_model_options(p)
@@ -131,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         batch_size=args.batch_size,
         dtype=args.dtype,
-        n=args.n,
+        n_rows=args.max_samples,
         resume=args.resume,
         overwrite=args.overwrite,
         allow_nonfinite=args.allow_nonfinite,

@@ -1,10 +1,61 @@
-"""Helpers shared by the CLI verbs: resolving models, the data-layout options, and printing."""
+"""Helpers shared by the CLI verbs: the common options, resolving models, the data-layout options, and
+printing.
+
+The common options have one spelling in every verb that runs a model (``tests/test_cli_vocabulary.py``):
+``--device`` (:func:`add_device_option`), ``--no-progress`` (:func:`add_progress_option`) and the row
+limit ``--max-samples`` (:func:`add_rows_option`; no torchrun option starts with it, so it also works
+after ``torchrun ... -m saeno VERB``). Old spellings (``--n``, ``--n-rows``, ``--quiet``) still parse,
+with a warning on stderr.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+#: the row-limit flag of every verb (Python: ``n_rows``)
+ROWS_FLAG = "--max-samples"
+
+
+class DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag: stores into the new flag's ``dest`` and warns on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_device_option(p: Any, default: str | None = None, help: str | None = None) -> None:
+    """``--device``: the torch device a verb runs on."""
+    p.add_argument(
+        "--device",
+        default=default,
+        help=help or f"torch device, e.g. cpu or cuda (default: {default or 'cpu'})",
+    )
+
+
+def add_progress_option(p: Any, *, old: tuple[str, ...] = (), help: str = "hide progress bars") -> None:
+    """``--no-progress`` (``args.no_progress``), with deprecated spellings ``old`` (e.g. ``--quiet``)."""
+    p.add_argument("--no-progress", action="store_true", help=help)
+    for flag in old:
+        p.add_argument(
+            flag, dest="no_progress", action=DeprecatedFlag, new="--no-progress", nargs=0, const=True
+        )
+
+
+def add_rows_option(p: Any, help: str, *, default: int | None = None, old: tuple[str, ...] = ()) -> None:
+    """The row limit ``--max-samples N`` (``args.max_samples``), with deprecated spellings ``old``."""
+    p.add_argument(ROWS_FLAG, dest="max_samples", type=int, default=default, metavar="N", help=help)
+    for flag in old:
+        p.add_argument(flag, dest="max_samples", type=int, action=DeprecatedFlag, new=ROWS_FLAG, metavar="N")
 
 
 def has_option(p: Any, flag: str) -> bool:

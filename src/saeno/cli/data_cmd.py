@@ -13,7 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     gen = sub.add_parser("generate", help="generate a benchmark dataset (cached HDF5)")
     gen.add_argument("name", help="benchmark name (see `saeno data list`)")
-    gen.add_argument("--n", type=int, default=None, help="training samples (default: the card's)")
+    from saeno.cli.common import DeprecatedFlag
+
+    gen.add_argument("--n-train", type=int, default=None, help="training samples (default: the card's)")
+    gen.add_argument("--n", dest="n_train", type=int, action=DeprecatedFlag, new="--n-train")
     gen.add_argument("--n-test", type=int, default=None, help="test samples (default: the card's, scaled)")
     gen.add_argument(
         "--resolution",
@@ -60,7 +63,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     path = generate(
         args.name,
-        n=args.n,
+        n=args.n_train,
         resolutions=args.resolution,
         seed=args.seed,
         progress=not args.no_progress,

@@ -32,24 +32,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
     )
-    p.add_argument(
-        "--max-samples",
-        "--n",
-        dest="n",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate the first N rows only (--n is the old spelling)",
-    )
+    from saeno.cli.common import add_device_option, add_progress_option, add_rows_option
+
+    add_rows_option(p, "evaluate the first N rows only", old=("--n",))
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+    add_device_option(p, default="cpu")
+    add_progress_option(p)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the full report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print a table."""
-    import numpy as np
 
     from saeno.cli.common import load_any_model, write_json
     from saeno.evaluation import evaluate, format_table, summary_rows
@@ -62,15 +56,16 @@ def run(args: argparse.Namespace) -> int:
     hooked = None
     if args.model:
         hooked = HookedOperator(load_any_model(args.model, trust=args.trust)).to(args.device).eval()
-    rows = None if args.n is None else np.arange(min(args.n, store.n_rows))
     report = evaluate(
         sae,
         store,
         args.hook,
         hooked=hooked,
         other_stores=args.other_store,
-        rows=rows,
+        n_rows=args.max_samples,
         batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
     )
     print(format_table(summary_rows(report)))
     if args.json:

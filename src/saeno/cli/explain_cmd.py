@@ -32,13 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--list-probes", action="store_true", help="print the probes for the store's dataset and exit"
     )
     p.add_argument("--hook", default=None, help="hook the SAE was trained on (default: the SAE's)")
-    p.add_argument(
-        "--n-rows",
-        type=int,
-        default=100,
-        metavar="N",
-        help="score the first N rows of the store (default 100)",
-    )
+    from saeno.cli.common import add_device_option, add_progress_option, add_rows_option
+
+    add_rows_option(p, "score the first N rows of the store (default 100)", default=100, old=("--n-rows",))
     p.add_argument("--seed", type=int, default=0, help="seed of the halves and the nulls")
     p.add_argument(
         "--floor",
@@ -65,8 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "and lists the concepts that matter but no probe explains",
     )
     p.add_argument("--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint")
-    p.add_argument("--device", default=None, help="torch device (default: the SAE's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_option(p, help="torch device (default: the SAE's)")
+    add_progress_option(p, old=("--quiet",))
     p.set_defaults(func=run)
     return p
 
@@ -87,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         for name in available_probes(dataset):
             print(f"{name:22s} {reg[name].description}")
         return 0
-    if args.n_rows < 2:
-        raise ExplainError(f"--n-rows must be at least 2, got {args.n_rows}")
+    if args.max_samples < 2:
+        raise ExplainError(f"--max-samples must be at least 2, got {args.max_samples}")
     if not 0 <= args.floor < 1:
         raise ExplainError(f"--floor must be in [0, 1), got {args.floor}")
     model = None
@@ -101,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         store,
         hook=args.hook,
         probes=args.probes,
-        n_rows=args.n_rows,
+        n_rows=args.max_samples,
         seed=args.seed,
         floor=args.floor,
         random_null=not args.no_random_null,
@@ -110,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         model=model,
         trust=args.trust,
         device=args.device,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
     path = ex.save(args.out)
     s = ex.summary

@@ -65,9 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="figures and pages for the N most active concepts (default 16)",
     )
     group.add_argument("--all", action="store_true", help="figures and pages for every live concept")
-    parser.add_argument(
-        "--n-rows", type=int, default=None, metavar="N", help="use only the first N rows of the store"
-    )
+    from saeno.cli.common import add_device_option, add_progress_option, add_rows_option
+
+    add_rows_option(parser, "use only the first N rows of the store", old=("--n-rows",))
     parser.add_argument(
         "--resolutions",
         type=_resolution,
@@ -76,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="RES",
         help="grids to render atoms on, e.g. 16 32 or 16x16 32x32 (default: the store's grid and twice it)",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: the SAE's)")
+    add_device_option(parser, help="torch device (default: the SAE's)")
     parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
     parser.add_argument(
         "--single-file",
@@ -103,7 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="explanations.json written by `saeno explain` for this SAE: shown on the "
         "concept pages and as index columns",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(parser, old=("--quiet",))
     parser.set_defaults(func=run)
     return parser
 
@@ -136,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
         n_top=args.n_top,
         resolutions=args.resolutions,
         device=args.device,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         max_concepts=None if args.all else args.max_concepts,
-        n_rows=args.n_rows,
+        n_rows=args.max_samples,
         trust=args.trust,
         dpi=args.dpi,
         explanations=args.explanations,

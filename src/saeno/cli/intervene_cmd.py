@@ -42,7 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--trust", action="store_true", help="allow unpickling a neuraloperator checkpoint you trust"
     )
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    from saeno.cli.common import add_device_option, add_progress_option
+
+    add_device_option(p, default="cpu")
+    add_progress_option(p, help="hide progress bars (intervene runs one pass and shows none)")
     p.set_defaults(func=run)
 
 

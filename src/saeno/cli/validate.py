@@ -22,6 +22,7 @@ from saeno.errors import SaenoError
 POSITIVE_INTS = (
     "batch_size",
     "n",
+    "n_train",
     "n_test",
     "chunk_size",
     "resolution",
@@ -34,6 +35,7 @@ POSITIVE_INTS = (
     "checkpoint_every",
     "modes",
     "n_rows",
+    "max_samples",
     "lifting",
     "batch",
     "workers",

@@ -29,6 +29,7 @@ import torch
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from saeno.deprecation import UNSET, renamed
 from saeno.errors import ShapeError, StoreError
 from saeno.store import commit, layout
 from saeno.store.activation_store import (
@@ -220,7 +221,7 @@ def capture(
     *,
     batch_size: int = 32,
     dtype: str = "float32",
-    n: int | None = None,
+    n_rows: int | None = None,
     resume: bool = False,
     allow_nonfinite: bool = False,
     device: str | torch.device | None = None,
@@ -228,6 +229,7 @@ def capture(
     dataset_card: dict | None = None,
     chunk_size: int | None = None,
     overwrite: bool = False,
+    n: Any = UNSET,
 ) -> ActivationStore:
     """Run ``hooked`` over ``data`` and write the fields of ``hooks`` to a Zarr store.
 
@@ -248,8 +250,8 @@ def capture(
     dtype
         Storage type of the hook activations: ``"float32"`` or ``"float16"`` (complex activations
         are stored as complex64). Inputs and outputs are kept in float32.
-    n
-        Capture only the first ``n`` samples (default: all).
+    n_rows
+        Capture only the first ``n_rows`` samples (default: all). ``n`` is its deprecated old name.
     resume
         Continue a store left unfinished (killed, stopped at a non-finite value). The finished
         store equals an uninterrupted capture bit for bit. A store made by another model, with
@@ -281,12 +283,13 @@ def capture(
     NonFiniteActivationError
         A hook produced NaN/inf (rows committed before the chunk holding it stay readable).
     """
+    n = renamed(n_rows, n, new="n_rows", old="n")
     if dtype not in _DTYPES:
         raise StoreError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise StoreError(f"batch_size must be a positive number of samples, got {batch_size!r}")
     if n is not None and n < 1:
-        raise StoreError(f"n must be a positive number of samples, got {n}")
+        raise StoreError(f"n_rows must be a positive number of samples, got {n}")
     if chunk_size is not None and chunk_size < 1:
         raise StoreError(f"chunk_size must be at least 1, got {chunk_size}")
     if resume and overwrite:
