@@ -45,7 +45,9 @@ def convergence_warnings(history: list[dict[str, Any]], decay_start: int | None 
     return found
 
 
-def decay_start(total: int | None, decay_frac: float, schedule: str = "linear", warmup: int = 0) -> int | None:
+def decay_start(
+    total: int | None, decay_frac: float, schedule: str = "linear", warmup: int = 0
+) -> int | None:
     """The step where the learning rate starts its final decay (None: it does not decay).
 
     The linear schedule decays over the last ``decay_frac`` of the steps; the cosine one decays from
