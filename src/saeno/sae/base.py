@@ -383,6 +383,10 @@ class SparseAutoencoder(nn.Module):
             recon = recon + self._pack(bias.expand_as(x))[0]
         return SAEOutput(recon, target, codes, pre, penalty)
 
+    def default_aux_k(self) -> int:
+        """Dead concepts the trainer's AuxK loss uses by default: ``min(p // 2, 256)``."""
+        return min(self.n_concepts // 2, 256)
+
     def aux_codes(self, pre: Tensor, dead: Tensor, k: int) -> Tensor:
         """AuxK codes: the top ``k`` dead concepts of ``pre``, ReLU with a straight-through gradient.
 

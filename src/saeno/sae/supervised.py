@@ -22,9 +22,12 @@ with the blocks and the decoder. For a new sample the codes are its labels plus 
 pass, no optimisation. An encoder that sees the activation can also copy the label information into
 the nuisance, and then a label switch changes little: on the Burgers benchmark with plain reconstruction
 only, decoding held-out combinations from their labels alone explained less variance than a ridge
-regression from labels. The trainer (:func:`saeno.supervised.training.fit_supervised`) therefore adds a
-penalty on the batch correlation between the nuisance (and its square) and the label indicators
-(``decorrelate``, default 10); the reconstruction term itself is plain MSE, with no sparsity penalty.
+regression from labels. The training loss therefore adds a penalty on the batch correlation between the
+nuisance (and its square) and the label indicators (:func:`nuisance_label_correlation`, weight
+``decorrelate``, default 10, relative to the channel-averaged MSE); the reconstruction term itself is plain
+MSE, with no sparsity penalty. :meth:`SupervisedSAE.forward_train` returns that penalty as the output's
+``penalty``, so :func:`saeno.train_sae` trains the model like any other SAE, on ``(activations, label
+mask)`` batches (:func:`saeno.supervised.training.fit_supervised` does this).
 
 Interventions change the mask and keep the nuisance: ``a' = a + D(m', n) - D(m, n)`` (the
 reconstruction error is preserved; setting the labels a sample already has changes nothing, exactly).
@@ -54,6 +57,27 @@ class LabelError(SaenoError, ValueError):
 LabelsLike = Tensor | np.ndarray | Mapping[str, Any]
 
 
+def nuisance_label_correlation(nuisance: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared correlation, over the batch, between every nuisance value (and its square) and
+    every concept's label indicator: zero when the nuisance's first two moments do not depend on the
+    labels (in the batch).
+
+    Parameters
+    ----------
+    nuisance : Tensor
+        ``(B, d_n, *grid)``.
+    mask : Tensor
+        ``(B, p)`` label mask.
+    """
+    n = nuisance.flatten(1)
+    feats = torch.cat([n, n.pow(2)], dim=1)
+    f = feats - feats.mean(0, keepdim=True)
+    m = mask - mask.mean(0, keepdim=True)
+    cov = m.T @ f / len(f)
+    denom = m.pow(2).mean(0).sqrt()[:, None] * f.pow(2).mean(0).sqrt()[None, :]
+    return (cov / denom.clamp_min(1e-6)).pow(2).mean()
+
+
 class SupervisedSAE(SparseAutoencoder):
     """Decoder-only supervised SAE on 1D, 2D or 3D fields with label-gated concept blocks.
 
@@ -79,6 +103,9 @@ class SupervisedSAE(SparseAutoencoder):
         Modes kept by the amortised nuisance encoder (default ``modes``).
     hidden : int
         Width of the decoder's hidden layer (0: linear SAE-FNO decoder).
+    decorrelate : float
+        Weight of :func:`nuisance_label_correlation` in the training loss, relative to the
+        channel-averaged squared error (0: plain reconstruction).
     sparsity, lifting, complex
         As in :class:`~saeno.sae.base.SparseAutoencoder`; sparsity is unused (the label mask is the
         sparsity) and lifting is not supported.
@@ -100,6 +127,7 @@ class SupervisedSAE(SparseAutoencoder):
         modes: int = 8,
         nuisance_modes: int | None = None,
         hidden: int = 32,
+        decorrelate: float = 10.0,
         sparsity: str | dict | Sparsity | None = None,
         lifting: int | None = None,
         complex: str | None = None,
@@ -121,6 +149,8 @@ class SupervisedSAE(SparseAutoencoder):
             raise ConfigError("SupervisedSAE needs ndim (1, 2 or 3)")
         if block_size < 1 or nuisance_size < 0 or modes < 1 or hidden < 0:
             raise ConfigError("block_size and modes must be >= 1, nuisance_size and hidden >= 0")
+        if not decorrelate >= 0:
+            raise ConfigError(f"decorrelate must be >= 0, got {decorrelate}")
         super().__init__(
             in_channels,
             p,
@@ -135,6 +165,7 @@ class SupervisedSAE(SparseAutoencoder):
         self.modes = int(modes)
         self.nuisance_modes = int(nuisance_modes or modes)
         self.hidden = int(hidden)
+        self.decorrelate = float(decorrelate)
         c, d = self.core_channels, self.block_size
         self.code_channels = p * d + self.nuisance_size
         # concept blocks as functions: kernel of a 1 -> p*d spectral map (Fourier coefficients)
@@ -163,6 +194,7 @@ class SupervisedSAE(SparseAutoencoder):
             "modes": self.modes,
             "nuisance_modes": self.nuisance_modes,
             "hidden": self.hidden,
+            "decorrelate": self.decorrelate,
         }
 
     @property
@@ -308,6 +340,13 @@ class SupervisedSAE(SparseAutoencoder):
     def init_encoder_from_decoder_(self) -> None:
         """No-op: there is no concept encoder (the nuisance encoder is trained from scratch)."""
 
+    def default_aux_k(self) -> int:
+        """0: the concepts are switched on by labels, not by an encoder, so there is no AuxK loss."""
+        return 0
+
+    def aux_codes(self, pre: Tensor, dead: Tensor, k: int) -> Tensor:
+        raise ConfigError("a supervised SAE has no AuxK loss: train it with aux_k=0 (the default)")
+
     # ---------------------------------------------------------------- public interface
     def _need(self, labels: LabelsLike | None) -> LabelsLike:
         if labels is None:
@@ -328,11 +367,26 @@ class SupervisedSAE(SparseAutoencoder):
         return self.decode(self.encode(a, labels))
 
     def forward_train(self, a: Tensor, labels: LabelsLike | None = None) -> SAEOutput:
-        """Reconstruction and target in normalised space (the loss is their mean squared error)."""
+        """Everything the training loss needs (:func:`saeno.train_sae` calls it on ``(a, mask)``
+        batches).
+
+        Returns
+        -------
+        SAEOutput
+            ``recon`` and ``target`` in normalised space; ``codes``: the label mask ``(B, p)``
+            (which concepts each sample uses); ``pre``: the code field ``z``; ``penalty``: the
+            decorrelation term in the trainer's units (squared error summed over channels, hence
+            ``decorrelate * C``), None when ``decorrelate`` is 0 or there is no nuisance.
+        """
         x = self.normalize(a)
         mask = self.label_mask(self._need(labels), x.shape[0])
         z = self.codes(mask, self.nuisance_norm(x))
-        return SAEOutput(self._decode(z, True), x, z, z, None)
+        penalty = None
+        if self.decorrelate and self.nuisance_size:
+            nuis = z[:, self.n_concepts * self.block_size :]
+            corr = nuisance_label_correlation(nuis, mask)
+            penalty = self.decorrelate * x.shape[1] * corr
+        return SAEOutput(self._decode(z, True), x, mask, z, penalty)
 
     def decode_labels(self, labels: LabelsLike, nuisance: Tensor) -> Tensor:
         """Raw field decoded from labels and a nuisance ``(B, d_n, *grid)``."""
@@ -368,8 +422,8 @@ class SupervisedSAE(SparseAutoencoder):
         return (
             f"factors={self.factors}, in_channels={self.in_channels}, ndim={self.ndim}, "
             f"block_size={self.block_size}, nuisance_size={self.nuisance_size}, "
-            f"modes={self.modes}, hidden={self.hidden}"
+            f"modes={self.modes}, hidden={self.hidden}, decorrelate={self.decorrelate}"
         )
 
 
-__all__ = ["SupervisedSAE", "LabelError"]
+__all__ = ["SupervisedSAE", "LabelError", "nuisance_label_correlation"]

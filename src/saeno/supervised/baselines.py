@@ -7,7 +7,8 @@ unsupervised SAE with linear probes.
 - :class:`MeanDifference`: per factor, the mean field of each category over the training rows; an edit
   ``f: old -> new`` adds ``mean[f=new] - mean[f=old]`` (the classic steering vector).
 - :func:`unsupervised_with_probes`: an SAE-FNO (TopK) trained without labels on the same rows, its
-  held-out reconstruction, and logistic-regression probes from its per-concept code norms to each factor.
+  reconstruction and logistic-regression probes from its per-concept code norms to each factor, scored
+  on named splits (seen combinations and held-out combinations).
 """
 
 from __future__ import annotations
@@ -118,8 +119,7 @@ class MeanDifference:
 def unsupervised_with_probes(
     a_train: np.ndarray,
     codes_train: Mapping[str, np.ndarray],
-    a_test: np.ndarray,
-    codes_test: Mapping[str, np.ndarray],
+    tests: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]],
     factors: Mapping[str, Sequence[str]],
     *,
     n_concepts: int = 32,
@@ -130,13 +130,28 @@ def unsupervised_with_probes(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train an unsupervised SAE-FNO on ``a_train``; held-out reconstruction and probe accuracy.
+    """Train an unsupervised SAE-FNO on ``a_train``; reconstruction and probe accuracy on named splits.
+
+    The probes are logistic regressions from the per-concept code norms to each factor, fitted on the
+    training rows. Score them on more than one split: on samples of combinations seen in training
+    (fresh nuisances) a probe reads what the codes carry; on held-out combinations it must also
+    generalise to combinations it never saw, a harder and different question.
+
+    Parameters
+    ----------
+    a_train, codes_train : numpy.ndarray, dict
+        Training fields ``(N, C, *grid)`` and their label codes.
+    tests : dict
+        ``{split name: (fields, codes)}`` to score on (an empty split is skipped).
+    factors : dict
+        ``{factor: [category names]}``.
+    n_concepts, k, modes, steps, batch_size, seed, device
+        The SAE-FNO and its training.
 
     Returns
     -------
     dict
-        ``{"sae", "recon" (test reconstruction), "ev" (test explained variance),
-        "probe_accuracy": {factor: accuracy on the test rows}}``.
+        ``{"sae", "ev": {split: explained variance}, "probe_accuracy": {split: {factor: accuracy}}}``.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -145,7 +160,6 @@ def unsupervised_with_probes(
 
     torch.manual_seed(seed)
     a_tr = torch.as_tensor(np.asarray(a_train), dtype=torch.float32)
-    a_te = torch.as_tensor(np.asarray(a_test), dtype=torch.float32)
     sae = SAEFNO(
         a_tr.shape[1],
         n_concepts,
@@ -155,14 +169,27 @@ def unsupervised_with_probes(
     )
     train_sae(sae, a_tr, steps=steps, batch_size=batch_size, device=device, progress=False, seed=seed)
     sae.eval()
-    with torch.no_grad():
-        recon = sae(a_te.to(device)).cpu().numpy()
-        feats = [sae.encode(t.to(device)).flatten(2).norm(dim=2).cpu().numpy() for t in (a_tr, a_te)]
-    acc = {}
-    for f in factors:
-        clf = LogisticRegression(max_iter=2000).fit(feats[0], np.asarray(codes_train[f]))
-        acc[f] = float(clf.score(feats[1], np.asarray(codes_test[f])))
-    return {"sae": sae, "recon": recon, "ev": explained_variance(a_test, recon), "probe_accuracy": acc}
+
+    def features(a: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return sae.encode(a.to(device)).flatten(2).norm(dim=2).cpu().numpy()
+
+    feats_tr = features(a_tr)
+    probes = {
+        f: LogisticRegression(max_iter=2000).fit(feats_tr, np.asarray(codes_train[f])) for f in factors
+    }
+    ev: dict[str, float] = {}
+    acc: dict[str, dict[str, float]] = {}
+    for name, (a, codes) in tests.items():
+        if len(a) == 0:
+            continue
+        a_t = torch.as_tensor(np.asarray(a), dtype=torch.float32)
+        with torch.no_grad():
+            recon = sae(a_t.to(device)).cpu().numpy()
+        ev[name] = explained_variance(a, recon)
+        feats = features(a_t)
+        acc[name] = {f: float(probes[f].score(feats, np.asarray(codes[f]))) for f in factors}
+    return {"sae": sae, "ev": ev, "probe_accuracy": acc}
 
 
 __all__ = ["one_hot", "explained_variance", "RidgeFromLabels", "MeanDifference", "unsupervised_with_probes"]

@@ -154,21 +154,6 @@ def score(
     }
 
 
-def _hooked(model: Any, trust: bool, device: str | torch.device) -> Any:
-    """``model`` as a HookedOperator: a module, a HookedOperator, an example/zoo name or a path."""
-    from saeno.hooking import HookedOperator
-
-    if isinstance(model, HookedOperator):
-        return model.to(device).eval()
-    if isinstance(model, (str, PathLike)):
-        from saeno.hooking.examples import example_model, example_names
-        from saeno.zoo import load_model
-
-        name = str(model)
-        model = example_model(name) if name in example_names() else load_model(name, trust=trust)
-    return HookedOperator(model).to(device).eval()
-
-
 def intervene(
     sae: Any,
     store: Any,
@@ -210,6 +195,7 @@ def intervene(
         with scoring ``x_cf``, ``y_cf``, ``y_fno_cf``), ``scores`` (:func:`score`'s table or None),
         ``hook``, ``factors``, ``assign`` and ``changed`` (number of label changes).
     """
+    from saeno.evaluation import as_hooked
     from saeno.hooking.fingerprint import fingerprint
     from saeno.store import ActivationStore
     from saeno.supervised.training import store_labels
@@ -229,7 +215,7 @@ def intervene(
         raise SaenoError(
             f"the SAE was trained on hook {hook!r}, which the store does not hold ({store.hooks})"
         )
-    hooked = _hooked(model, trust, device)
+    hooked = as_hooked(model, trust=trust).to(device).eval()
     if sae.model_fingerprint and fingerprint(hooked.model) != sae.model_fingerprint:
         raise SaenoError(
             "the model is not the one the SAE was trained on (fingerprints differ): "

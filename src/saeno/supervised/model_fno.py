@@ -1,144 +1,41 @@
-"""The benchmark's FNO (``burgers-labelled-fno``): trained on every label combination, cached on disk.
+"""The benchmark's FNO (``burgers-labelled-fno``): its home is the zoo, :mod:`saeno.zoo.labelled`.
 
-A neuraloperator 1D ``FNO`` (16 modes, hidden 32, 4 layers) maps ``x = (u0, log10 nu)`` to ``u(T)``,
-trained by the zoo's loop (:func:`saeno.zoo.training.fit_loop`) with Adam on the relative L2 loss.
-Saved as ``config.json`` + ``model.safetensors`` in ``saeno.paths.zoo_dir() / "burgers-labelled-fno"``
-(the zoo's folder convention), keyed by the training settings.
+Kept so that ``from saeno.supervised import model_fno`` (tutorial 4, the benchmark) goes on working; every
+name is :mod:`saeno.zoo.labelled`'s.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from saeno.errors import SaenoError
-from saeno.metrics import relative_l2 as rel_l2
-from saeno.paths import zoo_dir
-from saeno.zoo.specs import LABELLED_FNO
-
-NAME = "burgers-labelled-fno"
-FNO_KWARGS = {"n_modes": [16], "in_channels": 2, "out_channels": 1, "hidden_channels": 32, "n_layers": 4}
-
-
-def build(kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
-    """A fresh neuraloperator FNO with the benchmark's (or the given) keyword arguments."""
-    from neuralop.models import FNO
-
-    kw = dict(FNO_KWARGS if kwargs is None else kwargs)
-    kw["n_modes"] = tuple(kw["n_modes"])
-    return FNO(**kw)
+from saeno.zoo.labelled import (
+    FNO_KWARGS,
+    NAME,
+    RECIPE,
+    build,
+    load_folder,
+    load_or_train,
+    save,
+    spec,
+    train_fno,
+)
+from saeno.zoo.training import relative_l2
 
 
-#: the benchmark FNO's training recipe (:data:`saeno.zoo.specs.LABELLED_FNO`)
-RECIPE = LABELLED_FNO.as_spec()["train"]
+def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample relative L2 error (:func:`saeno.zoo.training.relative_l2`): ``(B,)``."""
+    return relative_l2(pred, target)
 
 
-def train_fno(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    epochs: int = 40,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train the benchmark FNO on ``x (N, 2, r)`` -> ``y (N, 1, r)``; returns ``(model, record)``.
-
-    The loop is the zoo's (:func:`saeno.zoo.training.fit_loop`) with :data:`RECIPE`.
-    """
-    from saeno.zoo.training import fit_loop
-
-    torch.manual_seed(seed)
-    model = build().to(device)
-    hp = dict(RECIPE, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    _, losses = fit_loop(
-        model,
-        torch.as_tensor(x, dtype=torch.float32),
-        torch.as_tensor(y, dtype=torch.float32),
-        hp,
-        device=torch.device(device),
-        progress=progress,
-    )
-    return model, {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "n_train": len(x),
-        "final_train_rel_l2": float(np.mean(losses[-20:])),
-    }
-
-
-def save(model: torch.nn.Module, folder: str | Path, config: dict[str, Any]) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (tensors only, no pickle)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
-    }
-    save_file(state, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return folder
-
-
-def load_folder(folder: str | Path, device: str | torch.device | None = None) -> torch.nn.Module:
-    """Load a model saved by :func:`save`; sets ``.saeno_config`` and ``.saeno_record``."""
-    folder = Path(folder)
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise SaenoError(f"{folder} has no config.json + model.safetensors of a benchmark FNO")
-    cfg = json.loads((folder / "config.json").read_text())
-    model = build(cfg["fno"])
-    missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
-    if unexpected or [k for k in missing if not k.endswith("_metadata")]:
-        raise SaenoError(
-            f"weights in {folder} do not match its config: missing {missing}, unexpected {unexpected}"
-        )
-    model.saeno_config = cfg
-    model.saeno_record = cfg.get("record", {})
-    if device is not None:
-        model.to(device)
-    return model.eval()
-
-
-def load_or_train(
-    n_train: int = 810,
-    epochs: int = 40,
-    seed: int = 0,
-    resolution: int = 64,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-) -> torch.nn.Module:
-    """The cached benchmark FNO for these settings (trained on first use, on all combinations)."""
-    from saeno.supervised import benchmark_data
-
-    folder = zoo_dir() / NAME / f"n{n_train}-e{epochs}-s{seed}-r{resolution}"
-    if (folder / "model.safetensors").is_file():
-        return load_folder(folder, device)
-    train = benchmark_data.load("train", n=n_train, resolution=resolution, progress=progress)
-    test = benchmark_data.load("test", n=n_train, resolution=resolution)
-    model, record = train_fno(
-        train.x, train.y, epochs=epochs, seed=seed, device=device or "cpu", progress=progress
-    )
-    with torch.no_grad():
-        dev = next(model.parameters()).device
-        pred = model(torch.as_tensor(test.x, device=dev))
-        record["test_rel_l2"] = float(rel_l2(pred.cpu(), torch.as_tensor(test.y)).mean())
-    cfg = {
-        "name": NAME,
-        "dataset": benchmark_data.CARD,
-        "resolution": resolution,
-        "fno": FNO_KWARGS,
-        "record": record,
-    }
-    save(model.cpu(), folder, cfg)
-    return load_folder(folder, device)
-
-
-__all__ = ["NAME", "FNO_KWARGS", "build", "rel_l2", "train_fno", "save", "load_folder", "load_or_train"]
+__all__ = [
+    "NAME",
+    "FNO_KWARGS",
+    "RECIPE",
+    "build",
+    "spec",
+    "rel_l2",
+    "train_fno",
+    "save",
+    "load_folder",
+    "load_or_train",
+]

@@ -1,7 +1,9 @@
 """Fit a :class:`~saeno.sae.supervised.SupervisedSAE` on activations and labels, holding out combinations.
 
-Held-out label combinations are removed from the training rows *before* any batch is drawn: no batch
-ever contains a held-out row (``on_batch`` lets a caller check that). A held-out specification is a dict
+Training runs through :func:`saeno.train_sae` (the one training loop) on ``(activations, label mask)``
+pairs; the model's ``forward_train`` supplies its loss terms (reconstruction and the nuisance-label
+decorrelation penalty). Held-out label combinations are removed from the rows *before* the data reach the
+trainer: no batch can contain a held-out row. A held-out specification is a dict
 ``{factor: category}`` naming some or all factors; every sample that matches all its entries is held out
 (``{"viscosity": "low", "drift": "right"}`` holds out that pair under every ``ic``).
 """
@@ -9,8 +11,7 @@ ever contains a held-out row (``on_batch`` lets a caller check that). A held-out
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from saeno.errors import SaenoError
-from saeno.sae.supervised import LabelError, SupervisedSAE
+from saeno.sae.supervised import LabelError, SupervisedSAE, nuisance_label_correlation
 
 Holdout = Sequence[Mapping[str, str]]
 
@@ -35,7 +36,8 @@ class SupervisedFit:
     train_rows : numpy.ndarray
         Rows the batches were drawn from (held-out rows excluded).
     losses : list of float
-        Training loss (normalised MSE) per step.
+        Training loss (channel-averaged normalised MSE plus the decorrelation penalty), the mean of
+        every ``log_every`` steps.
     """
 
     sae: SupervisedSAE
@@ -126,27 +128,6 @@ def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]
     )
 
 
-def nuisance_label_correlation(nuisance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared correlation, over the batch, between every nuisance value (and its square) and
-    every concept's label indicator: zero when the nuisance's first two moments do not depend on the
-    labels (in the batch).
-
-    Parameters
-    ----------
-    nuisance : Tensor
-        ``(B, d_n, *grid)``.
-    mask : Tensor
-        ``(B, p)`` label mask.
-    """
-    n = nuisance.flatten(1)
-    feats = torch.cat([n, n.pow(2)], dim=1)
-    f = feats - feats.mean(0, keepdim=True)
-    m = mask - mask.mean(0, keepdim=True)
-    cov = m.T @ f / len(f)
-    denom = m.pow(2).mean(0).sqrt()[:, None] * f.pow(2).mean(0).sqrt()[None, :]
-    return (cov / denom.clamp_min(1e-6)).pow(2).mean()
-
-
 def fit_supervised(
     acts: torch.Tensor | np.ndarray,
     codes: Mapping[str, np.ndarray],
@@ -166,9 +147,13 @@ def fit_supervised(
     device: str | torch.device = "cpu",
     progress: bool = False,
     decorrelate: float = 10.0,
-    on_batch: Callable[[np.ndarray], None] | None = None,
+    log_every: int = 10,
 ) -> SupervisedFit:
-    """Train a supervised SAE by plain reconstruction, never showing it a held-out combination.
+    """Train a supervised SAE by reconstruction, never showing it a held-out combination.
+
+    The run is :func:`saeno.train_sae` with Adam at ``lr`` under a cosine decay to 5%, per-channel
+    normalisation from the training rows, no AuxK, and batches of ``batch_size`` fields reshuffled
+    every epoch.
 
     Parameters
     ----------
@@ -193,16 +178,17 @@ def fit_supervised(
     progress : bool
         Show a progress bar.
     decorrelate : float
-        Weight of :func:`nuisance_label_correlation` in the loss (0: plain reconstruction only). It
-        keeps the label information out of the nuisance, so that the label blocks carry it.
-    on_batch : callable, optional
-        Called with each batch's row indices (e.g. to audit what training saw).
+        Weight of :func:`~saeno.sae.supervised.nuisance_label_correlation` in the loss (0: plain
+        reconstruction only). It keeps the label information out of the nuisance, so that the label
+        blocks carry it.
+    log_every : int
+        Steps per entry of :attr:`SupervisedFit.losses`.
 
     Returns
     -------
     SupervisedFit
     """
-    from tqdm.auto import tqdm
+    from saeno.train.trainer import train_sae
 
     a = torch.as_tensor(np.asarray(acts), dtype=torch.float32)
     n = a.shape[0]
@@ -224,31 +210,25 @@ def fit_supervised(
         modes=modes,
         nuisance_modes=nuisance_modes,
         hidden=hidden,
+        decorrelate=decorrelate,
     )
-    train = a[torch.as_tensor(pool)]
-    dims = [0] + list(range(2, a.dim()))
-    sae.set_normalization(train.mean(dim=dims), train.std(dim=dims).clamp_min(1e-6))
-    sae.to(device)
-    mask_all = sae.label_mask({f: np.asarray(codes[f]) for f in factors}).cpu()
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
-    losses = []
-    for step in tqdm(range(steps), desc="train supervised SAE", disable=not progress):
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        idx = rng.choice(pool, size=min(batch_size, len(pool)), replace=False)
-        if on_batch is not None:
-            on_batch(idx)
-        t = torch.as_tensor(idx)
-        out = sae.forward_train(a[t].to(device), mask_all[t].to(device))
-        loss = (out.recon - out.target).pow(2).mean()
-        if decorrelate and sae.nuisance_size:
-            nuis = out.codes[:, sae.n_concepts * sae.block_size :]
-            loss = loss + decorrelate * nuisance_label_correlation(nuis, mask_all[t].to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    mask = sae.label_mask({f: np.asarray(codes[f])[pool] for f in factors}).cpu()
+    res = train_sae(
+        sae,
+        (a[torch.as_tensor(pool)], mask),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule="cosine",
+        aux_k=0,
+        normalize="channel",
+        log_every=log_every,
+        device=str(device),
+        progress=progress,
+        seed=seed,
+    )
+    channels = a.shape[1]
+    losses = [row["loss"] / channels for row in res.history]  # the channel-averaged MSE + penalty
     sae.metadata.update(
         {
             "holdout": [dict(h) for h in holdout or []],
@@ -335,7 +315,7 @@ def train_from_store(
     )
     fit.sae.hook = hook
     fit.sae.model_fingerprint = st.fingerprint
-    fit.sae.metadata["final_loss"] = float(np.mean(fit.losses[-50:]))
+    fit.sae.metadata["final_loss"] = float(np.mean(fit.losses[-5:]))
     return save_sae(fit.sae, out)
 
 

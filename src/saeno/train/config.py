@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from saeno.errors import SaenoError
+from saeno.train.schedules import LR_SCHEDULES
 
 NORMALIZE_MODES = ("channel", "center", "none")
+#: fields whose CLI flag takes one of a fixed set of values
+CHOICES = {"normalize": NORMALIZE_MODES, "lr_schedule": LR_SCHEDULES}
 
 #: default training length when neither ``steps`` nor ``epochs`` is given: at least this many
 #: optimiser steps, and at least one epoch
@@ -63,6 +66,9 @@ class TrainConfig:
     """Steps of linear learning-rate warm-up."""
     lr_decay_frac: float = 0.2
     """Share of the steps over which the learning rate decays linearly to zero at the end."""
+    lr_schedule: str = "linear"
+    """Learning-rate schedule after the warm-up: linear (constant, then the linear decay of
+    --lr-decay-frac) or cosine (half cosine from the full rate to 5% of it over all steps)."""
     shuffle_buffer: int | None = None
     """Rows (points or fields) the store loader mixes at a time (default: 16 batches or 65536
     points; 8 batches or 256 fields)."""
@@ -102,6 +108,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`TrainConfigError` for options out of range."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainConfigError(f"lr_schedule={self.lr_schedule!r} is unknown: use one of {LR_SCHEDULES}")
         if self.normalize not in NORMALIZE_MODES:
             raise TrainConfigError(f"normalize={self.normalize!r} is unknown: use one of {NORMALIZE_MODES}")
         if self.steps is not None and self.epochs is not None:
@@ -197,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = CL
             type=kind,
             default=default,
             help=help_text + shown,
-            **({"choices": NORMALIZE_MODES} if f.name == "normalize" else {}),
+            **({"choices": CHOICES[f.name]} if f.name in CHOICES else {}),
         )
 
 

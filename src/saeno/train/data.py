@@ -3,8 +3,10 @@
 Every source yields raw batches epoch by epoch and can start an epoch at a given batch, so that a
 resumed run sees exactly the batches the uninterrupted run would have seen:
 
-- :class:`TensorSource`: one tensor holding all samples; shuffled per epoch with a generator seeded by
-  ``(seed, epoch)``; the pointwise view packs fields into rows ``(N * n_points, C)`` once.
+- :class:`TensorSource`: one tensor holding all samples, or a tuple of tensors with one entry per sample
+  each (activations and what the model's ``forward_train`` takes besides them, e.g. the label mask of a
+  supervised SAE: batches are then tuples); shuffled per epoch with a generator seeded by ``(seed,
+  epoch)``; the pointwise view packs fields into rows ``(N * n_points, C)`` once.
 - :class:`StoreSource`: ``store.loader(hook, view, batch_size, shuffle_buffer, normalize=False,
   seed=seed + epoch)``; resuming skips the batches already consumed in the epoch.
 - :class:`IterableSource`: anything iterable (a list, a DataLoader): batches as given.
@@ -55,33 +57,66 @@ def channel_moments(
     return mean.cpu().numpy(), var.cpu().numpy()
 
 
+Batch = Tensor | tuple[Tensor, ...]
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    """``batch`` (a tensor or a tuple of tensors) on ``device``."""
+    if isinstance(batch, tuple):
+        return tuple(t.to(device, non_blocking=True) for t in batch)
+    return batch.to(device, non_blocking=True)
+
+
+def batch_len(batch: Batch) -> int:
+    """Rows (or fields) in ``batch``."""
+    return int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
+
+
+def activations_of(batch: Batch) -> Tensor:
+    """The activations of ``batch`` (its first tensor when it is a tuple)."""
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
 class TensorSource:
-    """All samples in one tensor ``(N, C, *grid)`` (or rows ``(N, C)``), shuffled per epoch."""
+    """All samples in one tensor ``(N, C, *grid)`` (or rows ``(N, C)``), or a tuple of tensors sharing
+    their first dimension (the activations first), shuffled per epoch."""
 
-    def __init__(self, data: Tensor | np.ndarray, view: str, batch_size: int, seed: int) -> None:
-        data = torch.as_tensor(data)
-        if data.dim() < 2:
-            raise ShapeError(f"training data must be (N, C, *grid) or (N, C), got {tuple(data.shape)}")
-        if view == "points" and data.dim() > 2:
-            data = data.movedim(1, -1).reshape(-1, data.shape[1])
-        elif view == "field" and data.dim() == 2:
+    def __init__(
+        self, data: Tensor | np.ndarray | tuple[Any, ...], view: str, batch_size: int, seed: int
+    ) -> None:
+        parts = [torch.as_tensor(t) for t in (data if isinstance(data, tuple) else (data,))]
+        acts = parts[0]
+        if acts.dim() < 2:
+            raise ShapeError(f"training data must be (N, C, *grid) or (N, C), got {tuple(acts.shape)}")
+        if any(t.shape[0] != acts.shape[0] for t in parts[1:]):
+            raise ShapeError(
+                f"the tensors of a training tuple need one entry per sample each; got first dimensions "
+                f"{[t.shape[0] for t in parts]}"
+            )
+        if view == "points" and acts.dim() > 2:
+            if len(parts) > 1:
+                raise ShapeError("a pointwise SAE trains on activations alone, not on a tuple of tensors")
+            acts = acts.movedim(1, -1).reshape(-1, acts.shape[1])
+        elif view == "field" and acts.dim() == 2:
             raise ShapeError("this SAE trains on fields (N, C, *grid); got rows (N, C)")
-        self.data = data
-        self.batch_size = min(batch_size, data.shape[0])
+        self.parts = [acts, *parts[1:]]
+        self.data = acts
+        self.batch_size = min(batch_size, acts.shape[0])
         self.seed = seed
-        self.n_batches = data.shape[0] // self.batch_size
+        self.n_batches = acts.shape[0] // self.batch_size
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(self.data.shape[0], generator=gen).to(self.data.device)
-        shuffled = self.data[perm]
+        shuffled = [t[perm.to(t.device)] for t in self.parts]
         b = self.batch_size
         for i in range(skip, self.n_batches):
-            yield shuffled[i * b : (i + 1) * b]
+            parts = tuple(t[i * b : (i + 1) * b] for t in shuffled)
+            yield parts if len(parts) > 1 else parts[0]
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and variance of the whole tensor."""
+        """Per-channel mean and variance of the whole activation tensor."""
         return channel_moments(self.data.split(65536))
 
     fingerprint = None
@@ -213,13 +248,15 @@ def make_source(
 ) -> TensorSource | StoreSource | IterableSource:
     """Pick the batch source for ``data`` (tensor/array, activation store or its path/URL, iterable)."""
     data = open_store(data)
-    if isinstance(data, (Tensor, np.ndarray)):
+    if isinstance(data, (Tensor, np.ndarray)) or (
+        isinstance(data, tuple) and data and all(isinstance(t, (Tensor, np.ndarray)) for t in data)
+    ):
         return TensorSource(data, view, batch_size, seed)
     if hasattr(data, "loader") and hasattr(data, "stats"):
         return StoreSource(data, hook, view, batch_size, seed, shuffle_buffer)
     if isinstance(data, Iterable):
         return IterableSource(data)
     raise SaenoError(
-        f"cannot train on {type(data).__name__}: pass a tensor (N, C, *grid), an "
-        "ActivationStore with hook=, or an iterable of tensors"
+        f"cannot train on {type(data).__name__}: pass a tensor (N, C, *grid), a tuple of "
+        "tensors (activations first), an ActivationStore with hook=, or an iterable of tensors"
     )

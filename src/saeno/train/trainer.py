@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +53,23 @@ from saeno.train.checkpoint import (
     save_checkpoint,
 )
 from saeno.train.config import NORMALIZE_MODES, TrainConfig, as_path, default_steps
+from saeno.train.convergence import (
+    FALLING_FAST,
+    MIN_EV,
+    ConvergenceWarning,
+    convergence_warnings,
+    decay_start,
+)
+from saeno.train.data import Batch, activations_of, batch_len, batch_to
 from saeno.train.guards import FiniteLossGuard, check_resume, check_train_args
 from saeno.train.logging import TrainLogger
+from saeno.train.result import TrainResult, log_row, summary_lines
 from saeno.train.schedules import default_lr, lr_factor
 from saeno.train.strategy import SingleProcess
 
 __all__ = [
+    "FALLING_FAST",
+    "MIN_EV",
     "NORMALIZE_MODES",
     "ConvergenceWarning",
     "LossModule",
@@ -68,50 +78,12 @@ __all__ = [
     "build_optimizer",
     "convergence_warnings",
     "sae_loss",
+    "summary_lines",
     "train_sae",
 ]
 
 #: the summed loss terms of a log row, in the order of :func:`sae_loss`'s first four results
 LOSS_TERMS = ("loss", "mse", "aux", "penalty")
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train_sae` returns.
-
-    Attributes
-    ----------
-    sae : SparseAutoencoder
-        The trained model (``eval()`` mode).
-    steps : int
-        Optimiser steps done in total (resumed runs count the earlier ones).
-    samples : int
-        Rows (pointwise view) or fields consumed in total.
-    elapsed_s : float
-        Wall time of this call's training loop.
-    samples_per_s : float
-        Rows or fields per second in this call.
-    history : list of dict
-        The logged rows (also written to the CSV).
-    checkpoint : Path or None
-        The last checkpoint written.
-    warnings : list of str
-        Why the run looks unconverged (see :func:`convergence_warnings`); empty when it looks fine.
-    """
-
-    sae: SparseAutoencoder
-    steps: int
-    samples: int
-    elapsed_s: float
-    samples_per_s: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-    checkpoint: Path | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def final(self) -> dict[str, Any]:
-        """The last logged row (empty when nothing was logged)."""
-        return self.history[-1] if self.history else {}
 
 
 def _normalization_from(mean: Any, var: Any, mode: str) -> tuple[Tensor, Tensor]:
@@ -129,7 +101,7 @@ def _normalization_from(mean: Any, var: Any, mode: str) -> tuple[Tensor, Tensor]
 
 
 def sae_loss(
-    sae: SparseAutoencoder, batch: Tensor, dead: Tensor, aux_on: bool, aux_k: int, aux_coef: float
+    sae: SparseAutoencoder, batch: Batch, dead: Tensor, aux_on: bool, aux_k: int, aux_coef: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Any]:
     """The training loss of one batch: ``(loss, mse, aux, penalty, out)``.
 
@@ -137,9 +109,11 @@ def sae_loss(
     reconstruction error summed over channels and averaged over rows (normalised space), ``penalty``
     the sparsity's own penalty (0 for TopK) and ``aux`` the AuxK loss of the ``dead`` concepts on the
     residual, computed only when ``aux_on`` and ``aux_k > 0`` (else 0). ``aux`` and ``penalty`` are
-    returned detached, for logging. Used by :func:`train_sae` and the DDP trainer alike.
+    returned detached, for logging. A tuple ``batch`` is passed to ``sae.forward_train`` as its
+    arguments (activations first; e.g. the label mask of a supervised SAE, whose ``penalty`` is its
+    own loss term).
     """
-    out = sae.forward_train(batch)
+    out = sae.forward_train(*batch) if isinstance(batch, tuple) else sae.forward_train(batch)
     err = out.recon - out.target
     mse = err.pow(2).sum(1).mean()
     loss = mse
@@ -164,7 +138,7 @@ class LossModule(nn.Module):
         super().__init__()
         self.sae, self.aux_k, self.aux_coef = sae, aux_k, aux_coef
 
-    def forward(self, batch: Tensor, dead: Tensor, aux_on: bool) -> tuple[Tensor, ...]:
+    def forward(self, batch: Batch, dead: Tensor, aux_on: bool) -> tuple[Tensor, ...]:
         return sae_loss(self.sae, batch, dead, aux_on, self.aux_k, self.aux_coef)
 
 
@@ -182,44 +156,6 @@ def build_optimizer(sae: SparseAutoencoder, lr: float) -> torch.optim.Optimizer:
     for group in optimizer.param_groups:
         group.setdefault("base_lr", group["lr"])
     return optimizer
-
-
-class ConvergenceWarning(UserWarning):
-    """The run ended far from a usable SAE (low explained variance or a loss still falling)."""
-
-
-#: a run whose last logged explained variance is below this gets a :class:`ConvergenceWarning`
-MIN_EV = 0.5
-#: ... and so does one whose loss fell by more than this share over its last quarter of log rows
-FALLING_FAST = 0.05
-
-
-def convergence_warnings(history: list[dict[str, Any]], decay_start: int | None = None) -> list[str]:
-    """Why the logged run looks unconverged (empty when it looks fine).
-
-    Two checks: the last row's explained variance is below :data:`MIN_EV`; the mean loss of the last
-    quarter of the rows logged at the full learning rate (steps up to ``decay_start``, where the final
-    decay begins, which lowers the loss by itself) is more than :data:`FALLING_FAST` below that of the
-    quarter before it.
-    """
-    found = []
-    if history and history[-1].get("ev", 1.0) < MIN_EV:
-        found.append(
-            f"the final explained variance is {history[-1]['ev']:.3f} (< {MIN_EV}): the "
-            "SAE reconstructs its input poorly; train longer (steps=/--steps) or use "
-            "more concepts"
-        )
-    rows = [r for r in history if decay_start is None or r.get("step", 0) <= decay_start]
-    q = len(rows) // 4
-    if q >= 1:
-        last = sum(r["loss"] for r in rows[-q:]) / q
-        before = sum(r["loss"] for r in rows[-2 * q : -q]) / q
-        if before > 0 and (before - last) / before > FALLING_FAST:
-            found.append(
-                f"the loss was still falling fast ({100 * (before - last) / before:.0f}% "
-                "over the last quarter of training): train longer (steps=/--steps)"
-            )
-    return found
 
 
 def train_sae(
@@ -292,7 +228,7 @@ def train_sae(
     else:
         total = default_steps(source.n_batches)
     base_lr = float(cfg.lr) if cfg.lr is not None else default_lr(sae.n_concepts)
-    aux_k = cfg.aux_k if cfg.aux_k is not None else min(sae.n_concepts // 2, 256)
+    aux_k = cfg.aux_k if cfg.aux_k is not None else sae.default_aux_k()
     resample_every = cfg.resample_every
     if resample_every is not None and not hasattr(sae, "resample_concepts_"):
         raise SaenoError(
@@ -348,7 +284,8 @@ def train_sae(
             mean, var = source.moments()
             sae.set_normalization(*_normalization_from(mean, var, cfg.normalize))
         if getattr(sae, "bias_field", None) is not None and source.n_batches is not None:
-            sae.fit_bias_field_(source.epoch(0))  # the training mean field, in normalised units
+            # the training mean field, in normalised units
+            sae.fit_bias_field_(activations_of(b) for b in source.epoch(0))
         sae.normalize_decoder_()
     if hook is not None:
         sae.hook = hook
@@ -409,8 +346,8 @@ def train_sae(
         resumed_mid_epoch = batch_in_epoch > 0
         for batch in source.epoch(epoch, skip=batch_in_epoch):
             got_batch = True
-            batch = batch.to(device, non_blocking=True)
-            f = lr_factor(step, total, cfg.lr_warmup_steps, cfg.lr_decay_frac)
+            batch = batch_to(batch, device)
+            f = lr_factor(step, total, cfg.lr_warmup_steps, cfg.lr_decay_frac, cfg.lr_schedule)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * f
             loss, mse, aux, penalty, out = loss_module(batch, since_fired >= cfg.dead_window, aux_active)
@@ -432,12 +369,12 @@ def train_sae(
             acc_n += 1
             step += 1
             batch_in_epoch += 1
-            samples += batch.shape[0] * strategy.world_size
+            samples += batch_len(batch) * strategy.world_size
             at_end = total is not None and step >= total
             if step % cfg.log_every == 0 or at_end:
                 guard.check(source)
                 strategy.mean_over_ranks(acc)
-                row = _log_row(
+                row = log_row(
                     step,
                     samples,
                     base_lr * f,
@@ -481,10 +418,9 @@ def train_sae(
         last_ckpt = checkpoint()
     sae.eval()
     done_samples = samples - start_samples
-    decay_start = (
-        total - max(1, int(round(cfg.lr_decay_frac * total))) if total and cfg.lr_decay_frac > 0 else None
+    found = convergence_warnings(
+        history, decay_start(total, cfg.lr_decay_frac, cfg.lr_schedule, cfg.lr_warmup_steps)
     )
-    found = convergence_warnings(history, decay_start)
     if strategy.is_main:
         for message in found:
             warnings.warn(message, ConvergenceWarning, stacklevel=2)
@@ -498,32 +434,6 @@ def train_sae(
         checkpoint=last_ckpt,
         warnings=found,
     )
-
-
-def summary_lines(
-    res: TrainResult, sae: SparseAutoencoder, hook: str | None, processes: int = 1
-) -> list[str]:
-    """The end-of-run summary ``saeno train`` prints: steps, samples, the last log interval's metrics
-    (with the learning rate) and the convergence warnings."""
-    unit = "points" if sae.view == "points" else "fields"
-    where = f" with {processes} processes" if processes > 1 else ""
-    lines = [
-        f"trained {sae.architecture} ({sae.n_concepts} concepts) on {hook}{where}: "
-        f"{res.steps} steps, {res.samples} {unit} ({res.samples_per_s:.0f}/s)"
-    ]
-    final = res.final
-    if final:
-        parts = [
-            f"explained variance {final['ev']:.3f}",
-            f"mse {final['mse']:.4g} (normalised, summed over channels)",
-            f"L0 {final['l0']:.3g}",
-        ]
-        if "l0_concepts" in final:
-            parts.append(f"concepts per sample {final['l0_concepts']:.3g}")
-        parts += [f"dead {100 * final['dead_fraction']:.1f}%", f"lr {final['lr']:.3g}"]
-        lines.append("last log interval: " + ", ".join(parts))
-    lines += [f"warning: {w}" for w in res.warnings]
-    return lines
 
 
 def _resample(
@@ -543,29 +453,3 @@ def _resample(
         since_fired = since_fired.clone()
         since_fired[dead] = 0
     return since_fired
-
-
-def _log_row(
-    step: int,
-    samples: int,
-    lr: float,
-    acc: dict[str, Tensor],
-    n: int,
-    out: Any,
-    since_fired: Tensor,
-    dead_window: int,
-) -> dict[str, Any]:
-    """One log row (this is where the host synchronises with the device)."""
-    with torch.no_grad():
-        t = out.target
-        dims = [d for d in range(t.dim()) if d != 1]
-        var = (t - t.mean(dim=dims, keepdim=True)).pow(2).sum()
-        ev = 1.0 - float((out.recon - t).pow(2).sum() / var.clamp_min(1e-12))
-        codes = out.codes
-        l0 = float((codes != 0).sum(1).double().mean())
-        row = {"step": step, "samples": samples, "lr": lr}
-        row.update({k: float(v) / max(n, 1) for k, v in acc.items()})
-        row.update({"ev": ev, "l0": l0, "dead_fraction": float((since_fired >= dead_window).double().mean())})
-        if codes.dim() > 2:
-            row["l0_concepts"] = float((codes != 0).flatten(2).any(-1).sum(1).double().mean())
-    return row

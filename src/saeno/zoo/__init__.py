@@ -206,17 +206,17 @@ def load_model(
     SaenoError
         When the name or path matches nothing.
     """
-    from saeno.supervised import model_fno
+    from saeno.zoo import labelled
 
     if str(name_or_path) in SPECS and not Path(name_or_path).exists():
         return load(str(name_or_path), device=device)
-    if str(name_or_path) == model_fno.NAME and not Path(name_or_path).exists():
-        return model_fno.load_or_train(device=device).eval()  # the labelled benchmark's FNO
+    if str(name_or_path) == labelled.NAME and not Path(name_or_path).exists():
+        return labelled.load_or_train(device=device).eval()  # the labelled benchmark's FNO
     path = Path(name_or_path)
     if path.is_dir() and (path / CONFIG).is_file():
         cfg = read_json(path / CONFIG)
-        if "normalizer" not in cfg and "fno" in cfg:  # a bare FNO saved by model_fno.save
-            return model_fno.load_folder(path, device=device).eval()
+        if "normalizer" not in cfg and "fno" in cfg:  # a bare FNO saved by labelled.save
+            return labelled.load_folder(path, device=device).eval()
         return load_folder(path, device=device).eval()
     ckpt = find_checkpoint(path)
     if ckpt is not None:

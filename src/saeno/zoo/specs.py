@@ -101,7 +101,7 @@ RECIPES: dict[str, ZooRecipe] = {
 }
 
 #: the labelled Burgers benchmark's FNO (``burgers-labelled-fno``, a bare FNO without normaliser,
-#: trained by :mod:`saeno.supervised.model_fno` on every label combination)
+#: trained by :func:`saeno.zoo.training.fit` on every label combination; see :mod:`saeno.zoo.labelled`)
 LABELLED_FNO = ZooRecipe(
     dataset="burgers_labelled",
     resolution=64,

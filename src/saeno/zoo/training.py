@@ -137,7 +137,8 @@ def fit(
     train_xy: tuple[torch.Tensor, torch.Tensor],
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> tuple[ZooOperator, dict[str, Any]]:
+    normalize: bool = True,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train the model of ``spec`` on raw ``(x, y)`` tensors.
 
     Parameters
@@ -150,13 +151,18 @@ def fit(
         Where to train (default CPU).
     progress : bool
         Show a tqdm bar over epochs.
+    normalize : bool
+        Wrap the FNO in a :class:`ZooOperator` with per-channel normalisers from the data (True, the
+        zoo's models), or train the bare FNO on the raw fields (the labelled benchmark's FNO,
+        :mod:`saeno.zoo.labelled`).
 
     Returns
     -------
-    model : ZooOperator
+    model : ZooOperator or FNO
         Trained, in eval mode, on ``device``.
     history : dict
-        ``{"train_loss": [per epoch], "wall_time_s", "cpu_time_s" (process CPU time, all threads), ...}``.
+        ``{"train_loss": [per epoch], "step_loss": [per step], "wall_time_s", "cpu_time_s" (process
+        CPU time, all threads), ...}``.
     """
     from neuralop.models import FNO
 
@@ -169,16 +175,20 @@ def fit(
     fno_kwargs = dict(
         spec["fno"], n_modes=tuple(spec["fno"]["n_modes"]), in_channels=x.shape[1], out_channels=y.shape[1]
     )
-    x_mean, x_std = channel_stats(x)
-    y_mean, y_std = channel_stats(y)
-    model = ZooOperator(FNO(**fno_kwargs), x.shape[1], y.shape[1], x_mean, x_std, y_mean, y_std).to(device)
+    model: torch.nn.Module = FNO(**fno_kwargs)
+    if normalize:
+        x_mean, x_std = channel_stats(x)
+        y_mean, y_std = channel_stats(y)
+        model = ZooOperator(model, x.shape[1], y.shape[1], x_mean, x_std, y_mean, y_std)
+    model = model.to(device)
     start = time.perf_counter()
     cpu_start = time.process_time()
-    history, _ = fit_loop(model, x, y, hp, device=device, progress=progress, desc=f"train {spec['name']}")
+    history, steps = fit_loop(model, x, y, hp, device=device, progress=progress, desc=f"train {spec['name']}")
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
     return model, {
         "train_loss": history,
+        "step_loss": steps,
         "wall_time_s": wall,
         "cpu_time_s": cpu,
         "device": str(device),
