@@ -4,7 +4,7 @@
 per-sample input. Checked: every captured field equals the hand recomputation from neuraloperator's own
 modules (``family_hand``); capture-only hooks leave the output bit-identical; the store records each hook's
 own grid and axes (input points, latent grid, output points); the geometry counts in the fingerprint; an
-SAE-FNO trained on GINO's latent-grid block is evaluated with the splice end to end.
+SAE-FNO trained on GINO's latent-grid block is evaluated with the splice and exported, end to end.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import family_hand as hand
 import saeno
 from saeno.errors import ShapeError, StoreError
 from saeno.evaluation import evaluate
+from saeno.export.concepts import export_concepts
+from saeno.export.schema import load_concepts
 from saeno.hooking import HookedOperator, KeywordCall, fingerprint, fnogno_call, gino_call
 
 neuralop_models = pytest.importorskip("neuralop.models")
@@ -153,6 +155,12 @@ def test_gino_latent_block_capture_train_evaluate_with_splice(gino_setup, tmp_pa
              / torch.linalg.vector_norm(y.flatten(1), dim=1))  # fmt: skip
     assert res["splice_added_error"] == pytest.approx(rel.mean().item() / clean.mean().item() - 1, rel=1e-3)
     assert res["L_sae"] != res["L_clean"]  # the splice acted on the latent block
+    saeno.save_sae(sae, tmp_path / "sae")
+    export_concepts(tmp_path / "sae", tmp_path / "g.zarr", tmp_path / "out", model=call, n_top=2,
+                    max_concepts=2, progress=False)  # fmt: skip
+    doc = load_concepts(tmp_path / "out")
+    assert doc["store"]["hook"] == LATENT and doc["store"]["grid"] == [8, 8] and doc["ablation"]["done"]
+    assert (tmp_path / "out" / "report.html").is_file()
 
 
 class _Replace:
