@@ -184,29 +184,38 @@ def gino(model, input_geom, latent_queries, output_queries, x, tap: Tap) -> torc
     return tap("hook_out", model.projection(out).permute(0, 2, 1), layout="channels_last")
 
 
-def codano(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
-    """``CODANO.forward`` without static channels, positional encodings, cls token or horizontal skips,
-    its CODA layers in the permutation-equivariant form (``CODALayer._forward_equivariant``)."""
-    assert (
-        not model.use_positional_encoding
-        and not model.enable_cls_token
-        and model.horizontal_skips_map is None
-    )
+def codano(model, x: torch.Tensor, tap: Tap, static_channel=None, input_variable_ids=None) -> torch.Tensor:
+    """``CODANO.forward``: static channels and positional encodings before the lifting, the class token
+    after it, horizontal skips (resampled, concatenated per token, projected) before their layer, its CODA
+    layers in the permutation-equivariant form (``CODALayer._forward_equivariant``)."""
     batch, n_var, *spatial = x.shape
     tap.batch = batch
     grid_in = x
-    x = model._extend_variables(x, None, None)
+    d = model.hidden_variable_codimension
+    x = model._extend_variables(x, static_channel, input_variable_ids)
     x = x.reshape(batch * n_var, model.extended_variable_codimemsion, *spatial)
     x = tap("lifting.hook_out", model.lifting(x), layout="tokens")
-    x = x.reshape(batch, n_var * model.hidden_variable_codimension, *spatial)
+    x = x.reshape(batch, n_var * d, *spatial)
+    if model.enable_cls_token:
+        x = torch.cat([model._get_cls_token(x), x], dim=1)
+        n_var += 1
     padded = model.domain_padding is not None
     if padded:
         x_pad = model.domain_padding.pad(x)
         _start_padding(tap, model.domain_padding, grid_in, x_pad)
         x = x_pad
     end_shape = [int(round(i * j)) for i, j in zip(x.shape[-model.n_dim :], model.end_to_end_scaling)]
+    skips_map = model.horizontal_skips_map or {}
+    skips: dict[int, torch.Tensor] = {}
     for i, layer in enumerate(model.attention_layers):
         assert layer.permutation_eq
+        if i in skips_map:
+            skip_val = skips[skips_map[i]]
+            factors = [m / n for m, n in zip(x.shape, skip_val.shape)][-model.n_dim :]
+            grid = x.shape[-model.n_dim :]
+            t = resample(skip_val, factors, list(range(-model.n_dim, 0)), output_shape=grid)
+            joined = torch.cat([x.reshape(batch * n_var, d, *grid), t.reshape(batch * n_var, d, *grid)], 1)
+            x = model.skip_map_module[str(i)](joined).reshape(batch, n_var * d, *grid)
         x = tap(f"blocks.{i}.hook_in", x, padded)
         grid = x.shape[-model.n_dim :]
         output_shape = end_shape if i == model.n_layers - 1 else None
@@ -229,12 +238,15 @@ def codano(model, x: torch.Tensor, tap: Tap) -> torch.Tensor:
             scale = [b / a for a, b in zip(grid, output_shape)]
             out = resample(out, res_scale=scale, axis=list(range(-model.n_dim, 0)), output_shape=output_shape)
         x = tap(f"blocks.{i}.hook_out", out, padded)
+        if i in skips_map.values():
+            skips[i] = x.clone()
     tap.padded_grid = None
     if padded:
         x = model.domain_padding.unpad(x)
-    x = x.reshape(batch * n_var, model.hidden_variable_codimension, *x.shape[-model.n_dim :])
+    x = x.reshape(batch * n_var, d, *x.shape[-model.n_dim :])
     x = tap("projection.hook_in", x, layout="tokens")
     x = model.projection(x)
-    return tap(
-        "hook_out", x.reshape(batch, n_var * model.output_variable_codimension, *x.shape[-model.n_dim :])
-    )
+    x = x.reshape(batch, n_var * model.output_variable_codimension, *x.shape[-model.n_dim :])
+    if model.enable_cls_token:
+        x = x[:, model.output_variable_codimension :, ...]
+    return tap("hook_out", x)

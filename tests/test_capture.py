@@ -117,6 +117,7 @@ def test_metadata(hooked, tensor_store) -> None:
     assert attrs["hook_info"]["lifting.hook_out"] == {
         "shape": [8, 16, 16],
         "grid": [16, 16],
+        "axes": ["channel", "grid_0", "grid_1"],
         "dtype": "float32",
         "complex": None,
     }

@@ -84,54 +84,21 @@ def read_architecture(text: str) -> dict[str, Any]:
 
 def build_architecture(cfg: dict[str, Any]) -> Any:
     """An untrained neuraloperator model of any family (``UQNO`` builds its ``base_model`` first)."""
-    import contextlib
-    import io
+    from saeno.zoo.architecture import build_neuralop
 
-    import neuralop.models as models
-
-    from saeno.errors import SaenoError
-
-    cfg = dict(cfg)
-    name = cfg.pop("model_class")
-    cls = getattr(models, name, None)
-    if cls is None:
-        from neuralop.models.base_model import BaseModel
-
-        cls = BaseModel._models.get(name.lower())
-    if cls is None:
-        raise SaenoError(f"--architecture: neuraloperator has no model class {name!r}.")
-    for key in ("base_model", "residual_model"):
-        if isinstance(cfg.get(key), dict):
-            cfg[key] = build_architecture(cfg[key])
-    if isinstance(cfg.get("n_modes"), list) and all(isinstance(m, int) for m in cfg["n_modes"]):
-        cfg["n_modes"] = tuple(cfg["n_modes"])
-    if isinstance(cfg.get("horizontal_skips_map"), dict):  # JSON keys are strings
-        cfg["horizontal_skips_map"] = {int(k): int(v) for k, v in cfg["horizontal_skips_map"].items()}
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # some families print their options
-            return cls(**cfg)
-    except (TypeError, ValueError, AssertionError) as exc:
-        raise SaenoError(f"--architecture: {name} does not accept these arguments ({exc}).") from exc
+    return build_neuralop(cfg, "--architecture")
 
 
 def _load_state(model: Any, path: str) -> None:
-    import torch
-
     from saeno.errors import SaenoError
+    from saeno.zoo.io import describe_torch_file, read_state
 
     file = Path(path)
     if not file.is_file():
         raise SaenoError(f"--model {path}: with --architecture, --model must be a state-dict file.")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(file))
-    else:
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise SaenoError(f"--model {path} is not a state dict of tensors ({exc}).") from exc
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if describe_torch_file(file) not in ("state_dict", "safetensors"):
+        raise SaenoError(f"--model {path} is not a state dict of tensors (.safetensors or a .pt of tensors).")
+    state = read_state(file)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:

@@ -3,6 +3,7 @@
 This package imports torch but never transformer-lens (see :mod:`saeno.lens`) nor Zarr.
 """
 
+from saeno.hooking.calls import KeywordCall, fnogno_call, gino_call
 from saeno.hooking.examples import example_model, example_names
 from saeno.hooking.fingerprint import fingerprint
 from saeno.hooking.hook_point import HookPoint
@@ -11,6 +12,9 @@ from saeno.hooking.presets import NoPresetWarning, PresetError, load_presets, pr
 
 __all__ = [
     "HookedOperator",
+    "KeywordCall",
+    "gino_call",
+    "fnogno_call",
     "HookPoint",
     "fingerprint",
     "example_model",

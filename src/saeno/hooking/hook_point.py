@@ -12,6 +12,22 @@ LAYOUT_FIELD = "field"  # the activation is already (B, C, *grid)
 LAYOUT_CHANNELS_LAST = "channels_last"  # a point cloud (n, C) or (B, n, C), shown to hooks as (B, C, n)
 LAYOUT_TOKENS = "tokens"  # per-variable tokens (B * t, d, *grid), shown to hooks as (B, t * d, *grid)
 
+FIELD_GRID = "grid"  # the field's axes after the channel are a grid: the input's, or one it was rescaled to
+FIELD_LATENT = "latent_grid"  # a grid of the model's own, not the input's (GINO's and FNOGNO's latent grid)
+FIELD_POINTS = "points"  # one axis of points (a point cloud: GNO stages, query points)
+FIELD_KINDS = (FIELD_GRID, FIELD_LATENT, FIELD_POINTS)
+_AXIS_PREFIX = {FIELD_GRID: "grid", FIELD_LATENT: "latent"}
+
+
+def field_axes(kind: str, n_space: int) -> list[str]:
+    """Names of the axes of one sample of a hook's field, ``[channel, *space]``.
+
+    ``grid`` fields get ``grid_0 ..``, latent grids ``latent_0 ..``, point clouds ``point``.
+    """
+    if kind == FIELD_POINTS:
+        return ["channel"] + (["point"] if n_space == 1 else [f"point_{i}" for i in range(n_space)])
+    return ["channel"] + [f"{_AXIS_PREFIX[kind]}_{i}" for i in range(n_space)]
+
 
 @dataclass(frozen=True)
 class HookPoint:
@@ -41,6 +57,9 @@ class HookPoint:
         ``(B, t * d, *grid)``, token ``v`` in channels ``v * d`` to ``(v + 1) * d - 1``.
     index : tuple or None
         For ``"layer_output"`` points: ``(positional index, keyword, default)`` of the layer index argument.
+    field : str
+        What the axes after the channel are: ``"grid"`` (the input grid or a rescaled one, a UNO
+        block's), ``"latent_grid"`` (a grid of the model's own, GINO's) or ``"points"`` (a point cloud).
     """
 
     name: str
@@ -51,6 +70,7 @@ class HookPoint:
     scope: str = ""
     layout: str = LAYOUT_FIELD
     index: tuple | None = None
+    field: str = FIELD_GRID
 
     def __repr__(self) -> str:
         return f"HookPoint({self.name!r})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,14 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from saeno.errors import HookNameError, SaenoError, ShapeError
-from saeno.hooking.hook_point import AT_INPUT, AT_LAYER_OUTPUT, LAYOUT_CHANNELS_LAST, LAYOUT_TOKENS, HookPoint
+from saeno.hooking.hook_point import (
+    AT_INPUT,
+    AT_LAYER_OUTPUT,
+    LAYOUT_CHANNELS_LAST,
+    LAYOUT_TOKENS,
+    HookPoint,
+    field_axes,
+)
 from saeno.hooking.names import NamesFilter, resolve_names
 from saeno.hooking.padding import PaddingCropper
 from saeno.hooking.presets import (
@@ -114,8 +121,9 @@ class HookedOperator(nn.Module):
             if found is None:
                 if preset is not None:
                     raise PresetError(
-                        f"hook preset {preset if not isinstance(preset, dict) else preset.get('name')!r} matches "
-                        f"no submodule of {type(model).__name__}; leave preset=None to use the generic names."
+                        f"hook preset {_preset_name(preset)!r} matches no submodule of {type(model).__name__}: "
+                        f"{_looks_for(preset)}. Use the preset of this model's family (leave preset=None to "
+                        "pick it, or to get generic names)."
                     )
                 points = generic_points(model, warn=True)
             else:
@@ -199,10 +207,23 @@ class HookedOperator(nn.Module):
         """
         return resolve_names(names_filter, self._names)
 
+    def field_axes(self, name: str, n_space: int) -> list[str]:
+        """Axis names of one sample of hook ``name``'s field with ``n_space`` axes after the channel.
+
+        ``["channel", "grid_0", ...]`` on the input grid (or one rescaled from it, a UNO block's),
+        ``["channel", "latent_0", ...]`` on a latent grid of the model's own (GINO, FNOGNO),
+        ``["channel", "point"]`` for a point cloud. Activation stores record them per hook.
+        """
+        point = self.hook_points.get(name)
+        if point is None:
+            self.resolve(name)  # raises with the nearest names
+            raise HookNameError(f"{name!r} is a pattern; field_axes takes one exact hook name.")
+        return field_axes(point.field, n_space)
+
     # ------------------------------------------------------------------ running
     def check_input(self, x: Any) -> None:
         """Raise :class:`~saeno.errors.ShapeError` unless ``x`` is ``(B, in_channels, *grid)``."""
-        if self._input_spec is None:
+        if self._input_spec is None or isinstance(x, Mapping):
             return
         channels, ndim = self._input_spec
         example = f"(B, {channels}, {', '.join(['n'] * ndim)})"
@@ -220,8 +241,16 @@ class HookedOperator(nn.Module):
             f"and a grid with {ndim} dimension(s) of any size.{hint}"
         )
 
-    def forward(self, x: torch.Tensor, /, *args: Any, **kwargs: Any) -> Any:
-        """Run the wrapped model (with whatever hooks are active) after checking the input shape."""
+    def forward(self, x: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run the wrapped model (with whatever hooks are active) after checking the input shape.
+
+        ``x`` is the first positional input, or a mapping of named inputs passed as keyword arguments
+        (``{"input_geom": ..., "latent_queries": ..., "output_queries": ..., "x": ...}`` for a GINO).
+        """
+        if isinstance(x, Mapping):
+            if args:
+                raise SaenoError("give a model's inputs either as a mapping of named inputs or positionally.")
+            return self.model(**x, **kwargs)
         self.check_input(x)
         return self.model(x, *args, **kwargs)
 
@@ -238,8 +267,8 @@ class HookedOperator(nn.Module):
 
         Parameters
         ----------
-        x : Tensor
-            Input ``(B, in_channels, *grid)``.
+        x : Tensor or mapping
+            Input ``(B, in_channels, *grid)``, or the model's named inputs (passed as keywords).
         names_filter : None, str, list or callable
             Which hook points to keep (default all); see :meth:`resolve`.
         device : torch.device or str, optional
@@ -446,6 +475,23 @@ class HookedOperator(nn.Module):
             return None
         back = replaced.transpose(-1, -2)
         return back.squeeze(0) if unbatched else back
+
+
+def _preset_name(preset: Any) -> str:
+    return str(preset.get("name")) if isinstance(preset, dict) else str(preset)
+
+
+def _looks_for(preset: Any) -> str:
+    """What a preset's ``match`` asks of a module, in words."""
+    from saeno.hooking.presets import get_preset
+
+    match = get_preset(preset)["match"]
+    parts = []
+    if match.get("classes"):
+        parts.append("a module of class " + " or ".join(match["classes"]))
+    if match.get("children"):
+        parts.append("a module with children " + ", ".join(match["children"]))
+    return "it looks for " + ", or ".join(parts)
 
 
 def _call_all(fns: tuple[HookFn, ...], point: HookPoint, current: torch.Tensor) -> tuple[torch.Tensor, Any]:

@@ -24,6 +24,9 @@ from saeno.hooking.hook_point import (
     AT_INPUT,
     AT_LAYER_OUTPUT,
     AT_OUTPUT,
+    FIELD_GRID,
+    FIELD_KINDS,
+    FIELD_POINTS,
     LAYOUT_CHANNELS_LAST,
     LAYOUT_FIELD,
     LAYOUT_TOKENS,
@@ -63,6 +66,11 @@ def _validate(preset: dict, source: str) -> dict:
             raise PresetError(
                 f"hook preset {source}: point {point.get('name')!r} has layout={point.get('layout')!r}; "
                 f"use one of {sorted(_VALID_LAYOUT)}."
+            )
+        if point.get("field", FIELD_GRID) not in FIELD_KINDS:
+            raise PresetError(
+                f"hook preset {source}: point {point.get('name')!r} has field={point.get('field')!r}; "
+                f"use one of {list(FIELD_KINDS)}."
             )
         if point.get("at") not in _VALID_AT:
             raise PresetError(
@@ -381,7 +389,14 @@ def expand_points(
             )
         inner_path, inner, inner_preset = found
         inner_scopes: dict[str, str | None] = {}
-        inner_points = expand_points(sub_module, inner_path, inner, inner_preset, sub_prefix, inner_scopes)
+        try:
+            inner_points = expand_points(
+                sub_module, inner_path, inner, inner_preset, sub_prefix, inner_scopes
+            )
+        except PresetError as exc:
+            raise PresetError(
+                f"{type(operator).__name__}.{sub['module']} (names {sub_prefix}.*): {exc}"
+            ) from None
         subs.extend(_rebase(p, sub_path) for p in inner_points)
         if scopes is not None:
             scopes.update({_join(sub_path, k): v for k, v in inner_scopes.items()})
@@ -411,6 +426,7 @@ def expand_points(
                 scope=operator_path,
                 layout=template.get("layout", LAYOUT_FIELD),
                 index=index if template["at"] == AT_LAYER_OUTPUT else None,
+                field=_field_kind(template),
             )
             if layered:
                 assert i is not None
@@ -425,6 +441,13 @@ def expand_points(
     for layer_points in per_layer:
         ordered.extend(layer_points)
     return subs + ordered + tail
+
+
+def _field_kind(template: dict) -> str:
+    """A point's field kind: as the preset says, else ``points`` for channels-last point clouds."""
+    if "field" in template:
+        return str(template["field"])
+    return FIELD_POINTS if template.get("layout") == LAYOUT_CHANNELS_LAST else FIELD_GRID
 
 
 def _rebase(point: HookPoint, base: str) -> HookPoint:

@@ -172,13 +172,20 @@ def _array_specs(rows: dict[str, np.ndarray], names: list[str], dtype: np.dtype)
     return specs
 
 
-def _hook_info(specs: dict[str, tuple], names: list[str]) -> dict[str, dict]:
+def _hook_info(specs: dict[str, tuple], names: list[str], hooked: Any = None) -> dict[str, dict]:
     info = {}
+    axes_of = getattr(hooked, "field_axes", None)
     for h in names:
         shape, stored = specs[layout.hook_path(h)]
+        n_space = len(shape) - 1
+        # what each axis of a sample is (a grid, a model's latent grid, a point cloud), as hooking names it
+        axes = (
+            axes_of(h, n_space) if callable(axes_of) else ["channel"] + [f"grid_{i}" for i in range(n_space)]
+        )
         info[h] = {
             "shape": list(shape),
             "grid": list(shape[1:]),
+            "axes": list(axes),
             "dtype": str(stored),
             "complex": "complex64" if stored.kind == "c" else None,
         }
@@ -416,8 +423,8 @@ def _capture_into(
                 specs = _array_specs(rows, names, _DTYPES[dtype])
                 if attrs is None:
                     attrs = _create_store(
-                        group, specs, names, fingerprint=fingerprint, model=model, dtype=dtype,
-                        total=total, batch_size=batch_size, chunk_size=chunk_size, batch=batch,
+                        group, specs, names, fingerprint=fingerprint, model=model, hooked=hooked,
+                        dtype=dtype, total=total, batch_size=batch_size, chunk_size=chunk_size, batch=batch,
                         ds=ds, card=card, split=_attr(ds, "split"), allow_nonfinite=allow_nonfinite,
                     )  # fmt: skip
                 else:
@@ -543,6 +550,7 @@ def _create_store(
     *,
     fingerprint: str,
     model: torch.nn.Module,
+    hooked: Any = None,
     dtype: str,
     total: int,
     batch_size: int,
@@ -580,7 +588,7 @@ def _create_store(
             config={"write_empty_chunks": True},
         )
     write_grid_coords(group, input_grid)
-    hook_info = _hook_info(specs, names)
+    hook_info = _hook_info(specs, names, hooked)
     stats = {
         h: RunningStats.empty(hook_info[h]["shape"][0], hook_info[h]["complex"] is not None) for h in names
     }

@@ -26,56 +26,32 @@ import torch
 from torch import nn
 
 from saeno.errors import DataFormatError, UntrustedFileError
+from saeno.zoo.architecture import (
+    ARCH_HINT,
+    build_architecture,
+    build_fno,
+    checked_build,
+    fno_kwargs,
+    model_channels,
+    read_model_config,
+)
 from saeno.zoo.operator import ZooOperator
+
+__all__ = [
+    "build_architecture",
+    "build_fno",
+    "checked_build",
+    "fno_kwargs",
+    "read_model_config",
+    "save_model",
+    "load_folder",
+    "load_neuralop_checkpoint",
+    "load_user_file",
+]
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 RECORD = "record.json"
-_JSON_TYPES = (bool, int, float, str, type(None))
-
-
-def _jsonable(value: Any) -> bool:
-    if isinstance(value, _JSON_TYPES):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_jsonable(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
-    return False
-
-
-def fno_kwargs(fno: nn.Module) -> dict[str, Any]:
-    """The JSON-able constructor arguments of a neuraloperator model (from its ``_init_kwargs``).
-
-    Arguments that are objects (the non-linearity, the convolution class) are left out: they must be
-    neuraloperator's defaults to rebuild the model from the JSON config.
-    """
-    init = getattr(fno, "_init_kwargs", None)
-    if init is None:
-        raise DataFormatError(
-            f"{type(fno).__name__} is not a neuraloperator model (no _init_kwargs); save a "
-            "neuraloperator FNO or a saeno ZooOperator"
-        )
-    out = {
-        k: (list(v) if isinstance(v, tuple) else v)
-        for k, v in init.items()
-        if not k.startswith("_") and k != "args" and _jsonable(v)
-    }
-    out["model_class"] = type(fno).__name__
-    return out
-
-
-def build_fno(kwargs: dict[str, Any]) -> nn.Module:
-    """Rebuild a neuraloperator model from :func:`fno_kwargs` output."""
-    from neuralop.models.base_model import BaseModel
-
-    kwargs = dict(kwargs)
-    cls_name = kwargs.pop("model_class", "FNO")
-    cls = BaseModel._models.get(cls_name.lower())
-    if cls is None:
-        raise DataFormatError(f"config names an unknown neuraloperator model class {cls_name!r}")
-    kwargs["n_modes"] = tuple(kwargs["n_modes"])
-    return cls(**kwargs)
 
 
 def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -108,8 +84,7 @@ def save_model(model: nn.Module, folder: str | Path, config: dict[str, Any] | No
     from safetensors.torch import save_file
 
     if not isinstance(model, ZooOperator):
-        channels_in = fno_kwargs(model)["in_channels"]
-        channels_out = fno_kwargs(model)["out_channels"]
+        channels_in, channels_out = model_channels(model)
         model = ZooOperator(model, channels_in, channels_out, config=config)
     cfg = dict(model.saeno_config)
     cfg.update(config or {})
@@ -182,10 +157,19 @@ def find_checkpoint(path: Path) -> tuple[Path, str] | None:
     return None
 
 
+#: families whose forward returns something a ZooOperator cannot normalise (a UQNO: the solution and its
+#: quantile): their checkpoints load as the bare neuraloperator model
+BARE_FAMILIES = ("UQNO",)
+
+
 def load_neuralop_checkpoint(
     folder: Path, name: str, trust: bool = False, device: str | torch.device | None = None
-) -> ZooOperator:
-    """Load neuraloperator ``save_checkpoint`` files (pickle: only with ``trust=True``)."""
+) -> nn.Module:
+    """Load neuraloperator ``save_checkpoint`` files (pickle: only with ``trust=True``).
+
+    Returns a :class:`ZooOperator` around the model (identity normalisation), or the bare model for the
+    families of :data:`BARE_FAMILIES`, with its ``saeno_config`` set.
+    """
     if not trust:
         raise UntrustedFileError(
             f"{folder}/{name}_metadata.pkl and {name}_state_dict.pt are neuraloperator checkpoints, which are "
@@ -200,9 +184,12 @@ def load_neuralop_checkpoint(
     if cls is None:
         raise DataFormatError(f"{folder}: checkpoint of unknown model class {meta.get('_name')!r}")
     fno = cls.from_checkpoint(folder, name, map_location="cpu")
-    kwargs = fno_kwargs(fno)
-    cfg = {"name": name, "source": str(folder), "fno": kwargs}
-    model = ZooOperator(fno, kwargs["in_channels"], kwargs["out_channels"], config=cfg)
+    cfg = {"name": name, "source": str(folder), "fno": fno_kwargs(fno)}
+    if type(fno).__name__ in BARE_FAMILIES:
+        fno.saeno_config = cfg
+        return fno.to(device) if device is not None else fno
+    channels_in, channels_out = model_channels(fno)
+    model = ZooOperator(fno, channels_in, channels_out, config=cfg)
     return model.to(device) if device is not None else model
 
 
@@ -213,12 +200,6 @@ def load_neuralop_checkpoint(
 # :func:`saeno.zoo.load_model` when no ``model_config`` is passed, so that every verb taking ``--model`` gets it
 CLI_MODEL_CONFIG: Any = None
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
-_ARCH_HINT = (
-    "Give the architecture with model_config= (CLI --model-config): a JSON/YAML file or string with the "
-    'neuraloperator class and its keyword arguments, e.g. \'{"model_class": "FNO", "n_modes": [16, 16], '
-    '"in_channels": 1, "out_channels": 1, "hidden_channels": 32, "n_layers": 4}\', or a neuraloperator '
-    "training config with a 'model' section"
-)
 
 
 def _pickle_globals(path: Path) -> tuple[str | None, list[str]]:
@@ -354,68 +335,9 @@ def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
     return tensors
 
 
-def read_model_config(model_config: Any) -> dict[str, Any]:
-    """The architecture as a dict: from a dict, a JSON string, or a ``.json`` / ``.yaml`` file."""
-    if isinstance(model_config, dict):
-        return dict(model_config)
-    text = str(model_config)
-    path = Path(text)
-    if text.lstrip().startswith("{"):
-        source, body = "model_config", text
-    elif path.is_file():
-        source, body = str(path), path.read_text(encoding="utf-8")
-    else:
-        raise DataFormatError(
-            f"model_config {text!r} is neither a JSON object nor an existing file. " + _ARCH_HINT
-        )
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            cfg = yaml.safe_load(body)
-        else:
-            cfg = json.loads(body)
-    except Exception as exc:
-        raise DataFormatError(f"{source}: not valid JSON/YAML ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise DataFormatError(
-            f"{source}: expected an object with the model's class and arguments. " + _ARCH_HINT
-        )
-    return cfg
-
-
-def build_architecture(model_config: Any) -> nn.Module:
-    """An untrained neuraloperator model from a :func:`read_model_config` architecture."""
-    from neuralop.models.base_model import BaseModel
-
-    cfg = read_model_config(model_config)
-    if isinstance(cfg.get("fno"), dict):  # saeno's own config.json
-        cfg = cfg["fno"]
-    if isinstance(cfg.get("model"), dict):  # a neuraloperator training config
-        cfg = dict(cfg["model"])
-        if "data_channels" in cfg:
-            cfg["in_channels"] = cfg.pop("data_channels")
-    cfg = dict(cfg)
-    name = str(cfg.pop("model_class", None) or cfg.pop("model_arch", None) or cfg.pop("arch", None) or "")
-    if not name:
-        raise DataFormatError("model_config names no model class ('model_class': 'FNO' ...). " + _ARCH_HINT)
-    cls = BaseModel._models.get(name.lower())
-    if cls is None:
-        raise DataFormatError(
-            f"model_config names an unknown neuraloperator model class {name!r}; known: "
-            f"{sorted(BaseModel._models)}"
-        )
-    if "n_modes" in cfg and isinstance(cfg["n_modes"], list):
-        cfg["n_modes"] = tuple(cfg["n_modes"])
-    try:
-        return cls(**cfg)
-    except TypeError as exc:
-        raise DataFormatError(
-            f"model_config: {cls.__name__} does not accept these arguments ({exc})"
-        ) from exc
-
-
-def _read_state(path: Path, trust: bool) -> dict[str, torch.Tensor]:
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state-dict file (``.safetensors``, or a ``.pt`` read without running its pickle)."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -462,10 +384,10 @@ def load_user_file(
         if model_config is None:
             raise DataFormatError(
                 f"{path} is a plain state dict (weights only, no architecture), so the model cannot be built "
-                "from it alone. " + _ARCH_HINT
+                "from it alone. " + ARCH_HINT
             )
         model = build_architecture(model_config)
-        state = _read_state(path, trust=False)
+        state = read_state(path)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -493,7 +415,7 @@ def load_user_file(
                 raise DataFormatError(
                     f"{path}: {what} that is not a module; it holds "
                     f"{sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__}. "
-                    + _ARCH_HINT
+                    + ARCH_HINT
                 )
             model = build_architecture(model_config)
             model.load_state_dict(state, strict=True)
@@ -560,16 +482,3 @@ def check_weights(path: Path, recorded: Any, config: Path) -> None:
             f"{path} is damaged or was replaced: its size or SHA-256 differs from "
             f"the one recorded in {config}; restore the file or train the model again"
         )
-
-
-def checked_build(kwargs: dict[str, Any], config: Path) -> nn.Module:
-    """:func:`build_fno`, with arguments the model class does not take reported against ``config``."""
-    try:
-        return build_fno(kwargs)
-    except DataFormatError:
-        raise
-    except (TypeError, KeyError, ValueError) as exc:
-        raise DataFormatError(
-            f"{config}: the 'fno' entry does not build a model ({type(exc).__name__}: "
-            f"{exc}); the file is damaged or was edited"
-        ) from None
