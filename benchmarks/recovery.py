@@ -49,14 +49,14 @@ JSONL = RESULTS / "recovery_claims.jsonl"
 SEEDS = (0, 1, 2)
 VALIDATION_SEED = 9
 RATES = (1e-2, 3e-2, 1e-1)
-LIFT_RATES = (1e-3, 3e-3, 1e-2, 3e-2)
+LIFT_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 #: field models of the claims: label -> (kind, build options)
 FIELD_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "SAE-FNO": ("SAE-FNO", {"modes": 13}),
     "SAE-FNO all modes": ("SAE-FNO", {"modes": 32}),
     "SAE-CNN": ("SAE-CNN", {"kernel": 33}),
 }
-CLAIMS = ("rates", "lift", "modes", "grid", "local", "sparsity")
+CLAIMS = ("rates", "lift", "modes", "grid", "local", "sparsity", "modes-long")
 FIELD_STEPS = 600
 NOISE_REL = 0.1  # noise shift: white noise at 10% of the test fields' standard deviation
 AMP_SHIFT = (1.5, 3.0)  # amplitude shift: codes twice as strong on average (trained on 0.5..1.5)
@@ -130,16 +130,29 @@ def jobs_for(claim: str, rows: list[dict[str, Any]], seeds: tuple[int, ...]) -> 
             for label in FIELD_MODELS
             for seed in seeds
         ]
+    if claim == "modes-long":  # the same comparison with 2.5x the steps
+        return [
+            _job("modes-long", s, label, seed, lr(s, label), steps=1500, eval_every=250)
+            for s in ("conv-smooth", "conv-noise")
+            for label in FIELD_MODELS
+            for seed in seeds
+        ]
     if claim == "sparsity":
         return [
             _job("sparsity", "conv-smooth", label, seed, lr("conv-smooth", label), k=k)
             for k in (1, 4)
             for label in FIELD_MODELS
             for seed in seeds
+        ] + [
+            _job("sparsity", "conv-smooth-c4", label, seed, lr("conv-smooth", label), k=k)
+            for k in (1, 4)
+            for label in ("SAE-FNO", "SAE-CNN")
+            for seed in seeds
         ]
-    if claim == "local":
+    if claim == "local":  # peak picking; the runs without it are the modes and grid claims' runs
         return [
-            _job("local", "conv-smooth", label, seed, lr("conv-smooth", label), peaks=1)
+            _job("local", setting, label, seed, lr("conv-smooth", label), peaks=1)
+            for setting in ("conv-smooth", "conv-smooth-c4")
             for label in ("SAE-FNO", "SAE-CNN")
             for seed in seeds
         ]

@@ -5,6 +5,7 @@ Every figure is mean ± std over the scored seeds (0, 1, 2) unless a column says
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,19 @@ def _pm(values: list[float], digits: int = 3) -> str:
     return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}" + ("" if a.size == 3 else f" (n={a.size})")
 
 
-def select(rows: list[dict[str, Any]], setting: str, label: str, **build: Any) -> list[dict[str, Any]]:
-    """Scored rows of one (setting, model, build options); options not given must be absent."""
+def select(
+    rows: list[dict[str, Any]], setting: str, label: str, *, long: bool = False, **build: Any
+) -> list[dict[str, Any]]:
+    """Scored rows of one (setting, model, build options); options not given must be absent.
+
+    ``long`` picks the 1500-step runs of ``modes-long`` instead of the others.
+    """
     out = []
     for r in rows:
         j = r["job"]
         if j["claim"] == "rates" or j["seed"] not in SCORED or j["setting"] != setting or j["label"] != label:
+            continue
+        if (j["steps"] == 1500) != long:
             continue
         b = {k: v for k, v in j["build"].items() if k not in ("modes", "kernel") and v is not None}
         if b == {k: v for k, v in build.items() if v is not None}:
@@ -58,8 +66,8 @@ def _at_step(r: dict[str, Any], step: int) -> float:
 def lift_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| model | lr | recovery at step 0 (null) | at step 100 | final (step 300) | AUC of the curve | "
-        "steps to 0.9 (per seed) |",
-        "|---|---|---|---|---|---|---|",
+        "steps to 0.9 (per seed) | s per 100 steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     best: dict[str, tuple[float, float]] = {}
     for lift, name in ((None, "SAE"), (256, "L-SAE (L = 256)")):
@@ -72,12 +80,15 @@ def lift_table(rows: list[dict[str, Any]]) -> str:
             st_txt = ", ".join("never" if math.isinf(v) else str(int(v)) for v in st)
             lines.append(
                 f"| {name} | {lr:g} | {_pm([_at_step(r, 0) for r in rs])} | {_pm([_at_step(r, 100) for r in rs])} | "
-                f"{_pm([r['final']['mean_cos'] for r in rs])} | {_pm(auc)} | {st_txt} |"
+                f"{_pm([r['final']['mean_cos'] for r in rs])} | {_pm(auc)} | {st_txt} | "
+                f"{np.mean([r['train_s'] for r in rs]) / 3:.1f} |"
             )
             if name not in best or np.mean(auc) > best[name][0]:
                 best[name] = (float(np.mean(auc)), lr)
     lines.append("")
-    lines.append("Best rate per model (highest mean AUC): " + ", ".join(f"{k} {v[1]:g}" for k, v in best.items()))
+    lines.append(
+        "Best rate per model (highest mean AUC): " + ", ".join(f"{k} {v[1]:g}" for k, v in best.items())
+    )
     return "\n".join(lines)
 
 
@@ -87,13 +98,15 @@ def rates_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         j = r["job"]
         if j["claim"] == "rates":
-            seen.setdefault((j["setting"], j["label"]), []).append(f"{j['lr']:g}: {r['final']['mean_cos']:.3f}")
+            seen.setdefault((j["setting"], j["label"]), []).append(
+                f"{j['lr']:g}: {r['final']['mean_cos']:.3f}"
+            )
     for (s, m), v in seen.items():
         lines.append(f"| {s} | {m} | {', '.join(v)} |")
     return "\n".join(lines)
 
 
-def modes_table(rows: list[dict[str, Any]], models: tuple[str, ...]) -> str:
+def modes_table(rows: list[dict[str, Any]], models: tuple[str, ...], long: bool = False) -> str:
     lines = [
         "| setting | model | lr | recovery (final) | untrained (null) | chance, fresh atoms | coherence (true) | "
         "test rel. error |",
@@ -102,7 +115,7 @@ def modes_table(rows: list[dict[str, Any]], models: tuple[str, ...]) -> str:
     for setting in ("conv-smooth", "conv-noise"):
         ch = _pm(chance(setting))
         for m in models:
-            rs = select(rows, setting, m)
+            rs = select(rows, setting, m, long=long)
             if not rs:
                 continue
             lines.append(
@@ -139,19 +152,25 @@ def grid_table(rows: list[dict[str, Any]], setting: str, models: tuple[str, ...]
         if res["256"]["rel_error"] == "n/a":
             ratio = "n/a"
         else:
-            ratio = _pm([r["eval"]["resolution"]["256"]["rel_error"] / r["eval"]["resolution"]["64"]["rel_error"] for r in rs], 2)
+            ratio = _pm(
+                [
+                    r["eval"]["resolution"]["256"]["rel_error"] / r["eval"]["resolution"]["64"]["rel_error"]
+                    for r in rs
+                ],
+                2,
+            )
         rsm = " / ".join(_grid_cell(rs, "resolution_resampled", g, "rel_error") for g in ("32", "256"))
         lines.append(f"| {m} | " + " | ".join(errs) + f" | {ratio} | " + " | ".join(cos) + f" | {rsm} |")
     return "\n".join(lines)
 
 
-def sparsity_table(rows: list[dict[str, Any]], models: tuple[str, ...]) -> str:
+def sparsity_table(rows: list[dict[str, Any]], models: tuple[str, ...], setting: str = "conv-smooth") -> str:
     lines = [
         "| model | recovery k=1 | k=2 (planted) | k=4 | spread max-min (per seed) | error k=1 | k=2 | k=4 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
-        by_k = {k: select(rows, "conv-smooth", m, k=None if k == 2 else k) for k in (1, 2, 4)}
+        by_k = {k: select(rows, setting, m, k=None if k == 2 else k) for k in (1, 2, 4)}
         if not all(by_k.values()):
             continue
         seeds = sorted(set.intersection(*[{r["job"]["seed"] for r in v} for v in by_k.values()]))
@@ -162,8 +181,11 @@ def sparsity_table(rows: list[dict[str, Any]], models: tuple[str, ...]) -> str:
         rec = [_pm([r["final"]["mean_cos"] for r in by_k[k]]) for k in (1, 2, 4)]
         err = [_pm([r["eval"]["rel_error"] for r in by_k[k]]) for k in (1, 2, 4)]
         lines.append(
-            f"| {m} | " + " | ".join(rec) + f" | {_pm(spread)} ({', '.join(f'{v:.3f}' for v in spread)}) | "
-            + " | ".join(err) + " |"
+            f"| {m} | "
+            + " | ".join(rec)
+            + f" | {_pm(spread)} ({', '.join(f'{v:.3f}' for v in spread)}) | "
+            + " | ".join(err)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -198,17 +220,17 @@ def shift_usage_tables(rows: list[dict[str, Any]], cases: list[tuple[str, str]])
 
 def local_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | peak picking | F1 | recall | precision | untrained F1 (null) | recovery |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | model | peak picking | F1 | recall | precision | untrained F1 (null) | recovery |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for m in ("SAE-FNO", "SAE-CNN"):
-        for peaks in (None, 1):
-            rs = select(rows, "conv-smooth", m, peaks=peaks)
+    for setting in ("conv-smooth", "conv-smooth-c4"):
+        for m, peaks in itertools.product(("SAE-FNO", "SAE-CNN"), (None, 1)):
+            rs = select(rows, setting, m, peaks=peaks)
             if not rs:
                 continue
             loc = [r["eval"]["local"] for r in rs]
             lines.append(
-                f"| {m} | {'r = 1' if peaks else 'off'} | {_pm([v['f1'] for v in loc])} | "
+                f"| {setting} | {m} | {'r = 1' if peaks else 'off'} | {_pm([v['f1'] for v in loc])} | "
                 f"{_pm([v['recall'] for v in loc])} | {_pm([v['precision'] for v in loc])} | "
                 f"{_pm([r['null']['local']['f1'] for r in rs])} | {_pm([r['final']['mean_cos'] for r in rs])} |"
             )
@@ -246,13 +268,17 @@ def report(rows: list[dict[str, Any]], plots: Path | None = None) -> str:
         "### lift\n\n" + lift_table(rows),
         "### rates (field models)\n\n" + rates_table(rows),
         "### modes\n\n" + modes_table(rows, fields),
-        "### grid (conv-smooth-c4)\n\n" + grid_table(rows, "conv-smooth-c4", ("SAE-FNO", "SAE-CNN", "SAE", "FlatSAE")),
+        "### modes, 1500 steps\n\n" + modes_table(rows, fields, long=True),
+        "### grid (conv-smooth-c4)\n\n"
+        + grid_table(rows, "conv-smooth-c4", ("SAE-FNO", "SAE-CNN", "SAE", "FlatSAE")),
         "### grid (conv-smooth, one channel)\n\n" + grid_table(rows, "conv-smooth", fields),
         "### sparsity\n\n" + sparsity_table(rows, fields),
+        "### sparsity (conv-smooth-c4)\n\n" + sparsity_table(rows, ("SAE-FNO", "SAE-CNN"), "conv-smooth-c4"),
         "### shift and usage\n\n"
         + shift_usage_tables(
             rows,
-            [("conv-smooth", m) for m in fields] + [("conv-smooth-c4", m) for m in ("SAE-FNO", "SAE-CNN", "SAE", "FlatSAE")],
+            [("conv-smooth", m) for m in fields]
+            + [("conv-smooth-c4", m) for m in ("SAE-FNO", "SAE-CNN", "SAE", "FlatSAE")],
         ),
         "### local\n\n" + local_table(rows),
     ]

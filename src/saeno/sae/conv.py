@@ -80,6 +80,7 @@ class ConvSAE(SparseAutoencoder):
             in_channels, n_concepts, ndim=ndim, sparsity=sparsity, lifting=lifting, complex=complex
         )
         self.kernel = int(kernel)
+        self.grid_ndim = int(ndim)
         c, p, taps = self.core_channels, self.n_concepts, (self.kernel,) * ndim
         self.enc_weight = nn.Parameter(torch.empty(p, c, *taps))
         self.b_e = nn.Parameter(torch.zeros(p))
@@ -100,7 +101,7 @@ class ConvSAE(SparseAutoencoder):
         }
 
     def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
-        return _CONV[int(self.ndim)](circular_pad(x, self.kernel // 2), weight)
+        return _CONV[self.grid_ndim](circular_pad(x, self.kernel // 2), weight)
 
     def _bias(self, b: Tensor, like: Tensor) -> Tensor:
         return b.view(1, -1, *([1] * (like.dim() - 2)))
@@ -123,10 +124,10 @@ class ConvSAE(SparseAutoencoder):
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
         norms = self.dec_weight.transpose(0, 1).flatten(1).norm(dim=1).clamp_min(1e-12)  # (p,)
-        self.dec_weight.div_(norms.view(1, -1, *([1] * int(self.ndim))))
+        self.dec_weight.div_(norms.view(1, -1, *([1] * self.grid_ndim)))
 
     @torch.no_grad()
     def init_encoder_from_decoder_(self) -> None:
         """Encoder = the decoder's adjoint: the transposed kernels, flipped in every grid axis."""
-        dims = tuple(range(2, 2 + int(self.ndim)))
+        dims = tuple(range(2, 2 + self.grid_ndim))
         self.enc_weight.copy_(self.dec_weight.transpose(0, 1).flip(dims))
