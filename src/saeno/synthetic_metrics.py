@@ -180,3 +180,119 @@ def coherence(atoms: np.ndarray | torch.Tensor) -> float:
         raise ShapeError("coherence needs at least two atoms")
     g = np.abs(u @ u.T)
     return float((g.sum() - np.trace(g)) / (p * (p - 1)))
+
+
+def best_lags(
+    learned: np.ndarray | torch.Tensor, true: np.ndarray | torch.Tensor, assignment: np.ndarray
+) -> np.ndarray:
+    """Circular lag of each matched pair on a 1D grid: ``roll(learned[j], lag) ~ true[k]`` (up to sign).
+
+    Parameters
+    ----------
+    learned, true : array or tensor, shape (p, C, n)
+    assignment : numpy.ndarray of int, shape (p_true,)
+        ``Recovery.assignment`` (-1 for unmatched true atoms, which get lag 0).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (p_true,)
+        The lag ``s`` that maximises ``|sum_y learned_j(y) . true_k(y + s)|``: a planted occurrence of
+        atom k at grid position ``l`` is explained by a code of concept j at ``l + s``.
+    """
+    la, ta = _to_numpy(learned), _to_numpy(true)
+    if la.ndim != 3 or la.shape[1:] != ta.shape[1:]:
+        raise ShapeError(f"best_lags needs 1D atoms (p, C, n) on one grid, got {la.shape} and {ta.shape}")
+    n = la.shape[-1]
+    lags = np.zeros(ta.shape[0], dtype=np.int64)
+    for k, j in enumerate(np.asarray(assignment)):
+        if j < 0:
+            continue
+        cc = np.fft.irfft(np.conj(np.fft.rfft(la[j], axis=-1)) * np.fft.rfft(ta[k], axis=-1), n=n, axis=-1)
+        lags[k] = int(np.abs(cc.sum(0)).argmax())
+    return lags
+
+
+def usage_evenness(active: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """How evenly a dictionary's concepts are used across samples.
+
+    Parameters
+    ----------
+    active : array or tensor of bool, shape (N, p)
+        Whether concept j fires anywhere in sample i.
+
+    Returns
+    -------
+    dict
+        ``"evenness"``: the effective number of concepts ``exp(H(u))`` over ``p``, where ``u_j`` is
+        concept j's share of all (sample, concept) firings (1: every concept fires equally often;
+        ``1/p``: one concept does all the work; 0 when nothing fires); ``"never"``: share of concepts
+        that never fire; ``"max_share"``: the largest ``u_j``.
+    """
+    a = _to_numpy(active) > 0
+    if a.ndim != 2:
+        raise ShapeError(f"active must be (N, p), got {a.shape}")
+    counts = a.sum(0).astype(np.float64)
+    p, total = a.shape[1], counts.sum()
+    if total == 0:
+        return {"evenness": 0.0, "never": 1.0, "max_share": 0.0}
+    u = counts / total
+    h = -np.sum(u[u > 0] * np.log(u[u > 0]))
+    return {
+        "evenness": float(np.exp(h) / p),
+        "never": float(np.mean(counts == 0)),
+        "max_share": float(u.max()),
+    }
+
+
+def localisation_scores(
+    codes: np.ndarray | torch.Tensor,
+    sample: np.ndarray,
+    concept: np.ndarray,
+    position: np.ndarray,
+    assignment: np.ndarray,
+    lags: np.ndarray,
+    *,
+    radius: int = 1,
+) -> dict[str, float]:
+    """Whether learned code maps put their mass where the planted atoms occur (1D grids).
+
+    Parameters
+    ----------
+    codes : array or tensor, shape (N, p_learned, n)
+        Learned codes of N samples.
+    sample, concept, position : numpy.ndarray of int, shape (M,)
+        The planted occurrences: sample index, true concept, grid position.
+    assignment, lags : numpy.ndarray of int, shape (p_true,)
+        Matched learned concept and lag per true concept (:func:`match_atoms`, :func:`best_lags`).
+    radius : int
+        Tolerance in grid points.
+
+    Returns
+    -------
+    dict
+        ``"recall"``: share of planted occurrences whose matched concept has a nonzero code within
+        ``radius`` points of ``position + lag``; ``"precision"``: share of the matched concepts' code
+        mass ``sum |z|`` that lies within ``radius`` points of one of their expected positions in the
+        same sample; ``"f1"``: their harmonic mean.
+    """
+    z = np.abs(_to_numpy(codes))
+    if z.ndim != 3:
+        raise ShapeError(f"codes must be (N, p, n), got {z.shape}")
+    n = z.shape[-1]
+    near = np.zeros_like(z, dtype=bool)
+    hits, counted = 0, 0
+    offsets = np.arange(-radius, radius + 1)
+    for i, k, pos in zip(np.asarray(sample), np.asarray(concept), np.asarray(position)):
+        j = assignment[k]
+        if j < 0:
+            continue
+        window = (int(pos) + int(lags[k]) + offsets) % n
+        counted += 1
+        hits += bool(np.any(z[i, j, window] > 0))
+        near[i, j, window] = True
+    matched = np.unique(assignment[assignment >= 0])
+    mass = z[:, matched].sum()
+    precision = float(z[:, matched][near[:, matched]].sum() / mass) if mass > 0 else 0.0
+    recall = hits / counted if counted else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"recall": float(recall), "precision": precision, "f1": float(f1)}

@@ -1,10 +1,11 @@
-"""Sparse autoencoder models: pointwise ``SAE``, ``FlatSAE``, ``SAEFNO``, lifting and sparsity.
+"""Sparse autoencoder models: pointwise ``SAE``, ``FlatSAE``, ``SAEFNO``, ``ConvSAE``, lifting and sparsity.
 
 All subclass :class:`saeno.sae.base.SparseAutoencoder` and take raw tensors; they know nothing of stores,
 hooks or files.
 """
 
 from saeno.sae.base import SAEOutput, SparseAutoencoder
+from saeno.sae.conv import ConvSAE
 from saeno.sae.flat import FlatSAE
 from saeno.sae.pointwise import SAE
 from saeno.sae.sae_fno import SAEFNO
@@ -16,6 +17,7 @@ __all__ = [
     "SAE",
     "FlatSAE",
     "SAEFNO",
+    "ConvSAE",
     "Sparsity",
     "TopK",
     "BatchTopK",

@@ -14,6 +14,7 @@ _BUILTIN: dict[str, str] = {
     "sae": "saeno.sae.pointwise:SAE",
     "flat": "saeno.sae.flat:FlatSAE",
     "sae-fno": "saeno.sae.sae_fno:SAEFNO",
+    "sae-cnn": "saeno.sae.conv:ConvSAE",
     "supervised": "saeno.sae.supervised:SupervisedSAE",
 }
 _REGISTERED: dict[str, type] = {}
