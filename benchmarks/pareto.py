@@ -40,19 +40,21 @@ HOOK = "blocks.2.hook_out"
 VARIANTS = ("fno", "fno-nobias", "sae", "sae-bias")
 
 
-def capture(out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100) -> None:
+def capture(
+    out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100, hook: str = HOOK
+) -> None:
     """Capture the demo's stores for ``zoo``: train at its grid, test at its grid and twice it."""
     import saeno
 
     model = saeno.zoo.load(zoo, progress=False).eval()
     res = int(model.saeno_config["resolution"])
-    pde = model.saeno_config.get("pde", zoo.split("-")[0])
+    pde = model.saeno_config.get("dataset", zoo.split("-fno")[0])
     hooked = saeno.HookedOperator(model)
     train = saeno.datasets.load(pde, split="train", resolution=res, n=n_train, progress=False)
-    saeno.capture(hooked, train, [HOOK], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
+    saeno.capture(hooked, train, [hook], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
     for r in (res, 2 * res):
         ds = saeno.datasets.load(pde, split="test", resolution=r, n=n_test, progress=False)
-        saeno.capture(hooked, ds, [HOOK], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
+        saeno.capture(hooked, ds, [hook], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
 
 
 def build(
@@ -85,8 +87,11 @@ def run(args: argparse.Namespace) -> None:
     train = ActivationStore.open(train_path)
     test = ActivationStore.open(stores / f"test_{res}.zarr")
     other = ActivationStore.open(stores / f"test_{2 * res}.zarr")
-    hooked = saeno.HookedOperator(saeno.zoo.load(args.zoo, progress=False)).eval()
-    info = train.hook_info(HOOK)
+    fno = saeno.zoo.load(args.zoo, progress=False)
+    hooked = saeno.HookedOperator(fno).eval()
+    hook = args.hook
+    modes = args.modes or int(fno.saeno_config["fno"]["n_modes"][0])
+    info = train.hook_info(hook)
     channels, ndim = int(info["shape"][0]), len(info["shape"]) - 1
     dicts = Path(args.dicts) if args.dicts else None
     for c in args.k:
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
                     ndim,
                     c,
                     args.concepts,
-                    args.modes,
+                    modes,
                     json.loads(args.fno_kw) if args.fno_kw else None,
                 )
                 field = sae.view == "field"
@@ -111,19 +116,20 @@ def run(args: argparse.Namespace) -> None:
                 steps = args.steps_fno if variant.startswith("fno") else args.steps_sae
                 t0 = time.perf_counter()
                 result = saeno.train_sae(
-                    sae, train, hook=HOOK, steps=steps, batch_size=batch, seed=seed, progress=False
+                    sae, train, hook=hook, steps=steps, batch_size=batch, seed=seed, progress=False
                 )
                 train_s = time.perf_counter() - t0
                 rep = evaluate(
                     result.sae,
                     test,
-                    HOOK,
+                    hook,
                     hooked=hooked,
                     other_stores=[] if args.no_other else [other],
                     progress=False,
                 )
                 row = {
                     "zoo": args.zoo,
+                    "hook": hook,
                     "variant": variant + (args.tag or ""),
                     "c": c,
                     "seed": seed,
@@ -156,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
                     }
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(row, default=float) + "\n")
-                g = f"{res}x{res}"
+                g = "x".join([str(res)] * ndim)
                 print(
                     f"{variant:10s} c={c:2d} seed={seed} out_chg={row[g]['output_change']:.4f} "
                     f"EV={row[g]['explained_variance']:.4f} L0pt={row[g]['L0_per_point']:.2f} "
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> None:
                 if dicts is not None:
                     dicts.mkdir(parents=True, exist_ok=True)
                     with torch.no_grad():
-                        a = torch.from_numpy(test.read(HOOK, slice(0, 16))).float()
+                        a = torch.from_numpy(test.read(hook, slice(0, 16))).float()
                         atoms = result.sae.concepts((res,) * ndim).float()
                         codes = result.sae.encode(a).float()
                     torch.save(
@@ -238,7 +244,7 @@ def report(args: argparse.Namespace) -> None:
     ]
     summary: dict[tuple, dict] = {}
     for (zoo, variant, c), rs in sorted(groups.items()):
-        grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and "x" in k]
+        grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and k[0].isdigit()]
         stab = {}
         if args.dicts:
             paths = sorted(Path(args.dicts).glob(f"{zoo}_{variant}_c{c}_s*.pt"))
@@ -322,6 +328,9 @@ def main() -> None:
     c = sub.add_parser("capture")
     c.add_argument("--out", required=True)
     c.add_argument("--zoo", default="darcy-fno")
+    c.add_argument("--hook", default=HOOK)
+    c.add_argument("--n-train", type=int, default=400)
+    c.add_argument("--n-test", type=int, default=100)
     r = sub.add_parser("run")
     r.add_argument("--stores", required=True)
     r.add_argument("--zoo", default="darcy-fno")
@@ -329,7 +338,8 @@ def main() -> None:
     r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--concepts", type=int, default=64)
-    r.add_argument("--modes", type=int, default=8)
+    r.add_argument("--hook", default=HOOK)
+    r.add_argument("--modes", type=int, default=None, help="SAE modes (default: the FNO's)")
     r.add_argument("--steps-fno", type=int, default=500)
     r.add_argument("--steps-sae", type=int, default=600)
     r.add_argument("--batch-fno", type=int, default=16)
@@ -346,7 +356,7 @@ def main() -> None:
     s.add_argument("--plot", default=None)
     args = p.parse_args()
     if args.cmd == "capture":
-        capture(args.out, args.zoo)
+        capture(args.out, args.zoo, args.n_train, args.n_test, args.hook)
     elif args.cmd == "run":
         run(args)
     else:
