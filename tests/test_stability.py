@@ -55,7 +55,7 @@ def test_shifted_permuted_copy_is_fully_reproduced(grid):
     got = dict(zip(m.rows.tolist(), m.cols.tolist()))
     assert all(got[int(perm[j])] == j for j in range(n))
     np.testing.assert_allclose(m.cos, 1.0, atol=1e-9)
-    for row, col, s in zip(m.rows, m.cols, m.shifts):
+    for col, s in zip(m.cols, m.shifts):
         assert tuple(int(v) for v in s) == tuple(v % g for v, g in zip(shifts[col], grid))
     score = compare_dictionaries(a, b, codes_a, codes_b, shifts=True)
     assert score.atom_cos == pytest.approx(1.0, abs=1e-9)
