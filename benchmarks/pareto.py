@@ -40,19 +40,21 @@ HOOK = "blocks.2.hook_out"
 VARIANTS = ("fno", "fno-nobias", "sae", "sae-bias")
 
 
-def capture(out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100) -> None:
+def capture(
+    out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100, hook: str = HOOK
+) -> None:
     """Capture the demo's stores for ``zoo``: train at its grid, test at its grid and twice it."""
     import saeno
 
     model = saeno.zoo.load(zoo, progress=False).eval()
     res = int(model.saeno_config["resolution"])
-    pde = model.saeno_config.get("pde", zoo.split("-")[0])
+    pde = model.saeno_config.get("dataset", zoo.split("-fno")[0])
     hooked = saeno.HookedOperator(model)
     train = saeno.datasets.load(pde, split="train", resolution=res, n=n_train, progress=False)
-    saeno.capture(hooked, train, [HOOK], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
+    saeno.capture(hooked, train, [hook], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
     for r in (res, 2 * res):
         ds = saeno.datasets.load(pde, split="test", resolution=r, n=n_test, progress=False)
-        saeno.capture(hooked, ds, [HOOK], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
+        saeno.capture(hooked, ds, [hook], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
 
 
 def build(
@@ -85,8 +87,11 @@ def run(args: argparse.Namespace) -> None:
     train = ActivationStore.open(train_path)
     test = ActivationStore.open(stores / f"test_{res}.zarr")
     other = ActivationStore.open(stores / f"test_{2 * res}.zarr")
-    hooked = saeno.HookedOperator(saeno.zoo.load(args.zoo, progress=False)).eval()
-    info = train.hook_info(HOOK)
+    fno = saeno.zoo.load(args.zoo, progress=False)
+    hooked = saeno.HookedOperator(fno).eval()
+    hook = args.hook
+    modes = args.modes or int(fno.saeno_config["fno"]["n_modes"][0])
+    info = train.hook_info(hook)
     channels, ndim = int(info["shape"][0]), len(info["shape"]) - 1
     dicts = Path(args.dicts) if args.dicts else None
     for c in args.k:
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
                     ndim,
                     c,
                     args.concepts,
-                    args.modes,
+                    modes,
                     json.loads(args.fno_kw) if args.fno_kw else None,
                 )
                 field = sae.view == "field"
@@ -111,19 +116,20 @@ def run(args: argparse.Namespace) -> None:
                 steps = args.steps_fno if variant.startswith("fno") else args.steps_sae
                 t0 = time.perf_counter()
                 result = saeno.train_sae(
-                    sae, train, hook=HOOK, steps=steps, batch_size=batch, seed=seed, progress=False
+                    sae, train, hook=hook, steps=steps, batch_size=batch, seed=seed, progress=False
                 )
                 train_s = time.perf_counter() - t0
                 rep = evaluate(
                     result.sae,
                     test,
-                    HOOK,
+                    hook,
                     hooked=hooked,
                     other_stores=[] if args.no_other else [other],
                     progress=False,
                 )
                 row = {
                     "zoo": args.zoo,
+                    "hook": hook,
                     "variant": variant + (args.tag or ""),
                     "c": c,
                     "seed": seed,
@@ -156,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
                     }
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(row, default=float) + "\n")
-                g = f"{res}x{res}"
+                g = "x".join([str(res)] * ndim)
                 print(
                     f"{variant:10s} c={c:2d} seed={seed} out_chg={row[g]['output_change']:.4f} "
                     f"EV={row[g]['explained_variance']:.4f} L0pt={row[g]['L0_per_point']:.2f} "
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> None:
                 if dicts is not None:
                     dicts.mkdir(parents=True, exist_ok=True)
                     with torch.no_grad():
-                        a = torch.from_numpy(test.read(HOOK, slice(0, 16))).float()
+                        a = torch.from_numpy(test.read(hook, slice(0, 16))).float()
                         atoms = result.sae.concepts((res,) * ndim).float()
                         codes = result.sae.encode(a).float()
                     torch.save(
@@ -190,60 +196,72 @@ def _mean_ci(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
-def stability(paths: list[Path], threshold: float = 0.9) -> dict[str, float]:
-    """Hungarian-matched ``|cos|`` of atoms and code-map correlation over seed pairs."""
-    from scipy.optimize import linear_sum_assignment
+def stability(paths: list[Path], shifts: bool, threshold: float = 0.9) -> dict[str, float]:
+    """Dictionary stability over all seed pairs (:func:`saeno.sae.stability.compare_dictionaries`).
+
+    ``atom_cos``/``code_corr``/``reproduced``: matched with ``shifts`` (periodic shifts of the
+    rendered atoms for an SAE-FNO); ``atom_cos_plain``: matched without shifts; ``null``: the same
+    matching after a random rotation of the second dictionary's channels (the chance level).
+    """
+    from saeno.sae.stability import compare_dictionaries, rotated_null_cos
 
     loaded = [torch.load(p) for p in paths]
-    cos_all, corr_all, share_all = [], [], []
+    out: dict[str, list[float]] = {
+        "atom_cos": [],
+        "atom_cos_plain": [],
+        "code_corr": [],
+        "reproduced": [],
+        "null": [],
+    }
     for i in range(len(loaded)):
         for j in range(i + 1, len(loaded)):
-            a = loaded[i]["atoms"].flatten(1)
-            b = loaded[j]["atoms"].flatten(1)
-            a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            sim = (a @ b.T).abs().numpy()
-            r, cidx = linear_sum_assignment(-sim)
-            matched = sim[r, cidx]
-            cos_all.append(float(matched.mean()))
-            share_all.append(float((matched >= threshold).mean()))
-            za = loaded[i]["codes"].transpose(0, 1).flatten(1)[r]
-            zb = loaded[j]["codes"].transpose(0, 1).flatten(1)[cidx]
-            za, zb = za - za.mean(1, keepdim=True), zb - zb.mean(1, keepdim=True)
-            den = za.norm(dim=1) * zb.norm(dim=1)
-            live = den > 0
-            corr = (za * zb).sum(1)[live] / den[live]
-            corr_all.append(float(corr.mean()) if live.any() else math.nan)
-    return {
-        "atom_cos": float(np.mean(cos_all)),
-        "code_corr": float(np.nanmean(corr_all)),
-        "reproduced": float(np.mean(share_all)),
-        "pairs": len(cos_all),
-    }
+            a, b = loaded[i], loaded[j]
+            sc = compare_dictionaries(
+                a["atoms"], b["atoms"], a["codes"], b["codes"], shifts=shifts, threshold=threshold
+            )
+            out["atom_cos"].append(sc.atom_cos)
+            out["code_corr"].append(sc.code_corr)
+            out["reproduced"].append(sc.reproduced)
+            out["atom_cos_plain"].append(
+                compare_dictionaries(a["atoms"], b["atoms"], shifts=False).atom_cos if shifts else sc.atom_cos
+            )
+            out["null"].append(rotated_null_cos(a["atoms"], b["atoms"], shifts=shifts, trials=2, seed=i + j))
+    res = {k: float(np.nanmean(v)) for k, v in out.items()}
+    res["pairs"] = len(out["atom_cos"])
+    return res
 
 
 def report(args: argparse.Namespace) -> None:
     """Aggregate rows (mean and 95% interval over seeds) into a Markdown table and a plot."""
-    rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for f in args.rows for line in Path(f).read_text().splitlines() if line.strip()]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["zoo"], r["variant"], r["c"]), []).append(r)
     lines = [
         (
             "| FNO | model | c | seeds | grid | output change | EV | EV vs mean field | codes/point | "
-            "domain | never firing | loss rec. | error added (abs) | atoms |cos| | code corr. | "
-            "reproduced |"
+            "domain | never firing | loss rec. | error added (abs) |"
         ),
-        "|" + "---|" * 16,
+        "|" + "---|" * 13,
+    ]
+    stab_lines = [
+        "| FNO | model | c | seed pairs | atoms |cos| | unshifted |cos| | null |cos| | code corr. | "
+        "reproduced (|cos| >= 0.9) |",
+        "|" + "---|" * 9,
     ]
     summary: dict[tuple, dict] = {}
     for (zoo, variant, c), rs in sorted(groups.items()):
-        grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and "x" in k]
+        grids = [k for k in rs[0] if isinstance(rs[0][k], dict) and k[0].isdigit()]
         stab = {}
         if args.dicts:
             paths = sorted(Path(args.dicts).glob(f"{zoo}_{variant}_c{c}_s*.pt"))
             if len(paths) > 1:
-                stab = stability(paths)
+                stab = stability(paths, shifts=variant.startswith("fno"))
+                stab_lines.append(
+                    f"| {zoo} | {variant} | {c} | {stab['pairs']} | {stab['atom_cos']:.2f} | "
+                    f"{stab['atom_cos_plain']:.2f} | {stab['null']:.2f} | {stab['code_corr']:.2f} | "
+                    f"{stab['reproduced']:.2f} |"
+                )
         for g in grids:
             stat = {
                 k: _mean_ci([r[g][k] for r in rs])
@@ -264,20 +282,16 @@ def report(args: argparse.Namespace) -> None:
                 m, h = stat[k]
                 return "-" if not np.isfinite(m) else f"{m:.{d}f} ± {h:.{d}f}"
 
-            first = g == grids[0]
-            st = (
-                f"{stab['atom_cos']:.2f} | {stab['code_corr']:.2f} | {stab['reproduced']:.2f}"
-                if stab and first
-                else "- | - | -"
-            )
             lines.append(
                 f"| {zoo} | {variant} | {c} | {len(rs)} | {g} | {f('output_change', 4)} | "
                 f"{f('explained_variance')} | {f('explained_variance_mean_field')} | "
                 f"{f('L0_per_point', 2)} | {f('domain_fraction', 2)} | "
                 f"{f('dead_fraction', 2)} | {f('loss_recovered')} | "
-                f"{f('splice_added_abs', 4)} | {st} |"
+                f"{f('splice_added_abs', 4)} |"
             )
     text = "\n".join(lines) + "\n"
+    if len(stab_lines) > 2:
+        text += "\nStability across seeds:\n\n" + "\n".join(stab_lines) + "\n"
     if args.md:
         Path(args.md).write_text(text)
     print(text)
@@ -287,31 +301,29 @@ def report(args: argparse.Namespace) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         keys = [
             ("output_change", "output change ||f(â)-f(a)||/||f(a)||"),
             ("explained_variance", "EV"),
             ("dead_fraction", "never-firing share"),
         ]
         zoos = sorted({k[0] for k in summary})
-        for zoo in zoos:
+        fig, axes = plt.subplots(len(zoos), 3, figsize=(13, 3.4 * len(zoos)), squeeze=False)
+        for row_axes, zoo in zip(axes, zoos):
             g0 = min({k[3] for k in summary if k[0] == zoo}, key=lambda s: int(s.split("x")[0]))
-            for variant in VARIANTS:
+            for variant in sorted({k[1] for k in summary if k[0] == zoo}):
                 pts = sorted(
                     (k[2], v) for k, v in summary.items() if k[0] == zoo and k[1] == variant and k[3] == g0
                 )
-                if not pts:
-                    continue
-                for ax, (key, label) in zip(axes, keys):
+                for ax, (key, label) in zip(row_axes, keys):
                     x = [p[1]["L0_per_point"][0] for p in pts]
                     y = [p[1][key][0] for p in pts]
                     e = [p[1][key][1] for p in pts]
-                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=f"{zoo} {variant}")
+                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=variant)
                     ax.set_xlabel("codes per point")
-                    ax.set_title(label, fontsize=9)
+                    ax.set_title(f"{zoo} ({g0}): {label}", fontsize=9)
                     ax.set_xscale("log", base=2)
-        axes[0].set_yscale("log")
-        axes[0].legend(fontsize=7)
+            row_axes[0].set_yscale("log")
+            row_axes[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
 
@@ -322,6 +334,9 @@ def main() -> None:
     c = sub.add_parser("capture")
     c.add_argument("--out", required=True)
     c.add_argument("--zoo", default="darcy-fno")
+    c.add_argument("--hook", default=HOOK)
+    c.add_argument("--n-train", type=int, default=400)
+    c.add_argument("--n-test", type=int, default=100)
     r = sub.add_parser("run")
     r.add_argument("--stores", required=True)
     r.add_argument("--zoo", default="darcy-fno")
@@ -329,7 +344,8 @@ def main() -> None:
     r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--concepts", type=int, default=64)
-    r.add_argument("--modes", type=int, default=8)
+    r.add_argument("--hook", default=HOOK)
+    r.add_argument("--modes", type=int, default=None, help="SAE modes (default: the FNO's)")
     r.add_argument("--steps-fno", type=int, default=500)
     r.add_argument("--steps-sae", type=int, default=600)
     r.add_argument("--batch-fno", type=int, default=16)
@@ -340,13 +356,13 @@ def main() -> None:
     r.add_argument("--tag", default=None, help="suffix of the variant name in the rows")
     r.add_argument("--no-other", action="store_true", help="skip the evaluation at twice the grid")
     s = sub.add_parser("report")
-    s.add_argument("--rows", required=True)
+    s.add_argument("--rows", required=True, nargs="+")
     s.add_argument("--dicts", default=None)
     s.add_argument("--md", default=None)
     s.add_argument("--plot", default=None)
     args = p.parse_args()
     if args.cmd == "capture":
-        capture(args.out, args.zoo)
+        capture(args.out, args.zoo, args.n_train, args.n_test, args.hook)
     elif args.cmd == "run":
         run(args)
     else:

@@ -10,6 +10,12 @@ from saeno.sae.flat import FlatSAE
 from saeno.sae.pointwise import SAE
 from saeno.sae.sae_fno import SAEFNO
 from saeno.sae.sparsity import BatchTopK, JumpReLU, ReLUL1, Sparsity, TopK, make_sparsity
+from saeno.sae.stability import (
+    AtomMatch,
+    StabilityScore,
+    compare_dictionaries,
+    match_atoms,
+)
 
 __all__ = [
     "SparseAutoencoder",
@@ -24,4 +30,8 @@ __all__ = [
     "ReLUL1",
     "JumpReLU",
     "make_sparsity",
+    "AtomMatch",
+    "StabilityScore",
+    "match_atoms",
+    "compare_dictionaries",
 ]
