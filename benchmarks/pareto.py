@@ -58,20 +58,33 @@ def capture(
 
 
 def build(
-    variant: str, channels: int, ndim: int, c: int, concepts: int, modes: int, fno_kw: dict | None = None
+    variant: str,
+    channels: int,
+    ndim: int,
+    c: int,
+    concepts: int,
+    modes: int,
+    fno_kw: dict | None = None,
+    sparsity_kw: dict | None = None,
+    sae_bias_modes: int | None = None,
 ):
-    """The model of ``variant`` at ``c`` codes per point (``fno_kw``: extra SAEFNO arguments)."""
+    """The model of ``variant`` at ``c`` codes per point (``fno_kw``: extra SAEFNO arguments;
+    ``sparsity_kw``: extra options of the SAE-FNO's concept TopK, e.g. ``{"balance": 0.01}``)."""
     from saeno.sae import SAE, SAEFNO
 
     if variant.startswith("fno"):
         sp = {"type": "topk", "k": min(4 * c, concepts), "group": "concept", "domain_frac": 0.25}
+        sp.update(sparsity_kw or {})
         bias = "modes" if variant == "fno" else None
-        return SAEFNO(
-            channels, concepts, ndim=ndim, modes=modes, sparsity=sp, bias_field=bias, **(fno_kw or {})
-        )
+        kw = {"bias_field": bias, **(fno_kw or {})}
+        return SAEFNO(channels, concepts, ndim=ndim, modes=modes, sparsity=sp, **kw)
     sp = {"type": "topk", "k": c, "group": "point"}
     return SAE(
-        channels, concepts, ndim=ndim, sparsity=sp, bias_field=modes if variant == "sae-bias" else None
+        channels,
+        concepts,
+        ndim=ndim,
+        sparsity=sp,
+        bias_field=(sae_bias_modes or modes) if variant == "sae-bias" else None,
     )
 
 
@@ -106,6 +119,8 @@ def run(args: argparse.Namespace) -> None:
                     args.concepts,
                     modes,
                     json.loads(args.fno_kw) if args.fno_kw else None,
+                    json.loads(args.sparsity_kw) if args.sparsity_kw else None,
+                    args.sae_bias_modes,
                 )
                 field = sae.view == "field"
                 batch = (
@@ -115,8 +130,9 @@ def run(args: argparse.Namespace) -> None:
                 )
                 steps = args.steps_fno if variant.startswith("fno") else args.steps_sae
                 t0 = time.perf_counter()
+                train_kw = json.loads(args.train_kw) if args.train_kw and variant.startswith("fno") else {}
                 result = saeno.train_sae(
-                    sae, train, hook=hook, steps=steps, batch_size=batch, seed=seed, progress=False
+                    sae, train, hook=hook, steps=steps, batch_size=batch, seed=seed, progress=False, **train_kw
                 )
                 train_s = time.perf_counter() - t0
                 rep = evaluate(
@@ -353,6 +369,9 @@ def main() -> None:
     r.add_argument("--out", required=True)
     r.add_argument("--dicts", default=None)
     r.add_argument("--fno-kw", default=None, help="JSON dict of extra SAEFNO arguments")
+    r.add_argument("--sparsity-kw", default=None, help="JSON dict of extra SAE-FNO TopK options")
+    r.add_argument("--train-kw", default=None, help="JSON dict of extra train_sae options (SAE-FNO)")
+    r.add_argument("--sae-bias-modes", type=int, default=None, help="bias-field modes of sae-bias")
     r.add_argument("--tag", default=None, help="suffix of the variant name in the rows")
     r.add_argument("--no-other", action="store_true", help="skip the evaluation at twice the grid")
     s = sub.add_parser("report")

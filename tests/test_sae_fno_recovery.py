@@ -62,7 +62,7 @@ def test_sae_fno_recovers_a_planted_convolutional_dictionary_in_ci():
         sparsity={"type": "topk", "k": S, "group": "concept", "domain_frac": 1 / N, "domain_peaks": 1},
     )
     before = _matched(atoms, sae.concepts(N)).mean()
-    train_sae(sae, x, steps=600, batch_size=32, progress=False, log_every=100, normalize="center")
+    train_sae(sae, x, steps=300, batch_size=32, progress=False, log_every=100, normalize="center")
     after = _matched(atoms, sae.concepts(N))
     assert 0.4 < chance < 0.75, chance
     assert after.mean() >= 0.85 and after.mean() > max(before, chance) + 0.2, (chance, before, after)

@@ -60,7 +60,9 @@ def _expand(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(*mask.shape, *([1] * (like.dim() - mask.dim())))
 
 
-def topk_codes(pre: Tensor, k: int, group: str = "point") -> Tensor:
+def topk_codes(
+    pre: Tensor, k: int, group: str = "point", offset: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """TopK activation: keep the ``k`` largest concepts (per point or per sample), ReLU on the rest.
 
     Parameters
@@ -71,19 +73,30 @@ def topk_codes(pre: Tensor, k: int, group: str = "point") -> Tensor:
         Concepts kept per point (``group="point"``) or per sample (``group="concept"``).
     group : {"point", "concept"}
         Where the selection runs (see the module docstring).
+    offset : Tensor, optional
+        ``(p,)`` per-concept offsets added to the selection scores only (load balancing): they
+        change which concepts are kept, never the kept values. A concept whose score is zero is
+        never preferred over one with a positive score.
 
     Returns
     -------
-    Tensor
+    codes : Tensor
         Codes of the same shape as ``pre`` with at most ``k`` non-zero concepts per point or sample.
+    idx : Tensor
+        The selected concepts, ``k`` along dimension 1.
     """
     if group == "point" or pre.dim() <= 2:
-        vals, idx = pre.topk(k, dim=1, sorted=False)
-        return torch.zeros_like(pre).scatter_(1, idx, vals.relu())
+        score = pre.detach() if offset is None else pre.detach() + _expand(offset, pre).transpose(0, 1)
+        idx = score.topk(k, dim=1, sorted=False).indices
+        return torch.zeros_like(pre).scatter_(1, idx, pre.gather(1, idx).relu()), idx
     r = pre.relu()
-    idx = concept_scores(r).topk(k, dim=1, sorted=False).indices
+    score = concept_scores(r.detach())
+    if offset is not None:
+        live = score > 0
+        score = torch.where(live, score + offset.view(1, -1), score.new_tensor(float("-inf")))
+    idx = score.topk(k, dim=1, sorted=False).indices
     mask = torch.zeros(r.shape[:2], dtype=r.dtype, device=r.device).scatter_(1, idx, 1.0)
-    return r * _expand(mask, r)
+    return r * _expand(mask, r), idx
 
 
 def keep_top_domain(z: Tensor, frac: float) -> Tensor:
@@ -196,27 +209,74 @@ class Sparsity(nn.Module):
 
 
 class TopK(Sparsity):
-    """TopK: exactly ``k`` concepts kept (per point, or per sample with ``group="concept"``)."""
+    """TopK: exactly ``k`` concepts kept (per point, or per sample with ``group="concept"``).
+
+    Parameters
+    ----------
+    k : int
+        Concepts kept per point or per sample.
+    balance : float
+        Rate of the loss-free load balancing (0: off). Each concept carries an offset
+        (buffer ``balance_offset``, saved with the weights) that is added to its selection score
+        only, so it changes which concepts win the TopK, never the kept values or the gradients.
+        After every training forward pass the offset of a concept chosen less often than the
+        average ``k / p`` rises by ``balance`` times the mean kept score and that of one chosen
+        more often falls by as much (the sign rule of DeepSeek-V3's auxiliary-loss-free balancing).
+        Concepts whose scores stay small but positive then win again; a concept with no positive
+        score is never chosen on account of its offset.
+    """
 
     name = "topk"
 
-    def __init__(self, k: int, **kw: Any) -> None:
+    def __init__(self, k: int, balance: float = 0.0, **kw: Any) -> None:
         super().__init__(**kw)
         if int(k) < 1:
             raise SparsityConfigError(f"TopK needs k >= 1, got {k}")
+        if not balance >= 0:
+            raise SparsityConfigError(f"balance must be >= 0, got {balance}")
         self.k = int(k)
+        self.balance = float(balance)
+        if self.balance > 0:
+            self.register_buffer("balance_offset", torch.zeros(0))
 
     def check(self, n_concepts: int) -> None:
         if self.k > n_concepts:
             raise SparsityConfigError(
                 f"k={self.k} is larger than the number of concepts ({n_concepts}): lower k"
             )
+        if self.balance > 0 and self.balance_offset.numel() != n_concepts:
+            self.balance_offset = torch.zeros(n_concepts, device=self.balance_offset.device)
 
     def activate(self, pre: Tensor) -> Tensor:
-        return topk_codes(pre, self.k, self.group)
+        offset = None
+        if self.balance > 0:
+            if self.balance_offset.numel() != pre.shape[1]:
+                self.check(pre.shape[1])
+            offset = self.balance_offset.to(pre.dtype)
+        codes, idx = topk_codes(pre, self.k, self.group, offset)
+        if offset is not None and self.training:
+            self._update_balance(pre, idx)
+        return codes
+
+    @torch.no_grad()
+    def _update_balance(self, pre: Tensor, idx: Tensor) -> None:
+        p = pre.shape[1]
+        counts = torch.zeros(p, dtype=torch.float64, device=pre.device)
+        counts.scatter_add_(
+            0, idx.reshape(-1), torch.ones(idx.numel(), dtype=counts.dtype, device=pre.device)
+        )
+        load = counts / counts.sum().clamp_min(1.0)  # share of the selections each concept got
+        if self.group == "concept" and pre.dim() > 2:
+            kept = concept_scores(pre.detach().relu()).gather(1, idx)
+        else:
+            kept = pre.detach().gather(1, idx).relu()
+        scale = kept.mean().clamp_min(1e-12)
+        step = (self.balance * scale * torch.sign(1.0 / p - load)).to(self.balance_offset.dtype)
+        self.balance_offset.add_(step)
+        self.balance_offset.sub_(self.balance_offset.mean())  # only differences matter
 
     def extra_config(self) -> dict[str, Any]:
-        return {"k": self.k}
+        return {"k": self.k, **({"balance": self.balance} if self.balance > 0 else {})}
 
 
 class BatchTopK(TopK):
@@ -230,6 +290,8 @@ class BatchTopK(TopK):
     name = "batchtopk"
 
     def __init__(self, k: int, **kw: Any) -> None:
+        if kw.get("balance"):
+            raise SparsityConfigError("balance is an option of TopK, not of BatchTopK")
         super().__init__(k, **kw)
         self.register_buffer("threshold", torch.zeros(()))
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
