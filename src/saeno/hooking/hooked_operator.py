@@ -35,8 +35,12 @@ from saeno.hooking.presets import (
     expand_points,
     find_operator,
     generic_points,
+    match_description,
+    preset_label,
     submodule,
 )
+from saeno.hooking.replacing import call_all as _call_all
+from saeno.hooking.replacing import input_recorder as _input_recorder
 
 HookFn = Callable[..., "torch.Tensor | None"]
 FwdHooks = Sequence[tuple[Any, HookFn]]
@@ -121,8 +125,8 @@ class HookedOperator(nn.Module):
             if found is None:
                 if preset is not None:
                     raise PresetError(
-                        f"hook preset {_preset_name(preset)!r} matches no submodule of {type(model).__name__}: "
-                        f"{_looks_for(preset)}. Use the preset of this model's family (leave preset=None to "
+                        f"hook preset {preset_label(preset)!r} matches no submodule of {type(model).__name__}: "
+                        f"{match_description(preset)}. Use the preset of this model's family (leave preset=None to "
                         "pick it, or to get generic names)."
                     )
                 points = generic_points(model, warn=True)
@@ -475,49 +479,3 @@ class HookedOperator(nn.Module):
             return None
         back = replaced.transpose(-1, -2)
         return back.squeeze(0) if unbatched else back
-
-
-def _preset_name(preset: Any) -> str:
-    return str(preset.get("name")) if isinstance(preset, dict) else str(preset)
-
-
-def _looks_for(preset: Any) -> str:
-    """What a preset's ``match`` asks of a module, in words."""
-    from saeno.hooking.presets import get_preset
-
-    match = get_preset(preset)["match"]
-    parts = []
-    if match.get("classes"):
-        parts.append("a module of class " + " or ".join(match["classes"]))
-    if match.get("children"):
-        parts.append("a module with children " + ", ".join(match["children"]))
-    return "it looks for " + ", or ".join(parts)
-
-
-def _call_all(fns: tuple[HookFn, ...], point: HookPoint, current: torch.Tensor) -> tuple[torch.Tensor, Any]:
-    """Run every hook function in turn; each sees the previous one's replacement."""
-    replaced = None
-    for fn in fns:
-        new = fn(current, hook=point)
-        if new is not None:
-            if not isinstance(new, torch.Tensor) or new.shape != current.shape:
-                got = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__
-                raise ShapeError(
-                    f"a hook function on {point.name!r} returned {got}; return None or a tensor of the "
-                    f"activation's shape {tuple(current.shape)}."
-                )
-            current = replaced = new
-    return current, replaced
-
-
-def _input_recorder(cropper: PaddingCropper | None, batch: dict[str, int], scope: str) -> Callable[..., None]:
-    """Forward pre-hook on an operator: tell ``cropper`` its input's grid, and note the batch size."""
-
-    def record_input(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        x = args[0] if args else next(iter(kwargs.values()), None)
-        if isinstance(x, torch.Tensor):
-            batch[scope] = int(x.shape[0])
-            if cropper is not None:
-                cropper.set_input_grid(tuple(x.shape[2:]))
-
-    return record_input

@@ -477,3 +477,19 @@ def generic_points(model: nn.Module, warn: bool = True) -> list[HookPoint]:
             stacklevel=3,
         )
     return points
+
+
+def preset_label(preset: Any) -> str:
+    """A preset argument's name (a dict's ``name``, else the argument as text)."""
+    return str(preset.get("name")) if isinstance(preset, dict) else str(preset)
+
+
+def match_description(preset: Any) -> str:
+    """What a preset's ``match`` asks of a module, in words."""
+    match = get_preset(preset)["match"]
+    parts = []
+    if match.get("classes"):
+        parts.append("a module of class " + " or ".join(match["classes"]))
+    if match.get("children"):
+        parts.append("a module with children " + ", ".join(match["children"]))
+    return "it looks for " + ", or ".join(parts)
