@@ -126,7 +126,7 @@ def jobs_for(claim: str, rows: list[dict[str, Any]], seeds: tuple[int, ...]) -> 
     if claim == "modes":
         return [
             _job("modes", s, label, seed, lr(s, label))
-            for s in ("conv-smooth", "conv-noise")
+            for s in ("conv-smooth", "conv-noise", "conv-smooth-c4")
             for label in FIELD_MODELS
             for seed in seeds
         ]
@@ -134,7 +134,7 @@ def jobs_for(claim: str, rows: list[dict[str, Any]], seeds: tuple[int, ...]) -> 
         return [
             _job("modes-long", s, label, seed, lr(s, label), steps=1500, eval_every=250)
             for s in ("conv-smooth", "conv-noise")
-            for label in FIELD_MODELS
+            for label in ("SAE-FNO", "SAE-FNO all modes")
             for seed in seeds
         ]
     if claim == "sparsity":

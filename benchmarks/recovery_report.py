@@ -112,7 +112,7 @@ def modes_table(rows: list[dict[str, Any]], models: tuple[str, ...], long: bool 
         "test rel. error |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for setting in ("conv-smooth", "conv-noise"):
+    for setting in ("conv-smooth", "conv-noise", "conv-smooth-c4"):
         ch = _pm(chance(setting))
         for m in models:
             rs = select(rows, setting, m, long=long)

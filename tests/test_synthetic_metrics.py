@@ -60,7 +60,9 @@ def test_localisation_is_perfect_for_codes_at_the_expected_points_and_falls_off_
     )
     # one point off is within radius 1, three points off is not
     off1 = np.roll(codes, 1, axis=-1)
-    assert S.localisation_scores(off1, sample, concept, position, assignment, lags)["f1"] == pytest.approx(1.0)
+    assert S.localisation_scores(off1, sample, concept, position, assignment, lags)["f1"] == pytest.approx(
+        1.0
+    )
     off3 = np.roll(codes, 3, axis=-1)
     assert S.localisation_scores(off3, sample, concept, position, assignment, lags)["f1"] == 0.0
     # mass spread evenly over the domain: every occurrence is "found", but only 3 of 32 points are near
