@@ -421,6 +421,25 @@ def write_table(results: list[dict], meta: dict, out: Path) -> str:
     return text
 
 
+def merge(paths: list[str], out: Path) -> str:
+    """One table from several runs' ``.json`` files (seeds run as separate processes)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    keep = ("steps", "grid_decorrelate", "holdout", "val_combos", "val_frac", "hook", "modes")
+    for r in runs[1:]:
+        if any(r["meta"]["args"][k] != runs[0]["meta"]["args"][k] for k in keep):
+            raise SystemExit("the runs to merge differ in their settings")
+    meta = dict(runs[0]["meta"])
+    meta["command"] = (
+        "`; `".join(r["meta"]["command"] for r in runs)
+        + "` (in parallel), then `python "
+        + (" ".join(["benchmarks/supervised.py", "--merge", *paths, "--out", str(out)]))
+    )
+    meta["seconds"] = max(r["meta"]["seconds"] for r in runs)
+    meta["seeds"] = [s for r in runs for s in r["meta"]["seeds"]]
+    results = sorted((x for r in runs for x in r["results"]), key=lambda x: x["seed"])
+    return write_table(results, meta, out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -449,7 +468,16 @@ def main() -> None:
     p.add_argument("--ridge-alpha", type=float, default=1e-2)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="benchmarks/results/supervised.md")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="instead of running: combine the .json files of runs (one seed each, same settings) into --out",
+    )
     args = p.parse_args()
+    if args.merge:
+        print(merge(args.merge, Path(args.out)))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
