@@ -100,7 +100,9 @@ def floors(train, test, cf_tr, cf_te, fno_cf_te, hooked, hook) -> dict:
         extra = {}
         mapped = input_map(test.x, test.codes, new_te, factors, f)
         if mapped is not None:
-            assert np.allclose(mapped, x_cf_te, atol=1e-5), f"input map of {f} is not the counterfactual input"
+            assert np.allclose(mapped, x_cf_te, atol=1e-5), (
+                f"input map of {f} is not the counterfactual input"
+            )
             extra["FNO(x_cf), x_cf computed from x"] = iv.run_edited(hooked, mapped, hook, None).numpy()
         fl = identifiability.floor(train.x, cf_tr[f][2], g_tr, test.x, y_cf_te, g_te, extra=extra)
         out[f] = {"value": fl.value, "best": fl.best, "oracles": fl.oracles}
@@ -221,9 +223,7 @@ def run_seed(seed: int, args, train, test, a_tr, a_te, hooked, cf_tr, cf_te, fno
         rec_sae = sae(torch.as_tensor(a_h), cte_h).numpy()
         n_mean = sae.nuisance(torch.as_tensor(a_tr[rows])).mean(0, keepdim=True)
         rec_lab = sae.decode_labels(cte_h, n_mean.expand(len(a_h), -1, -1)).numpy()
-        rec_seen = sae(
-            torch.as_tensor(a_te[seen_te]), subset(test.codes, np.flatnonzero(seen_te))
-        ).numpy()
+        rec_seen = sae(torch.as_tensor(a_te[seen_te]), subset(test.codes, np.flatnonzero(seen_te))).numpy()
     recon = {
         "supervised SAE (labels + nuisance)": baselines.explained_variance(a_h, rec_sae),
         "supervised SAE (labels only)": baselines.explained_variance(a_h, rec_lab),
@@ -306,7 +306,8 @@ def write_table(results: list[dict], meta: dict, out: Path) -> str:
         f"{meta['args']['val_combos']} further held-out combinations and {meta['args']['val_frac']:.0%} "
         "of the other training rows. The fits see neither; the test split is scored once, after the choice.",
         "",
-        "| seed | " + " | ".join(f"val. error, weight {w}" for w in meta["args"]["grid_decorrelate"])
+        "| seed | "
+        + " | ".join(f"val. error, weight {w}" for w in meta["args"]["grid_decorrelate"])
         + " | chosen |",
         "|---|" + "---|" * (len(meta["args"]["grid_decorrelate"]) + 1),
     ]
@@ -347,7 +348,10 @@ def write_table(results: list[dict], meta: dict, out: Path) -> str:
         "| split | rows per seed | " + " | ".join(factors) + " |",
         "|---|---|" + "---|" * len(factors),
     ]
-    n_key = {"seen combinations (test split)": "n_seen_test", "held-out combinations (test split)": "n_heldout_test"}
+    n_key = {
+        "seen combinations (test split)": "n_seen_test",
+        "held-out combinations (test split)": "n_heldout_test",
+    }
     for sname in splits:
         n = "/".join(str(r[n_key[sname]]) for r in results) if sname in n_key else "-"
         lines.append(
@@ -417,6 +421,25 @@ def write_table(results: list[dict], meta: dict, out: Path) -> str:
     return text
 
 
+def merge(paths: list[str], out: Path) -> str:
+    """One table from several runs' ``.json`` files (seeds run as separate processes)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    keep = ("steps", "grid_decorrelate", "holdout", "val_combos", "val_frac", "hook", "modes")
+    for r in runs[1:]:
+        if any(r["meta"]["args"][k] != runs[0]["meta"]["args"][k] for k in keep):
+            raise SystemExit("the runs to merge differ in their settings")
+    meta = dict(runs[0]["meta"])
+    meta["command"] = (
+        "`; `".join(r["meta"]["command"] for r in runs)
+        + "` (in parallel), then `python "
+        + (" ".join(["benchmarks/supervised.py", "--merge", *paths, "--out", str(out)]))
+    )
+    meta["seconds"] = max(r["meta"]["seconds"] for r in runs)
+    meta["seeds"] = [s for r in runs for s in r["meta"]["seeds"]]
+    results = sorted((x for r in runs for x in r["results"]), key=lambda x: x["seed"])
+    return write_table(results, meta, out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -445,7 +468,16 @@ def main() -> None:
     p.add_argument("--ridge-alpha", type=float, default=1e-2)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="benchmarks/results/supervised.md")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="instead of running: combine the .json files of runs (one seed each, same settings) into --out",
+    )
     args = p.parse_args()
+    if args.merge:
+        print(merge(args.merge, Path(args.out)))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

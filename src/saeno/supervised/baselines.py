@@ -175,9 +175,7 @@ def unsupervised_with_probes(
             return sae.encode(a.to(device)).flatten(2).norm(dim=2).cpu().numpy()
 
     feats_tr = features(a_tr)
-    probes = {
-        f: LogisticRegression(max_iter=2000).fit(feats_tr, np.asarray(codes_train[f])) for f in factors
-    }
+    probes = {f: LogisticRegression(max_iter=2000).fit(feats_tr, np.asarray(codes_train[f])) for f in factors}
     ev: dict[str, float] = {}
     acc: dict[str, dict[str, float]] = {}
     for name, (a, codes) in tests.items():

@@ -112,8 +112,8 @@ class TensorSource:
         shuffled = [t[perm.to(t.device)] for t in self.parts]
         b = self.batch_size
         for i in range(skip, self.n_batches):
-            parts = tuple(t[i * b : (i + 1) * b] for t in shuffled)
-            yield parts if len(parts) > 1 else parts[0]
+            parts = [t[i * b : (i + 1) * b] for t in shuffled]
+            yield tuple(parts) if len(parts) > 1 else parts[0]
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and variance of the whole activation tensor."""

@@ -23,10 +23,15 @@ Choices (documented defaults):
   concepts, renormalised after every Adam step; encoder initialised from the decoder transpose (done
   by the model constructors).
 - Learning rate: :func:`saeno.train.schedules.default_lr` (``2e-4 / sqrt(p / 16384)``, capped at 1e-2)
-  with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps.
+  with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps
+  (``lr_schedule="linear"``), or a cosine decay to 5% over all steps (``"cosine"``).
+- Batches: a tensor per batch, or a tuple of tensors (activations first) when the data is a tuple, passed
+  whole to the model's ``forward_train``; the model's own loss terms arrive as ``SAEOutput.penalty``
+  (the sparsity penalty; a supervised SAE's nuisance-label decorrelation), and the model chooses the
+  default AuxK size (:meth:`~saeno.sae.base.SparseAutoencoder.default_aux_k`; 0 for a supervised SAE).
 - Default length: at least :data:`~saeno.train.config.DEFAULT_MIN_STEPS` steps and one epoch; a
   :class:`ConvergenceWarning` when the last explained variance is below 0.5 or the loss was still
-  falling fast at the full learning rate (:func:`convergence_warnings`).
+  falling fast at the full learning rate (:func:`~saeno.train.convergence.convergence_warnings`).
 - Strategy: the same loop runs in one process (:class:`~saeno.train.strategy.SingleProcess`) or
   data-parallel (:class:`saeno.distributed.train.DataParallel`), which wraps :class:`LossModule` in
   DDP, all-reduces the firing mask and the logged loss sums, and checkpoints and logs from rank 0.
