@@ -7,9 +7,14 @@ environment (sae-lens pins transformer-lens < 4), created by this script on firs
     python benchmarks/train_speed.py                 # creates /tmp/saeno-bench-saelens if needed
     python benchmarks/train_speed.py --venv /path/to/venv --steps 200 --threads 1
 
-Prints the samples/s of each trainer and the ratio saeno / SAELens (target >= 1.0), measured in the
-same run, alternating the two trainers ``--repeats`` times; then SAE-FNO throughput (fields/s and
-grid points/s) on 2D fields for reference.
+Prints the samples/s of each trainer and the ratio saeno / SAELens, measured in the same run,
+alternating the two trainers ``--repeats`` times, with the fraction of the encoder-product floor.
+Then the SAE-FNO: fields/s of ``train_sae`` on the default SAEFNO (32 channels, 32x32, 64 concepts,
+K = 8, batch 16) with the fast path against the frozen copy of the step before it
+(``benchmarks/sae_fno_baseline.py``), alternated in the same run, and the share of step time in
+FFTs (``--fno-only`` runs only this part; ``--fno-steps 0`` skips it)::
+
+    python benchmarks/train_speed.py --fno-only --fno-steps 20 --repeats 3
 """
 
 from __future__ import annotations

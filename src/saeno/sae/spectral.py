@@ -10,6 +10,10 @@ leading dimensions and ``w in {0, ..., K-1}`` for the last (real FFT) one, so th
 forward transform is scaled by ``1/N`` (``norm="forward"``) and the inverse is not, so the operator acts
 the same way on a smooth function sampled at any resolution. On a grid too coarse for K modes the modes
 that fit (``|w| < (N+1)//2``, never the Nyquist mode) are used.
+
+Compute: no FFT. Only the kept modes are needed, so the transforms are truncated DFTs, one small real
+matrix product per dimension (:func:`to_modes`, :func:`from_modes`, matrices cached per grid), and the
+mode mixing is a batched product over the modes (:func:`mix_spectrum`); ``docs/speed.md``.
 """
 
 from __future__ import annotations
