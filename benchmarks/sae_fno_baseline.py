@@ -115,3 +115,23 @@ def freeze(sae: Any) -> Any:
     sae._decode = decode
     sae.forward_train = lambda a: SparseAutoencoder.forward_train(sae, a)
     return sae
+
+
+def todays_optimizer():
+    """Context manager: ``train_sae`` builds Adam as before (PyTorch's per-tensor loop on CPU)."""
+    from unittest import mock
+
+    import saeno.train.trainer as trainer
+
+    def build_optimizer(sae: Any, lr: float) -> torch.optim.Optimizer:
+        groups = (
+            sae.param_groups(lr)
+            if hasattr(sae, "param_groups")
+            else [{"params": list(sae.parameters()), "lr": lr}]
+        )
+        optimizer = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999))
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+        return optimizer
+
+    return mock.patch.object(trainer, "build_optimizer", build_optimizer)
