@@ -7,9 +7,14 @@ environment (sae-lens pins transformer-lens < 4), created by this script on firs
     python benchmarks/train_speed.py                 # creates /tmp/saeno-bench-saelens if needed
     python benchmarks/train_speed.py --venv /path/to/venv --steps 200 --threads 1
 
-Prints the samples/s of each trainer and the ratio saeno / SAELens (target >= 1.0), measured in the
-same run, alternating the two trainers ``--repeats`` times; then SAE-FNO throughput (fields/s and
-grid points/s) on 2D fields for reference.
+Prints the samples/s of each trainer and the ratio saeno / SAELens, measured in the same run,
+alternating the two trainers ``--repeats`` times, with the fraction of the encoder-product floor.
+Then the SAE-FNO: fields/s of ``train_sae`` on the default SAEFNO (32 channels, 32x32, 64 concepts,
+K = 8, batch 16) with the fast path against the frozen copy of the step before it
+(``benchmarks/sae_fno_baseline.py``), alternated in the same run, and the share of step time in
+FFTs (``--fno-only`` runs only this part; ``--fno-steps 0`` skips it)::
+
+    python benchmarks/train_speed.py --fno-only --fno-steps 20 --repeats 3
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,21 +151,173 @@ def encoder_floor(cfg: dict, d_in: int) -> float:
     return cfg["batch_size"] / best
 
 
-def run_sae_fno(threads: int, steps: int) -> dict:
+FNO_SHAPE = {"channels": 32, "grid": (32, 32), "concepts": 64, "modes": 8, "batch": 16}
+#: ops that are transforms: full FFTs (baseline) and the truncated-DFT products (fast path)
+_FFT_OPS = ("fft",)
+
+
+def _fno_model(baseline: bool) -> Any:
+    """The default SAEFNO (bias field, TopK 16 concepts, domain_frac 0.25) at FNO_SHAPE."""
     import torch
 
     from saeno.sae import SAEFNO
+
+    torch.manual_seed(0)
+    sae = SAEFNO(FNO_SHAPE["channels"], FNO_SHAPE["concepts"], ndim=2, modes=FNO_SHAPE["modes"])
+    if baseline:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from sae_fno_baseline import freeze
+
+        freeze(sae)
+    return sae
+
+
+def _fno_data() -> Any:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(256, FNO_SHAPE["channels"], *FNO_SHAPE["grid"], generator=g)
+
+
+def run_sae_fno(threads: int, steps: int, baseline: bool, old_adam: bool = False) -> dict:
+    """fields/s of ``train_sae`` on the default SAE-FNO.
+
+    ``baseline``: the frozen old compute; ``old_adam``: with the optimiser built as before too
+    (the whole step as it was).
+    """
+    import contextlib
+
+    import torch
+
     from saeno.train.trainer import train_sae
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    x = torch.randn(256, 32, 32, 32)
-    sae = SAEFNO(32, 64, ndim=2, modes=8, sparsity={"type": "topk", "k": 8})
-    train_sae(sae, x, steps=2, batch_size=16, progress=False)
-    t = time.perf_counter()
-    train_sae(sae, x, steps=steps, batch_size=16, progress=False, log_every=100)
-    el = time.perf_counter() - t
-    return {"fields_per_s": steps * 16 / el, "points_per_s": steps * 16 * 32 * 32 / el}
+    x, bs = _fno_data(), FNO_SHAPE["batch"]
+    sae = _fno_model(baseline)
+    ctx = contextlib.nullcontext()
+    if old_adam:
+        from sae_fno_baseline import todays_optimizer
+
+        ctx = todays_optimizer()
+    with ctx:
+        return _time_fno(sae, x, bs, steps, train_sae)
+
+
+def _time_fno(sae: Any, x: Any, bs: int, steps: int, train_sae: Any) -> dict:
+    train_sae(sae, x, steps=2, batch_size=bs, progress=False)
+    t, c = time.perf_counter(), time.process_time()
+    train_sae(sae, x, steps=steps, batch_size=bs, progress=False, log_every=100)
+    el, cpu = time.perf_counter() - t, time.process_time() - c
+    n_points = FNO_SHAPE["grid"][0] * FNO_SHAPE["grid"][1]
+    return {
+        "fields_per_s": steps * bs / el,
+        "points_per_s": steps * bs * n_points / el,
+        "fields_per_cpu_s": steps * bs / cpu,  # CPU time: less sensitive to other jobs' load
+    }
+
+
+def fno_transform_share(threads: int, steps: int, baseline: bool) -> dict:
+    """Share of the self CPU time of training steps spent in FFTs and in the DFT products.
+
+    The fast path runs no FFT; its truncated-DFT products (``to_modes``/``from_modes``, forward
+    and backward) are timed under profiler labels installed for this measurement only.
+    """
+    import contextlib
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    import saeno.sae.sae_fno as fno_mod
+    from saeno.sae import spectral
+    from saeno.train.trainer import build_optimizer, sae_loss
+
+    torch.set_num_threads(threads)
+    x = _fno_data()[: FNO_SHAPE["batch"]]
+    sae = _fno_model(baseline)
+    sae.set_normalization(x.mean((0, 2, 3)), x.std((0, 2, 3)))
+    opt = build_optimizer(sae, 1e-3)
+    dead = torch.zeros(sae.n_concepts, dtype=torch.bool)
+
+    originals = {"to_modes": spectral.to_modes, "from_modes": spectral.from_modes}
+
+    def labelled(name):
+        fn = originals[name]
+
+        def wrapper(*args, **kw):
+            with record_function(f"dft::{name}"):
+                return fn(*args, **kw)
+
+        return wrapper
+
+    def step() -> None:
+        loss, *_ = sae_loss(sae, x, dead, False, 32, 1 / 32)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sae.normalize_decoder_()
+
+    for _ in range(3):
+        step()
+    patched = contextlib.ExitStack()
+    for mod in (spectral, fno_mod):
+        for name in originals:
+            if hasattr(mod, name):
+                old = getattr(mod, name)
+                setattr(mod, name, labelled(name))
+                patched.callback(setattr, mod, name, old)
+    with patched, profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    fft = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in _FFT_OPS))
+    # forward DFT products: the CPU time inside the labels (their children)
+    dft = sum(e.cpu_time_total for e in events if e.key.startswith("dft::"))
+    return {"fft_share": fft / total, "dft_forward_share": dft / total}
+
+
+def report_sae_fno(args: argparse.Namespace) -> None:
+    """SAE-FNO fields/s, fast path against the frozen baseline, alternated in this run."""
+    print(
+        "SAE-FNO 2D (C=32, 32x32, p=64, K=8, default: bias field, TopK 16 concepts, "
+        f"domain_frac 0.25; batch 16; steps={args.fno_steps} threads={args.threads})"
+    )
+    fast, base, fast_cpu, base_cpu, old, old_cpu = [], [], [], [], [], []
+    for r in range(args.repeats):
+        o = run_sae_fno(args.threads, args.fno_steps, baseline=True, old_adam=True)
+        b = run_sae_fno(args.threads, args.fno_steps, baseline=True)
+        f = run_sae_fno(args.threads, args.fno_steps, baseline=False)
+        old.append(o["fields_per_s"])
+        base.append(b["fields_per_s"])
+        fast.append(f["fields_per_s"])
+        old_cpu.append(o["fields_per_cpu_s"])
+        base_cpu.append(b["fields_per_cpu_s"])
+        fast_cpu.append(f["fields_per_cpu_s"])
+        print(
+            f"  repeat {r}: fast {fast[-1]:.1f} fields/s, baseline compute {base[-1]:.1f}, "
+            f"baseline step with its old Adam {old[-1]:.1f}; ratios {fast[-1] / base[-1]:.2f}, "
+            f"{fast[-1] / old[-1]:.2f}; per CPU second: fast {fast_cpu[-1]:.1f}, baseline "
+            f"{base_cpu[-1]:.1f}, old step {old_cpu[-1]:.1f}, ratios "
+            f"{fast_cpu[-1] / base_cpu[-1]:.2f}, {fast_cpu[-1] / old_cpu[-1]:.2f}"
+        )
+    print(
+        f"best, whole step as before (old compute and old Adam): {max(old):.1f} fields/s, "
+        f"{max(old_cpu):.1f} per CPU second; ratio fast / old step {max(fast) / max(old):.2f} "
+        f"(per CPU second {max(fast_cpu) / max(old_cpu):.2f})"
+    )
+    n_points = FNO_SHAPE["grid"][0] * FNO_SHAPE["grid"][1]
+    print(
+        f"best: fast {max(fast):.1f} fields/s ({max(fast) * n_points:,.0f} grid points/s), "
+        f"baseline {max(base):.1f} fields/s; ratio fast / baseline {max(fast) / max(base):.2f}; "
+        f"per CPU second {max(fast_cpu):.1f} vs {max(base_cpu):.1f}, "
+        f"ratio {max(fast_cpu) / max(base_cpu):.2f}"
+    )
+    sb = fno_transform_share(args.threads, 5, baseline=True)
+    sf = fno_transform_share(args.threads, 5, baseline=False)
+    print(
+        f"share of step time in FFTs: baseline {sb['fft_share']:.0%}, fast {sf['fft_share']:.0%} "
+        f"(fast path: truncated-DFT products, forward pass only, {sf['dft_forward_share']:.0%})"
+    )
 
 
 def main() -> int:
@@ -173,7 +332,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fno-steps", type=int, default=20)
+    ap.add_argument("--fno-only", action="store_true", help="only the SAE-FNO comparison")
     args = ap.parse_args()
+    warnings.filterwarnings("ignore", message="the final explained variance")  # short timing runs
+    if args.fno_only:
+        report_sae_fno(args)
+        return 0
 
     py = ensure_venv(Path(args.venv))
     tmp = Path(tempfile.mkdtemp(prefix="saeno-bench-"))
@@ -221,11 +385,8 @@ def main() -> int:
         f"sparse / dense step {best_ours / best_before:.2f}; "
         f"fraction of the encoder-product floor {best_ours / max(floors):.2f}"
     )
-    fno = run_sae_fno(args.threads, args.fno_steps)
-    print(
-        f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, TopK 8 concepts, batch 16): "
-        f"{fno['fields_per_s']:.1f} fields/s = {fno['points_per_s']:,.0f} grid points/s"
-    )
+    if args.fno_steps > 0:
+        report_sae_fno(args)
     return 0
 
 

@@ -48,16 +48,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from saeno.sae.base import ConfigError, SparseAutoencoder
-from saeno.sae.lifting import channel_linear
-from saeno.sae.sparsity import Sparsity
-from saeno.sae.spectral import SpectralConv
+from saeno.sae.base import ConfigError, SAEOutput, SparseAutoencoder
+from saeno.sae.sparsity import Sparsity, TopK
+from saeno.sae.spectral import SpectralConv, from_modes, mix_selected, mix_spectrum, to_modes
 
 CONCEPT_NORMS = ("parameters", "function")
 ENCODER_INITS = ("adjoint", "adjoint-no-gain")
 #: default sparsity: 16 concepts per sample, each kept on its top quarter of the domain
 #: (about 4 codes per point; docs/sae_fno.md)
 DEFAULT_SPARSITY: dict[str, Any] = {"type": "topk", "k": 16, "group": "concept", "domain_frac": 0.25}
+
+
+def _pointwise(x: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
+    """``out + weight x`` along dimension 1 of fields ``(B, in, *grid)``, ``weight (o, in)``.
+
+    One batched product per field on contiguous operands, accumulated into ``out`` (``torch.einsum``
+    on these shapes takes a permuted, copying path on CPU).
+    """
+    b, grid = x.shape[0], x.shape[2:]
+    flat = x.reshape(b, x.shape[1], -1)
+    if out is None:
+        y = torch.matmul(weight, flat)
+    else:
+        # in place: ``out`` is a fresh result whose producer does not keep it for its backward
+        y = out.reshape(b, weight.shape[0], -1).baddbmm_(weight.expand(b, -1, -1), flat)
+    return y.view(b, weight.shape[0], *grid)
 
 
 class SAEFNO(SparseAutoencoder):
@@ -221,13 +236,86 @@ class SAEFNO(SparseAutoencoder):
         return b.view(1, -1, *([1] * (like.dim() - 2)))
 
     def _encode_pre(self, x: Tensor) -> Tensor:
-        return self.enc_spectral(x) + channel_linear(x, self.W_e) + self._bias(self.b_e, x)
+        return self._encode_parts(x)[0]
+
+    def _encode_parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Pre-activations ``(B, p, *grid)`` and the spectral part in mode space ``(B, p, 2, *modes)``."""
+        grid = tuple(x.shape[2:])
+        spec = mix_spectrum(to_modes(x, self.modes), self.enc_spectral.weight)
+        return _pointwise(x, self.W_e, out=from_modes(spec, grid, bias=self.b_e)), spec
 
     def _decode(self, z: Tensor, bias: bool) -> Tensor:
-        y = self.dec_spectral(z) * self.spectral_gain
+        grid = tuple(z.shape[2:])
+        spec = mix_spectrum(to_modes(z, self.modes), self.dec_spectral.weight)
+        y = from_modes(spec, grid, bias=self.b_d if bias else None, gain=self.spectral_gain)
         if self.decoder_pointwise:
-            y = y + channel_linear(z, self.W_d)
-        return y + self._bias(self.b_d, y) if bias else y
+            y = _pointwise(z, self.W_d, out=y)
+        return y
+
+    # ---------------------------------------------------------------- training fast path
+    def forward_train(self, a: Tensor) -> SAEOutput:
+        """As the base class; TopK over concepts takes a path that decodes the kept concepts only.
+
+        Same values and gradients as the base class (up to float summation order; the tests
+        compare): the encoder runs densely (every concept is scored), then only the ``k`` kept
+        concepts per sample are transformed, mixed in mode space and transformed back once, and the
+        pointwise decoder is a batched product over those ``k`` concepts. ``docs/sae_fno.md``
+        ("Speed") describes it. Other sparsities, peak picking and the L1 domain penalty take the
+        general path.
+        """
+        sp = self.sparsity
+        if type(sp) is not TopK or sp.group != "concept" or sp.domain_peaks is not None or sp.domain_l1 > 0:
+            return super().forward_train(a)
+        x = self.normalize(a)
+        if self.bias_field is not None and self.training and not bool(self.bias_field.fitted):
+            self.bias_field.fit_(x.detach().double().mean(0))  # no data pass was made: this batch
+        bias = self._field_bias(x)
+        # x + (-bias): the bias's gradient is then summed before it is negated
+        inp = x if bias is None else x + (-bias)
+        core = inp if self.lift is None else self.lift.up(inp)
+        pre, spec = self._encode_parts(core)
+        vals, idx = self._select(pre, spec, core, sp)
+        y = self._decode_selected(vals, idx)
+        if self.lift is not None:
+            y = self.lift.down(y)
+        if bias is not None:
+            y = y + bias
+        full_idx = idx.view(*idx.shape, *([1] * (vals.dim() - 2))).expand_as(vals)
+        return SAEOutput(y, x, None, pre, None, sparse=(vals, full_idx))
+
+    def _select(self, pre: Tensor, spec: Tensor, x: Tensor, sp: TopK) -> tuple[Tensor, Tensor]:
+        """TopK over concepts (and domain_frac): kept codes ``(B, k, *grid)``, their concepts ``(B, k)``.
+
+        The concepts are chosen on ``pre``; the kept pre-activations are recomputed from the
+        spectral part in mode space ``spec`` and the input ``x`` for those concepts only, so the
+        main loss's backward touches ``k`` concepts per sample, not all of them (``pre`` keeps its
+        dense backward, which runs only when a loss such as AuxK uses it).
+        """
+        b, grid = pre.shape[0], tuple(pre.shape[2:])
+        scores = torch.linalg.vector_norm(pre.detach().relu().flatten(2), dim=-1)
+        idx = scores.topk(sp.k, dim=1, sorted=False).indices  # (B, k)
+        k = idx.shape[1]
+        sidx = idx.view(b, k, *([1] * (spec.dim() - 2))).expand(b, k, *spec.shape[2:])
+        part = from_modes(spec.gather(1, sidx), grid, bias=self.b_e[idx])
+        w = self.W_e[idx]  # (B, k, C)
+        vals = part.view(b, k, -1).baddbmm_(w, x.reshape(b, x.shape[1], -1)).relu()
+        if sp.domain_frac is not None:
+            n = max(1, math.ceil(sp.domain_frac * vals.shape[-1]))
+            if n < vals.shape[-1]:
+                keep = vals.detach().topk(n, dim=-1, sorted=False).indices
+                vals = vals * torch.zeros_like(vals).scatter_(-1, keep, 1.0)
+        return vals.view(b, k, *grid), idx
+
+    def _decode_selected(self, vals: Tensor, idx: Tensor) -> Tensor:
+        """``_decode`` (with bias) of the codes that are ``vals`` on concepts ``idx``, zero elsewhere."""
+        b, k = idx.shape
+        grid = tuple(vals.shape[2:])
+        spec = mix_selected(to_modes(vals, self.modes), idx, self.dec_spectral.weight)
+        y = from_modes(spec, grid, bias=self.b_d, gain=self.spectral_gain)
+        if self.decoder_pointwise:
+            w = self.W_d.T[idx].transpose(1, 2)  # (B, C, k)
+            y = y.view(b, y.shape[1], -1).baddbmm_(w, vals.reshape(b, k, -1)).view_as(y)
+        return y
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:
         if not grid:

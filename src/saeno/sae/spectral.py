@@ -10,6 +10,10 @@ leading dimensions and ``w in {0, ..., K-1}`` for the last (real FFT) one, so th
 forward transform is scaled by ``1/N`` (``norm="forward"``) and the inverse is not, so the operator acts
 the same way on a smooth function sampled at any resolution. On a grid too coarse for K modes the modes
 that fit (``|w| < (N+1)//2``, never the Nyquist mode) are used.
+
+Compute: no FFT. Only the kept modes are needed, so the transforms are truncated DFTs, one small real
+matrix product per dimension (:func:`to_modes`, :func:`from_modes`, matrices cached per grid), and the
+mode mixing is a batched product over the modes (:func:`mix_spectrum`); ``docs/speed.md``.
 """
 
 from __future__ import annotations
@@ -80,6 +84,225 @@ def kept_frequencies(n: int, modes: int, last: bool) -> list[int]:
     return list(range(k)) if last else list(range(k)) + list(range(-(k - 1), 0))
 
 
+# ---------------------------------------------------------------- truncated DFTs
+#
+# Spectra of real fields ``(B, C, *grid)`` are real tensors ``(B, C, 2, 2K-1, ..., 2K-1, K)``: the
+# kept modes in the weight's layout with the (real, imaginary) pair right after the channels.
+# The transform is separable: the last dimension is one product with a real matrix, each leading
+# dimension one product from the left with a real matrix acting on (mode, pair) rows, batched
+# over the fields with a shared left factor. Every operand is contiguous as it lies, so no
+# transposes of grid-sized tensors are needed. :func:`forward_modes` and :func:`inverse_modes`
+# give the same coefficients as complex tensors.
+
+#: (grid, modes, dtype, device) -> per-dimension (forward, inverse) real matrices, built once per grid
+_DFT_CACHE: dict[tuple, tuple[tuple[Tensor, Tensor], ...]] = {}
+
+
+def _frequencies(n: int, modes: int, last: bool) -> tuple[Tensor, Tensor]:
+    """Frequency of each mode slot and whether it fits on ``n`` points (float64)."""
+    k = min(modes, (n + 1) // 2)
+    if last:
+        f = torch.arange(modes, dtype=torch.float64)
+        return f, (f < k).to(torch.float64)
+    j = torch.arange(2 * modes - 1)
+    f = torch.where(j < modes, j, j - (2 * modes - 1)).to(torch.float64)
+    return f, (f.abs() < k).to(torch.float64)
+
+
+def dft_factors(
+    grid: tuple[int, ...], modes: int, dtype: torch.dtype, device: torch.device
+) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Per-dimension ``(forward, inverse)`` real matrices of the truncated DFT on ``grid`` (cached).
+
+    Last dimension (``n`` points, real signal): forward ``(n, 2K)`` with columns ``[cos | -sin](2 pi
+    f x / n) / n`` for ``f = 0..K-1``; inverse ``(2K, n)`` with rows ``[a_f cos ; -a_f sin]``,
+    ``a_0 = 1`` and ``a_f = 2`` otherwise (the real inverse FFT's Hermitian fold; the imaginary part
+    of frequency 0 drops out since ``sin 0 = 0``). Leading dimension: the complex factor
+    ``exp(-2 pi i f x / n) / n`` (forward) or ``exp(2 pi i f x / n)`` (inverse) written as a real
+    matrix on (real, imaginary) pairs, applied from the left: forward ``(2 (2K-1), 2 n)`` mapping
+    rows ``(x, pair)`` to rows ``(pair, mode)``, inverse ``(2 n, 2 (2K-1))`` mapping ``(pair, mode)``
+    to ``(x, pair)``; mode ``j`` holds ``f = j`` for ``j < K`` and ``j - (2K-1)`` otherwise (the
+    weight's layout). Frequencies that do not fit (``|f| >= (n+1)//2``) have zero entries, so every
+    grid has the same mode shape and the weights need no indexing.
+    """
+    key = (tuple(grid), int(modes), dtype, str(device))
+    hit = _DFT_CACHE.get(key)
+    if hit is not None:
+        return hit
+    nd, out = len(grid), []
+    for d, n in enumerate(grid):
+        last = d == nd - 1
+        f, keep = _frequencies(n, modes, last)
+        ang = 2 * math.pi * torch.outer(torch.arange(n, dtype=torch.float64), f) / n  # (n, m)
+        cos, sin = ang.cos() * keep, ang.sin() * keep
+        if last:
+            fwd = torch.cat([cos, -sin], dim=1) / n  # (n, 2K)
+            fold = torch.where(f == 0, 1.0, 2.0).view(1, -1)
+            inv = torch.cat([cos * fold, -sin * fold], dim=1).T  # (2K, n)
+        else:
+            m = f.numel()
+            # forward: out[w] = sum_x v[x] (cos - i sin)[x, w] / n
+            fwd = torch.zeros(2, m, n, 2, dtype=torch.float64)
+            fwd[0, :, :, 0] = fwd[1, :, :, 1] = cos.T / n
+            fwd[0, :, :, 1] = sin.T / n
+            fwd[1, :, :, 0] = -sin.T / n
+            fwd = fwd.reshape(2 * m, 2 * n)
+            # inverse: out[x] = sum_w v[w] (cos + i sin)[x, w]
+            inv = torch.zeros(n, 2, 2, m, dtype=torch.float64)
+            inv[:, 0, 0] = inv[:, 1, 1] = cos
+            inv[:, 0, 1] = -sin
+            inv[:, 1, 0] = sin
+            inv = inv.reshape(2 * n, 2 * m)
+        out.append(tuple(t.to(dtype=dtype, device=device).contiguous() for t in (fwd, inv)))
+    result = tuple(out)
+    if len(_DFT_CACHE) > 64:
+        _DFT_CACHE.clear()
+    _DFT_CACHE[key] = result
+    return result
+
+
+def to_modes(x: Tensor, modes: int) -> Tensor:
+    """Kept Fourier coefficients of real fields ``(B, C, *grid)`` as a real spectrum.
+
+    ``rfftn(x, norm="forward")`` at the kept frequencies, by one small matrix product per
+    dimension. Returns ``(B, C, 2, 2K-1, ..., 2K-1, K)`` (pair axis, then the weight's mode layout).
+    """
+    b, c, grid = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    nd = len(grid)
+    factors = dft_factors(grid, modes, x.dtype, x.device)
+    t = x.reshape(-1, grid[-1]) @ factors[-1][0]  # rows (B, C, *grid[:-1]), columns (pair, K)
+    rest = 2 * modes
+    for e in range(nd - 2, -1, -1):
+        # rows of each block: (x_e, pair); columns: the modes already transformed
+        t = torch.matmul(factors[e][0], t.reshape(-1, 2 * grid[e], rest // 2))
+        rest *= 2 * modes - 1
+    return t.reshape(b, c, 2, *([2 * modes - 1] * (nd - 1)), modes)
+
+
+def from_modes(spec: Tensor, grid: tuple[int, ...], bias: Tensor | None = None, gain: float = 1.0) -> Tensor:
+    """Real fields on ``grid`` from a spectrum as :func:`to_modes` returns it (its inverse).
+
+    Equal to ``gain * irfftn(..., s=grid, norm="forward") + bias`` of the coefficients placed on the
+    grid's real-FFT spectrum (zero elsewhere); ``bias`` is ``(C,)`` or ``(B, C)``, added inside the
+    last product.
+    """
+    grid = tuple(grid)
+    nd = len(grid)
+    b, c, modes = spec.shape[0], spec.shape[1], spec.shape[-1]
+    factors = dft_factors(grid, modes, spec.dtype, spec.device)
+    t = spec
+    inner = (2 * modes - 1) ** (nd - 1) * modes  # columns of the first block: all modes but w_0
+    for e in range(nd - 1):
+        inner //= 2 * modes - 1
+        # rows of each block: (pair, w_e); columns: the modes not yet transformed
+        t = torch.matmul(factors[e][1], t.reshape(-1, 2 * (2 * modes - 1), inner))
+    last = factors[-1][1] if gain == 1.0 else factors[-1][1] * gain
+    t = t.reshape(-1, 2 * modes)
+    if bias is None:
+        return (t @ last).view(b, c, *grid)
+    rows = bias.reshape(-1, c, 1).expand(b, c, t.shape[0] // (b * c)).reshape(-1, 1)
+    return torch.addmm(rows, t, last).view(b, c, *grid)
+
+
+class _Bmm(torch.autograd.Function):
+    """``torch.bmm`` that hands its products operands whose matrices are contiguous.
+
+    On CPU with several threads and passive OpenMP waiting (``OMP_WAIT_POLICY=PASSIVE``, which
+    saeno's CLI sets), ``bmm`` on transposed matrices takes a slow strided path; batch strides are
+    free, so only operands whose matrices are not row-major are copied.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+        a, b = _rowmajor(a), _rowmajor(b)
+        ctx.save_for_backward(a, b)
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: D102
+        a, b = ctx.saved_tensors
+        grad = _rowmajor(grad)
+        grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
+        grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+def _rowmajor(t: Tensor) -> Tensor:
+    if t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]:
+        return t
+    return t.contiguous()
+
+
+def _weight_by_mode(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Weight ``(C_in, C_out, *modes, 2)`` -> real and imaginary ``(M, C_in, C_out)`` (views)."""
+    c_in, c_out = weight.shape[0], weight.shape[1]
+    w = weight.reshape(c_in * c_out, -1).t().contiguous()  # (M * 2, C_in * C_out)
+    w = w.view(-1, 2, c_in, c_out)
+    return w[:, 0], w[:, 1]
+
+
+def _mix_rows(x2: Tensor, weight: Tensor) -> Tensor:
+    """``x2 (M, 2B, C_in)`` with rows (real | imaginary, B) -> ``(B, C_out, 2, M)`` (a view)."""
+    wr, wi = _weight_by_mode(weight)
+    p = _Bmm.apply(x2, wr)  # (M, 2B, O): [xr wr; xi wr]
+    q = _Bmm.apply(x2, wi)  # [xr wi; xi wi]
+    b = x2.shape[1] // 2
+    y = torch.stack([p[:, :b] - q[:, b:], q[:, :b] + p[:, b:]], dim=1)  # (M, 2, B, O)
+    return y.permute(2, 3, 1, 0)
+
+
+def mix_spectrum(spec: Tensor, weight: Tensor) -> Tensor:
+    """Per-mode channel mixing of a spectrum: ``y[b, o, m] = sum_i x[b, i, m] w[i, o, m]``.
+
+    Parameters
+    ----------
+    spec : Tensor
+        Real spectrum ``(B, C_in, 2, *modes)`` (:func:`to_modes`).
+    weight : Tensor
+        Real weight ``(C_in, C_out, *modes, 2)`` (the :class:`SpectralConv` layout).
+
+    Returns
+    -------
+    Tensor
+        Real spectrum ``(B, C_out, 2, *modes)``.
+    """
+    b, c_in, mode_shape = spec.shape[0], spec.shape[1], spec.shape[3:]
+    x2 = spec.reshape(b, c_in, 2, -1).permute(3, 2, 0, 1).reshape(-1, 2 * b, c_in)
+    return _mix_rows(x2, weight).reshape(b, weight.shape[1], 2, *mode_shape)
+
+
+def mix_selected(spec: Tensor, idx: Tensor, weight: Tensor) -> Tensor:
+    """:func:`mix_spectrum` of a spectrum that is ``spec`` on input channels ``idx``, zero elsewhere.
+
+    Parameters
+    ----------
+    spec : Tensor
+        ``(B, k, 2, *modes)``: the spectra of the kept channels.
+    idx : Tensor
+        ``(B, k)`` int64: which input channel each of them is.
+    weight : Tensor
+        ``(C_in, C_out, *modes, 2)``.
+    """
+    b, k, mode_shape = spec.shape[0], spec.shape[1], spec.shape[3:]
+    src = spec.reshape(b, k, 2, -1).permute(3, 2, 0, 1)  # (M, 2, B, k)
+    m = src.shape[0]
+    full = src.new_zeros((m, 2, b, weight.shape[0]))
+    full = full.scatter(3, idx.view(1, 1, b, k).expand(m, 2, b, k), src)
+    x2 = full.view(m, 2 * b, weight.shape[0])
+    return _mix_rows(x2, weight).reshape(b, weight.shape[1], 2, *mode_shape)
+
+
+def forward_modes(x: Tensor, modes: int) -> Tensor:
+    """Complex ``(B, C, 2K-1, ..., 2K-1, K)``: the coefficients of :func:`to_modes`."""
+    t = to_modes(x, modes)
+    return torch.complex(t[:, :, 0], t[:, :, 1])
+
+
+def inverse_modes(y: Tensor, grid: tuple[int, ...]) -> Tensor:
+    """Real fields from complex coefficients ``(B, C, *modes)``: :func:`from_modes`."""
+    return from_modes(torch.stack([y.real, y.imag], dim=2), grid)
+
+
 class SpectralConv(nn.Module):
     """Spectral convolution ``y = F^-1[R . (F x)_{|w| < K}]``.
 
@@ -146,15 +369,7 @@ class SpectralConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Apply to ``x`` of shape ``(B, C_in, *grid)``; returns ``(B, C_out, *grid)``."""
         grid = tuple(x.shape[2:])
-        dims = tuple(range(2, 2 + self.ndim))
-        x_ft = torch.fft.rfftn(x, dim=dims, norm="forward")
-        fft_idx, w_idx = self._indices(grid, x.device)
-        sel = (slice(None), slice(None), *fft_idx)
-        w = self.complex_weight[(slice(None), slice(None), *w_idx)]
-        y = mix_modes(x_ft[sel], w)
-        out_ft = x_ft.new_zeros((x.shape[0], self.out_channels, *x_ft.shape[2:]))
-        out_ft[sel] = y
-        return torch.fft.irfftn(out_ft, s=grid, dim=dims, norm="forward")
+        return from_modes(mix_spectrum(to_modes(x, self.modes), self.weight), grid)
 
     def kernel(self, grid: tuple[int, ...]) -> Tensor:
         """The convolution kernel sampled on ``grid``: real ``(C_in, C_out, *grid)``.

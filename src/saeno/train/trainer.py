@@ -157,7 +157,9 @@ def build_optimizer(sae: SparseAutoencoder, lr: float) -> torch.optim.Optimizer:
         if hasattr(sae, "param_groups")
         else [{"params": list(sae.parameters()), "lr": lr}]
     )
-    optimizer = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999))
+    # multi-tensor kernels (torch's CPU default is a per-tensor loop); results are unchanged
+    multi = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    optimizer = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), foreach=multi or None)
     for group in optimizer.param_groups:
         group.setdefault("base_lr", group["lr"])
     return optimizer
