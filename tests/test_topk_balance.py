@@ -79,3 +79,19 @@ def test_balance_is_rejected_where_it_does_not_apply():
         make_sparsity({"type": "topk", "k": 2, "balance": -1.0}, 4)
     with pytest.raises(SparsityConfigError, match="BatchTopK"):
         make_sparsity({"type": "batchtopk", "k": 2, "balance": 0.1}, 4)
+
+
+def test_revive_rule_raises_only_unchosen_concepts_and_never_pushes_any_below_zero():
+    pre = _fixed_pre(8, 6, 16)
+    s = make_sparsity(
+        {"type": "topk", "k": 2, "group": "concept", "balance": 0.05, "balance_rule": "revive"}, 6
+    ).train()
+    ever = torch.zeros(6, dtype=torch.bool)
+    for _ in range(200):
+        z, _ = s(pre)
+        ever |= (z.flatten(2).abs().sum(-1) > 0).any(0)
+        assert (s.balance_offset >= 0).all()
+    assert ever.all()
+    assert s.balance_offset[0] == 0  # the strongest concept is always chosen: never raised
+    with pytest.raises(SparsityConfigError, match="balance_rule"):
+        make_sparsity({"type": "topk", "k": 2, "balance": 0.1, "balance_rule": "even"}, 4)

@@ -32,6 +32,8 @@ from torch import Tensor, nn
 from saeno.errors import SaenoError
 
 GROUPS = ("point", "concept")
+#: TopK load-balancing rules (:class:`TopK`)
+BALANCE_RULES = ("uniform", "revive")
 
 
 class SparsityConfigError(SaenoError, ValueError):
@@ -224,18 +226,26 @@ class TopK(Sparsity):
         more often falls by as much (the sign rule of DeepSeek-V3's auxiliary-loss-free balancing).
         Concepts whose scores stay small but positive then win again; a concept with no positive
         score is never chosen on account of its offset.
+    balance_rule : {"uniform", "revive"}
+        ``"uniform"``: the sign rule above, towards equal loads. ``"revive"``: only concepts not
+        chosen in the batch are raised (by the same step); a raised offset falls back towards 0 by
+        that step whenever its concept is chosen, and offsets never go below 0, so frequently
+        used concepts are never pushed down.
     """
 
     name = "topk"
 
-    def __init__(self, k: int, balance: float = 0.0, **kw: Any) -> None:
+    def __init__(self, k: int, balance: float = 0.0, balance_rule: str = "uniform", **kw: Any) -> None:
         super().__init__(**kw)
         if int(k) < 1:
             raise SparsityConfigError(f"TopK needs k >= 1, got {k}")
         if not balance >= 0:
             raise SparsityConfigError(f"balance must be >= 0, got {balance}")
+        if balance_rule not in BALANCE_RULES:
+            raise SparsityConfigError(f"balance_rule={balance_rule!r} is unknown: use one of {BALANCE_RULES}")
         self.k = int(k)
         self.balance = float(balance)
+        self.balance_rule = balance_rule
         if self.balance > 0:
             self.register_buffer("balance_offset", torch.zeros(0))
 
@@ -270,13 +280,18 @@ class TopK(Sparsity):
             kept = concept_scores(pre.detach().relu()).gather(1, idx)
         else:
             kept = pre.detach().gather(1, idx).relu()
-        scale = kept.mean().clamp_min(1e-12)
-        step = (self.balance * scale * torch.sign(1.0 / p - load)).to(self.balance_offset.dtype)
-        self.balance_offset.add_(step)
+        scale = (self.balance * kept.mean().clamp_min(1e-12)).to(self.balance_offset.dtype)
+        if self.balance_rule == "revive":  # raise the unchosen, let raised offsets decay once chosen
+            unchosen = (counts == 0).to(self.balance_offset.dtype)
+            decay = torch.minimum(self.balance_offset, scale) * (1 - unchosen)
+            self.balance_offset.add_(scale * unchosen - decay)
+            return
+        self.balance_offset.add_(scale * torch.sign(1.0 / p - load).to(scale.dtype))
         self.balance_offset.sub_(self.balance_offset.mean())  # only differences matter
 
     def extra_config(self) -> dict[str, Any]:
-        return {"k": self.k, **({"balance": self.balance} if self.balance > 0 else {})}
+        bal = {"balance": self.balance, "balance_rule": self.balance_rule} if self.balance > 0 else {}
+        return {"k": self.k, **bal}
 
 
 class BatchTopK(TopK):
