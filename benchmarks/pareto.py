@@ -73,8 +73,9 @@ def build(
     from saeno.sae import SAE, SAEFNO
 
     if variant.startswith("fno"):
-        sp = {"type": "topk", "k": min(4 * c, concepts), "group": "concept", "domain_frac": 0.25}
-        sp.update(sparsity_kw or {})
+        from saeno.sae.sae_fno import DEFAULT_SPARSITY
+
+        sp = dict(DEFAULT_SPARSITY, k=min(4 * c, concepts), **(sparsity_kw or {}))
         bias = "modes" if variant == "fno" else None
         kw = {"bias_field": bias, **(fno_kw or {})}
         return SAEFNO(channels, concepts, ndim=ndim, modes=modes, sparsity=sp, **kw)

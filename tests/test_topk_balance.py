@@ -95,3 +95,22 @@ def test_revive_rule_raises_only_unchosen_concepts_and_never_pushes_any_below_ze
     assert s.balance_offset[0] == 0  # the strongest concept is always chosen: never raised
     with pytest.raises(SparsityConfigError, match="balance_rule"):
         make_sparsity({"type": "topk", "k": 2, "balance": 0.1, "balance_rule": "even"}, 4)
+
+
+def test_sae_fno_default_balances_in_the_class_the_cli_and_the_demo_source():
+    import argparse
+    import inspect
+
+    from saeno import demo
+    from saeno.cli import train_cmd
+    from saeno.sae.sae_fno import DEFAULT_SPARSITY
+
+    cfg = SAEFNO(4, 32, ndim=2).sparsity.config()
+    assert cfg["balance"] == 0.01 and cfg["balance_rule"] == "revive" and cfg["k"] == 16
+    parser = argparse.ArgumentParser()
+    train_cmd.add_parser(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["train", "--store", "s.zarr", "--arch", "sae-fno", "--out", "x"])
+    args.concepts = args.concepts or 32
+    built = train_cmd.build_sae(args, 4, (16, 16)).sparsity.config()
+    assert built["balance"] == DEFAULT_SPARSITY["balance"] and built["balance_rule"] == "revive"
+    assert "DEFAULT_SPARSITY" in inspect.getsource(demo)

@@ -164,7 +164,7 @@ def run_demo(
             ndim=2,
             modes=cfg.modes,
             lifting=cfg.lifting,
-            sparsity={"type": "topk", "k": cfg.k_sae_fno, "group": "concept", "domain_frac": 0.25},
+            sparsity={**saeno.sae.sae_fno.DEFAULT_SPARSITY, "k": cfg.k_sae_fno},
         ),
         "sae": saeno.SAE(
             channels, cfg.concepts, ndim=2, sparsity={"type": "topk", "k": cfg.k_sae, "group": "point"}

@@ -115,6 +115,8 @@ def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
     fno_default = arch == "sae-fno" and args.sparsity == "topk" and args.group in (None, "concept")
     if fno_default and args.domain_frac is None:  # the SAE-FNO's measured default (docs/sae_fno.md)
         spec["domain_frac"] = 0.25
+    if fno_default:  # selection offsets that revive rarely chosen concepts (docs/sae_fno.md)
+        spec.update(balance=0.01, balance_rule="revive")
     if args.sparsity in ("topk", "batchtopk"):
         spec["k"] = args.k if args.k is not None else (16 if fno_default else 8)
     elif args.sparsity == "relu":

@@ -34,10 +34,10 @@ reconstruction is then band-limited to ``|w| < K``.
 
 The default sparsity is TopK over concepts per sample scored by ``||z_k||_{L2}``
 (``group="concept"``, k = 16) with domain sparsity (each kept concept keeps its top quarter of the
-grid points); the default model also has a band-limited bias field with K modes, subtracted before
+grid points) and selection offsets that revive rarely chosen concepts; the default model also has a band-limited bias field with K modes, subtracted before
 the encoder and added after the decoder, and trains its spectral weights at a tenth of the base rate
 (docs/sae_fno.md gives the measurements behind these defaults). The encoder starts as the decoder's
-exact adjoint, gain G included.
+adjoint without the gain G (``encoder_init="adjoint-no-gain"``; ``"adjoint"`` includes G).
 """
 
 from __future__ import annotations
@@ -54,9 +54,16 @@ from saeno.sae.spectral import SpectralConv, from_modes, mix_selected, mix_spect
 
 CONCEPT_NORMS = ("parameters", "function")
 ENCODER_INITS = ("adjoint", "adjoint-no-gain")
-#: default sparsity: 16 concepts per sample, each kept on its top quarter of the domain
-#: (about 4 codes per point; docs/sae_fno.md)
-DEFAULT_SPARSITY: dict[str, Any] = {"type": "topk", "k": 16, "group": "concept", "domain_frac": 0.25}
+#: default sparsity: 16 concepts per sample, each kept on its top quarter of the domain (about 4
+#: codes per point), with the "revive" load balancing of the selection (docs/sae_fno.md)
+DEFAULT_SPARSITY: dict[str, Any] = {
+    "type": "topk",
+    "k": 16,
+    "group": "concept",
+    "domain_frac": 0.25,
+    "balance": 0.01,
+    "balance_rule": "revive",
+}
 
 
 def _pointwise(x: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
@@ -91,7 +98,8 @@ class SAEFNO(SparseAutoencoder):
     sparsity, lifting, complex
         See :class:`~saeno.sae.base.SparseAutoencoder`; the default sparsity is
         :data:`DEFAULT_SPARSITY`, ``{"type": "topk", "k": 16, "group": "concept",
-        "domain_frac": 0.25}`` (k capped at ``n_concepts``).
+        "domain_frac": 0.25, "balance": 0.01, "balance_rule": "revive"}`` (k capped at
+        ``n_concepts``; balancing: :class:`~saeno.sae.sparsity.TopK`).
     decoder_pointwise : bool
         Keep the decoder's pointwise path ``W_d z`` (default). Without it the decoder is a pure
         convolution and concepts are functions on every grid (see the module docstring).
