@@ -65,7 +65,7 @@ def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
     import zarr
     from zarr.codecs import BloscCodec
 
-    from saeno.store.capturing import COMPRESSOR
+    from saeno.store.capture_target import COMPRESSOR
 
     path = root / "naive.zarr"
     shutil.rmtree(path, ignore_errors=True)

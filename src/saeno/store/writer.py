@@ -30,6 +30,9 @@ from saeno.store.running_stats import RunningStats
 
 _STOP = object()
 
+#: batches the writer queue holds before the forward pass waits
+QUEUE_BATCHES = 4
+
 
 class NonFiniteActivationError(SaenoError, ValueError):
     """A hook produced NaN or infinite values (the capture stops; earlier rows stay readable)."""
