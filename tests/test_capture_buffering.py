@@ -84,7 +84,7 @@ def test_buffered_chunks_equal_the_reference_bit_for_bit(setup, tmp_path):
 
 def test_writer_priority_does_not_change_the_store(setup, tmp_path, monkeypatch):
     hooked, x, ref = setup
-    monkeypatch.setattr(writer, "WRITER_NICE", 0)
+    monkeypatch.setattr(writer, "WRITER_NICE", 5)
     store = capture(hooked, x, HOOKS, tmp_path / "s.zarr", batch_size=BATCH, chunk_size=CHUNK, progress=False)
     check_against_reference(store, x, ref)
 

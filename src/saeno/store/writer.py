@@ -33,9 +33,10 @@ _STOP = object()
 
 #: batches the writer queue holds before the forward pass waits
 QUEUE_BATCHES = 4
-#: niceness the writer thread adds to its own (Linux): on a CPU the forward pass's threads then keep
-#: their cores and the writer runs in their gaps instead of stalling them at a barrier
-WRITER_NICE = 5
+#: niceness the writer thread adds to its own (Linux; 0 keeps the caller's). A positive value lets the
+#: forward pass's threads keep their cores, the writer running in their gaps; off by default until it
+#: is measured to help (benchmarks/capture.py compares both in one run)
+WRITER_NICE = 0
 
 
 def _lower_own_priority(step: int) -> None:
