@@ -9,7 +9,7 @@ from neuralop.models import FNO
 from torch.utils.data import TensorDataset
 
 import saeno
-from saeno.errors import StoreError
+from saeno.errors import HookNameError, StoreError
 from saeno.evaluation import evaluate, format_table, summary_rows
 
 HOOK = "blocks.0.hook_out"
@@ -128,7 +128,7 @@ def test_model_from_another_fno_is_refused(setup):
 
 def test_missing_hook_is_refused(setup):
     _, _, store, _ = setup
-    with pytest.raises(StoreError, match="holds"):
+    with pytest.raises(HookNameError, match="holds"):
         evaluate(_identity_sae(6), store, "blocks.1.hook_out", progress=False)
 
 

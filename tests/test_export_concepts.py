@@ -9,7 +9,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
-from saeno.errors import SaenoError, ShapeError
+from saeno.errors import HookNameError, ModelMismatchError, SaenoError, ShapeError
 from saeno.export.concepts import ExportError, export_concepts
 from saeno.export.schema import load_concepts
 
@@ -124,9 +124,9 @@ def test_statistics_match_an_independent_computation(tmp_path):
 
 def test_hook_choice_and_shape_are_checked(tmp_path):
     store = FakeStore(hooks=("a", "b"))
-    with pytest.raises(ExportError, match="--hook"):
+    with pytest.raises(HookNameError, match="--hook"):
         export_concepts(FakeSAE(), store, tmp_path, progress=False)
-    with pytest.raises(ExportError, match="not in the store"):
+    with pytest.raises(HookNameError, match="not in the store"):
         export_concepts(FakeSAE(), store, tmp_path, hook="c", progress=False)
     with pytest.raises(ShapeError, match="4 channels"):
         export_concepts(FakeSAE(channels=4), store, tmp_path, hook="a", progress=False)
@@ -258,7 +258,7 @@ def test_ablation_of_an_inactive_concept_changes_nothing(pipeline):
 
 def test_model_from_another_capture_is_refused(pipeline, tmp_path):
     root, _, _ = pipeline
-    with pytest.raises(ExportError, match="fingerprint") as info:
+    with pytest.raises(ModelMismatchError, match="fingerprint") as info:
         export_concepts(root / "sae", root / "store.zarr", tmp_path, model=tiny_fno(seed=1), progress=False)
     assert isinstance(info.value, SaenoError)
 

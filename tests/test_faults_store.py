@@ -285,7 +285,7 @@ def test_a_huge_chunk_size_is_bounded_by_memory(hooked, tmp_path, monkeypatch):
     x = inputs(4)
     store = capture(hooked, x, HOOKS, tmp_path / "t", chunk_size=10**7, progress=False)
     assert store["x"].chunks[0] == 4  # clamped to the samples there are
-    cap = sys.modules["saeno.store.capturing"]
+    cap = sys.modules["saeno.store.capture_target"]
     monkeypatch.setattr(cap, "_memory_bytes", lambda: 8 * 2**10)  # a machine with 8 KiB of memory
     with pytest.raises(StoreError, match="chunk_size=4 needs .* at most 1 samples"):
         capture(hooked, x, HOOKS, tmp_path / "s", chunk_size=4, progress=False)

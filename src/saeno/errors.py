@@ -23,6 +23,14 @@ class StoreError(SaenoError):
     """A store that is missing, incompatible with the request, or damaged."""
 
 
+class ModelMismatchError(StoreError):
+    """A model or SAE that is not the one whose activations a store holds (fingerprints differ)."""
+
+
+class LabelError(SaenoError, ValueError):
+    """Labels that are missing or do not fit the supervised SAE's factors (unknown factor or category, bad shape)."""
+
+
 class DataFormatError(SaenoError, ValueError):
     """A data file that does not have the layout its reader expects."""
 

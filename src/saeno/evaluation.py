@@ -38,6 +38,7 @@ from saeno.errors import SaenoError, StoreError
 from saeno.metrics import relative_l2
 from saeno.sae.base import SparseAutoencoder
 from saeno.sae.code_stats import CodeStats
+from saeno.store.checks import check_sae, check_same_model, resolve_hook
 
 DENSITY_BINS = np.linspace(-6.0, 0.0, 25)
 
@@ -62,17 +63,11 @@ def _read(store: Any, name: str, rows: np.ndarray) -> np.ndarray:
 
 
 def check_model_matches_store(hooked: Any, store: Any) -> None:
-    """Raise StoreError when the FNO given for splicing is not the one that produced ``store``."""
-    from saeno.hooking import fingerprint
+    """Raise ModelMismatchError (a StoreError) when the FNO given for splicing is not the one that
+    produced ``store``."""
+    from saeno.store.checks import check_model
 
-    model = getattr(hooked, "model", hooked)
-    got = fingerprint(model)
-    if got != store.fingerprint:
-        raise StoreError(
-            f"the model given for splicing (fingerprint {got[:12]}) is not the model that produced "
-            f"the store {store.url} (fingerprint {store.fingerprint[:12]}): pass the same FNO "
-            "that was captured"
-        )
+    check_model(store, hooked)
 
 
 def _hook_grid(store: Any, hook: str) -> tuple[int, ...]:
@@ -134,8 +129,7 @@ def evaluate_store(
     dict
         Metrics (floats), ``density`` (per-concept share of active samples), ``density_histogram``.
     """
-    if hook not in store.hooks:
-        raise StoreError(f"hook {hook!r} is not in the store {store.url}; it holds {store.hooks}")
+    resolve_hook(store, hook)
     if hooked is not None:
         check_model_matches_store(hooked, store)
     device = _device_of(sae)
@@ -366,12 +360,7 @@ def evaluate(
     hook = hook or sae.hook
     if hook is None:
         raise SaenoError("this SAE does not record its hook: pass hook=NAME (CLI: --hook NAME)")
-    if sae.model_fingerprint and sae.model_fingerprint != store.fingerprint:
-        raise StoreError(
-            f"the SAE was trained on activations of model {sae.model_fingerprint[:12]} but the "
-            f"store {store.url} comes from model {store.fingerprint[:12]}: evaluate on a store "
-            "captured from the same FNO"
-        )
+    check_sae(store, sae)
     if hooked is not None and not hasattr(hooked, "run_with_hooks"):
         from saeno.hooking import HookedOperator
 
@@ -383,11 +372,8 @@ def evaluate(
     ]
     for other in other_stores:
         other = _open(other)
-        if other.fingerprint != store.fingerprint:
-            raise StoreError(
-                f"{other.url} was captured from another model than {store.url}: "
-                "other resolutions must come from the same FNO"
-            )
+        check_same_model(store, other)
+        resolve_hook(other, hook)  # a missing hook is an error, not a resolution the SAE skips
         try:
             res = evaluate_store(sae, other, hook, hooked=hooked, batch_size=batch_size, progress=progress)
         except SaenoError as exc:

@@ -39,12 +39,31 @@ import zarr
 from saeno.distributed import env
 from saeno.distributed.env import DistInfo, DistributedError
 from saeno.errors import StoreError
-from saeno.store import capturing as single
 from saeno.store import layout
 from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
+from saeno.store.capture_model import (
+    DTYPES,
+    array_specs,
+    batch_rows,
+    check_arguments,
+    forward_batch,
+    model_device,
+    model_fingerprint,
+    model_of,
+    resolve_hooks,
+)
+from saeno.store.capture_target import (
+    check_compatible,
+    check_disk,
+    create_store,
+    dataset_attr,
+    is_local,
+    open_target,
+    remove_partial_files,
+)
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import dataset_of, iter_batches, length_of
-from saeno.store.writer import BackgroundWriter, ChunkSink
+from saeno.store.writer import QUEUE_BATCHES, BackgroundWriter, ChunkSink
 
 #: the group holding the ranks' progress records while a distributed capture runs
 PROGRESS_GROUP = "_saeno_distributed"
@@ -176,23 +195,14 @@ def capture_distributed(
         Another rank failed (the failing rank raises its own error).
     """
     info = info or env.current()
-    if dtype not in single._DTYPES:
-        raise StoreError(f"dtype must be one of {sorted(single._DTYPES)}, got {dtype!r}")
-    if n is not None and n < 1:
-        raise StoreError(f"n must be a positive number of samples, got {n}")
-    if chunk_size is not None and chunk_size < 1:
-        raise StoreError(f"chunk_size must be at least 1, got {chunk_size}")
-    if batch_size < 1:
-        raise StoreError(f"batch_size must be at least 1, got {batch_size}")
-    if resume and overwrite:
-        raise StoreError("resume and overwrite exclude each other: pick one")
+    check_arguments(
+        batch_size=batch_size, dtype=dtype, n=n, chunk_size=chunk_size, resume=resume, overwrite=overwrite
+    )
     url = store_url(store)
-    names = list(hooked.resolve(hooks))
-    if not names:
-        raise StoreError(f"the hook filter {hooks!r} matches no hook; see hooked.hook_names")
-    model = single._model_of(hooked)
-    dev = torch.device(device) if device is not None else single._model_device(model)
-    fingerprint = single._fingerprint(hooked)
+    names = resolve_hooks(hooked, hooks)
+    model = model_of(hooked)
+    dev = torch.device(device) if device is not None else model_device(model)
+    fingerprint = model_fingerprint(hooked)
     total = length_of(data)
     if total is None:
         raise StoreError(
@@ -299,7 +309,7 @@ def _prepare(
         attrs = dict(existing.attrs)
         if not layout.is_store_attrs(attrs):
             raise StoreError(f"{url} is not a saeno activation store: cannot resume it")
-        single._check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
+        check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
         if int(attrs["n_planned"]) != total:
             raise StoreError(
                 f"the store at {url} was started for {attrs['n_planned']} samples, this "
@@ -316,8 +326,8 @@ def _prepare(
                     f"it with torchrun --nproc-per-node/--nnodes giving {planned} in all "
                     f"(not {world_size})"
                 )
-            if single._is_local(url):
-                single._remove_partial_files(Path(url.removeprefix("file://")))
+            if is_local(url):
+                remove_partial_files(Path(url.removeprefix("file://")))
             return
         if int(attrs.get("rows_written", 0)):
             raise StoreError(
@@ -325,14 +335,14 @@ def _prepare(
                 "resume it without torchrun (saeno capture --resume)"
             )
         overwrite = True  # created, then stopped before any progress record: start afresh
-    group, _ = single._open_target(url, resume=False, overwrite=overwrite)
+    group, _ = open_target(url, resume=False, overwrite=overwrite)
     first = next(iter_batches(data, batch_size, 0, total))
-    out, cache = single._forward(hooked, first.x, names, dev)
-    rows = single._rows(first, out, cache, names, 0, min(len(first), total))
-    specs = single._array_specs(rows, names, single._DTYPES[dtype])
-    if single._is_local(url):
+    out, cache = forward_batch(hooked, first.x, names, dev)
+    rows = batch_rows(first, out, cache, names, 0, min(len(first), total))
+    specs = array_specs(rows, names, DTYPES[dtype])
+    if is_local(url):
         per_sample = sum(int(np.prod(s)) * d.itemsize for s, d in specs.values())
-        single._check_disk(url, total * per_sample)
+        check_disk(url, total * per_sample)
         if progress:
             print(
                 f"saeno capture: {total} samples x {format_bytes(per_sample)} = up to "
@@ -341,13 +351,14 @@ def _prepare(
                 file=sys.stderr,
             )
     ds = None if isinstance(data, torch.Tensor) else dataset_of(data)
-    card = dataset_card if dataset_card is not None else single._attr(ds, "card")
-    attrs = single._create_store(
+    card = dataset_card if dataset_card is not None else dataset_attr(ds, "card")
+    attrs = create_store(
         group,
         specs,
         names,
         fingerprint=fingerprint,
         model=model,
+        hooked=hooked,
         dtype=dtype,
         total=total,
         batch_size=batch_size,
@@ -355,7 +366,7 @@ def _prepare(
         batch=first,
         ds=ds,
         card=card,
-        split=single._attr(ds, "split"),
+        split=dataset_attr(ds, "split"),
     )
     n_chunks = math.ceil(total / int(attrs["chunk_size"]))
     progress_group = group.create_group(PROGRESS_GROUP)
@@ -386,7 +397,7 @@ def _capture_region(
     progress: bool,
 ) -> None:
     """Capture this rank's rows from its progress record on."""
-    single._check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
+    check_compatible(attrs, fingerprint=fingerprint, names=names, dtype=dtype, specs=None)
     if int(attrs["batch_size"]) != batch_size:
         if info.is_main:
             warnings.warn(
@@ -420,7 +431,7 @@ def _capture_region(
     sink = _RegionSink(
         group, arrays, names, attrs["hook_info"], cs, start, lo, dtypes, allow_nonfinite, info.rank
     )
-    writer = BackgroundWriter(sink.consume, sink.finish, maxsize=single.QUEUE_BATCHES)
+    writer = BackgroundWriter(sink.consume, sink.finish, maxsize=QUEUE_BATCHES)
     try:
         for batch in iter_batches(data, batch_size, start, stop):
             end = batch.start + len(batch)
@@ -428,9 +439,9 @@ def _capture_region(
                 continue
             if batch.start >= hi:
                 break
-            out, cache = single._forward(hooked, batch.x, names, dev, pad_to=batch_size)
+            out, cache = forward_batch(hooked, batch.x, names, dev, pad_to=batch_size)
             a, b = max(0, start - batch.start), min(len(batch), hi - batch.start)
-            rows = single._rows(batch, out, cache, names, a, b)
+            rows = batch_rows(batch, out, cache, names, a, b)
             del out, cache
             got = {name: tuple(v.shape[1:]) for name, v in rows.items()}
             want = {name: tuple(s) for name, s in shapes.items()}

@@ -43,6 +43,7 @@ from saeno.export.ablation import (
 from saeno.export.explanations import attach_explanations, load_for_export
 from saeno.export.html_report import page_path, write_report
 from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, clean_number, validate_concepts
+from saeno.store.checks import check_sae
 
 DEFAULT_MAX_CONCEPTS = 16
 FIG_SAMPLES = 3  # samples drawn in the code-map and effect figures (arrays keep all n_top)
@@ -74,25 +75,11 @@ def _open_store(store: Any) -> tuple[Any, str | None]:
 
 
 def _pick_hook(store: Any, sae: torch.nn.Module, hook: str | None) -> str:
-    hooks = list(store.hooks)
-    if hook is None:
-        hook = getattr(sae, "hook", None)
-        meta = getattr(sae, "metadata", None) or {}
-        if hook is None and isinstance(meta, Mapping):
-            hook = meta.get("hook")
-        if hook is None and len(hooks) == 1:
-            hook = hooks[0]
-    if hook is None:
-        raise ExportError(
-            f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
-            "record its hook: name it with hook= (--hook on the command line)"
-        )
-    if hook not in hooks:
-        raise ExportError(
-            f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
-            "of these with hook= (--hook), or capture that hook first"
-        )
-    return hook
+    from saeno.store.checks import resolve_hook
+
+    meta = getattr(sae, "metadata", None) or {}
+    default = getattr(sae, "hook", None) or (meta.get("hook") if isinstance(meta, Mapping) else None)
+    return resolve_hook(store, hook, default=default)
 
 
 def _resolve_model(model: Any, trust: bool) -> tuple[Any | None, str | None]:
@@ -128,17 +115,9 @@ def model_display_name(model: torch.nn.Module) -> str:
 
 
 def _check_fingerprint(hooked: Any, store: Any) -> str:
-    from saeno.hooking import fingerprint
+    from saeno.store.checks import check_model
 
-    fp = fingerprint(hooked.model)
-    stored = getattr(store, "fingerprint", None)
-    if stored not in (None, "", "None") and fp != stored:
-        raise ExportError(
-            f"the model's fingerprint ({fp[:12]}...) differs from the store's ({stored[:12]}...): "
-            "the activations were captured from another model. Pass the model the store was "
-            "captured from, or export without --model (no ablation effects)"
-        )
-    return fp
+    return check_model(store, hooked)
 
 
 def _read(store: Any, name: str, rows: Sequence[int]) -> torch.Tensor:
@@ -231,11 +210,11 @@ def _params_and_labels(
 
 def _store_label_codes(store: Any) -> LabelCodes | None:
     """Per-row label codes and category names of a labelled store, or None if it has none."""
-    from saeno.sae.supervised import LabelError
-    from saeno.supervised.training import store_labels
+    from saeno.errors import LabelError
+    from saeno.store.checks import label_codes
 
     try:
-        return store_labels(store)
+        return label_codes(store)
     except (LabelError, AttributeError, KeyError, ValueError):
         return None
 
@@ -1030,19 +1009,11 @@ def export_concepts(
     sae = sae.to(dev).eval()
     hooked, resolved_name = _resolve_model(model, trust)
     model_name = model_name or resolved_name
+    check_sae(store, sae)  # as evaluate: an SAE of another model's activations is refused
     model_fp = None
     if hooked is not None:
         model_fp = _check_fingerprint(hooked, store)
         hooked.model.to(dev).eval()
-    sae_fp = getattr(sae, "model_fingerprint", None)
-    store_fp = getattr(store, "fingerprint", None)
-    if sae_fp and store_fp and sae_fp != store_fp:
-        warnings.warn(
-            f"the SAE was trained on activations of another model (fingerprint "
-            f"{sae_fp[:12]}...) than the store's ({store_fp[:12]}...): its concepts may "
-            "not mean anything here",
-            stacklevel=2,
-        )
     ndim = int(sae.ndim) if sae.ndim is not None else len(grid)
 
     out = Path(out)

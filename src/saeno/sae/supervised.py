@@ -43,16 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from saeno.errors import SaenoError
+from saeno.errors import LabelError
 from saeno.sae.base import ConfigError, SAEOutput, SparseAutoencoder
 from saeno.sae.lifting import channel_linear
 from saeno.sae.sparsity import Sparsity
 from saeno.sae.spectral import SpectralConv
-
-
-class LabelError(SaenoError, ValueError):
-    """Labels that do not fit the supervised SAE's factors (unknown factor or category, bad shape)."""
-
 
 LabelsLike = Tensor | np.ndarray | Mapping[str, Any]
 

@@ -12,7 +12,7 @@ import zarr
 from zarr.errors import NodeNotFoundError
 
 from saeno.errors import HookNameError, StoreError
-from saeno.store import commit, layout
+from saeno.store import checks, commit, layout
 from saeno.store.integrity import check_chunks_present, read_chunk
 from saeno.store.loader import StoreLoader
 from saeno.store.running_stats import RunningStats
@@ -169,7 +169,36 @@ class ActivationStore:
 
     def _check_hook(self, hook: str) -> None:
         if hook not in self._attrs["hooks"]:
-            raise HookNameError(f"hook {hook!r} is not in this store; it holds {self.hooks}")
+            checks.resolve_hook(self, hook)
+
+    # -- checks a verb makes on the store it is given (see saeno.store.checks) ----------------
+
+    def resolve_hook(self, hook: str | None = None, *, default: str | None = None) -> str:
+        """The hook to use: ``hook``; when None, ``default`` (an SAE's hook), else the only hook.
+
+        Raises
+        ------
+        HookNameError
+            The hook is not in the store, or none is named and the store holds several.
+        """
+        return checks.resolve_hook(self, hook, default=default)
+
+    def check_model(self, model: Any) -> str:
+        """The fingerprint of ``model`` (a module or HookedOperator); ModelMismatchError unless it
+        is the model that produced this store."""
+        return checks.check_model(self, model)
+
+    def check_sae(self, sae: Any) -> None:
+        """ModelMismatchError when ``sae`` records a model fingerprint other than this store's."""
+        checks.check_sae(self, sae)
+
+    def check_same_model(self, other: Any) -> None:
+        """ModelMismatchError when ``other`` (a store) was captured from another model."""
+        checks.check_same_model(self, other)
+
+    def label_codes(self) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+        """Per-row label codes and category names of the factors (LabelError when unlabelled)."""
+        return checks.label_codes(self)
 
     # -- arrays ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ A store is a Zarr v3 group::
     <root>/params/<name>          per-sample parameters (N,), float64
 
 Every array has the same chunk length along samples (``chunk_size`` whole samples per chunk) and
-blosc compression (lz4 with bit shuffling: see ``saeno.store.capturing.COMPRESSOR``). Hook activations are stored in ``dtype`` (float32 or
+blosc compression (lz4 with bit shuffling: see ``saeno.store.capture_target.COMPRESSOR``). Hook activations are stored in ``dtype`` (float32 or
 float16); complex activations (``complex_data=True`` FNOs) are stored as complex64 whatever ``dtype``
 is, recorded as ``"complex": "complex64"`` in the hook's entry of ``hook_info``.
 

@@ -14,6 +14,7 @@ chunks' content checksums in one write of the root attributes (see :mod:`saeno.s
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -29,6 +30,24 @@ from saeno.store.integrity import content_crc
 from saeno.store.running_stats import RunningStats
 
 _STOP = object()
+
+#: batches the writer queue holds before the forward pass waits
+QUEUE_BATCHES = 4
+#: niceness the writer thread adds to its own (Linux; 0 keeps the caller's). A positive value lets the
+#: forward pass's threads keep their cores, the writer running in their gaps; off by default until it
+#: is measured to help (benchmarks/capture.py compares both in one run)
+WRITER_NICE = 0
+
+
+def _lower_own_priority(step: int) -> None:
+    """Raise the calling thread's niceness by ``step`` (best effort; Linux schedules threads apart)."""
+    if step <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:  # pragma: no cover - a platform that refuses: keep the priority
+        pass
 
 
 class NonFiniteActivationError(SaenoError, ValueError):
@@ -47,6 +66,8 @@ class BackgroundWriter:
         ``finish=True``.
     maxsize
         Items the queue holds before :meth:`submit` blocks.
+    nice
+        Niceness the thread adds to its own (default :data:`WRITER_NICE`; 0 keeps the caller's).
     """
 
     def __init__(
@@ -54,7 +75,9 @@ class BackgroundWriter:
         consume: Callable[[Any], None],
         finish: Callable[[], None] | None = None,
         maxsize: int = 4,
+        nice: int | None = None,
     ) -> None:
+        self._nice = WRITER_NICE if nice is None else nice
         self._consume = consume
         self._finish = finish
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
@@ -64,6 +87,7 @@ class BackgroundWriter:
         self._thread.start()
 
     def _run(self) -> None:
+        _lower_own_priority(self._nice)
         try:
             while True:
                 item = self._queue.get()

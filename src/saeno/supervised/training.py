@@ -104,28 +104,9 @@ def store_labels(store: Any) -> tuple[dict[str, np.ndarray], dict[str, list[str]
     names of the dataset card in the store's attributes; else the ``labels`` attribute when it holds
     per-sample category names (one list of ``n_rows`` names per factor).
     """
-    attrs = dict(getattr(store, "attrs", {}) or {})
-    card = (attrs.get("dataset") or {}).get("card") or {}
-    card_factors = {f: list(v) for f, v in (card.get("labels") or {}).items()}
-    params = store.params
-    codes, factors = {}, {}
-    for f, cats in card_factors.items():
-        if f"label_{f}" in params:
-            codes[f] = np.asarray(params[f"label_{f}"]).astype(np.int64)
-            factors[f] = cats
-    if codes:
-        return codes, factors
-    per_sample = store.labels
-    if per_sample and all(len(v) == store.n_rows and not isinstance(v, str) for v in per_sample.values()):
-        for f, names in per_sample.items():
-            cats = card_factors.get(f) or sorted(set(names))
-            factors[f] = cats
-            codes[f] = np.array([cats.index(s) for s in names], dtype=np.int64)
-        return codes, factors
-    raise LabelError(
-        "this store has no per-sample labels: capture a labelled dataset (e.g. "
-        "burgers_labelled) or pass the labels explicitly"
-    )
+    from saeno.store.checks import label_codes
+
+    return label_codes(store)
 
 
 def fit_supervised(
@@ -284,11 +265,11 @@ def train_from_store(
         The SAE folder.
     """
     from saeno.store.activation_store import ActivationStore
+    from saeno.store.checks import resolve_hook
     from saeno.train.checkpoint import save_sae
 
     st = store if hasattr(store, "read") else ActivationStore.open(store)
-    if hook not in st.hooks:
-        raise SaenoError(f"hook {hook!r} is not in the store; it holds {st.hooks}")
+    hook = resolve_hook(st, hook)
     codes, factors = store_labels(st)
     if labels:
         unknown = [f for f in labels if f not in factors]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from saeno.errors import HookNameError, SaenoError, ShapeError
+from saeno.errors import SaenoError, ShapeError
 
 
 def _real_stack(a: Tensor) -> Tensor:
@@ -138,19 +138,9 @@ def resolve_hook(store: Any, hook: str | None) -> str:
     HookNameError
         If ``hook`` is None and the store holds several hooks, or ``hook`` is not in the store.
     """
-    hooks = list(getattr(store, "hooks", []))
-    if hook is None:
-        if len(hooks) != 1:
-            raise HookNameError(
-                f"the store holds several hooks {hooks}: choose one with hook= (CLI: --hook NAME)"
-            )
-        hook = str(hooks[0])
-    if hook not in hooks:
-        raise HookNameError(
-            f"hook {hook!r} is not in the store; it holds {hooks}. Capture it "
-            "first (saeno capture --hooks ...) or pick one of those"
-        )
-    return hook
+    from saeno.store.checks import resolve_hook as resolve
+
+    return resolve(store, hook)
 
 
 class StoreSource:
