@@ -51,37 +51,16 @@ def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys, saeno
         (["--max-concepts", "-1"], "max_concepts"),
     ],
 )
-def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extra, message):
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(saved / "sae"),
-            "--store",
-            str(saved / "store.zarr"),
-            "--out",
-            str(tmp_path / "out"),
-            "--no-progress",
-            *extra,
-        ]
-    )
+def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extra, message, saeno_cli):
+    rc = saeno_cli("export", *extra, **_io(saved, "sae", tmp_path / "out"), no_progress=True)
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("saeno export: error:") and message in err
 
 
-def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys):
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(tmp_path / "none"),
-            "--store",
-            str(saved / "store.zarr"),
-            "--out",
-            str(tmp_path / "out"),
-            "--no-progress",
-        ]
+def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys, saeno_cli):
+    rc = saeno_cli(
+        "export", **_io(saved, "sae", tmp_path / "out") | {"sae": tmp_path / "none"}, no_progress=True
     )
     assert rc == 2
     assert "saeno export: error:" in capsys.readouterr().err
