@@ -23,3 +23,26 @@ def one_thread_seeded():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(n)
+
+
+def _flags(**flags) -> list[str]:
+    """``--flag value`` pairs from keyword arguments (``n_top=4`` -> ``--n-top 4``; True -> the bare flag)."""
+    out: list[str] = []
+    for name, value in flags.items():
+        if value is False or value is None:
+            continue
+        out.append("--" + name.replace("_", "-"))
+        if value is not True:
+            out.append(str(value))
+    return out
+
+
+@pytest.fixture()
+def saeno_cli():
+    """``run(verb, *args, **flags) -> exit code``: ``saeno VERB ARGS --flag value ...`` in-process."""
+    from saeno.cli.main import main
+
+    def run(*args: str, **flags) -> int:
+        return main([*map(str, args), *_flags(**flags)])
+
+    return run

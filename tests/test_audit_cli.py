@@ -27,29 +27,21 @@ def setup(tmp_path_factory):
     return root, model, stores
 
 
-def test_cli_writes_a_versioned_audit_and_a_page(setup, tmp_path, capsys, one_thread_seeded):
-    from saeno.cli.main import main
+def _audit(root, *stores) -> list:
+    """``audit --sae ... --train-store ... --store S ...`` of ``setup``'s SAE and training store."""
+    return ["audit", "--sae", root / "sae", "--train-store", root / "train.zarr"] + [
+        a for s in stores for a in ("--store", s)
+    ]
 
+
+def test_cli_writes_a_versioned_audit_and_a_page(setup, tmp_path, capsys, one_thread_seeded, saeno_cli):
     root, _, _ = setup
-    rc = main(
-        [
-            "audit",
-            "--sae",
-            str(root / "sae"),
-            "--train-store",
-            str(root / "train.zarr"),
-            "--store",
-            str(root / "shift.zarr"),
-            "--store",
-            str(root / "unlabelled.zarr"),
-            "--id-store",
-            str(root / "test.zarr"),
-            "--out",
-            str(tmp_path),
-            "--n-boot",
-            "50",
-            "--no-progress",
-        ]
+    rc = saeno_cli(
+        *_audit(root, root / "shift.zarr", root / "unlabelled.zarr"),
+        id_store=root / "test.zarr",
+        out=tmp_path,
+        n_boot=50,
+        no_progress=True,
     )
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -67,46 +59,17 @@ def test_cli_writes_a_versioned_audit_and_a_page(setup, tmp_path, capsys, one_th
         assert (tmp_path / rel).stat().st_size > 0
 
 
-def test_cli_refuses_a_store_of_another_model_by_name(setup, tmp_path, capsys, one_thread_seeded):
-    from saeno.cli.main import main
-
+def test_cli_refuses_a_store_of_another_model_by_name(setup, tmp_path, capsys, one_thread_seeded, saeno_cli):
     root, _, _ = setup
     other = culprit_model()
     with torch.no_grad():
         other[1].weight.mul_(3.0)
     x = sparse_inputs(10, 9)
     capture(other, x, target(x, 9), tmp_path / "foreign.zarr")
-    rc = main(
-        [
-            "audit",
-            "--sae",
-            str(root / "sae"),
-            "--train-store",
-            str(root / "train.zarr"),
-            "--store",
-            str(tmp_path / "foreign.zarr"),
-            "--out",
-            str(tmp_path / "o"),
-            "--no-progress",
-        ]
-    )
+    rc = saeno_cli(*_audit(root, tmp_path / "foreign.zarr"), out=tmp_path / "o", no_progress=True)
     err = capsys.readouterr().err
     assert rc == 2 and "foreign.zarr" in err and "another model" in err and "Traceback" not in err
-    rc = main(
-        [
-            "audit",
-            "--sae",
-            str(root / "sae"),
-            "--train-store",
-            str(root / "train.zarr"),
-            "--store",
-            str(root / "shift.zarr"),
-            "--holdout",
-            "0",
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+    rc = saeno_cli(*_audit(root, root / "shift.zarr"), holdout=0, out=tmp_path / "o")
     assert rc == 2 and "--holdout" in capsys.readouterr().err
 
 

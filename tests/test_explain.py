@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import saeno
+from array_store import ArrayStore
 from saeno.explain import ExplainError, ProbeError, explain_concepts, split_halves
 from saeno.explain import scores as SC
 from saeno.explain.result import load_explanations
@@ -20,7 +21,7 @@ DARCY_CARD = {
 }
 
 
-class FakeStore:
+class FakeStore(ArrayStore):
     """The parts of ActivationStore explain_concepts uses, on numpy arrays."""
 
     def __init__(self, arrays, card=DARCY_CARD, hook="h"):
@@ -29,15 +30,6 @@ class FakeStore:
         self.n_rows = arrays[hook].shape[0]
         self.attrs = {"dataset": {"name": card.get("name"), "card": card}}
         self.fingerprint = None
-
-    def __contains__(self, name):
-        return name in self.arrays
-
-    def __getitem__(self, name):
-        return self.arrays[name]
-
-    def read(self, name, rows):
-        return self.arrays[name][np.asarray(rows)]
 
 
 class LinearSAE(torch.nn.Module):

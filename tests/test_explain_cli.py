@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import saeno
-from saeno.cli.main import main
 from saeno.explain.result import SCHEMA_NAME, SCHEMA_VERSION, load_explanations
 
 pytest.importorskip("neuralop")
@@ -44,24 +43,14 @@ def setup(tmp_path, one_thread_seeded):
     return tmp_path, hooked
 
 
-def test_explain_writes_versioned_json_and_prints_a_summary(setup, capsys):
+def _io(tmp, out: str) -> dict:
+    """The SAE, the store and an output folder of ``setup``, as CLI flags."""
+    return {"sae": tmp / "sae", "store": tmp / "s.zarr", "out": tmp / out}
+
+
+def test_explain_writes_versioned_json_and_prints_a_summary(setup, capsys, saeno_cli):
     tmp, _ = setup
-    rc = main(
-        [
-            "explain",
-            "--sae",
-            str(tmp / "sae"),
-            "--store",
-            str(tmp / "s.zarr"),
-            "--out",
-            str(tmp / "ex"),
-            "--no-progress",
-            "--null-seeds",
-            "1",
-            "--model",
-            "example-fno2d",
-        ]
-    )
+    rc = saeno_cli("explain", **_io(tmp, "ex"), no_progress=True, null_seeds=1, model="example-fno2d")
     captured = capsys.readouterr()
     out = captured.out
     assert rc == 0, captured.err
@@ -76,78 +65,24 @@ def test_explain_writes_versioned_json_and_prints_a_summary(setup, capsys):
     assert ex.protocol["effects"]
 
 
-def test_explain_cli_errors_are_clean(setup, capsys):
+def test_explain_cli_errors_are_clean(setup, capsys, saeno_cli):
     tmp, _ = setup
-    rc = main(
-        [
-            "explain",
-            "--sae",
-            str(tmp / "sae"),
-            "--store",
-            str(tmp / "s.zarr"),
-            "--out",
-            str(tmp / "ex"),
-            "--probes",
-            "target_grad",
-            "vortex",
-            "--no-progress",
-        ]
-    )
+    rc = saeno_cli("explain", "--probes", "target_grad", "vortex", **_io(tmp, "ex"), no_progress=True)
     err = capsys.readouterr().err
     assert rc == 2 and "unknown probe(s) 'vortex'" in err and "interface_distance" in err
     assert "Traceback" not in err
-    rc = main(
-        [
-            "explain",
-            "--sae",
-            str(tmp / "sae"),
-            "--store",
-            str(tmp / "s.zarr"),
-            "--out",
-            str(tmp / "ex"),
-            "--list-probes",
-        ]
-    )
+    rc = saeno_cli("explain", **_io(tmp, "ex"), list_probes=True)
     out = capsys.readouterr().out
     assert rc == 0 and "flux" in out and "okubo_weiss" not in out
 
 
-def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
+def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys, saeno_cli):
     tmp, _ = setup
-    assert (
-        main(
-            [
-                "explain",
-                "--sae",
-                str(tmp / "sae"),
-                "--store",
-                str(tmp / "s.zarr"),
-                "--out",
-                str(tmp / "ex"),
-                "--no-progress",
-                "--no-random-null",
-            ]
-        )
-        == 0
-    )
+    assert saeno_cli("explain", **_io(tmp, "ex"), no_progress=True, no_random_null=True) == 0
     ex = load_explanations(tmp / "ex")
+    explanations = tmp / "ex" / "explanations.json"
     assert (
-        main(
-            [
-                "export",
-                "--sae",
-                str(tmp / "sae"),
-                "--store",
-                str(tmp / "s.zarr"),
-                "--out",
-                str(tmp / "rep"),
-                "--no-progress",
-                "--max-concepts",
-                "4",
-                "--explanations",
-                str(tmp / "ex" / "explanations.json"),
-            ]
-        )
+        saeno_cli("export", **_io(tmp, "rep"), no_progress=True, max_concepts=4, explanations=explanations)
         == 0
     )
     capsys.readouterr()
@@ -169,18 +104,5 @@ def test_export_shows_explanations_on_pages_and_in_the_index(setup, capsys):
     other = ex.to_dict()
     other["sae"]["n_concepts"] = 99
     (tmp / "bad.json").write_text(json.dumps(other))
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(tmp / "sae"),
-            "--store",
-            str(tmp / "s.zarr"),
-            "--out",
-            str(tmp / "rep2"),
-            "--no-progress",
-            "--explanations",
-            str(tmp / "bad.json"),
-        ]
-    )
+    rc = saeno_cli("export", **_io(tmp, "rep2"), no_progress=True, explanations=tmp / "bad.json")
     assert rc == 2 and "99 concepts" in capsys.readouterr().err

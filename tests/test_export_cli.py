@@ -16,26 +16,22 @@ def saved(tmp_path_factory):
     return root
 
 
-def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys):
+def _io(saved, sae: str, out) -> dict:
+    """The saved SAE ``sae``, the tiny pipeline's store and the output folder, as CLI flags."""
+    return {"sae": saved / sae, "store": saved / "store.zarr", "out": out}
+
+
+def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys, saeno_cli):
     out = tmp_path / "out"
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(saved / "sae"),
-            "--store",
-            str(saved / "store.zarr"),
-            "--out",
-            str(out),
-            "--n-top",
-            "2",
-            "--max-concepts",
-            "2",
-            "--resolutions",
-            "16",
-            "24x24",
-            "--no-progress",
-        ]
+    rc = saeno_cli(
+        "export",
+        "--resolutions",
+        "16",
+        "24x24",
+        **_io(saved, "sae", out),
+        n_top=2,
+        max_concepts=2,
+        no_progress=True,
     )
     assert rc == 0
     text = capsys.readouterr().out
@@ -55,37 +51,16 @@ def test_export_writes_report_and_prints_its_path(saved, tmp_path, capsys):
         (["--max-concepts", "-1"], "max_concepts"),
     ],
 )
-def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extra, message):
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(saved / "sae"),
-            "--store",
-            str(saved / "store.zarr"),
-            "--out",
-            str(tmp_path / "out"),
-            "--no-progress",
-            *extra,
-        ]
-    )
+def test_bad_input_gives_a_message_and_exit_code_2(saved, tmp_path, capsys, extra, message, saeno_cli):
+    rc = saeno_cli("export", *extra, **_io(saved, "sae", tmp_path / "out"), no_progress=True)
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("saeno export: error:") and message in err
 
 
-def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys):
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(tmp_path / "none"),
-            "--store",
-            str(saved / "store.zarr"),
-            "--out",
-            str(tmp_path / "out"),
-            "--no-progress",
-        ]
+def test_missing_sae_folder_is_a_user_error(saved, tmp_path, capsys, saeno_cli):
+    rc = saeno_cli(
+        "export", **_io(saved, "sae", tmp_path / "out") | {"sae": tmp_path / "none"}, no_progress=True
     )
     assert rc == 2
     assert "saeno export: error:" in capsys.readouterr().err
@@ -139,28 +114,10 @@ def test_model_folder_enables_ablation_and_a_foreign_model_is_refused(tmp_path, 
     assert "fingerprint" in capsys.readouterr().err
 
 
-def test_single_file_and_no_eval_flags(saved, tmp_path, capsys):
+def test_single_file_and_no_eval_flags(saved, tmp_path, capsys, saeno_cli):
     out = tmp_path / "single"
-    rc = main(
-        [
-            "export",
-            "--sae",
-            str(saved / "sae_fno"),
-            "--store",
-            str(saved / "store.zarr"),
-            "--out",
-            str(out),
-            "--n-top",
-            "2",
-            "--max-concepts",
-            "1",
-            "--no-progress",
-            "--single-file",
-            "--no-eval",
-            "--model-name",
-            "my FNO",
-        ]
-    )
+    flags = {"single_file": True, "no_eval": True, "model_name": "my FNO"}
+    rc = saeno_cli("export", **_io(saved, "sae_fno", out), n_top=2, max_concepts=1, no_progress=True, **flags)
     assert rc == 0
     text = (out / "report.html").read_text()
     assert "data:image/png;base64," in text and 'src="figures/' not in text

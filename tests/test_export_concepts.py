@@ -9,6 +9,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
+from array_store import ArrayStore
 from saeno.errors import HookNameError, ModelMismatchError, SaenoError, ShapeError
 from saeno.export.concepts import ExportError, export_concepts
 from saeno.export.schema import load_concepts
@@ -50,7 +51,7 @@ class FakeSAE(torch.nn.Module):
         return {"architecture": "fake"}
 
 
-class FakeStore:
+class FakeStore(ArrayStore):
     def __init__(self, n=12, channels=3, grid=(8, 8), seed=0, hooks=("h",)):
         rng = np.random.default_rng(seed)
         self.arrays = {h: rng.normal(size=(n, channels, *grid)).astype("f4") for h in hooks}
@@ -61,15 +62,6 @@ class FakeStore:
         self.fingerprint = None
         self.params = {"nu": rng.uniform(size=n), "family": (np.arange(n) % 3 == 0).astype(float)}
         self.labels = {"family": ["<plain>", "odd & rare"]}
-
-    def __contains__(self, name):
-        return name in self.arrays
-
-    def __getitem__(self, name):
-        return self.arrays[name]
-
-    def read(self, name, rows):
-        return self.arrays[name][np.asarray(rows)]
 
 
 def _numpy_codes(sae, a):

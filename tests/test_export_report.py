@@ -10,7 +10,8 @@ import pytest
 import torch
 import zarr
 
-from saeno.export.concepts import _split_point_mass, export_concepts, model_display_name
+from saeno.export.concepts import export_concepts, model_display_name
+from saeno.export.passes import split_point_mass
 from saeno.export.schema import load_concepts
 from test_export_concepts import HOOK, build_tiny_pipeline
 
@@ -108,7 +109,7 @@ def test_point_mass_split_recovers_the_kernel_and_the_pointwise_column(exported)
     sae = exported.sae
     concepts = [0, 3]
     atoms = {(16, 16): sae.concepts(16)[concepts].numpy(), (24, 24): sae.concepts(24)[concepts].numpy()}
-    smooth, vectors, unit = _split_point_mass(sae, concepts, atoms)
+    smooth, vectors, unit = split_point_mass(sae, concepts, atoms)
     scale = sae.norm_scale.numpy()[None, :, None, None]
     for res in atoms:
         # the smooth part is the decoder's spectral kernel (no point mass), on every grid

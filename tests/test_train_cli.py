@@ -32,67 +32,21 @@ def store_path(tmp_path_factory):
     return path
 
 
-def test_train_cli_pointwise_and_sae_fno(store_path, tmp_path, capsys):
+def test_train_cli_pointwise_and_sae_fno(store_path, tmp_path, capsys, saeno_cli):
     store = saeno.ActivationStore.open(store_path)
     hook = store.hooks[0]
     out = tmp_path / "sae"
-    assert (
-        main(
-            [
-                "train",
-                "--store",
-                str(store_path),
-                "--hook",
-                hook,
-                "--arch",
-                "sae",
-                "--concepts",
-                "16",
-                "--k",
-                "4",
-                "--steps",
-                "6",
-                "--batch-size",
-                "128",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
+    pointwise = dict(
+        store=store_path, hook=hook, arch="sae", concepts=16, k=4, batch_size=128, out=out, no_progress=True
     )
+    assert saeno_cli("train", **pointwise, steps=6) == 0
     assert "saved:" in capsys.readouterr().out
     sae = saeno.load_sae(out)
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["hook"] == hook and cfg["model_fingerprint"] == store.fingerprint
     assert sae.sparsity.k == 4 and (out / "train_log.csv").exists()
     # resume continues to a longer run from the checkpoint
-    assert (
-        main(
-            [
-                "train",
-                "--store",
-                str(store_path),
-                "--hook",
-                hook,
-                "--arch",
-                "sae",
-                "--concepts",
-                "16",
-                "--k",
-                "4",
-                "--steps",
-                "9",
-                "--batch-size",
-                "128",
-                "--out",
-                str(out),
-                "--resume",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert saeno_cli("train", **pointwise, steps=9, resume=True) == 0
     assert saeno.load_sae(out).metadata["steps"] == 9
 
     out2 = tmp_path / "fno"

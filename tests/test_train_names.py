@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import subprocess
 import sys
@@ -10,10 +11,16 @@ import sys
 import saeno
 
 
+def _has_lens() -> bool:
+    """Whether the optional transformer-lens extra (needed by ``saeno.lens``) is installed."""
+    return importlib.util.find_spec("transformer_lens") is not None
+
+
 def _every_module() -> list[str]:
+    """Every submodule, discovered with pkgutil (``__main__`` runs the CLI; ``saeno.lens`` needs its extra)."""
     names = ["saeno"]
     for info in pkgutil.walk_packages(saeno.__path__, prefix="saeno."):
-        if info.name.startswith("saeno.lens") or info.name.endswith("__main__"):  # extra; the CLI
+        if info.name.endswith("__main__") or (info.name.startswith("saeno.lens") and not _has_lens()):
             continue
         names.append(info.name)
     return names

@@ -148,7 +148,7 @@ def test_store_from_bare_fno_passes_eval_with_the_checkpoint(fno, files, tmp_pat
     )
     assert "loss_rec" in capsys.readouterr().out  # operator loss recovered: the fingerprints matched
     # export checks the same fingerprint (it loads the model through saeno.zoo.load_model)
-    from saeno.export.concepts import _check_fingerprint
+    from saeno.export.inputs import check_fingerprint
     from saeno.zoo import io
 
     io.CLI_MODEL_CONFIG = str(files / "arch.json")
@@ -156,6 +156,6 @@ def test_store_from_bare_fno_passes_eval_with_the_checkpoint(fno, files, tmp_pat
         hooked = HookedOperator(load_model(files / "weights.pt"))
     finally:
         io.CLI_MODEL_CONFIG = None
-    _check_fingerprint(hooked, saeno.ActivationStore.open(store))
+    check_fingerprint(hooked, saeno.ActivationStore.open(store))
     code = main(["eval", "--sae", str(sae), "--store", str(store), "--model", str(files / "weights.pt")])
     assert code == 2 and "--model-config" in capsys.readouterr().err

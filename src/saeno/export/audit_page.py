@@ -20,14 +20,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from saeno.export.html_report import (
-    _fmt,
-    _meta_table,
-    _num_cell,
-    _page,
-    _table,
-    _text_cell,
+from saeno.export.html_parts import (
     esc,
+    fmt_value,
+    html_page,
+    html_table,
+    meta_table,
+    num_cell,
+    text_cell,
 )
 
 FIG_DIR = "figures"
@@ -59,7 +59,7 @@ def _roc_figure(shift: dict[str, Any], path: Path) -> None:
         ax.plot(
             d["roc"]["fpr"],
             d["roc"]["tpr"],
-            label=f"{score} ({_fmt(d['auroc'], 2)})",
+            label=f"{score} ({fmt_value(d['auroc'], 2)})",
             ls="-" if score.startswith("sae") else "--",
         )
     ax.plot([0, 1], [0, 1], color="#bbb", lw=0.8)
@@ -159,14 +159,14 @@ def _score_table(doc: dict[str, Any]) -> str:
         det = s["detection"]
         rows.append(
             "<tr>"
-            + _text_cell(s["name"])
-            + _num_cell(s["n_samples"])
-            + _num_cell(mean_err)
-            + "".join(_num_cell(det[sc]["auroc"]) for sc in scores)
-            + "".join(_num_cell(det[sc]["spearman_pooled"]) for sc in scores)
+            + text_cell(s["name"])
+            + num_cell(s["n_samples"])
+            + num_cell(mean_err)
+            + "".join(num_cell(det[sc]["auroc"]) for sc in scores)
+            + "".join(num_cell(det[sc]["spearman_pooled"]) for sc in scores)
             + "</tr>"
         )
-    return _table(headers, rows, table_id="scores")
+    return html_table(headers, rows, table_id="scores")
 
 
 def _moves_html(shift: dict[str, Any], limit: int = 10) -> str:
@@ -182,15 +182,15 @@ def _moves_html(shift: dict[str, Any], limit: int = 10) -> str:
         return head
     rows = [
         "<tr>"
-        + _num_cell(k)
-        + _num_cell(m["freq_train"][k])
-        + _num_cell(m["freq_shifted"][k])
-        + _num_cell(m["magnitude_ratio"][k])
-        + _num_cell(m["q"][k])
+        + num_cell(k)
+        + num_cell(m["freq_train"][k])
+        + num_cell(m["freq_shifted"][k])
+        + num_cell(m["magnitude_ratio"][k])
+        + num_cell(m["q"][k])
         + "</tr>"
         for k in m["most_moved"][:limit]
     ]
-    return head + _table(
+    return head + html_table(
         [
             ("concept", "number"),
             ("active share (train)", "number"),
@@ -242,9 +242,9 @@ def write_audit_page(
         "model fingerprint": (doc.get("model_fingerprint") or "")[:16],
         "bootstrap": f"{s['n_boot']} resamples over samples, {s['level']:.0%} percentile intervals",
         "worst points": f"top {1 - s['quantile']:.0%} of per-point errors",
-        "Mahalanobis shrinkage": _fmt(s["mahalanobis_shrinkage"]),
+        "Mahalanobis shrinkage": fmt_value(s["mahalanobis_shrinkage"]),
     }
-    parts = [f"<h1>Audit of {esc(doc['hook'])}</h1>", _meta_table(meta)]
+    parts = [f"<h1>Audit of {esc(doc['hook'])}</h1>", meta_table(meta)]
     for note in doc.get("notes", []):
         parts.append(f'<p class="note">{esc(note)}</p>')
     parts.append(
@@ -275,7 +275,7 @@ def write_audit_page(
         if i > 0:
             parts.append(_moves_html(st))
     page = out / "audit.html"
-    page.write_text(_page(f"saeno audit: {doc['hook']}", "\n".join(parts)), encoding="utf-8")
+    page.write_text(html_page(f"saeno audit: {doc['hook']}", "\n".join(parts)), encoding="utf-8")
     return page
 
 

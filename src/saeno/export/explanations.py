@@ -139,21 +139,21 @@ def index_headers(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def index_cells(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
     """The cells of :func:`index_headers` for one concept's row."""
-    from saeno.export.html_report import _num_cell, _text_cell
+    from saeno.export.html_parts import num_cell, text_cell
 
     if not doc.get("explanations"):
         return ""
     e = concept.get("explanation") or {}
     if not e or e.get("status") == "rare":
         label = "rare" if e else ""
-        return _text_cell(label) + _num_cell(None) + _num_cell(None) + _num_cell(None)
+        return text_cell(label) + num_cell(None) + num_cell(None) + num_cell(None)
     label = _signed(e) + ("" if e.get("explained") else " (not explained)")
-    return _text_cell(label) + _num_cell(e.get("rho")) + _num_cell(e.get("null")) + _num_cell(e.get("auroc"))
+    return text_cell(label) + num_cell(e.get("rho")) + num_cell(e.get("null")) + num_cell(e.get("auroc"))
 
 
 def page_section(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
     """The "Explanation" section of a concept page ("" without explanations)."""
-    from saeno.export.html_report import _meta_table, esc
+    from saeno.export.html_parts import esc, meta_table
 
     info = doc.get("explanations")
     if not info:
@@ -174,7 +174,7 @@ def page_section(doc: Mapping[str, Any], concept: Mapping[str, Any]) -> str:
     verdict = "explained" if e.get("explained") else "not explained"
     parts.append(f"<p><b>{esc(_signed(e))}</b> ({esc(verdict)}): {esc(what)}</p>")
     parts.append(
-        _meta_table(
+        meta_table(
             {
                 "held-out Spearman rho": e.get("rho"),
                 "selection-half rho": e.get("rho_select"),

@@ -16,258 +16,27 @@ import matplotlib.ticker
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-DEFAULT_DPI = 100
-_PANEL = 2.8  # inches per panel
-
-
-def _as_2d(field: np.ndarray) -> np.ndarray:
-    """Reduce a 2D or 3D field to a 2D image (3D: middle slice along the last axis)."""
-    field = np.asarray(field)
-    while field.ndim > 2:
-        field = field[..., field.shape[-1] // 2]
-    return field
-
-
-def show_field(
-    ax: Axes, field: np.ndarray, *, title: str = "", cmap: str = "viridis", symmetric: bool = False
-) -> None:
-    """Draw one field on ``ax``: a curve for 1D, an image for 2D, the middle slice for 3D.
-
-    Images get a colour bar.
-
-    Parameters
-    ----------
-    ax : matplotlib.axes.Axes
-        Target axes.
-    field : numpy.ndarray
-        Array of shape ``(*grid)`` with 1 to 3 dimensions (a 0-d array is drawn as one bar).
-    title : str
-        Axes title.
-    cmap : str
-        Colour map for images.
-    symmetric : bool
-        Centre the colour scale on zero (for signed fields such as atoms and differences).
-    """
-    field = np.asarray(field, dtype=np.float64)
-    if field.ndim == 0:
-        ax.bar([0], [float(field)])
-        ax.set_xticks([])
-        ax.tick_params(labelsize=FONT_TICK)
-    elif field.ndim == 1:
-        ax.plot(np.linspace(0.0, 1.0, field.shape[0]), field, lw=1.0)
-        ax.set_xticks([])
-        ax.tick_params(labelsize=FONT_TICK)
-        if symmetric:
-            ax.axhline(0.0, color="0.6", lw=0.5)
-    else:
-        img = _as_2d(field)
-        finite = img[np.isfinite(img)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if symmetric:
-            vmax = max(abs(lo), abs(hi)) or 1.0
-            kwargs = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
-        else:
-            kwargs = dict(vmin=lo, vmax=hi if hi > lo else lo + 1.0, cmap=cmap)
-        im = ax.imshow(img.T, origin="lower", interpolation="nearest", **kwargs)
-        ax.set_axis_off()
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=FONT_TICK)
-    if title:
-        ax.set_title(title, fontsize=FONT_LABEL)
-
-
-def _save(fig: Figure, path: Path | str, dpi: int) -> Path:
-    """Write ``fig`` as PNG and close it (no tight layout: it costs a second draw)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _plain_text(fig)
-    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
-    plt.close(fig)
-    return path
-
-
-def _plain_text(fig: Figure) -> None:
-    """Render every title, label and note as plain text: user strings (labels, hook names) may hold
-    ``$``, which matplotlib would parse as mathtext (and fail on, e.g. ``$\\frac{1}{$``). Tick
-    labels, which matplotlib formats itself at draw time, keep their mathtext."""
-    from matplotlib.text import Text
-
-    for text in fig.findobj(Text):
-        if "$" in text.get_text():
-            text.set_parse_math(False)
-
-
-def _adjust(fig: Figure, *, labelled: bool = False, suptitle: bool = False) -> None:
-    """Fixed margins in inches (cheap, unlike tight_layout): room for titles and, if asked, labels."""
-    w, h = fig.get_size_inches()
-    top = 1.0 - (0.85 if suptitle else 0.5) / h
-    if labelled:
-        fig.subplots_adjust(
-            left=0.75 / w, right=1.0 - 0.2 / w, bottom=0.6 / h, top=top, wspace=0.5, hspace=0.6
-        )
-    else:
-        fig.subplots_adjust(
-            left=0.05 / w, right=1.0 - 0.05 / w, bottom=0.05 / h, top=top, wspace=0.1, hspace=0.5
-        )
-
-
-# A panel: (field (*grid), title, style) with style "seq" (viridis), "codes" (magma) or "sym"
-# (diverging, centred on zero).
-Panel = tuple[np.ndarray, str, str]
-_CMAPS = {"seq": "viridis", "codes": "magma", "sym": "RdBu_r"}
-#: layout of image mosaics, in points (1/72 inch; pixels are points * dpi / 72)
-PANEL_PT = 120
-TITLE_PT = 30
-GAP_PT = 14
-HEADER_PT = 26
-CBAR_PT = 8  # colour bar strip beside each panel
-CBAR_GAP_PT = 3
-CBAR_TEXT_PT = 42  # room for the colour bar's tick labels
-#: font sizes in points
-FONT_TITLE = 11
-FONT_LABEL = 9
-FONT_TICK = 8
-
-
-def _fit(img: np.ndarray, px: int) -> np.ndarray:
-    """Nearest-neighbour resample of a 2D image to fit a ``px`` box, keeping its aspect."""
-    h, w = img.shape
-    scale = px / max(h, w)
-    rows = np.minimum((np.arange(max(1, round(h * scale))) / scale).astype(int), h - 1)
-    cols = np.minimum((np.arange(max(1, round(w * scale))) / scale).astype(int), w - 1)
-    return img[np.ix_(rows, cols)]
-
-
-def _limits(img: np.ndarray, style: str) -> tuple[float, float]:
-    finite = img[np.isfinite(img)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if style == "sym":
-        vmax = max(abs(lo), abs(hi)) or 1.0
-        return -vmax, vmax
-    if style == "codes" and lo >= 0:  # codes are non-negative: the scale starts at zero
-        lo = 0.0
-    return lo, (hi if hi > lo else lo + 1.0)
-
-
-def _colour(
-    img: np.ndarray, style: str, limits: tuple[float, float] | None = None
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """RGBA uint8 image of a field drawn in ``style`` and the colour scale's ``(vmin, vmax)``."""
-    vmin, vmax = limits if limits is not None else _limits(img, style)
-    normed = np.clip((np.nan_to_num(img, nan=vmin) - vmin) / ((vmax - vmin) or 1.0), 0.0, 1.0)
-    rgba = matplotlib.colormaps[_CMAPS[style]](normed, bytes=True)
-    rgba[~np.isfinite(img)] = 255
-    return rgba, (vmin, vmax)
-
-
-def _tick(v: float) -> str:
-    return "0" if v == 0 else f"{v:.3g}"
-
-
-def _mosaic(
-    panels: Sequence[Sequence[Panel]],
-    path: Path | str,
-    *,
-    title: str,
-    dpi: int,
-    colorbar: bool = True,
-    panel_pt: int = PANEL_PT,
-    shared: bool = False,
-) -> Path:
-    """Draw rows of 2D panels as one image on a single axes (far cheaper than one axes each).
-
-    Each panel gets its own colour bar (``colorbar``) with its minimum, maximum (and zero for
-    signed fields) written beside it; ``shared`` puts every panel of a row on one colour scale,
-    drawn once at the end of the row. The canvas is built at the output resolution, so text and
-    pixels stay sharp at any ``dpi``.
-    """
-    s = dpi / 72.0
-    nrows = len(panels)
-    ncols = max(len(r) for r in panels)
-    bar_w = CBAR_GAP_PT + CBAR_PT + CBAR_TEXT_PT
-    per_panel_bar = colorbar and not shared
-    cell_w = panel_pt + GAP_PT + (bar_w if per_panel_bar else 0)
-    cell_h = TITLE_PT + panel_pt + GAP_PT
-    width = GAP_PT + ncols * cell_w + (bar_w if colorbar and shared else 0)
-    height = (HEADER_PT if title else GAP_PT // 2) + nrows * cell_h
-    head = HEADER_PT if title else GAP_PT // 2
-    W, H = int(round(width * s)), int(round(height * s))
-    canvas = np.full((H, W, 4), 255, dtype=np.uint8)
-    ppx = int(round(panel_pt * s))
-    texts: list[tuple[float, float, str, str, str, float]] = []  # x, y, text, ha, va, size
-
-    def bar(style: str, lims: tuple[float, float], left_pt: float, top_pt: float) -> None:
-        x0, y0 = int(round(left_pt * s)), int(round(top_pt * s))
-        bw = max(1, int(round(CBAR_PT * s)))
-        grad = np.linspace(1.0, 0.0, ppx)[:, None] * np.ones((1, bw))
-        canvas[y0 : y0 + ppx, x0 : x0 + bw] = matplotlib.colormaps[_CMAPS[style]](grad, bytes=True)
-        canvas[y0 : y0 + ppx, [x0, x0 + bw - 1]] = (90, 90, 90, 255)
-        canvas[[y0, y0 + ppx - 1], x0 : x0 + bw] = (90, 90, 90, 255)
-        tx = left_pt + CBAR_PT + 2
-        vmin, vmax = lims
-        texts.append((tx, top_pt, _tick(vmax), "left", "top", FONT_TICK))
-        texts.append((tx, top_pt + panel_pt, _tick(vmin), "left", "bottom", FONT_TICK))
-        if vmin < 0 < vmax and 0.12 < vmax / (vmax - vmin) < 0.88:
-            texts.append((tx, top_pt + panel_pt * vmax / (vmax - vmin), "0", "left", "center", FONT_TICK))
-
-    for i, row in enumerate(panels):
-        top = head + i * cell_h + TITLE_PT
-        row_lims = None
-        if shared and row:
-            styles = {st for _, _, st in row}
-            allv = np.concatenate([np.ravel(_as_2d(f)) for f, _, _ in row])
-            row_lims = _limits(allv, row[0][2] if len(styles) == 1 else "seq")
-        for j, (field, label, style) in enumerate(row):
-            img = _fit(np.flipud(_as_2d(np.asarray(field, dtype=np.float64)).T), ppx)
-            rgba, lims = _colour(img, style, row_lims)
-            left = GAP_PT + j * cell_w
-            h, w = rgba.shape[:2]
-            oy = int(round(top * s)) + (ppx - h) // 2
-            ox = int(round(left * s)) + (ppx - w) // 2
-            canvas[oy : oy + h, ox : ox + w] = rgba
-            if label:
-                texts.append((left + panel_pt / 2, top - 3, label, "center", "bottom", FONT_LABEL))
-            if per_panel_bar:
-                bar(style, lims, left + panel_pt + CBAR_GAP_PT, top)
-        if colorbar and shared and row:
-            bar(row[-1][2], row_lims, GAP_PT + len(row) * cell_w, top)
-    fig = plt.figure(figsize=(W / dpi, H / dpi), dpi=dpi)
-    fig.figimage(canvas, xo=0, yo=0, origin="upper")  # pixels as they are: no resampling
-    for x, y, text, ha, va, size in texts:
-        fig.text(x / width, 1.0 - y / height, text, ha=ha, va=va, fontsize=size, linespacing=1.1)
-    if title:
-        fig.text(0.5, 1.0 - 5 / height, title, ha="center", va="top", fontsize=FONT_TITLE)
-    return _save(fig, path, dpi)
-
-
-def _draw_panels(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int) -> Path:
-    """Rows of panels: a single-image mosaic for 2D/3D fields, matplotlib axes for 1D and scalars."""
-    if all(np.ndim(f) >= 2 for row in panels for f, _, _ in row):
-        return _mosaic(panels, path, title=title, dpi=dpi)
-    nrows, ncols = len(panels), max(len(r) for r in panels)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(_PANEL * ncols, _PANEL * nrows * 0.9), squeeze=False)
-    for i, row in enumerate(panels):
-        for j in range(ncols):
-            if j < len(row):
-                field, label, style = row[j]
-                show_field(axes[i, j], field, title=label, cmap=_CMAPS[style], symmetric=style == "sym")
-            else:
-                axes[i, j].set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=FONT_TITLE)
-    _adjust(fig, labelled=True, suptitle=bool(title))
-    return _save(fig, path, dpi)
-
-
-def _grid_label(shape: Sequence[int]) -> str:
-    return "x".join(str(int(s)) for s in shape)
-
-
-def _top_channels(atom: np.ndarray, n: int) -> list[int]:
-    energy = (np.asarray(atom, dtype=np.float64) ** 2).reshape(atom.shape[0], -1).sum(axis=1)
-    return [int(c) for c in np.argsort(-energy, kind="stable")[:n]]
+from saeno.export.panels import (
+    CBAR_GAP_PT,
+    CBAR_PT,
+    DEFAULT_DPI,
+    FONT_LABEL,
+    FONT_TICK,
+    GAP_PT,
+    PANEL_PT,
+    TITLE_PT,
+    adjust,
+    as_2d,
+    colour,
+    draw_panels,
+    fit_image,
+    mosaic,
+    save_figure,
+    show_field,
+    top_channels,
+)
+from saeno.export.spectra import amplitude_spectrum, plot_spectrum, radial_spectrum
 
 
 def is_spatially_constant(atom: np.ndarray, rtol: float = 1e-5) -> bool:
@@ -294,13 +63,8 @@ def plot_channel_vector(
     ax.set_xlim(-0.7, vec.size - 0.3)
     if title:
         ax.set_title(title, fontsize=FONT_LABEL)
-    _adjust(fig, labelled=True)
-    return _save(fig, path, dpi)
-
-
-def top_channels(atom: np.ndarray, n: int) -> list[int]:
-    """The ``n`` channels of an atom ``(C, *grid)`` with the most energy, most first."""
-    return _top_channels(atom, n)
+    adjust(fig, labelled=True)
+    return save_figure(fig, path, dpi)
 
 
 def plot_atom(
@@ -357,7 +121,7 @@ def plot_atom(
             title=(title + ": " if title else "") + "channel vector, the same at every grid point",
         )
     if channels is None:
-        channels = _top_channels(first, min(n_channels, first.shape[0]))
+        channels = top_channels(first, min(n_channels, first.shape[0]))
     panels = []
     for label in labels:
         atom = np.asarray(atoms[label], dtype=np.float64)
@@ -366,7 +130,7 @@ def plot_atom(
         row = [(np.sqrt((atom**2).sum(axis=0)), f"{label}\n|atom| over channels", "seq")]
         row += [(atom[c], f"{label}\nchannel {c}", "sym") for c in channels]
         panels.append(row)
-    return _draw_panels(panels, path, title=title, dpi=dpi)
+    return draw_panels(panels, path, title=title, dpi=dpi)
 
 
 def plot_examples(
@@ -406,116 +170,22 @@ def plot_examples(
     if not labels:
         panels = [[(np.zeros((2, 2)), "no active sample", "seq")]]
     if all(np.ndim(f) >= 2 for row in panels for f, _, _ in row):
-        return _mosaic(panels, path, title=title, dpi=dpi, panel_pt=84, shared=True)
-    return _draw_panels(panels, path, title=title, dpi=dpi)
+        return mosaic(panels, path, title=title, dpi=dpi, panel_pt=84, shared=True)
+    return draw_panels(panels, path, title=title, dpi=dpi)
 
 
 def write_thumbnail(field: np.ndarray, path: Path | str, *, px: int = 56, style: str = "codes") -> Path:
     """A small PNG of one field (no text), for the report's index."""
-    img = np.flipud(_as_2d(np.asarray(field, dtype=np.float64)).T)
+    img = np.flipud(as_2d(np.asarray(field, dtype=np.float64)).T)
     if img.ndim == 1:
         img = np.tile(img[None, :], (max(1, img.shape[0] // 4), 1))
     elif img.ndim == 0:
         img = np.full((2, 2), float(img))
-    rgba, _ = _colour(_fit(img, px), style)
+    rgba, _ = colour(fit_image(img, px), style)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(path, rgba)
     return path
-
-
-def amplitude_spectrum(atom: np.ndarray) -> np.ndarray:
-    """Fourier amplitude spectrum of an atom ``(C, *grid)``, summed in energy over channels.
-
-    Returns ``sqrt(sum_c |FFT(atom_c)|^2)`` with the zero frequency shifted to the centre
-    (``numpy.fft.fftshift``), shape ``(*grid)``, normalised by the number of grid points so that
-    renderings of the same function at different resolutions are comparable.
-    """
-    atom = np.asarray(atom, dtype=np.float64)
-    axes = tuple(range(1, atom.ndim))
-    if not axes:
-        return np.abs(atom)
-    spec = np.fft.fftn(atom, axes=axes) / np.prod([atom.shape[a] for a in axes])
-    amp = np.sqrt((np.abs(spec) ** 2).sum(axis=0))
-    return np.fft.fftshift(amp)
-
-
-def radial_spectrum(spectrum: np.ndarray) -> np.ndarray:
-    """Average a centred amplitude spectrum ``(*grid)`` over shells of integer frequency ``|w|``.
-
-    Returns an array whose entry ``r`` is the root-mean-square amplitude of the modes with
-    ``round(|w|) == r``, for ``r = 0 .. min(grid) // 2``.
-    """
-    spectrum = np.asarray(spectrum, dtype=np.float64)
-    freqs = [np.fft.fftshift(np.fft.fftfreq(n, d=1.0 / n)) for n in spectrum.shape]
-    mesh = np.meshgrid(*freqs, indexing="ij")
-    radius = np.rint(np.sqrt(sum(m**2 for m in mesh))).astype(int)
-    n_bins = min(spectrum.shape) // 2 + 1
-    out = np.zeros(n_bins)
-    for r in range(n_bins):
-        sel = radius == r
-        if sel.any():
-            out[r] = np.sqrt(np.mean(spectrum[sel] ** 2))
-    return out
-
-
-def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "", dpi: int = DEFAULT_DPI) -> Path:
-    """Draw a centred amplitude spectrum and its radial average, both as log10 values.
-
-    Parameters
-    ----------
-    spectrum : numpy.ndarray
-        Output of :func:`amplitude_spectrum`, shape ``(*grid)``.
-    path : path-like
-        PNG file to write.
-    title : str
-        Figure title.
-    dpi : int
-        Resolution of the PNG.
-    """
-    spectrum = np.asarray(spectrum, dtype=np.float64)
-    radial = radial_spectrum(spectrum)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * _PANEL + 1.6, _PANEL + 0.4))
-    floor = max(float(spectrum.max()) * 1e-6, 1e-30)
-    # log10 values on linear axes: matplotlib's log-scale tick machinery is slow
-    if spectrum.ndim == 1:
-        freqs = np.fft.fftshift(np.fft.fftfreq(spectrum.shape[0], d=1.0 / spectrum.shape[0]))
-        axes[0].plot(freqs, np.log10(np.maximum(spectrum, floor)), lw=1.0)
-        axes[0].set_xlabel("frequency", fontsize=FONT_LABEL)
-        axes[0].tick_params(labelsize=FONT_TICK)
-        axes[0].set_title("log10 amplitude", fontsize=FONT_LABEL)
-    else:
-        img = np.log10(np.maximum(_as_2d(spectrum), floor))
-        half = [s // 2 for s in img.shape]
-        # zoom to the band that holds the energy (a band-limited atom fills only |k| < K)
-        strong = np.argwhere(img > np.log10(floor) + 1.0)
-        reach = int(np.abs(strong - np.array(half)).max()) + 2 if strong.size else max(half)
-        reach = min(reach, min(half))
-        img = img[half[0] - reach : half[0] + reach, half[1] - reach : half[1] + reach]
-        im = axes[0].imshow(
-            img.T,
-            origin="lower",
-            interpolation="nearest",
-            extent=(-reach - 0.5, reach - 0.5, -reach - 0.5, reach - 0.5),
-        )
-        axes[0].set_xticks([-reach, 0, reach - 1])
-        axes[0].set_yticks([-reach, 0, reach - 1])
-        axes[0].set_xlabel("frequency k_x", fontsize=FONT_LABEL)
-        axes[0].set_ylabel("frequency k_y", fontsize=FONT_LABEL)
-        axes[0].tick_params(labelsize=FONT_TICK)
-        cb = fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
-        cb.ax.tick_params(labelsize=FONT_TICK)
-        cb.set_label("log10 amplitude", fontsize=FONT_TICK)
-        axes[0].set_title("amplitude spectrum", fontsize=FONT_LABEL)
-    axes[1].plot(np.arange(radial.size), np.log10(np.maximum(radial, floor)), marker=".", lw=1.0)
-    axes[1].set_xlabel("|frequency| (cycles per domain)", fontsize=FONT_LABEL)
-    axes[1].set_ylabel("log10 RMS amplitude", fontsize=FONT_LABEL)
-    axes[1].set_title("radial average", fontsize=FONT_LABEL)
-    axes[1].tick_params(labelsize=FONT_TICK)
-    if title:
-        fig.suptitle(title, fontsize=FONT_TITLE)
-    _adjust(fig, labelled=True, suptitle=bool(title))
-    return _save(fig, path, dpi)
 
 
 def _channel_field(field: np.ndarray) -> np.ndarray:
@@ -573,7 +243,7 @@ def plot_code_maps(
         panels.append(row)
     if not panels:
         panels = [[(np.zeros((2, 2)), "no active sample", "seq")]]
-    return _draw_panels(panels, path, title=title, dpi=dpi)
+    return draw_panels(panels, path, title=title, dpi=dpi)
 
 
 def plot_density(
@@ -622,8 +292,8 @@ def plot_density(
     ax.set_ylabel("samples", fontsize=FONT_LABEL)
     ax.tick_params(labelsize=FONT_TICK)
     ax.set_title((title + "\n" if title else "") + text, fontsize=FONT_LABEL)
-    _adjust(fig, labelled=True, suptitle=bool(title))
-    return _save(fig, path, dpi)
+    adjust(fig, labelled=True, suptitle=bool(title))
+    return save_figure(fig, path, dpi)
 
 
 def plot_density_overview(
@@ -656,8 +326,8 @@ def plot_density_overview(
         (title + ": " if title else "") + f"{dead} of {densities.size} concepts never active",
         fontsize=FONT_LABEL,
     )
-    _adjust(fig, labelled=True)
-    return _save(fig, path, dpi)
+    adjust(fig, labelled=True)
+    return save_figure(fig, path, dpi)
 
 
 def plot_effect(
@@ -708,12 +378,19 @@ def plot_effect(
                 (_channel_field(y_ablated[i] - y_clean[i]), "ablated - clean\n(channel 0)", "sym"),
             ]
         )
-    return _draw_panels(panels, path, title=title, dpi=dpi)
+    return draw_panels(panels, path, title=title, dpi=dpi)
 
 
 __all__ = [
+    "CBAR_GAP_PT",
+    "CBAR_PT",
     "DEFAULT_DPI",
+    "FONT_LABEL",
+    "FONT_TICK",
+    "GAP_PT",
     "PANEL_PT",
+    "TITLE_PT",
+    "top_channels",
     "plot_channel_vector",
     "plot_examples",
     "write_thumbnail",

@@ -8,160 +8,25 @@ and hook names) is HTML-escaped.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from saeno.export import explanations as X
+from saeno.export.html_parts import (
+    Links,
+    esc,
+    fmt_value,
+    html_page,
+    html_table,
+    meta_table,
+    num_cell,
+    text_cell,
+)
 from saeno.export.schema import validate_concepts
 
 PAGES_DIR = "concepts"
-
-_CSS = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 90em; line-height: 1.4; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.4em; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
-th { background: #f0f0f0; cursor: pointer; user-select: none; }
-td.text, th.text { text-align: left; }
-th[aria-sort="ascending"]::after { content: " \\25B2"; }
-th[aria-sort="descending"]::after { content: " \\25BC"; }
-tr.dead td { color: #999; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }
-.note { background: #fff6dd; border: 1px solid #e8d9a8; padding: 0.4em 0.7em; }
-.meta td { text-align: left; }
-nav a { margin-right: 1em; }
-table.eval td, table.eval th { padding: 0.3em 0.7em; }
-table.eval { font-size: 0.95em; margin: 0.5em 0 0.3em 0; }
-td.thumb { padding: 1px; text-align: center; }
-td.thumb img { border: 0; margin: 0; display: block; width: 40px; height: 40px;
-               image-rendering: pixelated; }
-.caption { color: #555; font-size: 0.9em; max-width: 60em; margin: 0 0 0.8em 0; }
-.dead-summary { color: #666; }
-section.concept { border-top: 2px solid #ccc; margin-top: 2.5em; }
-details summary { cursor: pointer; font-weight: bold; margin-top: 1em; }
-"""
-
-# Sort the table whose header was clicked: numbers by value (empty cells last), text by locale.
-_SORT_JS = """
-document.querySelectorAll('table.sortable').forEach(function (table) {
-  table.querySelectorAll('th').forEach(function (th, col) {
-    th.addEventListener('click', function () {
-      var asc = th.getAttribute('aria-sort') !== 'ascending';
-      table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('aria-sort'); });
-      th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
-      var numeric = th.dataset.type === 'number';
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      function key(row) {
-        var cell = row.cells[col];
-        var v = cell.hasAttribute('data-value') ? cell.getAttribute('data-value') : cell.textContent;
-        if (!numeric) { return v; }
-        var f = parseFloat(v);
-        return isNaN(f) ? null : f;
-      }
-      rows.sort(function (a, b) {
-        var ka = key(a), kb = key(b);
-        if (ka === kb) { return 0; }
-        if (ka === null) { return 1; }
-        if (kb === null) { return -1; }
-        var c = numeric ? ka - kb : String(ka).localeCompare(String(kb));
-        return asc ? c : -c;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-    });
-  });
-});
-"""
-
-
-def esc(value: Any) -> str:
-    """HTML-escape any value (quotes included) for text and attribute contexts."""
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _num_cell(value: Any, digits: int = 3) -> str:
-    data = "" if value is None else repr(float(value))
-    return f'<td data-value="{esc(data)}">{esc(_fmt(value, digits))}</td>'
-
-
-def _text_cell(value: Any, inner_html: str | None = None) -> str:
-    return f'<td class="text">{inner_html if inner_html is not None else esc(value)}</td>'
-
-
-class _Links:
-    """Where a page's links and images point: separate pages with relative paths, or one file.
-
-    ``up`` is the prefix from the page to the export folder (``"../"`` for a concept page);
-    ``root`` set means one self-contained file: images become ``data:`` URIs read from ``root``
-    and links to concept pages become anchors in the same file.
-    """
-
-    def __init__(self, up: str = "", root: Path | None = None) -> None:
-        self.up, self.root = up, root
-
-    def img(self, rel: str) -> str:
-        if self.root is None:
-            return self.up + rel
-        data = (self.root / rel).read_bytes()
-        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-    def page(self, page: str, from_page: bool) -> str:
-        """Link to a concept page (``page`` relative to the export folder)."""
-        if self.root is not None:
-            return "#" + Path(page).stem
-        return Path(page).name if from_page else page
-
-    def index(self) -> str:
-        return "#top" if self.root is not None else self.up + "report.html"
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
-        f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
-        f"<script>{_SORT_JS}</script>\n</body>\n</html>\n"
-    )
-
-
-def _table(
-    headers: Iterable[tuple[str, str]], rows: Iterable[str], *, sortable: bool = True, table_id: str = ""
-) -> str:
-    head = "".join(
-        f'<th data-type="{kind}" class="{"text" if kind == "text" else ""}">{esc(name)}</th>'
-        for name, kind in headers
-    )
-    cls = "sortable" if sortable else ""
-    ident = f' id="{esc(table_id)}"' if table_id else ""
-    return (
-        f'<table class="{cls}"{ident}><thead><tr>{head}</tr></thead><tbody>\n'
-        + "\n".join(rows)
-        + "\n</tbody></table>"
-    )
-
-
-def _meta_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(
-        f'<tr><th class="text">{esc(k)}</th><td>{esc(_fmt(v))}</td></tr>' for k, v in items.items()
-    )
-    return f'<table class="meta">{rows}</table>'
 
 
 def concept_title(concept: Mapping[str, Any]) -> str:
@@ -215,15 +80,15 @@ def _evaluation_html(evaluation: Mapping[str, Any] | None) -> str:
             grid += " (training)"
         if "skipped" in res:
             rows.append(
-                f'<tr>{_text_cell(grid)}<td colspan="{len(_EVAL_COLUMNS) + 1}" '
+                f'<tr>{text_cell(grid)}<td colspan="{len(_EVAL_COLUMNS) + 1}" '
                 f'class="text">not evaluated: {esc(res["skipped"])}</td></tr>'
             )
             continue
         rows.append(
             "<tr>"
-            + _text_cell(grid)
-            + _num_cell(res.get("samples"))
-            + "".join(_num_cell(res.get(key)) for key, _ in _EVAL_COLUMNS)
+            + text_cell(grid)
+            + num_cell(res.get("samples"))
+            + "".join(num_cell(res.get(key)) for key, _ in _EVAL_COLUMNS)
             + "</tr>"
         )
     head = [("grid", "text"), ("samples", "number")] + [(t, "number") for _, t in _EVAL_COLUMNS]
@@ -234,7 +99,9 @@ def _evaluation_html(evaluation: Mapping[str, Any] | None) -> str:
             if evaluation.get("source") == "computed"
             else "from saeno.evaluate"
         )
-        parts.append(_table(head, rows, sortable=False).replace('<table class=""', '<table class="eval"', 1))
+        parts.append(
+            html_table(head, rows, sortable=False).replace('<table class=""', '<table class="eval"', 1)
+        )
         parts.append(f'<p class="caption">{esc(_EVAL_HELP)} ({esc(where)}; empty: not computed)</p>')
     if evaluation.get("note"):
         parts.append(f'<p class="note">{esc(evaluation["note"])}</p>')
@@ -253,8 +120,8 @@ def _dead_summary(dead: list[Mapping[str, Any]], n_total: int, n_rows: int) -> s
     )
 
 
-def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
-    links = links or _Links()
+def _index_html(doc: Mapping[str, Any], links: Links | None = None) -> str:
+    links = links or Links()
     sae, store = doc["sae"], doc["store"]
     abl = doc["ablation"]
     model_name = doc["model"]["name"] if doc.get("model") else None
@@ -271,7 +138,7 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
     on = f" of {model_name}" if model_name else ""
     parts = [
         f'<h1 id="top">{esc(sae["architecture"])} concepts on {esc(store["hook"])}{esc(on)}</h1>',
-        _meta_table(meta),
+        meta_table(meta),
     ]
     parts.append(_evaluation_html(doc.get("evaluation")))
     if not abl["done"]:
@@ -307,17 +174,17 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
         )
         rows.append(
             "<tr>"
-            + _num_cell(c["index"])
+            + num_cell(c["index"])
             + f'<td class="thumb">{thumb_html}</td>'
-            + _text_cell(None, name_html)
-            + _num_cell(c["rank"])
-            + _num_cell(st["sample_density"])
-            + _num_cell(st["point_density"])
-            + _num_cell(st["mean_activation"])
-            + _num_cell(st["max_activation"])
-            + _num_cell(eff["rel_change"] if eff else None)
-            + _num_cell(ratio)
-            + _text_cell(_enrichment_summary(c))
+            + text_cell(None, name_html)
+            + num_cell(c["rank"])
+            + num_cell(st["sample_density"])
+            + num_cell(st["point_density"])
+            + num_cell(st["mean_activation"])
+            + num_cell(st["max_activation"])
+            + num_cell(eff["rel_change"] if eff else None)
+            + num_cell(ratio)
+            + text_cell(_enrichment_summary(c))
             + X.index_cells(doc, c)
             + "</tr>"
         )
@@ -327,7 +194,7 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
         "Rows are in order of activity; click a column header to sort.</p>"
     )
     parts.append(_dead_summary(dead, len(doc["concepts"]), store["n_rows"]))
-    parts.append(_table(headers, rows, table_id="concepts"))
+    parts.append(html_table(headers, rows, table_id="concepts"))
     overview = doc.get("overview", {}).get("density_figure")
     if overview:
         parts.append(
@@ -341,20 +208,20 @@ def _index_html(doc: Mapping[str, Any], links: _Links | None = None) -> str:
         + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["definitions"].items())
         + "</ul></details>"
     )
-    return _page(f"saeno concepts: {sae['architecture']} on {store['hook']}", "\n".join(parts))
+    return html_page(f"saeno concepts: {sae['architecture']} on {store['hook']}", "\n".join(parts))
 
 
 def _examples_table(concept: Mapping[str, Any]) -> str:
     rows = [
-        f"<tr>{_text_cell('top')}{_num_cell(e['row'])}{_num_cell(e['activation'])}</tr>"
+        f"<tr>{text_cell('top')}{num_cell(e['row'])}{num_cell(e['activation'])}</tr>"
         for e in concept["top_examples"]
     ]
     rows += [
-        f"<tr>{_text_cell('quantile ' + _fmt(q['quantile'], 2))}{_num_cell(q['row'])}"
-        f"{_num_cell(q['activation'])}</tr>"
+        f"<tr>{text_cell('quantile ' + fmt_value(q['quantile'], 2))}{num_cell(q['row'])}"
+        f"{num_cell(q['activation'])}</tr>"
         for q in concept["quantile_examples"]
     ]
-    return _table([("kind", "text"), ("store row", "number"), ("activation", "number")], rows)
+    return html_table([("kind", "text"), ("store row", "number"), ("activation", "number")], rows)
 
 
 def _concept_html(
@@ -362,9 +229,9 @@ def _concept_html(
     concept: Mapping[str, Any],
     prev_page: str | None,
     next_page: str | None,
-    links: _Links | None = None,
+    links: Links | None = None,
 ) -> str:
-    links = links or _Links("../")
+    links = links or Links("../")
     by_index = {c["index"]: c for c in doc["concepts"]}
     st = concept["stats"]
     title = concept_title(concept)
@@ -376,7 +243,7 @@ def _concept_html(
     parts = [
         f"<nav>{''.join(nav)}</nav>",
         f"<h1>{esc(title)}</h1>",
-        _meta_table(
+        meta_table(
             {
                 "index": concept["index"],
                 "rank by activity": concept["rank"],
@@ -424,7 +291,7 @@ def _concept_html(
     if eff:
         parts.append(f"<p>{esc(doc['ablation']['method'])}</p>")
         parts.append(
-            _meta_table(
+            meta_table(
                 {
                     "samples": eff["n_samples"],
                     "relative change of the output": eff["rel_change"],
@@ -444,22 +311,21 @@ def _concept_html(
         if other and other.get("page"):
             name_html = f'<a href="{esc(links.page(other["page"], True))}">{name_html}</a>'
         corr_rows.append(
-            f"<tr>{_num_cell(item['index'])}{_text_cell(None, name_html)}"
-            f"{_num_cell(item['correlation'])}</tr>"
+            f"<tr>{num_cell(item['index'])}{text_cell(None, name_html)}{num_cell(item['correlation'])}</tr>"
         )
     parts.append(
         "<h2>Correlated concepts</h2>"
-        + _table([("concept", "number"), ("name", "text"), ("correlation", "number")], corr_rows)
+        + html_table([("concept", "number"), ("name", "text"), ("correlation", "number")], corr_rows)
     )
     if concept["params"]:
         rows = [
-            f"<tr>{_text_cell(name)}{_num_cell(p['top_mean'])}{_num_cell(p['overall_mean'])}"
-            f"{_num_cell(p['overall_std'])}{_num_cell(p['correlation'])}</tr>"
+            f"<tr>{text_cell(name)}{num_cell(p['top_mean'])}{num_cell(p['overall_mean'])}"
+            f"{num_cell(p['overall_std'])}{num_cell(p['correlation'])}</tr>"
             for name, p in concept["params"].items()
         ]
         parts.append(
             "<h2>PDE parameters</h2>"
-            + _table(
+            + html_table(
                 [
                     ("parameter", "text"),
                     ("mean on top samples", "number"),
@@ -475,13 +341,13 @@ def _concept_html(
         for factor, lab in concept["labels"].items():
             for value in sorted(set(lab["overall"]) | set(lab["top"])):
                 rows.append(
-                    f"<tr>{_text_cell(factor)}{_text_cell(value)}"
-                    f"{_num_cell(lab['top'].get(value, 0.0))}"
-                    f"{_num_cell(lab['overall'].get(value, 0.0))}</tr>"
+                    f"<tr>{text_cell(factor)}{text_cell(value)}"
+                    f"{num_cell(lab['top'].get(value, 0.0))}"
+                    f"{num_cell(lab['overall'].get(value, 0.0))}</tr>"
                 )
         parts.append(
             "<h2>Labels</h2>"
-            + _table(
+            + html_table(
                 [
                     ("factor", "text"),
                     ("value", "text"),
@@ -491,11 +357,11 @@ def _concept_html(
                 rows,
             )
         )
-    return _page(f"saeno: {title}", "\n".join(parts))
+    return html_page(f"saeno: {title}", "\n".join(parts))
 
 
 def _body(page: str) -> str:
-    """The content between ``<body>`` and the sorting script of a page from :func:`_page`."""
+    """The content between ``<body>`` and the sorting script of a page from :func:`html_page`."""
     start = page.index("<body>\n") + len("<body>\n")
     return page[start : page.rindex("\n<script>")]
 
@@ -535,7 +401,7 @@ def write_report(doc: Mapping[str, Any], out: str | Path, *, inline: bool = Fals
     if not inline:
         index.write_text(_index_html(doc), encoding="utf-8")
         return index
-    links = _Links("", root=out)
+    links = Links("", root=out)
     sections = []
     for i, concept in enumerate(with_pages):
         prev_page = with_pages[i - 1]["page"] if i > 0 else None
