@@ -133,7 +133,14 @@ def run(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 train_kw = json.loads(args.train_kw) if args.train_kw and variant.startswith("fno") else {}
                 result = saeno.train_sae(
-                    sae, train, hook=hook, steps=steps, batch_size=batch, seed=seed, progress=False, **train_kw
+                    sae,
+                    train,
+                    hook=hook,
+                    steps=steps,
+                    batch_size=batch,
+                    seed=seed,
+                    progress=False,
+                    **train_kw,
                 )
                 train_s = time.perf_counter() - t0
                 rep = evaluate(
