@@ -342,10 +342,12 @@ def report(args: argparse.Namespace) -> None:
                     x = [p[1]["L0_per_point"][0] for p in pts]
                     y = [p[1][key][0] for p in pts]
                     e = [p[1][key][1] for p in pts]
-                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=variant)
+                    color = f"C{VARIANTS.index(variant)}" if variant in VARIANTS else None
+                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=variant, color=color)
                     ax.set_xlabel("codes per point")
                     ax.set_title(f"{zoo} ({g0}): {label}", fontsize=9)
                     ax.set_xscale("log", base=2)
+                    ax.set_xlim(1.6, 20)
             row_axes[0].set_yscale("log")
             row_axes[0].legend(fontsize=7)
         fig.tight_layout()
