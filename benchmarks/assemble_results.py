@@ -21,6 +21,7 @@ ORDER = [
     "train_defaults",
     "darcy_sae",
     "pareto",
+    "pareto_darcy",
     "explain",
     "audit",
     "recovery",
