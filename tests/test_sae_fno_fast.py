@@ -124,3 +124,23 @@ def test_truncated_dft_equals_the_fft_at_the_kept_modes(grid):
         from_modes(spec, grid, bias=b, gain=2.5),
         2.5 * from_modes(spec, grid) + b.view(1, -1, *[1] * len(grid)),
     )
+
+
+def test_fast_path_selects_and_balances_like_the_general_path():
+    """The fast path uses the concept TopK's balancing offsets and updates them as the general path."""
+    import copy
+
+    from saeno.sae.base import SparseAutoencoder
+
+    kw = {"sparsity": {"type": "topk", "k": 3, "group": "concept", "domain_frac": 0.5, "balance": 0.5}}
+    fast = _model(2, 4, torch.float64, **kw).train()
+    slow = copy.deepcopy(fast)
+    torch.manual_seed(3)
+    for _ in range(6):
+        a = torch.randn(4, 6, 10, 12, dtype=torch.float64)
+        out_fast = fast.forward_train(a)
+        out_slow = SparseAutoencoder.forward_train(slow, a)
+        assert torch.equal(out_fast.codes != 0, out_slow.codes != 0)
+        _close(out_fast.recon, out_slow.recon, 1e-10)
+        torch.testing.assert_close(fast.sparsity.balance_offset, slow.sparsity.balance_offset)
+    assert fast.sparsity.balance_offset.abs().sum() > 0  # the offsets moved, so they were exercised

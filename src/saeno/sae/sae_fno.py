@@ -300,8 +300,7 @@ class SAEFNO(SparseAutoencoder):
         dense backward, which runs only when a loss such as AuxK uses it).
         """
         b, grid = pre.shape[0], tuple(pre.shape[2:])
-        scores = torch.linalg.vector_norm(pre.detach().relu().flatten(2), dim=-1)
-        idx = scores.topk(sp.k, dim=1, sorted=False).indices  # (B, k)
+        idx = sp.select_concepts(pre)  # (B, k), balancing offsets included
         k = idx.shape[1]
         sidx = idx.view(b, k, *([1] * (spec.dim() - 2))).expand(b, k, *spec.shape[2:])
         part = from_modes(spec.gather(1, sidx), grid, bias=self.b_e[idx])

@@ -257,6 +257,26 @@ class TopK(Sparsity):
         if self.balance > 0 and self.balance_offset.numel() != n_concepts:
             self.balance_offset = torch.zeros(n_concepts, device=self.balance_offset.device)
 
+    def select_concepts(self, pre: Tensor) -> Tensor:
+        """The ``(B, k)`` concepts kept per sample of ``pre`` ``(B, p, *grid)`` (``group="concept"``).
+
+        The selection :meth:`activate` makes, balancing offsets included (and updated while
+        training), for callers that compute the kept codes themselves (the SAE-FNO's fast path).
+        """
+        offset = None
+        if self.balance > 0:
+            if self.balance_offset.numel() != pre.shape[1]:
+                self.check(pre.shape[1])
+            offset = self.balance_offset.to(pre.dtype)
+        score = concept_scores(pre.detach().relu())
+        if offset is not None:
+            live = score > 0
+            score = torch.where(live, score + offset.view(1, -1), score.new_tensor(float("-inf")))
+        idx = score.topk(self.k, dim=1, sorted=False).indices
+        if offset is not None and self.training:
+            self._update_balance(pre, idx)
+        return idx
+
     def activate(self, pre: Tensor) -> Tensor:
         offset = None
         if self.balance > 0:
