@@ -1,0 +1,104 @@
+"""Selection primitives of the sparsity mechanisms: concept scores, TopK codes, domain TopK, peak masks.
+
+:mod:`saeno.sae.sparsity` builds its mechanisms from these; they are plain functions on tensors with the
+concepts on dimension 1 (rows ``(N, p)`` or function-valued codes ``(B, p, *grid)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def concept_scores(r: Tensor) -> Tensor:
+    """Per-sample concept scores ``||r_k||_{L2(Omega)}`` (root mean square over the grid).
+
+    Parameters
+    ----------
+    r : Tensor
+        Non-negative codes ``(B, p, *grid)`` or rows ``(N, p)``.
+
+    Returns
+    -------
+    Tensor
+        ``(B, p)`` scores (``r`` itself for rows).
+    """
+    if r.dim() <= 2:
+        return r
+    return r.flatten(2).pow(2).mean(-1).sqrt()
+
+
+def expand_like(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.view(*mask.shape, *([1] * (like.dim() - mask.dim())))
+
+
+def topk_codes(
+    pre: Tensor, k: int, group: str = "point", offset: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """TopK activation: keep the ``k`` largest concepts (per point or per sample), ReLU on the rest.
+
+    Parameters
+    ----------
+    pre : Tensor
+        Pre-activations, concepts on dimension 1.
+    k : int
+        Concepts kept per point (``group="point"``) or per sample (``group="concept"``).
+    group : {"point", "concept"}
+        Where the selection runs (see the module docstring).
+    offset : Tensor, optional
+        ``(p,)`` per-concept offsets added to the selection scores only (load balancing): they
+        change which concepts are kept, never the kept values. A concept whose score is zero is
+        never preferred over one with a positive score.
+
+    Returns
+    -------
+    codes : Tensor
+        Codes of the same shape as ``pre`` with at most ``k`` non-zero concepts per point or sample.
+    idx : Tensor
+        The selected concepts, ``k`` along dimension 1.
+    """
+    if group == "point" or pre.dim() <= 2:
+        score = pre.detach() if offset is None else pre.detach() + expand_like(offset, pre).transpose(0, 1)
+        idx = score.topk(k, dim=1, sorted=False).indices
+        return torch.zeros_like(pre).scatter_(1, idx, pre.gather(1, idx).relu()), idx
+    r = pre.relu()
+    score = concept_scores(r.detach())
+    if offset is not None:
+        live = score > 0
+        score = torch.where(live, score + offset.view(1, -1), score.new_tensor(float("-inf")))
+    idx = score.topk(k, dim=1, sorted=False).indices
+    mask = torch.zeros(r.shape[:2], dtype=r.dtype, device=r.device).scatter_(1, idx, 1.0)
+    return r * expand_like(mask, r), idx
+
+
+def keep_top_domain(z: Tensor, frac: float) -> Tensor:
+    """Keep, per sample and concept, the ``ceil(frac * n_points)`` largest grid values of ``z``."""
+    if z.dim() <= 2:
+        return z
+    flat = z.flatten(2)
+    n = max(1, math.ceil(frac * flat.shape[-1]))
+    if n >= flat.shape[-1]:
+        return z
+    vals, idx = flat.topk(n, dim=-1, sorted=False)
+    return torch.zeros_like(flat).scatter_(-1, idx, vals).view_as(z)
+
+
+def peak_mask(z: Tensor, radius: int) -> Tensor:
+    """Boolean mask of the positive local maxima of ``z`` ``(B, p, *grid)`` over the grid.
+
+    A point is a peak when its value is the largest within ``radius`` points in every dimension
+    (periodic boundaries, as the FNO's domain). Ties keep every tied point.
+    """
+    if z.dim() <= 2 or radius < 1:
+        return z > 0
+    nd = z.dim() - 2
+    flat = z.reshape(-1, 1, *z.shape[2:])
+    pad = [radius] * (2 * nd)
+    padded = torch.nn.functional.pad(flat, pad, mode="circular")
+    pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d, torch.nn.functional.max_pool3d)[
+        nd - 1
+    ]
+    local_max = pool(padded, kernel_size=2 * radius + 1, stride=1)
+    return ((flat >= local_max) & (flat > 0)).view_as(z)
