@@ -16,6 +16,7 @@ from saeno.errors import SaenoError
 
 def _verbs():
     from saeno.audit import audit
+    from saeno.distributed.capture import capture_distributed
     from saeno.evaluation import evaluate
     from saeno.explain import explain_concepts
     from saeno.export.concepts import export_concepts
@@ -27,10 +28,11 @@ def _verbs():
         "explain": explain_concepts,
         "export": export_concepts,
         "audit": audit,
+        "capture_distributed": capture_distributed,
     }
 
 
-@pytest.mark.parametrize("name", ["capture", "evaluate", "explain", "export", "audit"])
+@pytest.mark.parametrize("name", ["capture", "evaluate", "explain", "export", "audit", "capture_distributed"])
 def test_every_python_verb_takes_device_progress_and_n_rows(name):
     params = inspect.signature(_verbs()[name]).parameters
     for arg in ("device", "progress", "n_rows"):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import zarr
 
+from saeno.deprecation import UNSET, renamed
 from saeno.distributed import env
 from saeno.distributed.env import DistInfo, DistributedError
 from saeno.errors import StoreError
@@ -153,7 +154,7 @@ def capture_distributed(
     *,
     batch_size: int = 32,
     dtype: str = "float32",
-    n: int | None = None,
+    n_rows: int | None = None,
     resume: bool = False,
     allow_nonfinite: bool = False,
     device: str | torch.device | None = None,
@@ -162,6 +163,7 @@ def capture_distributed(
     chunk_size: int | None = None,
     overwrite: bool = False,
     info: DistInfo | None = None,
+    n: Any = UNSET,
 ) -> ActivationStore:
     """Capture with every rank of the process group writing its own share of one store.
 
@@ -172,9 +174,9 @@ def capture_distributed(
 
     Parameters
     ----------
-    hooked, data, hooks, store, batch_size, dtype, n, resume, allow_nonfinite, device, progress,
+    hooked, data, hooks, store, batch_size, dtype, n_rows, resume, allow_nonfinite, device, progress,
     dataset_card, chunk_size, overwrite
-        As in :func:`saeno.capture`. ``data`` must have a length (a tensor, a Dataset or a
+        As in :func:`saeno.capture` (``n`` is the deprecated old name of ``n_rows``). ``data`` must have a length (a tensor, a Dataset or a
         DataLoader over one); ``store`` must be a location every rank reaches (a shared file
         system or an object-store URL). ``resume`` continues every rank from its own progress
         record and needs the world size of the interrupted run. ``progress`` shows rank 0's bar.
@@ -194,6 +196,7 @@ def capture_distributed(
     DistributedError
         Another rank failed (the failing rank raises its own error).
     """
+    n = renamed(n_rows, n, new="n_rows", old="n")
     info = info or env.current()
     check_arguments(
         batch_size=batch_size, dtype=dtype, n=n, chunk_size=chunk_size, resume=resume, overwrite=overwrite
@@ -313,7 +316,7 @@ def _prepare(
         if int(attrs["n_planned"]) != total:
             raise StoreError(
                 f"the store at {url} was started for {attrs['n_planned']} samples, this "
-                f"call asks for {total}: resume with n={attrs['n_planned']} (or the same data)"
+                f"call asks for {total}: resume with n_rows={attrs['n_planned']} (or the same data)"
             )
         if attrs.get("complete"):
             return

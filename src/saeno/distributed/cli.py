@@ -49,7 +49,7 @@ def capture_from_args(args: argparse.Namespace, model: torch.nn.Module, data: An
             args.out,
             batch_size=args.batch_size,
             dtype=args.dtype,
-            n=args.max_samples,
+            n_rows=args.max_samples,
             resume=args.resume,
             overwrite=args.overwrite,
             allow_nonfinite=args.allow_nonfinite,
