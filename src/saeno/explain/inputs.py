@@ -41,22 +41,12 @@ def open_store(store: Any) -> tuple[Any, str | None]:
 
 
 def pick_hook(store: Any, sae: Any, hook: str | None) -> str:
-    hooks = list(store.hooks)
-    if hook is None:
-        hook = getattr(sae, "hook", None) or (getattr(sae, "metadata", None) or {}).get("hook")
-        if hook is None and len(hooks) == 1:
-            hook = hooks[0]
-    if hook is None:
-        raise ExplainError(
-            f"the store holds several hooks ({', '.join(hooks)}) and the SAE does not "
-            "record its hook: pass hook= (--hook)"
-        )
-    if hook not in hooks:
-        raise ExplainError(
-            f"hook {hook!r} is not in the store (it has {', '.join(hooks)}): pass one "
-            "of these with hook= (--hook)"
-        )
-    return hook
+    """The hook to explain: ``hook``, else the SAE's recorded hook, else the store's only one."""
+    from saeno.store.checks import resolve_hook
+
+    meta = getattr(sae, "metadata", None) or {}
+    default = getattr(sae, "hook", None) or (meta.get("hook") if isinstance(meta, dict) else None)
+    return resolve_hook(store, hook, default=default)
 
 
 def has_array(store: Any, name: str) -> bool:

@@ -196,7 +196,6 @@ def intervene(
         ``hook``, ``factors``, ``assign`` and ``changed`` (number of label changes).
     """
     from saeno.evaluation import as_hooked
-    from saeno.hooking.fingerprint import fingerprint
     from saeno.store import ActivationStore
     from saeno.supervised.training import store_labels
     from saeno.train.checkpoint import load_sae
@@ -210,16 +209,18 @@ def intervene(
         )
     if isinstance(store, (str, PathLike)):
         store = ActivationStore.open(store)
-    hook = sae.hook
-    if hook not in store.hooks:
-        raise SaenoError(
-            f"the SAE was trained on hook {hook!r}, which the store does not hold ({store.hooks})"
-        )
+    from saeno.errors import ModelMismatchError
+    from saeno.hooking.fingerprint import fingerprint
+    from saeno.store.checks import check_model, check_sae, resolve_hook
+
+    hook = resolve_hook(store, sae.hook)
     hooked = as_hooked(model, trust=trust).to(device).eval()
+    check_sae(store, sae)
+    check_model(store, hooked)
     if sae.model_fingerprint and fingerprint(hooked.model) != sae.model_fingerprint:
-        raise SaenoError(
+        raise ModelMismatchError(
             "the model is not the one the SAE was trained on (fingerprints differ): "
-            "pass the FNO that produced the store"
+            "pass the FNO that produced the store (model=..., CLI: --model)"
         )
     codes, factors = store_labels(store)
     codes = {f: codes[f] for f in sae.factors}
