@@ -12,6 +12,42 @@ import torch
 from neuralop.layers.resample import resample
 
 
+def quiet(build, **kwargs):
+    """Build a model without neuraloperator's prints and warnings, in eval mode."""
+    import contextlib
+    import io
+    import warnings
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build(**kwargs).eval()
+
+
+def tiny_gino(n_layers: int = 2):
+    """A small 2-D GINO (4 hidden channels, 4x4 modes) the point-cloud tests share."""
+    from neuralop import models
+
+    return quiet(
+        models.GINO,
+        in_channels=1,
+        out_channels=1,
+        gno_coord_dim=2,
+        fno_n_modes=(4, 4),
+        fno_hidden_channels=4,
+        fno_n_layers=n_layers,
+        in_gno_radius=0.3,
+        out_gno_radius=0.3,
+        gno_use_open3d=False,
+        gno_use_torch_scatter=False,
+        in_gno_channel_mlp_hidden_layers=[8],
+        out_gno_channel_mlp_hidden_layers=[8],
+        gno_embed_channels=4,
+        fno_in_channels=3,
+        fno_lifting_channel_ratio=2,
+        projection_channel_ratio=2,
+    )
+
+
 class Tap:
     """Records named fields and optionally zeroes one of them (its interior, when padded)."""
 

@@ -8,8 +8,6 @@ forward with that field zeroed (its interior, on a domain-padded grid).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 
 import pytest
@@ -23,13 +21,6 @@ from saeno.hooking.hooked_operator import HookNotFiredWarning
 neuralop_models = pytest.importorskip("neuralop.models")
 
 pytestmark = pytest.mark.usefixtures("one_thread_seeded")
-
-
-def _quiet(build, **kwargs):
-    """Build a model without neuraloperator's prints (UNO prints its skip types)."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return build(**kwargs).eval()
 
 
 def _first(out):
@@ -142,7 +133,7 @@ UNO_CASES = {
 @pytest.mark.parametrize("case", sorted(UNO_CASES))
 def test_uno_fields_match_hand_forward(case):
     kwargs = UNO_CASES[case]
-    model = _quiet(neuralop_models.UNO, **kwargs)
+    model = hand.quiet(neuralop_models.UNO, **kwargs)
     x = torch.randn(2, kwargs["in_channels"], *([16] * len(kwargs["uno_n_modes"][0])))
     hooked, cache = check_family(model, lambda tap: hand.uno(model, x, tap), (x,), {})
     assert hooked.preset["name"] == "neuralop-uno"
@@ -158,7 +149,7 @@ def test_uno_fields_match_hand_forward(case):
 
 
 def test_uno_padded_fields_are_cropped_to_each_blocks_own_grid():
-    model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-domain-padding"])
+    model = hand.quiet(neuralop_models.UNO, **UNO_CASES["2d-domain-padding"])
     x = torch.randn(1, 1, 16, 16)
     hooked = HookedOperator(model)
     with torch.no_grad():
@@ -174,13 +165,13 @@ def test_uno_padded_fields_are_cropped_to_each_blocks_own_grid():
 
 
 def test_fno_preset_forced_on_a_uno_fails_naming_the_mismatch():
-    model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
+    model = hand.quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
     with pytest.raises(PresetError, match=r"fno_blocks is a ModuleList.*expects FNOBlocks"):
         HookedOperator(model, preset="neuralop-fno")
 
 
 def test_uno_whose_tree_differs_from_the_preset_fails():
-    model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
+    model = hand.quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
     model.fno_blocks[1] = nn.Identity()
     with pytest.raises(PresetError, match=r"UNO.fno_blocks.1 is a Identity"):
         HookedOperator(model)
@@ -195,7 +186,7 @@ def test_a_wrapper_holding_a_uno_gets_the_uno_names():
         def forward(self, x):
             return 2 * self.net(x)
 
-    model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
+    model = hand.quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
     hooked = HookedOperator(Wrapper(model))
     assert hooked.operator_path == "net"
     assert (
@@ -205,7 +196,7 @@ def test_a_wrapper_holding_a_uno_gets_the_uno_names():
 
 
 def test_a_hook_point_that_does_not_fire_is_reported():
-    model = _quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
+    model = hand.quiet(neuralop_models.UNO, **UNO_CASES["2d-down-up-default-skips"])
     preset = {
         "name": "bad",
         "match": {"classes": ["UNO"]},
@@ -223,7 +214,7 @@ def test_a_hook_point_that_does_not_fire_is_reported():
 # ----------------------------------------------------------------------------------------------- UQNO
 def _fno(**kw):
     base = dict(n_modes=(4,), hidden_channels=4, in_channels=1, out_channels=1, n_layers=2)
-    return _quiet(neuralop_models.FNO, **(base | kw))
+    return hand.quiet(neuralop_models.FNO, **(base | kw))
 
 
 @pytest.mark.parametrize("residual_layers,padding", [(None, None), (3, None), (1, 0.25)])
@@ -245,7 +236,7 @@ def test_uqno_names_base_and_residual_models_under_their_prefixes(residual_layer
 # ----------------------------------------------------------------------------------------------- CODANO
 @pytest.mark.parametrize("n_layers,padding", [(1, None), (2, 0.25)])
 def test_codano_tokens_and_attention_blocks(n_layers, padding):
-    model = _quiet(
+    model = hand.quiet(
         neuralop_models.CODANO,
         n_layers=n_layers,
         n_modes=[[4, 4]] * n_layers,
@@ -272,7 +263,7 @@ def _latent_grid(n=8):
 
 @pytest.mark.parametrize("n_layers", [1, 3])
 def test_fnogno_fno_names_and_gno_stage(n_layers):
-    model = _quiet(
+    model = hand.quiet(
         neuralop_models.FNOGNO,
         in_channels=1,
         out_channels=2,
@@ -298,25 +289,7 @@ def test_fnogno_fno_names_and_gno_stage(n_layers):
 
 @pytest.mark.parametrize("n_layers,batch", [(1, 1), (2, 2)])
 def test_gino_gno_in_fno_and_gno_out(n_layers, batch):
-    model = _quiet(
-        neuralop_models.GINO,
-        in_channels=1,
-        out_channels=1,
-        gno_coord_dim=2,
-        fno_n_modes=(4, 4),
-        fno_hidden_channels=4,
-        fno_n_layers=n_layers,
-        in_gno_radius=0.3,
-        out_gno_radius=0.3,
-        gno_use_open3d=False,
-        gno_use_torch_scatter=False,
-        in_gno_channel_mlp_hidden_layers=[8],
-        out_gno_channel_mlp_hidden_layers=[8],
-        gno_embed_channels=4,
-        fno_in_channels=3,
-        fno_lifting_channel_ratio=2,
-        projection_channel_ratio=2,
-    )
+    model = hand.tiny_gino(n_layers)
     geom, latent, queries = torch.rand(1, 23, 2), _latent_grid().unsqueeze(0), torch.rand(1, 11, 2)
     x = torch.randn(batch, 23, 1)
     kwargs = dict(latent_queries=latent, output_queries=queries, x=x)
@@ -332,7 +305,7 @@ def test_gino_gno_in_fno_and_gno_out(n_layers, batch):
 # ----------------------------------------------------------------------------------------------- FNO unchanged
 @pytest.mark.parametrize("padding", [None, 0.25])
 def test_fno_preset_still_matches_the_hand_forward(padding):
-    model = _quiet(
+    model = hand.quiet(
         neuralop_models.FNO,
         n_modes=(4, 4),
         hidden_channels=4,

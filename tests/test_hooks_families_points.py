@@ -9,10 +9,6 @@ SAE-FNO trained on GINO's latent-grid block is evaluated with the splice and exp
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -33,37 +29,13 @@ pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 LATENT = "blocks.1.hook_out"
 
 
-def _quiet(build, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return build(**kwargs).eval()
-
-
 def _latent_grid(n=8):
     axes = torch.linspace(0, 1, n)
     return torch.stack(torch.meshgrid(axes, axes, indexing="ij"), -1)
 
 
 def _gino():
-    return _quiet(
-        neuralop_models.GINO,
-        in_channels=1,
-        out_channels=1,
-        gno_coord_dim=2,
-        fno_n_modes=(4, 4),
-        fno_hidden_channels=4,
-        fno_n_layers=2,
-        in_gno_radius=0.3,
-        out_gno_radius=0.3,
-        gno_use_open3d=False,
-        gno_use_torch_scatter=False,
-        in_gno_channel_mlp_hidden_layers=[8],
-        out_gno_channel_mlp_hidden_layers=[8],
-        gno_embed_channels=4,
-        fno_in_channels=3,
-        fno_lifting_channel_ratio=2,
-        projection_channel_ratio=2,
-    )
+    return hand.tiny_gino()
 
 
 @pytest.fixture()
@@ -189,7 +161,7 @@ def test_a_store_of_other_geometry_is_refused_for_the_splice(gino_setup, tmp_pat
 
 # ----------------------------------------------------------------------------------------------- FNOGNO
 def _fnogno(batched):
-    return _quiet(
+    return hand.quiet(
         neuralop_models.FNOGNO,
         in_channels=1,
         out_channels=2,
