@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import family_hand as hand
-from test_families import _quiet, check_family
+from family_hand import quiet
+from test_families import check_family
 
 pytest.importorskip("torch_harmonics")
 sfno_module = pytest.importorskip("neuralop.models.sfno")
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 @pytest.mark.parametrize("n_layers", [1, 3])
 def test_sfno_fields_match_hand_forward(n_layers):
-    model = _quiet(
+    model = quiet(
         sfno_module.SFNO, n_modes=(4, 4), hidden_channels=4, in_channels=1, out_channels=1, n_layers=n_layers
     )
     x = torch.randn(2, 1, 8, 16)

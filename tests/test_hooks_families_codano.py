@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import family_hand as hand
-from test_families import _quiet, check_family
+from family_hand import quiet
+from test_families import check_family
 
 neuralop_models = pytest.importorskip("neuralop.models")
 
@@ -22,7 +23,7 @@ IDS = ["u", "v", "p"]
 
 
 def _codano(n_layers=2, padding=None, **kw):
-    return _quiet(
+    return quiet(
         neuralop_models.CODANO,
         n_layers=n_layers,
         n_modes=[[4, 4]] * n_layers,
