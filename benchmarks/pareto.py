@@ -6,9 +6,9 @@ the held-out store at the training grid and at twice it, and record the faithful
 (``output_change = ||f(a_hat) - f(a)|| / ||f(a)||``), EV (against the channel mean and the mean field),
 codes per point, domain fraction and never-firing share. Variants:
 
-- ``fno``: the default :class:`~saeno.sae.SAEFNO` (bias field, exact-adjoint init, spectral rate 0.1x),
-  TopK over ``4c`` concepts per sample, each kept on its top quarter of the domain (``c`` codes per
-  point);
+- ``fno``: the default :class:`~saeno.sae.SAEFNO` (bias field, spectral rate 0.1x, revive balancing),
+  TopK over ``8c`` concepts per sample (at most all of them) sharing ``c`` codes per point
+  (``domain_pool="sample"``);
 - ``fno-nobias``: the same without the bias field;
 - ``sae``: the pointwise SAE, TopK ``c`` per point, with its constant decoder bias;
 - ``sae-bias``: the pointwise SAE with a bias field (trained on fields).
@@ -75,7 +75,8 @@ def build(
     if variant.startswith("fno"):
         from saeno.sae.sae_fno import DEFAULT_SPARSITY
 
-        sp = dict(DEFAULT_SPARSITY, k=min(4 * c, concepts), **(sparsity_kw or {}))
+        k = min(round(c / DEFAULT_SPARSITY["domain_frac"]), concepts)  # c codes per point
+        sp = {**DEFAULT_SPARSITY, "k": k, "domain_frac": c / k, **(sparsity_kw or {})}
         bias = "modes" if variant == "fno" else None
         kw = {"bias_field": bias, **(fno_kw or {})}
         return SAEFNO(channels, concepts, ndim=ndim, modes=modes, sparsity=sp, **kw)
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
                 )
                 steps = args.steps_fno if variant.startswith("fno") else args.steps_sae
                 t0 = time.perf_counter()
-                train_kw = json.loads(args.train_kw) if args.train_kw and variant.startswith("fno") else {}
+                train_kw = json.loads(args.train_kw) if args.train_kw else {}
                 result = saeno.train_sae(
                     sae,
                     train,
@@ -380,7 +381,7 @@ def main() -> None:
     r.add_argument("--dicts", default=None)
     r.add_argument("--fno-kw", default=None, help="JSON dict of extra SAEFNO arguments")
     r.add_argument("--sparsity-kw", default=None, help="JSON dict of extra SAE-FNO TopK options")
-    r.add_argument("--train-kw", default=None, help="JSON dict of extra train_sae options (SAE-FNO)")
+    r.add_argument("--train-kw", default=None, help="JSON dict of extra train_sae options (every variant)")
     r.add_argument("--sae-bias-modes", type=int, default=None, help="bias-field modes of sae-bias")
     r.add_argument("--tag", default=None, help="suffix of the variant name in the rows")
     r.add_argument("--no-other", action="store_true", help="skip the evaluation at twice the grid")

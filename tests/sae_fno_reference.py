@@ -59,8 +59,9 @@ def channel(x: Tensor, weight: Tensor) -> Tensor:
     return torch.einsum("oi,bi...->bo...", weight, x)
 
 
-def topk_concepts(pre: Tensor, k: int, domain_frac: float | None) -> Tensor:
-    """TopK over concepts scored by the RMS of their ReLU codes, then the top domain share."""
+def topk_concepts(pre: Tensor, k: int, domain_frac: float | None, pool: str = "concept") -> Tensor:
+    """TopK over concepts scored by the RMS of their ReLU codes, then the top domain share (per
+    concept, or ``pool="sample"``: ``ceil(frac * points * k)`` values over the sample's codes)."""
     r = pre.relu()
     scores = r.flatten(2).pow(2).mean(-1).sqrt()
     idx = scores.topk(k, dim=1, sorted=False).indices
@@ -68,8 +69,9 @@ def topk_concepts(pre: Tensor, k: int, domain_frac: float | None) -> Tensor:
     z = r * mask.view(*mask.shape, *([1] * (r.dim() - 2)))
     if domain_frac is None:
         return z
-    flat = z.flatten(2)
-    n = max(1, math.ceil(domain_frac * flat.shape[-1]))
+    flat = z.flatten(1) if pool == "sample" else z.flatten(2)
+    n_points = math.prod(z.shape[2:])
+    n = max(1, math.ceil(domain_frac * n_points * (k if pool == "sample" else 1)))
     if n >= flat.shape[-1]:
         return z
     vals, pidx = flat.topk(n, dim=-1, sorted=False)
@@ -104,7 +106,7 @@ def forward_train(sae, a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         b = bias_field(sae.bias_field.coef, sae.bias_field.modes, tuple(x.shape[2:])).to(x.dtype)
     pre = encode_pre(sae, x if b is None else x - b)
     sp = sae.sparsity
-    codes = topk_concepts(pre, sp.k, sp.domain_frac)
+    codes = topk_concepts(pre, sp.k, sp.domain_frac, getattr(sp, "domain_pool", "concept"))
     recon = decode(sae, codes)
     if b is not None:
         recon = recon + b

@@ -76,6 +76,15 @@ def test_fast_forward_and_gradients_equal_the_reference(ndim, grid, modes, dtype
         {"decoder_pointwise": False},
         {"sparsity": {"type": "topk", "k": 3, "group": "concept"}},  # no domain sparsity
         {"sparsity": {"type": "topk", "k": 12, "group": "concept", "domain_frac": 0.5}},  # k = p
+        {
+            "sparsity": {
+                "type": "topk",
+                "k": 3,
+                "group": "concept",
+                "domain_frac": 0.3,
+                "domain_pool": "sample",
+            }
+        },
     ],
 )
 def test_fast_path_options_equal_the_reference(kw):

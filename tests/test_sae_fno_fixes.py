@@ -155,6 +155,39 @@ def test_per_group_learning_rates_reach_the_optimiser(monkeypatch):
     assert d_w == pytest.approx(lr, rel=0.05)
 
 
+def test_bias_field_rate_reaches_the_optimiser_and_zero_keeps_the_fit(monkeypatch):
+    captured = {}
+    real_adam = torch.optim.Adam
+
+    def spy(params, **kw):
+        opt = real_adam(params, **kw)
+        captured["opt"] = opt
+        return opt
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    torch.manual_seed(4)
+    data = torch.randn(16, 2, 16) + torch.sin(torch.linspace(0, 6.283, 16))
+    for scale in (0.0, 0.5):
+        sae = SAEFNO(
+            2,
+            4,
+            ndim=1,
+            modes=3,
+            bias_field_lr_scale=scale,
+            sparsity={"type": "topk", "k": 2, "group": "concept"},
+        )
+        train_sae(sae, data, steps=3, lr=1e-2, batch_size=16, progress=False, aux_k=0, lr_decay_frac=0.0)
+        groups = {g["name"]: g for g in captured["opt"].param_groups}
+        assert groups["bias_field"]["lr"] == pytest.approx(scale * 1e-2)
+        assert [p is sae.bias_field.coef for p in groups["bias_field"]["params"]] == [True]
+        assert all(p is not sae.bias_field.coef for p in groups["pointwise"]["params"])
+        fitted = sae.bias_field.coef.detach().clone()
+        sae.bias_field.fit_(sae.normalize(data).double().mean(0))  # the initial fit, recomputed
+        moved = (fitted - sae.bias_field.coef).abs().max()
+        assert (moved == 0) if scale == 0 else (moved > 1e-4)
+    assert SAEFNO.from_config(sae.config()).bias_field_lr_scale == 0.5
+
+
 def test_peak_picking_never_keeps_two_neighbours_of_one_bump():
     n = 32
     t = torch.arange(n, dtype=torch.float32)
@@ -179,7 +212,8 @@ def test_config_stores_every_constant_needed_to_read_the_weights():
     cfg = sae.config()
     assert cfg["spectral_gain"] == (2 * 5 - 1) ** 2
     assert cfg["bias_field"] == 5 and cfg["spectral_lr_scale"] == 0.1
-    assert cfg["sparsity"]["k"] == 16 and cfg["sparsity"]["domain_frac"] == 0.25
+    assert cfg["sparsity"]["k"] == 16  # the default 64, capped at the 16 concepts
+    assert cfg["sparsity"]["domain_frac"] == 0.0625 and cfg["sparsity"]["domain_pool"] == "sample"
     assert SAEFNO.from_config(cfg).config() == cfg
     with pytest.raises(Exception, match="spectral_gain"):
         SAEFNO.from_config({**cfg, "spectral_gain": 1.0})

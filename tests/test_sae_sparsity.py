@@ -46,6 +46,37 @@ def test_domain_frac_keeps_top_grid_points_of_active_concepts():
     assert domain_fraction(z) == pytest.approx(0.1)
 
 
+def test_domain_pool_sample_shares_one_budget_among_the_kept_concepts():
+    pre = torch.randn(3, 6, 40).abs() + 0.1
+    z = TopK(2, group="concept", domain_frac=0.1, domain_pool="sample")(pre)[0]
+    kept_concepts = TopK(2, group="concept")(pre)[0]  # the same two concepts, kept whole
+    for b in range(3):
+        nz = z[b] != 0
+        assert int(nz.sum()) == math.ceil(0.1 * 40 * 2)  # 8 values over the two concepts
+        assert (kept_concepts[b][nz] != 0).all()  # only inside the kept concepts
+        kept_min = z[b][nz].min()
+        dropped = kept_concepts[b][(~nz) & (kept_concepts[b] != 0)]
+        assert (dropped <= kept_min).all()  # the largest of the pooled values
+        torch.testing.assert_close(z[b][nz], pre[b][nz])
+    assert domain_fraction(z) == pytest.approx(0.1)  # same codes per point as per-concept
+
+
+def test_domain_pool_sample_round_trips_and_rejects_what_it_cannot_do():
+    sp = make_sparsity(
+        {"type": "topk", "k": 2, "group": "concept", "domain_frac": 0.2, "domain_pool": "sample"}, 6
+    )
+    assert make_sparsity(sp.config(), 6).config() == sp.config()
+    assert "domain_pool" not in TopK(2, group="concept", domain_frac=0.2).config()  # old configs unchanged
+    with pytest.raises(ValueError, match="domain_pool"):
+        TopK(2, group="point", domain_frac=0.2, domain_pool="sample")
+    with pytest.raises(ValueError, match="domain_pool"):
+        TopK(2, group="concept", domain_pool="sample")  # no domain_frac to share
+    with pytest.raises(ValueError, match="domain_pool"):
+        ReLUL1(group="concept", domain_frac=0.2, domain_pool="sample")
+    with pytest.raises(ValueError, match="unknown"):
+        TopK(2, group="concept", domain_frac=0.2, domain_pool="grid")
+
+
 def test_batchtopk_keeps_k_per_row_on_average_and_uses_threshold_in_eval():
     torch.manual_seed(1)
     s = BatchTopK(3)

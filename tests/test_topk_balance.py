@@ -106,11 +106,19 @@ def test_sae_fno_default_balances_in_the_class_the_cli_and_the_demo_source():
     from saeno.sae.sae_fno import DEFAULT_SPARSITY
 
     cfg = SAEFNO(4, 32, ndim=2).sparsity.config()
-    assert cfg["balance"] == 0.01 and cfg["balance_rule"] == "revive" and cfg["k"] == 16
+    assert cfg["balance"] == 0.01 and cfg["balance_rule"] == "revive" and cfg["k"] == 32  # 64, capped
     parser = argparse.ArgumentParser()
     train_cmd.add_parser(parser.add_subparsers(dest="cmd"))
     args = parser.parse_args(["train", "--store", "s.zarr", "--arch", "sae-fno", "--out", "x"])
     args.concepts = args.concepts or 32
     built = train_cmd.build_sae(args, 4, (16, 16)).sparsity.config()
     assert built["balance"] == DEFAULT_SPARSITY["balance"] and built["balance_rule"] == "revive"
+    assert {k: built[k] for k in ("k", "domain_frac", "domain_pool")} == {
+        "k": 32,  # the default 64, capped at --concepts 32
+        "domain_frac": DEFAULT_SPARSITY["domain_frac"],
+        "domain_pool": DEFAULT_SPARSITY["domain_pool"],
+    }
+    args.concepts, args.domain_pool, args.domain_frac = 8, "concept", 0.5  # flags override, k capped
+    built = train_cmd.build_sae(args, 4, (16, 16)).sparsity.config()
+    assert built["k"] == 8 and built["domain_frac"] == 0.5 and "domain_pool" not in built
     assert "DEFAULT_SPARSITY" in inspect.getsource(demo)

@@ -28,7 +28,7 @@ class DemoConfig:
     n_test: int = 100
     epochs_fno: int | None = None  # None: the zoo recipe
     concepts: int = 64
-    k_sae_fno: int = 16  # concepts per sample, each on a quarter of the domain: ~4 codes per point
+    k_sae_fno: int = 64  # concepts per sample, sharing a sixteenth of the domain each: 4 codes per point
     k_sae: int = 4  # codes per point, matched to the SAE-FNO
     modes: int = 8
     steps_sae_fno: int = 500

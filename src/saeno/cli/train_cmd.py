@@ -90,6 +90,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default 0.25 for sae-fno with TopK over concepts; 1 keeps all)",
     )
     p.add_argument(
+        "--domain-pool",
+        choices=["concept", "sample"],
+        default=None,
+        help="domain sparsity: 'concept' keeps --domain-frac of the points in each active concept, "
+        "'sample' shares one budget of --domain-frac x points x k among a sample's k kept concepts "
+        "(default: the SAE-FNO's default for sae-fno with TopK over concepts, else concept)",
+    )
+    p.add_argument(
         "--complex",
         choices=["realimag"],
         default=None,
@@ -106,19 +114,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
     """The model the arguments describe, for activations with ``channels`` and ``grid``."""
+    from saeno.errors import SaenoError
     from saeno.sae import SAE, SAEFNO, FlatSAE
+    from saeno.sae.sae_fno import DEFAULT_SPARSITY
 
     arch = ARCHS[args.arch]
-    spec: dict = {"type": args.sparsity, "domain_l1": args.domain_l1, "domain_frac": args.domain_frac}
-    if args.group:
-        spec["group"] = args.group
     fno_default = arch == "sae-fno" and args.sparsity == "topk" and args.group in (None, "concept")
-    if fno_default and args.domain_frac is None:  # the SAE-FNO's measured default (docs/sae_fno.md)
-        spec["domain_frac"] = 0.25
-    if fno_default:  # selection offsets that revive rarely chosen concepts (docs/sae_fno.md)
-        spec.update(balance=0.01, balance_rule="revive")
+    # the SAE-FNO's measured default (docs/sae_fno.md) fills in what the flags leave open
+    spec: dict = dict(DEFAULT_SPARSITY) if fno_default else {}
+    given = {"domain_frac": args.domain_frac, "domain_pool": args.domain_pool, "group": args.group}
+    spec.update({"type": args.sparsity, "domain_l1": args.domain_l1})
+    spec.update({key: value for key, value in given.items() if value is not None})
+    spec.setdefault("domain_frac", None)
+    if spec.get("domain_pool") == "sample" and spec["domain_frac"] is None:
+        raise SaenoError(
+            "--domain-pool sample shares --domain-frac among the kept concepts: give --domain-frac"
+        )
     if args.sparsity in ("topk", "batchtopk"):
-        spec["k"] = args.k if args.k is not None else (16 if fno_default else 8)
+        spec["k"] = (
+            args.k
+            if args.k is not None
+            else (min(DEFAULT_SPARSITY["k"], args.concepts) if fno_default else 8)
+        )
     elif args.sparsity == "relu":
         spec["l1"] = args.l1
     else:

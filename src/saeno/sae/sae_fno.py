@@ -33,8 +33,9 @@ decoder has no pointwise path and the concept is exactly the kernel ``kappa_k`` 
 reconstruction is then band-limited to ``|w| < K``.
 
 The default sparsity is TopK over concepts per sample scored by ``||z_k||_{L2}``
-(``group="concept"``, k = 16) with domain sparsity (each kept concept keeps its top quarter of the
-grid points) and selection offsets that revive rarely chosen concepts; the default model also has a band-limited bias field with K modes, subtracted before
+(``group="concept"``, k = 64) with pooled domain sparsity (the kept concepts share the sample's
+``n_points * k / 16`` largest values: 4 codes per point) and selection offsets that revive rarely
+chosen concepts; the default model also has a band-limited bias field with K modes, subtracted before
 the encoder and added after the decoder, and trains its spectral weights at a tenth of the base rate
 (docs/sae_fno.md gives the measurements behind these defaults). The encoder starts as the decoder's
 adjoint without the gain G (``encoder_init="adjoint-no-gain"``; ``"adjoint"`` includes G).
@@ -54,13 +55,15 @@ from saeno.sae.spectral import SpectralConv, from_modes, mix_selected, mix_spect
 
 CONCEPT_NORMS = ("parameters", "function")
 ENCODER_INITS = ("adjoint", "adjoint-no-gain")
-#: default sparsity: 16 concepts per sample, each kept on its top quarter of the domain (about 4
-#: codes per point), with the "revive" load balancing of the selection (docs/sae_fno.md)
+#: default sparsity: 64 concepts per sample (all of a 64-concept dictionary) sharing one budget of
+#: a sixteenth of the domain per kept concept (4 codes per point), with the "revive" load balancing
+#: of the selection for larger dictionaries (docs/sae_fno.md)
 DEFAULT_SPARSITY: dict[str, Any] = {
     "type": "topk",
-    "k": 16,
+    "k": 64,
     "group": "concept",
-    "domain_frac": 0.25,
+    "domain_frac": 0.0625,
+    "domain_pool": "sample",
     "balance": 0.01,
     "balance_rule": "revive",
 }
@@ -97,9 +100,9 @@ class SAEFNO(SparseAutoencoder):
         K, Fourier modes kept per dimension (``|w| < K``).
     sparsity, lifting, complex
         See :class:`~saeno.sae.base.SparseAutoencoder`; the default sparsity is
-        :data:`DEFAULT_SPARSITY`, ``{"type": "topk", "k": 16, "group": "concept",
-        "domain_frac": 0.25, "balance": 0.01, "balance_rule": "revive"}`` (k capped at
-        ``n_concepts``; balancing: :class:`~saeno.sae.sparsity.TopK`).
+        :data:`DEFAULT_SPARSITY`, ``{"type": "topk", "k": 64, "group": "concept",
+        "domain_frac": 0.0625, "domain_pool": "sample", "balance": 0.01, "balance_rule": "revive"}``
+        (k capped at ``n_concepts``; balancing: :class:`~saeno.sae.sparsity.TopK`).
     decoder_pointwise : bool
         Keep the decoder's pointwise path ``W_d z`` (default). Without it the decoder is a pure
         convolution and concepts are functions on every grid (see the module docstring).
@@ -109,6 +112,9 @@ class SAEFNO(SparseAutoencoder):
     spectral_lr_scale : float
         Learning-rate factor of the spectral weights against the pointwise ones
         (:meth:`param_groups`, used by :func:`saeno.train_sae`).
+    bias_field_lr_scale : float
+        Learning-rate factor of the bias field's coefficients (default 1: with the pointwise
+        weights; 0 keeps the field at its fit to the training mean field).
     concept_norm : {"parameters", "function"}
         What is kept at 1 for every concept (:meth:`concept_norms`).
     encoder_init : {"adjoint", "adjoint-no-gain"}
@@ -135,6 +141,7 @@ class SAEFNO(SparseAutoencoder):
         decoder_pointwise: bool = True,
         bias_field: int | None | str = "modes",
         spectral_lr_scale: float = 0.1,
+        bias_field_lr_scale: float = 1.0,
         concept_norm: str = "parameters",
         encoder_init: str = "adjoint-no-gain",
         spectral_gain: float | None = None,
@@ -153,6 +160,8 @@ class SAEFNO(SparseAutoencoder):
             raise ConfigError(f"encoder_init={encoder_init!r} is unknown: use one of {ENCODER_INITS}")
         if not spectral_lr_scale > 0:
             raise ConfigError(f"spectral_lr_scale must be > 0, got {spectral_lr_scale}")
+        if not bias_field_lr_scale >= 0:
+            raise ConfigError(f"bias_field_lr_scale must be >= 0, got {bias_field_lr_scale}")
         if sparsity is None:
             sparsity = dict(DEFAULT_SPARSITY, k=min(DEFAULT_SPARSITY["k"], int(n_concepts)))
         super().__init__(
@@ -167,6 +176,7 @@ class SAEFNO(SparseAutoencoder):
         self.modes = int(modes)
         self.decoder_pointwise = bool(decoder_pointwise)
         self.spectral_lr_scale = float(spectral_lr_scale)
+        self.bias_field_lr_scale = float(bias_field_lr_scale)
         self.concept_norm = concept_norm
         self.encoder_init = encoder_init
         #: G, the number of mode-grid cells: the decoder's spectral path is scaled by it
@@ -196,6 +206,7 @@ class SAEFNO(SparseAutoencoder):
             "decoder_pointwise": self.decoder_pointwise,
             "bias_field": self.bias_field_modes,
             "spectral_lr_scale": self.spectral_lr_scale,
+            **({"bias_field_lr_scale": self.bias_field_lr_scale} if self.bias_field_lr_scale != 1.0 else {}),
             "concept_norm": self.concept_norm,
             "encoder_init": self.encoder_init,
             "spectral_gain": self.spectral_gain,
@@ -213,9 +224,12 @@ class SAEFNO(SparseAutoencoder):
         so one shared Adam rate moves them far more relative to their size.
         """
         spectral = [self.enc_spectral.weight, self.dec_spectral.weight]
-        ids = {id(p) for p in spectral}
+        field = (
+            [self.bias_field.coef] if self.bias_field is not None and self.bias_field_lr_scale != 1.0 else []
+        )
+        ids = {id(p) for p in spectral + field}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return [
+        groups = [
             {"params": rest, "lr": lr, "lr_scale": 1.0, "name": "pointwise"},
             {
                 "params": spectral,
@@ -224,6 +238,10 @@ class SAEFNO(SparseAutoencoder):
                 "name": "spectral",
             },
         ]
+        if field:
+            s = self.bias_field_lr_scale
+            groups.append({"params": field, "lr": lr * s, "lr_scale": s, "name": "bias_field"})
+        return groups
 
     def constants(self) -> dict[str, Any]:
         k, d = self.modes, int(self.ndim)
@@ -307,10 +325,16 @@ class SAEFNO(SparseAutoencoder):
         w = self.W_e[idx]  # (B, k, C)
         vals = part.view(b, k, -1).baddbmm_(w, x.reshape(b, x.shape[1], -1)).relu()
         if sp.domain_frac is not None:
-            n = max(1, math.ceil(sp.domain_frac * vals.shape[-1]))
-            if n < vals.shape[-1]:
-                keep = vals.detach().topk(n, dim=-1, sorted=False).indices
-                vals = vals * torch.zeros_like(vals).scatter_(-1, keep, 1.0)
+            pooled = sp.domain_pool == "sample"
+            flat = vals.view(b, -1) if pooled else vals
+            n = (
+                sp.pooled_budget(vals.shape[-1])
+                if pooled
+                else max(1, math.ceil(sp.domain_frac * vals.shape[-1]))
+            )
+            if n < flat.shape[-1]:
+                keep = flat.detach().topk(n, dim=-1, sorted=False).indices
+                vals = (flat * torch.zeros_like(flat).scatter_(-1, keep, 1.0)).view_as(vals)
         return vals.view(b, k, *grid), idx
 
     def _decode_selected(self, vals: Tensor, idx: Tensor) -> Tensor:

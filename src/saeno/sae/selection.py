@@ -73,6 +73,18 @@ def topk_codes(
     return r * expand_like(mask, r), idx
 
 
+def keep_top_pooled(z: Tensor, n_keep: int) -> Tensor:
+    """Keep, per sample, the ``n_keep`` largest values of ``z`` ``(B, p, *grid)`` over all concepts
+    and grid points together (one budget shared by the sample's concepts)."""
+    if z.dim() <= 2:
+        return z
+    flat = z.flatten(1)
+    if n_keep >= flat.shape[-1]:
+        return z
+    vals, idx = flat.topk(max(1, int(n_keep)), dim=-1, sorted=False)
+    return torch.zeros_like(flat).scatter_(-1, idx, vals).view_as(z)
+
+
 def keep_top_domain(z: Tensor, frac: float) -> Tensor:
     """Keep, per sample and concept, the ``ceil(frac * n_points)`` largest grid values of ``z``."""
     if z.dim() <= 2:

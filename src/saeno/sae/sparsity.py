@@ -18,7 +18,10 @@ Two levels of sparsity (``docs/method.md`` section 2):
   picking, i.e. non-maximum suppression): a point is kept only if its code is the largest in its
   ``(2r+1)^d`` periodic neighbourhood, so two neighbours of one bump are never both picked (with
   ``domain_frac=None`` every peak is kept). ReLU and JumpReLU act per grid point and so are domain
-  sparsity mechanisms by themselves.
+  sparsity mechanisms by themselves. With ``domain_pool="sample"`` (TopK over concepts only) the
+  ``k`` kept concepts of a sample share one budget instead: the largest ``ceil(domain_frac * n_points * k)``
+  values over all of them and all grid points, so a broad concept can take more of the domain than a
+  localised one at the same codes per point.
 """
 
 from __future__ import annotations
@@ -30,9 +33,18 @@ import torch
 from torch import Tensor, nn
 
 from saeno.errors import SaenoError
-from saeno.sae.selection import concept_scores, expand_like, keep_top_domain, peak_mask, topk_codes
+from saeno.sae.selection import (
+    concept_scores,
+    expand_like,
+    keep_top_domain,
+    keep_top_pooled,
+    peak_mask,
+    topk_codes,
+)
 
 GROUPS = ("point", "concept")
+#: how domain_frac is applied: per concept, or one budget per sample shared by its kept concepts
+DOMAIN_POOLS = ("concept", "sample")
 #: TopK load-balancing rules (:class:`TopK`)
 BALANCE_RULES = ("uniform", "revive")
 
@@ -54,6 +66,10 @@ class Sparsity(nn.Module):
         Share of grid points kept inside each active concept (None: all).
     domain_peaks : int or None
         Peak-picking radius r: only local maxima over ``(2r+1)^d`` neighbourhoods are kept (None: off).
+    domain_pool : {"concept", "sample"}
+        ``"concept"``: every active concept keeps its own ``domain_frac`` of the points.
+        ``"sample"``: the ``k`` concepts a TopK over concepts keeps share one budget of
+        ``ceil(domain_frac * n_points * k)`` values per sample (same codes per point).
     """
 
     name: ClassVar[str] = ""
@@ -65,8 +81,19 @@ class Sparsity(nn.Module):
         domain_l1: float = 0.0,
         domain_frac: float | None = None,
         domain_peaks: int | None = None,
+        domain_pool: str = "concept",
     ) -> None:
         super().__init__()
+        if domain_pool not in DOMAIN_POOLS:
+            raise SparsityConfigError(f"domain_pool={domain_pool!r} is unknown: use one of {DOMAIN_POOLS}")
+        if domain_pool == "sample" and (
+            group != "concept" or domain_frac is None or type(self).pooled_budget is Sparsity.pooled_budget
+        ):
+            raise SparsityConfigError(
+                "domain_pool='sample' shares domain_frac among the concepts a TopK keeps per sample: "
+                "use it with type='topk', group='concept' and a domain_frac"
+            )
+        self.domain_pool = domain_pool
         if group not in GROUPS:
             raise SparsityConfigError(f"sparsity group {group!r} is unknown: use one of {GROUPS}")
         if domain_l1 < 0:
@@ -83,6 +110,10 @@ class Sparsity(nn.Module):
     def check(self, n_concepts: int) -> None:
         """Raise if this mechanism cannot run with ``n_concepts`` concepts."""
 
+    def pooled_budget(self, n_points: int) -> int:
+        """Values kept per sample under ``domain_pool="sample"`` (mechanisms that select concepts)."""
+        raise SparsityConfigError(f"domain_pool='sample' is not available for sparsity {self.name!r}")
+
     def activate(self, pre: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Map pre-activations to codes (before domain sparsity)."""
         raise NotImplementedError
@@ -96,7 +127,10 @@ class Sparsity(nn.Module):
         if self.domain_peaks is not None:
             z = z * peak_mask(z.detach(), self.domain_peaks).to(z.dtype)
         if self.domain_frac is not None:
-            z = keep_top_domain(z, self.domain_frac)
+            if self.domain_pool == "sample" and z.dim() > 2:
+                z = keep_top_pooled(z, self.pooled_budget(z[0, 0].numel()))
+            else:
+                z = keep_top_domain(z, self.domain_frac)
         pen = self.penalty(pre, z)
         if self.domain_l1 > 0:
             dom = self.domain_l1 * z.abs().sum(1).mean()
@@ -115,6 +149,7 @@ class Sparsity(nn.Module):
             "domain_l1": self.domain_l1,
             "domain_frac": self.domain_frac,
             "domain_peaks": self.domain_peaks,
+            **({"domain_pool": self.domain_pool} if self.domain_pool != "concept" else {}),
             **self.extra_config(),
         }
 
@@ -157,6 +192,10 @@ class TopK(Sparsity):
         self.balance_rule = balance_rule
         if self.balance > 0:
             self.register_buffer("balance_offset", torch.zeros(0))
+
+    def pooled_budget(self, n_points: int) -> int:
+        assert self.domain_frac is not None
+        return max(1, math.ceil(self.domain_frac * n_points * self.k))
 
     def check(self, n_concepts: int) -> None:
         if self.k > n_concepts:
