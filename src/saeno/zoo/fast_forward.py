@@ -63,14 +63,13 @@ def pointwise_conv_forward(conv: nn.Conv1d) -> Callable[[Tensor], Tensor]:
 
 def _spectral_weight(conv: nn.Module) -> Tensor | None:
     """The dense complex weight ``(C_in, C_out, *modes)`` of a neuraloperator SpectralConv, or None."""
-    weight = conv.weight
-    if isinstance(weight, Tensor):
-        tensor = weight
-    elif type(weight).__name__ == "DenseTensor" and isinstance(getattr(weight, "tensor", None), Tensor):
-        tensor = weight.tensor
-    else:
+    weight: Any = conv.weight
+    tensor: Any = weight if isinstance(weight, Tensor) else None
+    if tensor is None and type(weight).__name__ == "DenseTensor":
+        tensor = getattr(weight, "tensor", None)
+    if not isinstance(tensor, Tensor):
         return None
-    return tensor if tensor.dtype == torch.complex64 and tensor.ndim == 2 + conv.order else None
+    return tensor if tensor.dtype == torch.complex64 and tensor.ndim == 2 + int(conv.order) else None
 
 
 def _is_spectral_conv(module: nn.Module) -> bool:
