@@ -109,3 +109,23 @@ def test_parallel_generation_writes_the_same_file(home):
             np.testing.assert_array_equal(f[key][()], value)
     with pytest.raises(SaenoError, match="workers must be at least 1"):
         generate("darcy", n=8, n_test=3, workers=0, force=True)
+
+
+def test_solvers_run_with_one_blas_thread(monkeypatch):
+    # the chunk's sampler sees one BLAS thread (spinning OpenBLAS threads collapse on shared cores)
+    import threadpoolctl
+
+    import saeno.pde.generate as gen
+
+    seen = []
+
+    def spy(card_, rngs):
+        seen.append([i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"])
+        return gen._sample_darcy(card_, rngs)
+
+    monkeypatch.setitem(gen.SAMPLERS, "darcy", spy)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        gen._solve_chunk(saeno.datasets.card("darcy"), 0, "train", 0, 2)
+        outside = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert seen and seen[0] and set(seen[0]) == {1}
+    assert set(outside) == {2}  # restored after the chunk

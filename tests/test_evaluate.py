@@ -175,3 +175,31 @@ def test_rare_concepts_are_counted_from_densities(setup):
 
     res = evaluate_store(sae, store, HOOK, progress=False, rare_density=1.01)  # everything is "rare"
     assert res["rare_concepts"] == 12
+
+
+def test_fast_fno_passes_give_the_plain_metrics(setup, monkeypatch):
+    # the FNO's passes run on saeno.zoo.fast_forward; the metrics equal those of the plain forward
+    import contextlib
+
+    import saeno.evaluation as ev
+
+    model, hooked, store, _ = setup
+    torch.manual_seed(3)
+    sae = saeno.SAE(6, 12, ndim=2, sparsity={"type": "topk", "k": 2, "group": "point"})
+    patched = []
+
+    @contextlib.contextmanager
+    def spy(module):
+        with real(module) as n:
+            patched.append(n)
+            yield n
+
+    real = ev.fast_forward
+    monkeypatch.setattr(ev, "fast_forward", spy)
+    fast = evaluate(sae, store, HOOK, model=hooked, progress=False)["results"][0]
+    assert patched and patched[0] > 0  # the FNO's convolutions ran on the fast path
+    assert not any("forward" in vars(m) for m in model.modules())  # left a plain FNO
+    monkeypatch.setattr(ev, "fast_forward", lambda model: contextlib.nullcontext())
+    plain = evaluate(sae, store, HOOK, model=hooked, progress=False)["results"][0]
+    for key in ("L_clean", "L_sae", "L_ablate", "output_change", "loss_recovered", "explained_variance"):
+        assert fast[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key

@@ -126,3 +126,37 @@ def test_amplitude_spectrum_peaks_at_the_mode_and_is_resolution_free():
         radial = F.radial_spectrum(spec)
         assert int(np.argmax(radial)) == 3
         assert radial.size == n // 2 + 1
+
+
+def test_canvas_text_is_drawn_where_matplotlib_aligns_it(tmp_path):
+    # save_canvas draws each text with PIL: ink centred on x for ha="center", starting at y for
+    # va="top", ending at y for va="bottom", literal "$" (no mathtext), RGB of the canvas's size
+    from saeno.export.panels import save_canvas
+
+    canvas = np.full((200, 300, 4), 255, dtype=np.uint8)
+    texts = [
+        (108.0, 20.0, "centred", "center", "top", 11),  # points: at dpi 144, pixels are twice these
+        (10.0, 90.0, "$\\frac{1}{$ low", "left", "bottom", 9),
+    ]
+    p = save_canvas(canvas, texts, tmp_path / "t.png", dpi=144)
+    with Image.open(p) as img:
+        assert img.size == (300, 200) and img.mode == "RGB"
+        assert round(img.info["dpi"][0]) == 144
+        ink = np.asarray(img.convert("L")) < 128
+    top_rows = np.nonzero(ink[:100].any(axis=1))[0]
+    cols = np.nonzero(ink[:100].any(axis=0))[0]
+    assert abs((cols.min() + cols.max()) / 2 - 216) <= 3  # centred on x = 108 pt = 216 px
+    assert 40 <= top_rows.min() <= 46  # the box's top at y = 20 pt = 40 px (the ink a little below)
+    low = np.nonzero(ink[100:].any(axis=1))[0] + 100
+    assert 170 <= low.max() <= 181  # the box's bottom at y = 90 pt = 180 px
+    left_cols = np.nonzero(ink[100:].any(axis=0))[0]
+    assert 20 <= left_cols.min() <= 24  # starts at x = 10 pt = 20 px
+
+
+def test_dollar_signs_in_axes_figures_stay_literal(tmp_path):
+    # titles and labels holding "$" (user strings) are drawn as plain text, not parsed as mathtext
+    bad = "$\\frac{1}{$"
+    p = F.plot_channel_vector(np.array([1.0, -1.0]), tmp_path / "v.png", title=bad, ylabel=bad)
+    assert _png_size(p)[0] > 50
+    p = F.plot_spectrum(np.ones((8, 8)), tmp_path / "s.png", title=bad)
+    assert _png_size(p)[0] > 50

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from saeno.pde.darcy import darcy_matrix, sample_coefficients, solve_darcy
+from saeno.pde.darcy import darcy_banded, darcy_matrix, sample_coefficients, solve_darcy
 
 
 def _manufactured(n):
@@ -53,3 +53,32 @@ def test_coefficients_are_two_valued_and_seeded():
     np.testing.assert_array_equal(a1, a2)
     assert set(np.unique(a1)) == {3.0, 12.0}
     assert 0.2 < (a1 == 12).mean() < 0.8
+
+
+def test_banded_storage_holds_the_sparse_matrix():
+    # rebuild the dense matrix from LAPACK's upper banded storage, ab[m + i - j, j] = A[i, j] for i <= j
+    a = sample_coefficients(1, 9, np.random.default_rng(3))[0]
+    dense = darcy_matrix(a).toarray()
+    ab = darcy_banded(a)
+    bw = ab.shape[0] - 1
+    rebuilt = np.zeros_like(dense)
+    for i in range(len(dense)):
+        for j in range(i, min(len(dense), i + bw + 1)):
+            rebuilt[i, j] = rebuilt[j, i] = ab[bw + i - j, j]
+    np.testing.assert_array_equal(rebuilt, dense)
+
+
+@pytest.mark.parametrize("n", [8, 33, 64])
+def test_banded_solve_equals_the_sparse_lu_solve(n):
+    import scipy.sparse.linalg as spla
+
+    rng = np.random.default_rng(n)
+    for a in sample_coefficients(3, n, rng):
+        f = rng.uniform(0.5, 1.5, (n, n))
+        rhs = f[1:, 1:].ravel() / n**2
+        ref = np.zeros((n, n))
+        ref[1:, 1:] = spla.spsolve(darcy_matrix(a), rhs).reshape(n - 1, n - 1)
+        u = solve_darcy(a, f)
+        np.testing.assert_allclose(u, ref, rtol=1e-10, atol=1e-14 * np.abs(ref).max())
+        residual = darcy_matrix(a) @ u[1:, 1:].ravel() - rhs
+        assert np.abs(residual).max() < 1e-9 * np.abs(rhs).max()

@@ -107,6 +107,7 @@ def run_demo(
     t_start = time.perf_counter()
 
     t0 = _step("model: the zoo's darcy-fno (trained and cached on first use)")
+    cached = (saeno.zoo.model_dir("darcy-fno", cfg.fast_zoo) / "config.json").is_file()
     model = saeno.zoo.load("darcy-fno", fast=cfg.fast_zoo, progress=progress).to(device).eval()
     res = int(model.saeno_config["resolution"])
     record = model.saeno_record
@@ -114,6 +115,9 @@ def run_demo(
         f"   FNO {model.saeno_config['name']} at {res}x{res}; test relative L2 by resolution: "
         f"{record.get('test_rel_l2')}"
     )
+    if not cached and "wall_time_s" in record:
+        total, fit = float(record.get("total_wall_time_s", 0.0)), float(record["wall_time_s"])
+        print(f"   trained here: fit {fit:.1f} s, data and test errors {max(total - fit, 0.0):.1f} s")
     _done(t0)
 
     t0 = _step(f"data: Darcy flow, train split at {res}, test split at {res} and {2 * res}")

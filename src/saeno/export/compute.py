@@ -3,6 +3,7 @@ the chosen ones, and the evaluation (:func:`compute_concepts`, nothing written).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from saeno.export.supervised_codes import (
     supervised_mask,
 )
 from saeno.store.checks import check_sae
+from saeno.zoo.fast_forward import fast_forward
 
 
 @dataclass
@@ -218,7 +220,10 @@ def compute_concepts(
         corr=corr,
         fields=fields,
     )
-    data.ablation_reason = _ablate(data, batch_size, progress, tqdm)
+    # the FNO's passes on the fast execution of its convolutions (the same function up to the order
+    # of floating-point sums, saeno.zoo.fast_forward)
+    with fast_forward(hooked.model) if hooked is not None else contextlib.nullcontext():
+        data.ablation_reason = _ablate(data, batch_size, progress, tqdm)
     data.evaluation = evaluation_block(evaluation, sae, store, hook, hooked, n, batch_size, progress)
     return data
 

@@ -26,6 +26,7 @@ from saeno.export.panels import (
     GAP_PT,
     PANEL_PT,
     TITLE_PT,
+    TITLE_Y,
     adjust,
     as_2d,
     colour,
@@ -62,7 +63,7 @@ def plot_channel_vector(
     ax.tick_params(labelsize=FONT_TICK)
     ax.set_xlim(-0.7, vec.size - 0.3)
     if title:
-        ax.set_title(title, fontsize=FONT_LABEL)
+        ax.set_title(title, fontsize=FONT_LABEL, y=TITLE_Y)
     adjust(fig, labelled=True)
     return save_figure(fig, path, dpi)
 
@@ -291,7 +292,7 @@ def plot_density(
     ax.set_xlabel("activation (per sample, when active)", fontsize=FONT_LABEL)
     ax.set_ylabel("samples", fontsize=FONT_LABEL)
     ax.tick_params(labelsize=FONT_TICK)
-    ax.set_title((title + "\n" if title else "") + text, fontsize=FONT_LABEL)
+    ax.set_title((title + "\n" if title else "") + text, fontsize=FONT_LABEL, y=TITLE_Y)
     adjust(fig, labelled=True, suptitle=bool(title))
     return save_figure(fig, path, dpi)
 
@@ -325,6 +326,7 @@ def plot_density_overview(
     ax.set_title(
         (title + ": " if title else "") + f"{dead} of {densities.size} concepts never active",
         fontsize=FONT_LABEL,
+        y=TITLE_Y,
     )
     adjust(fig, labelled=True)
     return save_figure(fig, path, dpi)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import matplotlib.font_manager
 import matplotlib.ticker
 
 matplotlib.use("Agg", force=False)
@@ -71,7 +73,7 @@ def show_field(
         ax.set_axis_off()
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=FONT_TICK)
     if title:
-        ax.set_title(title, fontsize=FONT_LABEL)
+        ax.set_title(title, fontsize=FONT_LABEL, y=TITLE_Y)
 
 
 def save_figure(fig: Figure, path: Path | str, dpi: int) -> Path:
@@ -88,9 +90,16 @@ def plain_text(fig: Figure) -> None:
     """Render every title, label and note as plain text: user strings (labels, hook names) may hold
     ``$``, which matplotlib would parse as mathtext (and fail on, e.g. ``$\\frac{1}{$``). Tick
     labels, which matplotlib formats itself at draw time, keep their mathtext."""
-    from matplotlib.text import Text
-
-    for text in fig.findobj(Text):
+    texts = list(fig.texts)
+    if getattr(fig, "_suptitle", None) is not None:
+        texts.append(fig._suptitle)
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        texts += [t for t in (getattr(ax, "_left_title", None), getattr(ax, "_right_title", None)) if t]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [*legend.get_texts(), legend.get_title()]
+    for text in texts:
         if "$" in text.get_text():
             text.set_parse_math(False)
 
@@ -121,6 +130,10 @@ HEADER_PT = 26
 CBAR_PT = 8  # colour bar strip beside each panel
 CBAR_GAP_PT = 3
 CBAR_TEXT_PT = 42  # room for the colour bar's tick labels
+#: height of axes titles in axes coordinates: given explicitly, because matplotlib's automatic title
+#: placement measures every axis's tick labels at each draw (a third of a small figure's time); the
+#: figures have no tick labels above their axes, where it would move a title
+TITLE_Y = 1.0
 #: font sizes in points
 FONT_TITLE = 11
 FONT_LABEL = 9
@@ -229,13 +242,59 @@ def mosaic(
                 bar(style, lims, left + panel_pt + CBAR_GAP_PT, top)
         if colorbar and shared and row:
             bar(row[-1][2], row_lims, GAP_PT + len(row) * cell_w, top)
-    fig = plt.figure(figsize=(W / dpi, H / dpi), dpi=dpi)
-    fig.figimage(canvas, xo=0, yo=0, origin="upper")  # pixels as they are: no resampling
-    for x, y, text, ha, va, size in texts:
-        fig.text(x / width, 1.0 - y / height, text, ha=ha, va=va, fontsize=size, linespacing=1.1)
     if title:
-        fig.text(0.5, 1.0 - 5 / height, title, ha="center", va="top", fontsize=FONT_TITLE)
-    return save_figure(fig, path, dpi)
+        texts.append((width / 2, 5, title, "center", "top", FONT_TITLE))
+    return save_canvas(canvas, texts, path, dpi)
+
+
+def _text_font(size_px: int) -> Any:
+    """matplotlib's default font (``rcParams``; DejaVu Sans unless configured) at ``size_px`` pixels."""
+    from PIL import ImageFont
+
+    path = matplotlib.font_manager.findfont(matplotlib.font_manager.FontProperties())
+    key = (path, size_px)
+    if key not in _FONTS:
+        _FONTS[key] = ImageFont.truetype(path, size_px)
+    return _FONTS[key]
+
+
+_FONTS: dict[tuple[str, int], Any] = {}
+LINE_SPACING = 1.1  # line height over font size, as the figures' matplotlib text
+
+
+def save_canvas(
+    canvas: np.ndarray, texts: Sequence[tuple[float, float, str, str, str, float]], path: Path | str, dpi: int
+) -> Path:
+    """Write an RGBA canvas with its texts as PNG, drawn directly with PIL (no matplotlib figure).
+
+    ``texts`` holds ``(x, y, text, ha, va, size)`` in points from the top left corner, aligned like
+    matplotlib's ``ha`` (left, center) and ``va`` (top, center, bottom) on the text's box, ``size``
+    in points; text is always drawn literally (no mathtext). Drawing text through a matplotlib
+    figure cost about ten times as much as the rest of a mosaic.
+    """
+    from PIL import Image, ImageDraw
+
+    s = dpi / 72.0
+    img = Image.fromarray(np.ascontiguousarray(canvas[..., :3]), "RGB")  # the canvas is opaque
+    draw = ImageDraw.Draw(img)
+    for x, y, text, ha, va, size in texts:
+        size_px = max(1, int(round(size * s)))
+        font = _text_font(size_px)
+        spacing = max(0, int(round((LINE_SPACING - 1.0) * size_px + 0.17 * size_px)))
+        align = "center" if ha == "center" else "left"
+        left, top, right, bottom = draw.multiline_textbbox(
+            (0, 0), text, font=font, spacing=spacing, align=align
+        )
+        px, py = x * s, y * s
+        dx = px - ((left + right) / 2 if ha == "center" else left)
+        dy = py - {"top": top, "center": (top + bottom) / 2}.get(va, bottom)
+        draw.multiline_text(
+            (round(dx), round(dy)), text, fill=(0, 0, 0), font=font, spacing=spacing, align=align
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="png", compress_level=1, dpi=(dpi, dpi))
+    return path
 
 
 def draw_panels(panels: Sequence[Sequence[Panel]], path: Path | str, *, title: str, dpi: int) -> Path:

@@ -17,6 +17,7 @@ from saeno.export.panels import (
     FONT_TICK,
     FONT_TITLE,
     PANEL_IN,
+    TITLE_Y,
     adjust,
     as_2d,
     save_figure,
@@ -82,7 +83,7 @@ def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "", dp
         axes[0].plot(freqs, np.log10(np.maximum(spectrum, floor)), lw=1.0)
         axes[0].set_xlabel("frequency", fontsize=FONT_LABEL)
         axes[0].tick_params(labelsize=FONT_TICK)
-        axes[0].set_title("log10 amplitude", fontsize=FONT_LABEL)
+        axes[0].set_title("log10 amplitude", fontsize=FONT_LABEL, y=TITLE_Y)
     else:
         img = np.log10(np.maximum(as_2d(spectrum), floor))
         half = [s // 2 for s in img.shape]
@@ -105,11 +106,11 @@ def plot_spectrum(spectrum: np.ndarray, path: Path | str, *, title: str = "", dp
         cb = fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
         cb.ax.tick_params(labelsize=FONT_TICK)
         cb.set_label("log10 amplitude", fontsize=FONT_TICK)
-        axes[0].set_title("amplitude spectrum", fontsize=FONT_LABEL)
+        axes[0].set_title("amplitude spectrum", fontsize=FONT_LABEL, y=TITLE_Y)
     axes[1].plot(np.arange(radial.size), np.log10(np.maximum(radial, floor)), marker=".", lw=1.0)
     axes[1].set_xlabel("|frequency| (cycles per domain)", fontsize=FONT_LABEL)
     axes[1].set_ylabel("log10 RMS amplitude", fontsize=FONT_LABEL)
-    axes[1].set_title("radial average", fontsize=FONT_LABEL)
+    axes[1].set_title("radial average", fontsize=FONT_LABEL, y=TITLE_Y)
     axes[1].tick_params(labelsize=FONT_TICK)
     if title:
         fig.suptitle(title, fontsize=FONT_TITLE)

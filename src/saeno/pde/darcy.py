@@ -7,17 +7,52 @@ vertices at ``0`` because the coefficient is periodic and ``u`` vanishes on the 
 second point of an ``n``-grid gives the ``n / 2``-grid.
 
 Discretisation: the standard 5-point finite-difference stencil with the coefficient at cell faces taken as
-the arithmetic mean of the two vertices, second-order accurate for smooth ``a``; one sparse LU solve
-(``scipy.sparse.linalg.spsolve``) per sample.
+the arithmetic mean of the two vertices, second-order accurate for smooth ``a``. The matrix is symmetric
+positive definite with bandwidth ``n - 1`` in the C-order numbering of the interior vertices, so each
+sample is one banded Cholesky solve (LAPACK through ``scipy.linalg.solveh_banded``), a direct solve whose
+result equals a sparse LU solve of :func:`darcy_matrix` to rounding and takes about half its time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+from scipy.linalg import solveh_banded
 
 from saeno.pde.grf import sample_grf
+
+
+def _face_coefficients(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Face coefficients ``east, west, north, south`` ``(n - 1, n - 1)`` around each interior vertex."""
+    n = a.shape[0]
+    ap = np.pad(a, ((0, 1), (0, 1)), mode="wrap")  # vertices 0..n in both directions
+    east = 0.5 * (ap[1:n, 1:n] + ap[2 : n + 1, 1:n])  # between i and i+1 (axis 0)
+    west = 0.5 * (ap[1:n, 1:n] + ap[0 : n - 1, 1:n])
+    north = 0.5 * (ap[1:n, 1:n] + ap[1:n, 2 : n + 1])  # between j and j+1 (axis 1)
+    south = 0.5 * (ap[1:n, 1:n] + ap[1:n, 0 : n - 1])
+    return east, west, north, south
+
+
+def darcy_banded(a: np.ndarray) -> np.ndarray:
+    """The matrix of :func:`darcy_matrix` in LAPACK's upper banded storage (``solveh_banded``'s ``ab``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, (n - 1)^2)``: row ``n - 1`` the diagonal, row ``n - 2`` the coupling of vertex ``(i, j)``
+        with ``(i, j + 1)``, row 0 its coupling with ``(i + 1, j)``; the rows between are zero.
+    """
+    n = a.shape[0]
+    m = n - 1
+    east, west, north, south = _face_coefficients(a)
+    ab = np.zeros((m + 1, m * m))
+    ab[m] = (east + west + north + south).ravel()
+    # ab[m - k, c] holds A[c - k, c]; A[r, r + 1] = -north[r] inside a row of vertices, 0 across rows
+    upper1 = -north.copy()
+    upper1[:, -1] = 0.0
+    ab[m - 1, 1:] = upper1.ravel()[:-1]
+    ab[0, m:] = -east[:-1].ravel()  # A[r, r + m] = -east[r]
+    return ab
 
 
 def darcy_matrix(a: np.ndarray) -> sp.csc_matrix:
@@ -34,13 +69,9 @@ def darcy_matrix(a: np.ndarray) -> sp.csc_matrix:
         ``((n - 1)^2, (n - 1)^2)`` matrix acting on the interior values in C order.
     """
     n = a.shape[0]
-    ap = np.pad(a, ((0, 1), (0, 1)), mode="wrap")  # vertices 0..n in both directions
     m = n - 1
     # face coefficients around interior vertex (i, j), i, j = 1..n-1
-    east = 0.5 * (ap[1:n, 1:n] + ap[2 : n + 1, 1:n])  # between i and i+1 (axis 0)
-    west = 0.5 * (ap[1:n, 1:n] + ap[0 : n - 1, 1:n])
-    north = 0.5 * (ap[1:n, 1:n] + ap[1:n, 2 : n + 1])  # between j and j+1 (axis 1)
-    south = 0.5 * (ap[1:n, 1:n] + ap[1:n, 0 : n - 1])
+    east, west, north, south = _face_coefficients(a)
     idx = np.arange(m * m).reshape(m, m)
     rows = [idx.ravel()]
     cols = [idx.ravel()]
@@ -81,7 +112,9 @@ def solve_darcy(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
         rhs = np.full((n - 1) * (n - 1), float(f))
     else:
         rhs = np.asarray(f, dtype=np.float64)[1:, 1:].ravel()
-    interior = spla.spsolve(darcy_matrix(a), rhs * h * h, permc_spec="MMD_AT_PLUS_A")
+    if n < 2:
+        return np.zeros((n, n))
+    interior = solveh_banded(darcy_banded(a), rhs * h * h, check_finite=False)
     u = np.zeros((n, n))
     u[1:, 1:] = interior.reshape(n - 1, n - 1)
     return u

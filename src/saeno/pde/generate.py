@@ -154,12 +154,29 @@ def _sampler(card: dict[str, Any]) -> Sampler | None:
     return SAMPLERS.get(card["pde"]) or _plugin_sampler(card)
 
 
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run the block with one BLAS thread (the solvers' small LAPACK calls; chunks run in parallel).
+
+    OpenBLAS's threads wait by spinning: on a shared machine its two threads made one banded
+    Cholesky solve of the Darcy matrix tens of times slower than one thread.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a declared dependency
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def _solve_chunk(card: dict[str, Any], seed: int, split: str, start: int, stop: int) -> tuple:
     """Solve samples ``start..stop-1`` of a split (module level so worker processes can run it)."""
     rngs = [np.random.default_rng([seed, SPLITS[split], i]) for i in range(start, stop)]
     sampler = _sampler(card)
     assert sampler is not None, card["pde"]
-    x, y, params = sampler(card, rngs)
+    with _one_blas_thread():
+        x, y, params = sampler(card, rngs)
     noise = float(card["parameters"].get("input_noise", 0.0) or 0.0)
     if noise > 0:
         x = np.array(x, dtype=np.float64, copy=True)
