@@ -51,21 +51,36 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, batch: int) -> float:
 
 
 def time_capture(
-    hooked, x: torch.Tensor, batch: int, root: Path, hooks: list[str] = HOOKS, nice: int | None = None
+    hooked,
+    x: torch.Tensor,
+    batch: int,
+    root: Path,
+    hooks: list[str] = HOOKS,
+    nice: int | None = None,
+    mode: str | None = None,
 ) -> float:
-    """Wall time of one capture; ``nice`` overrides the writer thread's niceness (0: the caller's)."""
+    """Wall time of one capture; ``nice`` overrides the writer thread's niceness (0: the caller's),
+    ``mode`` the writer's mode (``saeno.store.writer.WRITER_MODE``: auto, thread or inline)."""
     from saeno.store import capture, writer
 
     path = root / "capture.zarr"
     shutil.rmtree(path, ignore_errors=True)
-    default = writer.WRITER_NICE
-    writer.WRITER_NICE = default if nice is None else nice
+    defaults = writer.WRITER_NICE, writer.WRITER_MODE
+    writer.WRITER_NICE = defaults[0] if nice is None else nice
+    writer.WRITER_MODE = defaults[1] if mode is None else mode
     try:
         t = time.perf_counter()
         capture(hooked, x, hooks, path, batch_size=batch, progress=False)
         return time.perf_counter() - t
     finally:
-        writer.WRITER_NICE = default
+        writer.WRITER_NICE, writer.WRITER_MODE = defaults
+
+
+def auto_mode() -> str:
+    """The writer mode ``WRITER_MODE="auto"`` picks for a CPU forward in this process."""
+    from saeno.store.capture_model import openmp_spins
+
+    return "inline" if openmp_spins(torch.device("cpu")) else "thread"
 
 
 def small_model(n: int, reps: int) -> None:
@@ -76,21 +91,27 @@ def small_model(n: int, reps: int) -> None:
     hooked = HookedOperator(model)
     hooks = ["blocks.1.hook_out", "blocks.3.hook_out"]
     x = torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(1))
-    fwd, cap, cap0 = [], [], []
+    runs = {"forward": [], "auto": [], "thread": [], "inline": []}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="saeno-bench-") as tmp:
         time_forward(model, x[:64], 8)  # warm-up
-        for _ in range(reps):
-            fwd.append(time_forward(model, x, 8))
-            cap.append(time_capture(hooked, x, 8, Path(tmp), hooks))
-            cap0.append(time_capture(hooked, x, 8, Path(tmp), hooks, nice=5))
-    f, c, c0 = (statistics.median(v) for v in (fwd, cap, cap0))
+        time_capture(hooked, x[:64], 8, Path(tmp), hooks)
+        for _ in range(reps):  # interleaved: forward, capture in each mode, forward, ...
+            runs["forward"].append(time_forward(model, x, 8))
+            for mode in ("auto", "thread", "inline"):
+                runs[mode].append(time_capture(hooked, x, 8, Path(tmp), hooks, mode=mode))
+        load.append(os.getloadavg()[0])
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    f = med["forward"]
     print(f"\nsmall model: hidden 16, 32x32, batch 8, 2 hooks, {n} samples, OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, reps {reps} (median), load average "
-          f"{os.getloadavg()[0]:.1f}\n")  # fmt: skip
-    print("| measure | value | baseline | ratio |")
-    print("|---|---|---|---|")
-    print(f"| small: capture vs plain forward (target <= 1.3) | {c:.2f} s | {f:.2f} s | {c / f:.3f} |")
-    print(f"| small: capture, writer thread at niceness +5, vs plain forward | {c0:.2f} s | {f:.2f} s | {c0 / f:.3f} |")  # fmt: skip
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, {torch.get_num_threads()} torch threads, auto = "
+          f"{auto_mode()}, reps {reps} (median), load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
+    print("| measure | value | baseline | ratio | ratio per rep |")
+    print("|---|---|---|---|---|")
+    for mode in ("auto", "thread", "inline"):
+        per_rep = ", ".join(f"{c / fw:.2f}" for c, fw in zip(runs[mode], runs["forward"]))
+        print(f"| small: capture ({mode}) vs plain forward (target <= 1.3) | {med[mode]:.2f} s | {f:.2f} s | "
+              f"{med[mode] / f:.3f} | {per_rep} |")  # fmt: skip
 
 
 def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
