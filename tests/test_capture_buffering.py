@@ -268,3 +268,26 @@ def test_crash_in_the_writer_then_resume_equals_the_reference(setup, tmp_path, m
         ).attrs["chunk_crc"]
     )
     assert hook_path(HOOKS[0]) in store.attrs["chunk_crc"]
+
+
+def test_an_uncompressed_store_holds_the_same_values(setup, tmp_path, monkeypatch):
+    """``COMPRESSOR = None`` changes only the chunk files' encoding: values, statistics and content
+    checksums equal the compressed store's, and the arrays record no blosc codec."""
+    from saeno.store import capture_target
+
+    hooked, x, ref = setup
+    packed = capture(
+        hooked, x, HOOKS, tmp_path / "z.zarr", batch_size=BATCH, chunk_size=CHUNK, progress=False
+    )
+    monkeypatch.setattr(capture_target, "COMPRESSOR", None)
+    plain = capture(hooked, x, HOOKS, tmp_path / "p.zarr", batch_size=BATCH, chunk_size=CHUNK, progress=False)
+    check_against_reference(plain, x, ref)
+    assert plain.attrs["chunk_crc"] == packed.attrs["chunk_crc"]
+    assert plain.attrs["stats"] == packed.attrs["stats"]
+    names = [type(c).__name__ for c in plain[hook_path(HOOKS[1])].compressors]
+    assert names == ["Crc32cCodec"]
+    assert [type(c).__name__ for c in packed[hook_path(HOOKS[1])].compressors] == [
+        "BloscCodec",
+        "Crc32cCodec",
+    ]
+    assert plain.nbytes_stored() > packed.nbytes_stored()

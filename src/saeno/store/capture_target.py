@@ -29,9 +29,17 @@ from saeno.store.sources import Batch
 from saeno.store.writer import ChunkSink
 from saeno.store.xarray_dims import dimension_names, grid_coords
 
-#: codec of every array: blosc lz4 with bit shuffling compressed FNO activations (64x64, hidden 32)
-#: to 0.79 of their size, better than zstd level 1 (0.91) and three to four times faster on 2 cores
-COMPRESSOR = {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle"}
+#: blosc settings of every array: lz4 with bit shuffling compressed FNO activations (64x64, hidden 32)
+#: to 0.79 of their size, better than zstd level 1 (0.91) and three to four times faster on 2 cores.
+#: None stores the chunks uncompressed (still checksummed), about 1.4 ms/MiB less writer work;
+#: readers decode either, the codec being recorded per array
+COMPRESSOR: dict | None = {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle"}
+
+
+def codecs() -> list:
+    """The compressors of every array of a new store: blosc (:data:`COMPRESSOR`, unless None), then a
+    crc32c of the stored bytes, so that a flipped or truncated byte in a chunk file fails to decode."""
+    return ([BloscCodec(**COMPRESSOR)] if COMPRESSOR else []) + [Crc32cCodec()]
 
 
 def json_safe(value: Any) -> Any:
@@ -242,8 +250,7 @@ async def _create_arrays(
                 dimension_names=dimension_names(name, (total, *shape), input_grid),
                 chunks=(cs, *shape),
                 dtype=stored,
-                # crc32c after compression: a flipped or truncated byte in a chunk file fails to decode
-                compressors=[BloscCodec(**COMPRESSOR), Crc32cCodec()],
+                compressors=codecs(),
                 fill_value=0,
                 # skip zarr's all-fill-value scan of every chunk (a full extra pass over the data)
                 config={"write_empty_chunks": True},

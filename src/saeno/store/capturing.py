@@ -35,7 +35,7 @@ from saeno.deprecation import UNSET, renamed
 from saeno.errors import StoreError
 from saeno.store import commit, layout
 from saeno.store import writer as writer_mod
-from saeno.store.activation_store import ActivationStore, format_bytes, store_url
+from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
 from saeno.store.capture_model import (
     DTYPES,
     array_specs,
@@ -278,7 +278,8 @@ def _capture_into(
     finally:
         if bar is not None:
             bar.close()
-    return ActivationStore.open(url)
+    # every committed chunk was just written (or verified, resuming): no listing of the chunk files
+    return ActivationStore(open_group(url, mode="r"), url, check_chunks=False)
 
 
 def _start_writer(
