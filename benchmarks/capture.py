@@ -37,7 +37,12 @@ import torch
 
 HOOKS = ["lifting.hook_out", "blocks.1.hook_out", "blocks.2.spectral.hook_out", "blocks.3.hook_out"]
 #: writer modes timed against the plain forward (see time_capture); "auto" is what a user gets
-MODES = ("auto", "thread", "inline", "auto-raw")
+MODES = (
+    "auto-raw",
+    "thread",
+    "inline",
+    "auto",
+)  # "auto" last: the store measured afterwards is the default one
 
 
 def build_fno(hidden: int, modes: int, seed: int = 0) -> torch.nn.Module:

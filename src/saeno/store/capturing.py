@@ -279,7 +279,9 @@ def _capture_into(
         if bar is not None:
             bar.close()
     # every committed chunk was just written (or verified, resuming): no listing of the chunk files
-    return ActivationStore(open_group(url, mode="r"), url, check_chunks=False)
+    written = open_group(url, mode="r")
+    assert written is not None  # missing_ok=False: a missing store raises
+    return ActivationStore(written, url, check_chunks=False)
 
 
 def _start_writer(
