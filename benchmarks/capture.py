@@ -2,7 +2,9 @@
 
 1. capture / forward: wall time of capturing 4 hooks of a 2D FNO (hidden 32) at 64x64 into a local
    Zarr store, divided by the plain forward pass over the same samples in the same batches (target
-   <= 1.3). Repetitions are interleaved (forward, capture, naive, forward, ...); medians are reported.
+   <= 1.1), in each writer mode (``auto``, what a user gets; ``thread``; ``inline``, see
+   ``saeno.store.writer.WRITER_MODE``). Repetitions are interleaved (forward, captures, naive,
+   forward, ...); medians are reported, with the ratio of every repetition.
 2. capture / naive: the same against a naive capture that keeps every activation in RAM and writes
    the Zarr arrays once at the end (same codec).
 3. memory: peak resident memory (VmHWM from /proc/self/status) of a fresh subprocess capturing 1k
@@ -10,6 +12,9 @@
 4. loader: points/s streamed by ``store.loader(view="points", shuffle_buffer=..., normalize=True)``
    against the points/s a pointwise TopK SAE training step consumes (Linear C->p, top-k, Linear
    p->C, MSE, Adam) on batches already in memory; ratio > 1 means the loader keeps up.
+
+5. ``--small N``: only the small-model case (hidden 16, 32x32, batch 8, 2 hooks, N samples) through
+   the Python API, each writer mode against the plain forward (target <= 1.3).
 
 Run: ``python benchmarks/capture.py`` (``--quick`` for a smoke run). Prints a Markdown table.
 """
@@ -31,6 +36,13 @@ import numpy as np
 import torch
 
 HOOKS = ["lifting.hook_out", "blocks.1.hook_out", "blocks.2.spectral.hook_out", "blocks.3.hook_out"]
+#: writer modes timed against the plain forward (see time_capture); "auto" is what a user gets
+MODES = (
+    "auto-raw",
+    "thread",
+    "inline",
+    "auto",
+)  # "auto" last: the store measured afterwards is the default one
 
 
 def build_fno(hidden: int, modes: int, seed: int = 0) -> torch.nn.Module:
@@ -51,21 +63,39 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, batch: int) -> float:
 
 
 def time_capture(
-    hooked, x: torch.Tensor, batch: int, root: Path, hooks: list[str] = HOOKS, nice: int | None = None
+    hooked,
+    x: torch.Tensor,
+    batch: int,
+    root: Path,
+    hooks: list[str] = HOOKS,
+    nice: int | None = None,
+    mode: str | None = None,
 ) -> float:
-    """Wall time of one capture; ``nice`` overrides the writer thread's niceness (0: the caller's)."""
-    from saeno.store import capture, writer
+    """Wall time of one capture; ``nice`` overrides the writer thread's niceness (0: the caller's),
+    ``mode`` the writer's mode (``saeno.store.writer.WRITER_MODE``: auto, thread or inline; with the
+    suffix ``-raw`` the chunks are stored uncompressed, ``capture_target.COMPRESSOR = None``)."""
+    from saeno.store import capture, capture_target, writer
 
     path = root / "capture.zarr"
     shutil.rmtree(path, ignore_errors=True)
-    default = writer.WRITER_NICE
-    writer.WRITER_NICE = default if nice is None else nice
+    defaults = writer.WRITER_NICE, writer.WRITER_MODE, capture_target.COMPRESSOR
+    raw = mode is not None and mode.endswith("-raw")
+    writer.WRITER_NICE = defaults[0] if nice is None else nice
+    writer.WRITER_MODE = defaults[1] if mode is None else mode.removesuffix("-raw")
+    capture_target.COMPRESSOR = None if raw else defaults[2]
     try:
         t = time.perf_counter()
         capture(hooked, x, hooks, path, batch_size=batch, progress=False)
         return time.perf_counter() - t
     finally:
-        writer.WRITER_NICE = default
+        writer.WRITER_NICE, writer.WRITER_MODE, capture_target.COMPRESSOR = defaults
+
+
+def auto_mode() -> str:
+    """The writer mode ``WRITER_MODE="auto"`` picks for a CPU forward in this process."""
+    from saeno.store.capture_model import openmp_spins
+
+    return "inline" if openmp_spins(torch.device("cpu")) else "thread"
 
 
 def small_model(n: int, reps: int) -> None:
@@ -76,21 +106,27 @@ def small_model(n: int, reps: int) -> None:
     hooked = HookedOperator(model)
     hooks = ["blocks.1.hook_out", "blocks.3.hook_out"]
     x = torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(1))
-    fwd, cap, cap0 = [], [], []
+    runs = {"forward": [], **{m: [] for m in MODES}}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="saeno-bench-") as tmp:
         time_forward(model, x[:64], 8)  # warm-up
-        for _ in range(reps):
-            fwd.append(time_forward(model, x, 8))
-            cap.append(time_capture(hooked, x, 8, Path(tmp), hooks))
-            cap0.append(time_capture(hooked, x, 8, Path(tmp), hooks, nice=5))
-    f, c, c0 = (statistics.median(v) for v in (fwd, cap, cap0))
+        time_capture(hooked, x[:64], 8, Path(tmp), hooks)
+        for _ in range(reps):  # interleaved: forward, capture in each mode, forward, ...
+            runs["forward"].append(time_forward(model, x, 8))
+            for mode in MODES:
+                runs[mode].append(time_capture(hooked, x, 8, Path(tmp), hooks, mode=mode))
+        load.append(os.getloadavg()[0])
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    f = med["forward"]
     print(f"\nsmall model: hidden 16, 32x32, batch 8, 2 hooks, {n} samples, OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, reps {reps} (median), load average "
-          f"{os.getloadavg()[0]:.1f}\n")  # fmt: skip
-    print("| measure | value | baseline | ratio |")
-    print("|---|---|---|---|")
-    print(f"| small: capture vs plain forward (target <= 1.3) | {c:.2f} s | {f:.2f} s | {c / f:.3f} |")
-    print(f"| small: capture, writer thread at niceness +5, vs plain forward | {c0:.2f} s | {f:.2f} s | {c0 / f:.3f} |")  # fmt: skip
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, {torch.get_num_threads()} torch threads, auto = "
+          f"{auto_mode()}, reps {reps} (median), load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
+    print("| measure | value | baseline | ratio | ratio per rep |")
+    print("|---|---|---|---|---|")
+    for mode in MODES:
+        per_rep = ", ".join(f"{c / fw:.2f}" for c, fw in zip(runs[mode], runs["forward"]))
+        print(f"| small: capture ({mode}) vs plain forward (target <= 1.3) | {med[mode]:.2f} s | {f:.2f} s | "
+              f"{med[mode] / f:.3f} | {per_rep} |")  # fmt: skip
 
 
 def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
@@ -117,7 +153,7 @@ def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
     arrays["y_pred"] = np.concatenate(outs)
     for name, value in arrays.items():
         a = group.create_array(name, shape=value.shape, chunks=(16, *value.shape[1:]), dtype=value.dtype,
-                               compressors=BloscCodec(**COMPRESSOR), config={"write_empty_chunks": True})  # fmt: skip
+                               compressors=BloscCodec(**COMPRESSOR) if COMPRESSOR else None, config={"write_empty_chunks": True})  # fmt: skip
         a[:] = value
     return time.perf_counter() - t
 
@@ -214,43 +250,47 @@ def main() -> None:
     hooked = HookedOperator(model)
     x = torch.randn(args.n, 1, args.res, args.res, generator=torch.Generator().manual_seed(1))
     per_sample = 4 * args.hidden * args.res**2 * 4
-    fwd, cap, cap0, naive = [], [], [], []
+    runs = {"forward": [], **{m: [] for m in MODES}, "naive": []}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="saeno-bench-") as tmp:
         root = Path(tmp)
         time_forward(model, x[: args.batch], args.batch)  # warm-up
-        for _ in range(args.reps):
-            fwd.append(time_forward(model, x, args.batch))
-            cap.append(time_capture(hooked, x, args.batch, root))
-            cap0.append(time_capture(hooked, x, args.batch, root, nice=5))
-            naive.append(time_naive(hooked, x, args.batch, root))
+        for _ in range(args.reps):  # interleaved: forward, capture in each writer mode, naive, forward, ...
+            runs["forward"].append(time_forward(model, x, args.batch))
+            for mode in MODES:
+                runs[mode].append(time_capture(hooked, x, args.batch, root, mode=mode))
+            runs["naive"].append(time_naive(hooked, x, args.batch, root))
+        load.append(os.getloadavg()[0])
         store = ActivationStore.open(root / "capture.zarr")
         stored = store.nbytes_stored()
-        f, c, nv = statistics.median(fwd), statistics.median(cap), statistics.median(naive)
-        c0 = statistics.median(cap0)
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        f, c, nv = med["forward"], med["auto"], med["naive"]
         print(f"\n{args.n} samples, {args.res}x{args.res}, hidden {args.hidden}, modes {args.modes}, batch "
               f"{args.batch}, 4 hooks = {per_sample / 2**20:.2f} MiB/sample; stored {stored / 2**20:.1f} MiB "
-              f"for {args.n * per_sample / 2**20:.1f} MiB of activations; reps {args.reps} (median)\n")  # fmt: skip
-        print("| measure | value | baseline | ratio |")
-        print("|---|---|---|---|")
-        print(f"| capture vs plain forward (target <= 1.3) | {c:.2f} s | {f:.2f} s | {c / f:.3f} |")
+              f"for {args.n * per_sample / 2**20:.1f} MiB of activations; OMP_WAIT_POLICY="
+              f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, auto = {auto_mode()}; reps {args.reps} (median); "
+              f"load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
+        print("| measure | value | baseline | ratio | ratio per rep |")
+        print("|---|---|---|---|---|")
+        for mode in MODES:
+            per_rep = ", ".join(f"{a / b:.2f}" for a, b in zip(runs[mode], runs["forward"]))
+            print(f"| capture ({mode}) vs plain forward (target <= 1.1) | {med[mode]:.2f} s | {f:.2f} s | "
+                  f"{med[mode] / f:.3f} | {per_rep} |")  # fmt: skip
+        print(f"| capture vs naive in-RAM + save once | {c:.2f} s | {nv:.2f} s | {c / nv:.3f} | |")
         print(
-            f"| capture, writer thread at niceness +5, vs plain forward | {c0:.2f} s | {f:.2f} s | {c0 / f:.3f} |"
-        )
-        print(f"| capture vs naive in-RAM + save once | {c:.2f} s | {nv:.2f} s | {c / nv:.3f} |")
-        print(
-            f"| capture throughput | {args.n / c:.1f} samples/s, {args.n * per_sample / c / 2**20:.0f} MiB/s | | |"
+            f"| capture throughput | {args.n / c:.1f} samples/s, {args.n * per_sample / c / 2**20:.0f} MiB/s | | | |"
         )
 
         lo, hi = args.mem
         m_lo, m_hi = peak_rss_kib(lo, root), peak_rss_kib(hi, root)
         print(f"| peak RSS (VmHWM) {lo} -> {hi} samples (target growth < 100 MB) | {m_hi / 1024:.0f} MiB | "
-              f"{m_lo / 1024:.0f} MiB | growth {(m_hi - m_lo) / 1024:.1f} MiB |")  # fmt: skip
+              f"{m_lo / 1024:.0f} MiB | growth {(m_hi - m_lo) / 1024:.1f} MiB | |")  # fmt: skip
 
         hook, bs = "blocks.1.hook_out", 4096
         lp = loader_points_per_s(store, hook, bs, shuffle_buffer=2**16)
         sp = sae_points_per_s(args.hidden, bs, steps=30, latents=4 * args.hidden, k=8)
         print(f"| loader points/s (points view, shuffle 65536, normalize) vs TopK SAE step (C={args.hidden}, "
-              f"p={4 * args.hidden}, k=8, batch {bs}) | {lp:,.0f} | {sp:,.0f} | {lp / sp:.2f} |")  # fmt: skip
+              f"p={4 * args.hidden}, k=8, batch {bs}) | {lp:,.0f} | {sp:,.0f} | {lp / sp:.2f} | |")  # fmt: skip
 
 
 if __name__ == "__main__":

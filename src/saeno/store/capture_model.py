@@ -8,6 +8,7 @@ call the model only through :func:`forward_batch` and turn its output into store
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,35 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def openmp_spins(device: torch.device) -> bool:
+    """Whether a CPU forward's OpenMP threads wait actively on every core this process may use.
+
+    True when the forward runs on the CPU with more than one intra-op thread, at least as many
+    threads as usable cores, and OpenMP's wait policy is not passive (``OMP_WAIT_POLICY=PASSIVE``,
+    ``GOMP_SPINCOUNT=0`` or ``KMP_BLOCKTIME=0``): the default of GNU and Intel OpenMP is to spin
+    for a while after each parallel region, so every core is busy during the whole forward.
+    """
+    if device.type != "cpu":
+        return False
+    threads = torch.get_num_threads()
+    if threads < 2 or threads < _usable_cores():
+        return False
+    env = os.environ
+    passive = (
+        env.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
+        or env.get("GOMP_SPINCOUNT", "").strip() == "0"
+        or env.get("KMP_BLOCKTIME", "").strip() == "0"
+    )
+    return not passive
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

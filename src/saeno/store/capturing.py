@@ -1,9 +1,15 @@
 """``saeno.capture``: run a hooked FNO over data and stream its activation fields into a Zarr store.
 
-The forward pass runs in the calling thread; a :class:`~saeno.store.writer.BackgroundWriter` thread
-behind a queue of ``QUEUE_BATCHES`` batches casts, checks, compresses and writes whole chunks and
-commits them (see :mod:`saeno.store.writer`), so the forward does not wait on disk and memory does
-not grow with the number of samples. The store layout is described in :mod:`saeno.store.layout`.
+The forward pass runs in the calling thread. A :class:`~saeno.store.writer.ChunkSink` gathers the
+rows into whole chunks and casts, checks, compresses, writes and commits each (see
+:mod:`saeno.store.writer`), so memory does not grow with the number of samples. The sink runs in a
+:class:`~saeno.store.writer.BackgroundWriter` thread behind a queue of ``QUEUE_BATCHES`` batches, so
+that the forward does not wait on the disk, except when the forward's OpenMP threads spin on every
+core (OpenMP's default wait policy with as many torch threads as cores): a third runnable thread
+would then stall the forward's parallel regions, and an :class:`~saeno.store.writer.InlineWriter`
+writes each chunk between two forwards instead (``saeno.store.writer.WRITER_MODE`` overrides the
+choice). The stored bytes are the same either way. The store layout is described in
+:mod:`saeno.store.layout`.
 
 Determinism: rows are the data's samples in order; the chunking depends only on per-sample sizes;
 batches of a tensor or Dataset start at multiples of ``batch_size`` from row 0, and a resumed
@@ -28,7 +34,8 @@ import zarr
 from saeno.deprecation import UNSET, renamed
 from saeno.errors import StoreError
 from saeno.store import commit, layout
-from saeno.store.activation_store import ActivationStore, format_bytes, store_url
+from saeno.store import writer as writer_mod
+from saeno.store.activation_store import ActivationStore, format_bytes, open_group, store_url
 from saeno.store.capture_model import (
     DTYPES,
     array_specs,
@@ -38,6 +45,7 @@ from saeno.store.capture_model import (
     model_device,
     model_fingerprint,
     model_of,
+    openmp_spins,
     resolve_hooks,
 )
 from saeno.store.capture_target import (
@@ -55,7 +63,7 @@ from saeno.store.lock import WriterLock
 from saeno.store.repair import check_same_data, verify_and_repair
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import Batch, dataset_of, iter_batches, length_of
-from saeno.store.writer import QUEUE_BATCHES, BackgroundWriter, ChunkSink
+from saeno.store.writer import QUEUE_BATCHES, BackgroundWriter, ChunkSink, InlineWriter, make_writer
 
 __all__ = ["COMPRESSOR", "capture"]
 
@@ -217,7 +225,7 @@ def _capture_into(
     ds = None if isinstance(data, torch.Tensor) else dataset_of(data)
     card = dataset_card if dataset_card is not None else dataset_attr(ds, "card")
     sink: ChunkSink | None = None
-    writer: BackgroundWriter | None = None
+    writer: BackgroundWriter | InlineWriter | None = None
     bar = None
     pad_to = data.batch_size if isinstance(data, torch.utils.data.DataLoader) else batch_size
     try:
@@ -252,7 +260,7 @@ def _capture_into(
                         file=sys.stderr,
                     )
                 sink, writer, bar = _start_writer(
-                    group, attrs, specs, names, start, allow_nonfinite, progress, total
+                    group, attrs, specs, names, start, allow_nonfinite, progress, total, dev
                 )
             writer.submit(rows)
             if bar is not None:
@@ -270,7 +278,10 @@ def _capture_into(
     finally:
         if bar is not None:
             bar.close()
-    return ActivationStore.open(url)
+    # every committed chunk was just written (or verified, resuming): no listing of the chunk files
+    written = open_group(url, mode="r")
+    assert written is not None  # missing_ok=False: a missing store raises
+    return ActivationStore(written, url, check_chunks=False)
 
 
 def _start_writer(
@@ -282,7 +293,8 @@ def _start_writer(
     allow_nonfinite: bool,
     progress: bool,
     total: int,
-) -> tuple[ChunkSink, BackgroundWriter, Any]:
+    dev: torch.device,
+) -> tuple[ChunkSink, BackgroundWriter | InlineWriter, Any]:
     arrays = {name: layout.writable(group, name) for name in specs}
     stats = {h: RunningStats.from_json(attrs["stats"][h]) for h in names}
     crc = attrs.get("chunk_crc") or {}
@@ -297,7 +309,11 @@ def _start_writer(
         allow_nonfinite=allow_nonfinite,
         chunk_crc={name: list(crc.get(name, [])) for name in specs},
     )
-    writer = BackgroundWriter(sink.consume, sink.finish, maxsize=QUEUE_BATCHES)
+    mode = writer_mod.WRITER_MODE
+    if mode not in ("auto", "thread", "inline"):
+        raise StoreError(f"saeno.store.writer.WRITER_MODE must be 'auto', 'thread' or 'inline', got {mode!r}")
+    inline = mode == "inline" or (mode == "auto" and openmp_spins(dev))
+    writer = make_writer(sink.consume, sink.finish, inline=inline, maxsize=QUEUE_BATCHES)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -37,6 +37,11 @@ QUEUE_BATCHES = 4
 #: forward pass's threads keep their cores, the writer running in their gaps; off by default until it
 #: is measured to help (benchmarks/capture.py compares both in one run)
 WRITER_NICE = 0
+#: where a capture writes: "thread" (a :class:`BackgroundWriter` beside the forward), "inline" (an
+#: :class:`InlineWriter`, between forwards) or "auto" (inline when the forward's OpenMP threads spin
+#: on every core, see :func:`saeno.store.capture_model.openmp_spins`; a thread otherwise). The
+#: stored bytes do not depend on it
+WRITER_MODE = "auto"
 
 
 def _lower_own_priority(step: int) -> None:
@@ -147,6 +152,68 @@ class BackgroundWriter:
         return self._error is not None
 
 
+class InlineWriter:
+    """Run ``consume(item)`` in the calling thread, at :meth:`submit` (the interface of
+    :class:`BackgroundWriter`, without a thread).
+
+    A capture uses it when the forward pass's OpenMP threads wait actively (spin) and already hold
+    every core: a writer thread running beside them would take a core from a spinning team member,
+    stalling each parallel region it joins, whereas writing between two forwards costs only the
+    writing itself. Everything submitted before a failure has been consumed; an exception raised by
+    ``consume`` propagates from :meth:`submit`.
+    """
+
+    def __init__(self, consume: Callable[[Any], None], finish: Callable[[], None] | None = None) -> None:
+        self._consume = consume
+        self._finish = finish
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def submit(self, item: Any) -> None:
+        """Consume ``item`` now; re-raises an earlier error of the consumer."""
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise RuntimeError("the store writer is closed")
+        try:
+            self._consume(item)
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    def close(self, finish: bool = True) -> None:
+        """Call the ``finish`` callback (when ``finish``); re-raise the consumer's error if any."""
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            return
+        self._closed = True
+        if finish and self._finish is not None:
+            try:
+                self._finish()
+            except BaseException as exc:
+                self._error = exc
+                raise
+
+    @property
+    def failed(self) -> bool:
+        """Whether the consumer raised."""
+        return self._error is not None
+
+
+def make_writer(
+    consume: Callable[[Any], None],
+    finish: Callable[[], None] | None = None,
+    *,
+    inline: bool,
+    maxsize: int = QUEUE_BATCHES,
+) -> BackgroundWriter | InlineWriter:
+    """A :class:`BackgroundWriter` or, with ``inline``, an :class:`InlineWriter` (same interface)."""
+    if inline:
+        return InlineWriter(consume, finish)
+    return BackgroundWriter(consume, finish, maxsize=maxsize)
+
+
 class ChunkSink:
     """Gather rows into whole chunks and commit them (the consumer of :class:`BackgroundWriter`).
 
@@ -234,24 +301,18 @@ class ChunkSink:
             raw[name] = value
             with np.errstate(over="ignore"):  # an overflow is reported below, by name
                 data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
-        chunk_stats = {}
-        for hook, name in self.hooks.items():
-            values = data[name]
-            if not self.allow_nonfinite:
-                bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
-                if bad.any():
-                    row = start + int(np.argmax(bad))
-                    _raise_if_overflow(hook, raw[name], values, row, start)
-                    raise NonFiniteActivationError(
-                        f"hook {hook!r} produced NaN or infinite values at row {row} (sample "
-                        f"number {row} of the capture); the {start} rows before its chunk are "
-                        "written and readable. Check the model and its inputs, or pass "
-                        "allow_nonfinite=True (--allow-nonfinite) to keep such values."
-                    )
-            chunk_stats[hook] = RunningStats.from_array(values, skip_nonfinite=self.allow_nonfinite)
-        crcs = {name: content_crc(value) for name, value in data.items()}
+        # statistics and checksums of every array at once, in zarr's threads (numpy's reductions and
+        # zlib's CRC release the GIL), then the writes, also at once
+        hook_of = {name: hook for hook, name in self.hooks.items()}
+        prepared = sync(self._prepare_all(data, hook_of))
+        chunk_stats = {hook_of[name]: part for name, (_, part) in prepared.items() if part is not None}
+        if not self.allow_nonfinite:
+            for hook, part in chunk_stats.items():
+                if not (np.isfinite(part.mean).all() and np.isfinite(part.m2).all()):
+                    name = self.hooks[hook]
+                    _raise_nonfinite(hook, raw[name], data[name], start)
         sync(self._write_all(data, start, stop))
-        for name, crc in crcs.items():
+        for name, (crc, _) in prepared.items():
             self.chunk_crc[name].append(crc)
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
@@ -260,6 +321,22 @@ class ChunkSink:
         self._pending = {name: [] for name in self.arrays}
         self._n_pending = 0
         self._commit(complete=False)
+
+    def _prepare(self, value: np.ndarray, hook: str | None) -> tuple[int, RunningStats | None]:
+        """Content checksum of one array's chunk and, for a hook, its statistics."""
+        crc = content_crc(value)
+        if hook is None:
+            return crc, None
+        return crc, RunningStats.from_array(value, skip_nonfinite=self.allow_nonfinite)
+
+    async def _prepare_all(
+        self, data: dict[str, np.ndarray], hook_of: dict[str, str]
+    ) -> dict[str, tuple[int, RunningStats | None]]:
+        names = list(data)
+        done = await asyncio.gather(
+            *(asyncio.to_thread(self._prepare, data[name], hook_of.get(name)) for name in names)
+        )
+        return dict(zip(names, done))
 
     async def _write_all(self, data: dict[str, np.ndarray], start: int, stop: int) -> None:
         # all arrays of a chunk at once: their compression runs in parallel in zarr's threads
@@ -276,6 +353,20 @@ class ChunkSink:
         write_commit(self.group, self.rows_written, complete, self.stats, self.chunk_crc, extra=extra)
         if self.on_commit is not None:
             self.on_commit(self.rows_written, self.bytes_written)
+
+
+def _raise_nonfinite(hook: str, raw: np.ndarray, values: np.ndarray, start: int) -> None:
+    """Raise NonFiniteActivationError naming the first row of ``values`` (a chunk starting at row
+    ``start``) that holds NaN or infinity (an overflow of the cast when ``raw`` was finite)."""
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    row = start + int(np.argmax(bad))
+    _raise_if_overflow(hook, raw, values, row, start)
+    raise NonFiniteActivationError(
+        f"hook {hook!r} produced NaN or infinite values at row {row} (sample "
+        f"number {row} of the capture); the {start} rows before its chunk are "
+        "written and readable. Check the model and its inputs, or pass "
+        "allow_nonfinite=True (--allow-nonfinite) to keep such values."
+    )
 
 
 def _raise_if_overflow(hook: str, raw: np.ndarray, stored: np.ndarray, row: int, start: int) -> None:

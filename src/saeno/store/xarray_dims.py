@@ -33,10 +33,12 @@ def dimension_names(name: str, shape: Sequence[int], grid: Sequence[int]) -> tup
     return ("sample", f"{base}_channel", *names)
 
 
+def grid_coords(grid: Sequence[int]) -> dict[str, np.ndarray]:
+    """The 1-D coordinate arrays ``grid_x``, ``grid_y``, ``grid_z`` of ``grid``: cell positions ``i / n``."""
+    return {name: np.arange(int(n), dtype=np.float64) / int(n) for name, n in zip(SPACE, grid)}
+
+
 def write_grid_coords(group: Any, grid: Sequence[int]) -> None:
     """Write the 1-D coordinate arrays ``grid_x``, ``grid_y``, ``grid_z`` of ``grid`` into ``group``."""
-    for name, n in zip(SPACE, grid):
-        n = int(n)
-        group.create_array(
-            name, data=(np.arange(n, dtype=np.float64) / n), dimension_names=(name,), overwrite=True
-        )
+    for name, values in grid_coords(grid).items():
+        group.create_array(name, data=values, dimension_names=(name,), overwrite=True)
