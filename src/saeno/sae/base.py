@@ -88,8 +88,9 @@ class SAEOutput:
         """``(p,)`` bool: concepts non-zero anywhere in the batch."""
         if self._codes is None and self._sparse is not None:
             vals, idx = self._sparse
-            hit = torch.zeros(self.pre.shape[1], dtype=torch.bool, device=idx.device)
-            return hit.index_fill_(0, idx[vals.detach() != 0], True)
+            p = self.pre.shape[1]
+            hit = torch.zeros(p + 1, dtype=torch.bool, device=idx.device)  # zero codes go to p
+            return hit.index_fill_(0, idx.masked_fill(vals.detach() == 0, p).reshape(-1), True)[:p]
         nz = self.codes != 0
         if nz.dim() == 2:
             return nz.any(0)

@@ -109,7 +109,7 @@ class TensorSource:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(self.data.shape[0], generator=gen).to(self.data.device)
-        shuffled = [t[perm.to(t.device)] for t in self.parts]
+        shuffled = [t.index_select(0, perm.to(t.device)) for t in self.parts]  # t[perm], faster
         b = self.batch_size
         for i in range(skip, self.n_batches):
             parts = [t[i * b : (i + 1) * b] for t in shuffled]
