@@ -196,3 +196,19 @@ def test_compiled_sparse_gradients_equal_the_torch_ones():
     assert found is not None
     for got, want in zip(found, _sparse_grads(x, gy, w_dec, idx, vals, p)):
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_topk_with_balancing_offsets_takes_the_general_path():
+    # the sparse path has no offsets: a balanced TopK must select as the base class does
+    torch.manual_seed(7)
+    sae = SAE(6, 64, sparsity={"type": "topk", "k": 3, "balance": 0.1}).eval()
+    sae.sparsity.check(64)
+    with torch.no_grad():
+        sae.sparsity.balance_offset[:8] = 100.0  # concepts 0-7 win wherever their score is positive
+    a = torch.randn(40, 6)
+    got = sae.forward_train(a).codes
+    want = _dense_forward(sae, a).codes
+    assert torch.equal(got, want)
+    plain = SAE(6, 64, sparsity={"type": "topk", "k": 3})
+    plain.load_state_dict({k: v for k, v in sae.state_dict().items() if "balance" not in k}, strict=False)
+    assert not torch.equal(plain.eval().forward_train(a).codes != 0, got != 0)  # the offsets mattered
