@@ -123,8 +123,8 @@ def run_saeno(cfg: dict, dense: bool = False, kernels: bool = True) -> dict:
             sae.forward_train = lambda a: SparseAutoencoder.forward_train(sae, a)
         with contextlib.ExitStack() as stack:
             if not kernels:
-                stack.callback(setattr, topk_kernel, "numba", topk_kernel.numba)
-                topk_kernel.numba = None
+                stack.callback(setattr, topk_kernel, "enabled", True)
+                topk_kernel.enabled = False
             return _timed_train(sae, data, steps, cfg, train_sae)
 
     run(5)

@@ -118,7 +118,7 @@ def test_training_with_the_sparse_path_equals_training_with_the_dense_one():
 def _without_kernels(monkeypatch):
     from saeno.sae import topk_kernel
 
-    monkeypatch.setattr(topk_kernel, "numba", None)
+    monkeypatch.setattr(topk_kernel, "enabled", False)
 
 
 @pytest.mark.parametrize("kernels", [True, False])

@@ -24,10 +24,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-try:  # optional: pip install "saeno[fast]"
-    import numba
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
+#: set to False to run the torch operations instead (numba is imported on first use, not at import)
+enabled = True
+_UNSET = object()
+_numba: Any = _UNSET
+
+
+def _numba_module() -> Any:
+    """numba, imported on first use (about a second), or None when it is not installed."""
+    global _numba
+    if _numba is _UNSET:
+        try:  # optional: pip install "saeno[fast]"
+            import numba
+        except ImportError:  # pragma: no cover - depends on the environment
+            numba = None
+        _numba = numba
+    return _numba
+
 
 #: interleaved lanes of the threshold pass (``k`` must not exceed it)
 LANES = 32
@@ -116,26 +129,26 @@ def _sparse_grads(
 
 
 _JIT = {"nogil": True, "boundscheck": False, "cache": True}
-_KERNELS: Any = (
-    (numba.njit(**_JIT)(_topk_rows), numba.njit(**_JIT)(_sparse_grads)) if numba is not None else None
-)
+_KERNELS: Any = None
 
 
 def _kernels() -> Any:
-    assert _KERNELS is not None
+    global _KERNELS
+    if _KERNELS is None:
+        nb = _numba_module()
+        _KERNELS = (nb.njit(**_JIT)(_topk_rows), nb.njit(**_JIT)(_sparse_grads))
     return _KERNELS
 
 
 def available() -> bool:
-    """Whether the compiled kernel can be used (numba is installed)."""
-    return numba is not None
+    """Whether the compiled kernels can be used (numba is installed and ``enabled``)."""
+    return enabled and _numba_module() is not None
 
 
 def applies(x: Tensor, k: int) -> bool:
     """Whether :func:`topk_rows` handles ``x`` ``(N, p)`` with this ``k`` (else use ``torch.topk``)."""
     return (
-        numba is not None
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dim() == 2
         and x.dtype in (torch.float32, torch.float64)
         and not x.requires_grad
@@ -143,6 +156,7 @@ def applies(x: Tensor, k: int) -> bool:
         and x.shape[1] % LANES == 0
         and x.shape[1] >= 2 * LANES
         and torch.get_num_threads() <= MAX_THREADS
+        and available()
     )
 
 
@@ -209,7 +223,7 @@ def sparse_grads(
     """
     ts = (x, g, w_dec, vals)
     if (
-        numba is None
+        not available()
         or any(t.device.type != "cpu" or t.dtype != x.dtype for t in ts)
         or x.dtype not in (torch.float32, torch.float64)
         or torch.get_num_threads() > MAX_THREADS
