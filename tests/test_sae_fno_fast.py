@@ -158,3 +158,13 @@ def test_mix_spectrum_values_and_gradients_equal_the_complex_product():
     assert torch.allclose(out[:, :, 0], ref.real, atol=1e-12)
     assert torch.allclose(out[:, :, 1], ref.imag, atol=1e-12)
     assert torch.autograd.gradcheck(mix_spectrum, (spec, weight))
+
+
+def test_fired_of_the_fast_path_equals_the_dense_codes():
+    torch.manual_seed(12)
+    sae = SAEFNO(3, 40, ndim=2, modes=3)  # TopK 16 concepts per sample: at most 32 of 40 fire
+    out = sae.forward_train(torch.randn(2, 3, 9, 8))
+    assert out._codes is None  # sparse output
+    want = (out.codes != 0).transpose(0, 1).flatten(1).any(1)
+    assert torch.equal(out.fired(), want)
+    assert 0 < int(want.sum()) < 40

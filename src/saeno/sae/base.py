@@ -89,10 +89,12 @@ class SAEOutput:
         if self._codes is None and self._sparse is not None:
             vals, idx = self._sparse
             p = self.pre.shape[1]
-            nz = vals.detach() != 0
             if idx.dim() > 2 and all(st == 0 for st in idx.stride()[2:]):
                 # one concept per (sample, slot), expanded over the grid: reduce the grid first
-                nz, idx = nz.flatten(2).any(2), idx.flatten(2)[:, :, 0]
+                nz = vals.detach().flatten(2).abs().amax(2) != 0  # faster than != 0 then any
+                idx = idx.flatten(2)[:, :, 0]
+            else:
+                nz = vals.detach() != 0
             hit = torch.zeros(p + 1, dtype=torch.bool, device=idx.device)  # zero codes go to p
             return hit.index_fill_(0, idx.masked_fill(~nz, p).reshape(-1), True)[:p]
         nz = self.codes != 0
