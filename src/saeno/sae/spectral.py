@@ -204,41 +204,10 @@ def from_modes(spec: Tensor, grid: tuple[int, ...], bias: Tensor | None = None, 
     return torch.addmm(rows, t, last).view(b, c, *grid)
 
 
-class _Bmm(torch.autograd.Function):
-    """``torch.bmm`` that hands its products operands whose matrices are contiguous.
-
-    On CPU with several threads and passive OpenMP waiting (``OMP_WAIT_POLICY=PASSIVE``, which
-    saeno's CLI sets), ``bmm`` on transposed matrices takes a slow strided path; batch strides are
-    free, so only operands whose matrices are not row-major are copied.
-    """
-
-    @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
-        a, b = _rowmajor(a), _rowmajor(b)
-        ctx.save_for_backward(a, b)
-        return torch.bmm(a, b)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: D102
-        a, b = ctx.saved_tensors
-        grad = _rowmajor(grad)
-        grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
-        grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
-
-
 def _rowmajor(t: Tensor) -> Tensor:
     if t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]:
         return t
     return t.contiguous()
-
-
-def _weight_by_mode(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Weight ``(C_in, C_out, *modes, 2)`` -> real and imaginary ``(M, C_in, C_out)`` (views)."""
-    c_in, c_out = weight.shape[0], weight.shape[1]
-    w = weight.reshape(c_in * c_out, -1).t().contiguous()  # (M * 2, C_in * C_out)
-    w = w.view(-1, 2, c_in, c_out)
-    return w[:, 0], w[:, 1]
 
 
 class _ComplexMix(torch.autograd.Function):
