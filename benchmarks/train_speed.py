@@ -63,13 +63,14 @@ def run(steps):
                             lr=cfg["lr"], lr_end=cfg["lr"], device="cpu", logger=LoggingConfig(log_to_wandb=False),
                             n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False)
     trainer = SAETrainer(tcfg, sae, provider())
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     trainer.fit()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 run(5)  # warm-up
-elapsed = run(cfg["steps"])
-print(json.dumps({"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * bs / elapsed}))
+elapsed, cpu = run(cfg["steps"])
+print(json.dumps({"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * bs / elapsed,
+                  "samples_per_cpu_s": cfg["steps"] * bs / cpu}))
 """
 
 
@@ -99,39 +100,54 @@ def run_saelens(py: Path, cfg: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_saeno(cfg: dict, dense: bool = False) -> dict:
-    """saeno's trainer; ``dense=True`` runs the dense TopK step it had before the sparse path."""
+def run_saeno(cfg: dict, dense: bool = False, kernels: bool = True) -> dict:
+    """saeno's trainer; ``dense=True`` runs the dense TopK step it had before the sparse path,
+    ``kernels=False`` the sparse path with torch operations only (as without numba)."""
+    import contextlib
+
     import torch
 
-    from saeno.sae import SAE
+    from saeno.sae import SAE, topk_kernel
     from saeno.sae.base import SparseAutoencoder
     from saeno.train.trainer import train_sae
 
     torch.set_num_threads(cfg["threads"])
     data = torch.from_numpy(np.load(cfg["data"]))
+    if kernels and not topk_kernel.available():
+        print("  (numba is not installed: saeno runs without its compiled kernels)")
 
-    def run(steps: int) -> float:
+    def run(steps: int) -> tuple[float, float]:
         torch.manual_seed(0)
         sae = SAE(data.shape[1], cfg["latents"], sparsity={"type": "topk", "k": cfg["k"]})
         if dense:
             sae.forward_train = lambda a: SparseAutoencoder.forward_train(sae, a)
-        t = time.perf_counter()
-        train_sae(
-            sae,
-            data,
-            steps=steps,
-            batch_size=cfg["batch_size"],
-            lr=cfg["lr"],
-            progress=False,
-            log_every=100,
-            normalize="channel",
-            lr_decay_frac=0.0,
-        )
-        return time.perf_counter() - t
+        with contextlib.ExitStack() as stack:
+            if not kernels:
+                stack.callback(setattr, topk_kernel, "enabled", True)
+                topk_kernel.enabled = False
+            return _timed_train(sae, data, steps, cfg, train_sae)
 
     run(5)
-    elapsed = run(cfg["steps"])
-    return {"elapsed_s": elapsed, "samples_per_s": cfg["steps"] * cfg["batch_size"] / elapsed}
+    elapsed, cpu = run(cfg["steps"])
+    n = cfg["steps"] * cfg["batch_size"]
+    return {"elapsed_s": elapsed, "samples_per_s": n / elapsed, "samples_per_cpu_s": n / cpu}
+
+
+def _timed_train(sae: Any, data: Any, steps: int, cfg: dict, train_sae: Any) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``train_sae`` call (statistics pass and shuffles included)."""
+    t, c = time.perf_counter(), time.process_time()
+    train_sae(
+        sae,
+        data,
+        steps=steps,
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        progress=False,
+        log_every=100,
+        normalize="channel",
+        lr_decay_frac=0.0,
+    )
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def encoder_floor(cfg: dict, d_in: int) -> float:
@@ -333,6 +349,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fno-steps", type=int, default=20)
     ap.add_argument("--fno-only", action="store_true", help="only the SAE-FNO comparison")
+    ap.add_argument("--dense", action="store_true", help="also time the dense TopK step of before")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="the final explained variance")  # short timing runs
     if args.fno_only:
@@ -362,29 +379,46 @@ def main() -> int:
     }
     print(
         f"pointwise TopK SAE: d_in={args.d_in} latents={args.latents} k={args.k} "
-        f"batch={args.batch_size} steps={args.steps} threads={args.threads}"
+        f"batch={args.batch_size} steps={args.steps} threads={args.threads}; "
+        f"load average at the start: {os.getloadavg()[0]:.1f}"
     )
-    ours, theirs, before, floors = [], [], [], []
+    ours, theirs, torch_only, before, floors = [], [], [], [], []
+    ours_cpu, theirs_cpu, torch_only_cpu = [], [], []
     for r in range(args.repeats):
-        theirs.append(run_saelens(py, cfg)["samples_per_s"])
-        ours.append(run_saeno(cfg)["samples_per_s"])
-        before.append(run_saeno(cfg, dense=True)["samples_per_s"])
+        sl = run_saelens(py, cfg)
+        fast = run_saeno(cfg)
+        plain = run_saeno(cfg, kernels=False)
+        theirs.append(sl["samples_per_s"])
+        theirs_cpu.append(sl["samples_per_cpu_s"])
+        ours.append(fast["samples_per_s"])
+        ours_cpu.append(fast["samples_per_cpu_s"])
+        torch_only.append(plain["samples_per_s"])
+        torch_only_cpu.append(plain["samples_per_cpu_s"])
+        if args.dense:
+            before.append(run_saeno(cfg, dense=True)["samples_per_s"])
         floors.append(encoder_floor(cfg, args.d_in))
+        dense_txt = f", dense step {before[-1]:,.0f}" if args.dense else ""
         print(
-            f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, dense step {before[-1]:,.0f}, "
-            f"SAELens {theirs[-1]:,.0f}, ratio {ours[-1] / theirs[-1]:.2f}, "
-            f"encoder-product floor {floors[-1]:,.0f}"
+            f"  repeat {r}: saeno {ours[-1]:,.0f} samples/s, without numba kernels {torch_only[-1]:,.0f}"
+            f"{dense_txt}, SAELens {theirs[-1]:,.0f}; ratio {ours[-1] / theirs[-1]:.2f} "
+            f"(without kernels {torch_only[-1] / theirs[-1]:.2f}); per CPU second: saeno "
+            f"{ours_cpu[-1]:,.0f}, without kernels {torch_only_cpu[-1]:,.0f}, SAELens "
+            f"{theirs_cpu[-1]:,.0f}, ratios {ours_cpu[-1] / theirs_cpu[-1]:.2f} and "
+            f"{torch_only_cpu[-1] / theirs_cpu[-1]:.2f}; encoder-product floor {floors[-1]:,.0f}"
         )
-    best_ours, best_theirs, best_before = max(ours), max(theirs), max(before)
+    best_ours, best_theirs, best_plain = max(ours), max(theirs), max(torch_only)
     print(
-        f"best: saeno {best_ours:,.0f} samples/s, dense step {best_before:,.0f}, "
-        f"SAELens {best_theirs:,.0f} samples/s"
+        f"best: saeno {best_ours:,.0f} samples/s, without numba kernels {best_plain:,.0f}, "
+        f"SAELens {best_theirs:,.0f} samples/s" + (f", dense step {max(before):,.0f}" if args.dense else "")
     )
     print(
-        f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f}; "
-        f"sparse / dense step {best_ours / best_before:.2f}; "
-        f"fraction of the encoder-product floor {best_ours / max(floors):.2f}"
+        f"ratio saeno / SAELens (best of {args.repeats}): {best_ours / best_theirs:.2f} "
+        f"(without kernels {best_plain / best_theirs:.2f}); per CPU second "
+        f"{max(ours_cpu) / max(theirs_cpu):.2f} (without kernels "
+        f"{max(torch_only_cpu) / max(theirs_cpu):.2f}); fraction of the encoder-product floor "
+        f"{best_ours / max(floors):.2f} (without kernels {best_plain / max(floors):.2f})"
     )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.fno_steps > 0:
         report_sae_fno(args)
     return 0

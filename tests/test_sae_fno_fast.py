@@ -153,3 +153,27 @@ def test_fast_path_selects_and_balances_like_the_general_path():
         _close(out_fast.recon, out_slow.recon, 1e-10)
         torch.testing.assert_close(fast.sparsity.balance_offset, slow.sparsity.balance_offset)
     assert fast.sparsity.balance_offset.abs().sum() > 0  # the offsets moved, so they were exercised
+
+
+def test_mix_spectrum_values_and_gradients_equal_the_complex_product():
+    from saeno.sae.spectral import mix_spectrum
+
+    g = torch.Generator().manual_seed(11)
+    spec = torch.randn(3, 4, 2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 6, 5, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    xc = torch.complex(spec[:, :, 0], spec[:, :, 1])
+    ref = torch.einsum("bimn,iomn->bomn", xc, torch.view_as_complex(weight))
+    out = mix_spectrum(spec, weight)
+    assert torch.allclose(out[:, :, 0], ref.real, atol=1e-12)
+    assert torch.allclose(out[:, :, 1], ref.imag, atol=1e-12)
+    assert torch.autograd.gradcheck(mix_spectrum, (spec, weight))
+
+
+def test_fired_of_the_fast_path_equals_the_dense_codes():
+    torch.manual_seed(12)
+    sae = SAEFNO(3, 40, ndim=2, modes=3)  # TopK 16 concepts per sample: at most 32 of 40 fire
+    out = sae.forward_train(torch.randn(2, 3, 9, 8))
+    assert out._codes is None  # sparse output
+    want = (out.codes != 0).transpose(0, 1).flatten(1).any(1)
+    assert torch.equal(out.fired(), want)
+    assert 0 < int(want.sum()) < 40

@@ -113,3 +113,104 @@ def test_training_with_the_sparse_path_equals_training_with_the_dense_one():
     sparse, dense = run(False), run(True)
     for name in dense:
         assert torch.allclose(sparse[name], dense[name], rtol=1e-9, atol=1e-10), name
+
+
+def _without_kernels(monkeypatch):
+    from saeno.sae import topk_kernel
+
+    monkeypatch.setattr(topk_kernel, "enabled", False)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_sparse_path_with_and_without_the_compiled_kernels_matches_the_dense_one(kernels, monkeypatch):
+    # p = 128 rows, so that the compiled selection applies (p a multiple of its lanes)
+    if not kernels:
+        _without_kernels(monkeypatch)
+    torch.manual_seed(3)
+    sae = SAE(10, 128, sparsity={"type": "topk", "k": 5}).double()
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(std=0.1)
+    a = torch.randn(70, 10, dtype=torch.float64)
+    dead = torch.zeros(128, dtype=torch.bool)
+    dead[::5] = True
+    for aux_on in (False, True):
+        loss_s, g_s = _grads(sae, a, False, dead, aux_on)
+        loss_d, g_d = _grads(sae, a, True, dead, aux_on)
+        assert torch.allclose(loss_s, loss_d, rtol=1e-12, atol=1e-12)
+        for name in g_d:
+            assert torch.allclose(g_s[name], g_d[name], rtol=1e-10, atol=1e-12), name
+
+
+def test_compiled_topk_equals_torch_topk():
+    pytest.importorskip("numba")
+    from saeno.sae import topk_kernel
+
+    g = torch.Generator().manual_seed(4)
+    for dtype in (torch.float32, torch.float64):
+        for p in (64, 96, 512):
+            for k in (1, 3, 8, 16):
+                x = torch.randn(57, p, generator=g, dtype=dtype)
+                found = topk_kernel.topk_rows(x, k)
+                assert found is not None
+                vals, idx = found
+                ref = x.topk(k, dim=1)
+                assert torch.equal(vals, ref.values)  # descending, as sorted=True
+                assert torch.equal(idx.sort(1).values, ref.indices.sort(1).values)
+                assert torch.equal(x.gather(1, idx), vals)
+
+
+def test_compiled_topk_on_ties_infinities_and_nan():
+    pytest.importorskip("numba")
+    from saeno.sae import topk_kernel
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-3, 4, (40, 64), generator=g).float()  # many ties
+    x[0] = 0.0  # one row all equal
+    x[1, :60] = float("-inf")  # fewer than k finite values above -inf
+    x[2, 5] = float("inf")
+    found = topk_kernel.topk_rows(x, 8)
+    assert found is not None
+    vals, idx = found
+    assert torch.equal(vals, x.topk(8, dim=1).values)  # the same values; ties keep the lower column
+    assert torch.equal(x.gather(1, idx), vals)
+    assert all(len(set(row.tolist())) == 8 for row in idx)
+    assert torch.equal(idx[0], torch.arange(8))
+    x[3, 7] = float("nan")
+    assert topk_kernel.topk_rows(x, 8) is None  # NaN: the caller falls back to torch.topk
+    assert topk_kernel.topk_rows(x[:, :48], 8) is None  # not a multiple of the lanes
+    assert topk_kernel.topk_rows(x, topk_kernel.LANES + 1) is None
+
+
+def test_compiled_sparse_gradients_equal_the_torch_ones():
+    pytest.importorskip("numba")
+    from saeno.sae import topk_kernel
+    from saeno.sae.sparse_topk import _sparse_grads
+
+    g = torch.Generator().manual_seed(6)
+    n, c, p, k = 90, 7, 40, 6
+    x = torch.randn(n, c, generator=g, dtype=torch.float64)
+    gy = torch.randn(n, c, generator=g, dtype=torch.float64)
+    w_dec = torch.randn(p, c, generator=g, dtype=torch.float64)
+    idx = torch.rand(n, p, generator=g).topk(k, dim=1).indices
+    vals = torch.randn(n, k, generator=g, dtype=torch.float64).relu()  # some exact zeros
+    found = topk_kernel.sparse_grads(x, gy, w_dec, idx, vals, p)
+    assert found is not None
+    for got, want in zip(found, _sparse_grads(x, gy, w_dec, idx, vals, p)):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_topk_with_balancing_offsets_takes_the_general_path():
+    # the sparse path has no offsets: a balanced TopK must select as the base class does
+    torch.manual_seed(7)
+    sae = SAE(6, 64, sparsity={"type": "topk", "k": 3, "balance": 0.1}).eval()
+    sae.sparsity.check(64)
+    with torch.no_grad():
+        sae.sparsity.balance_offset[:8] = 100.0  # concepts 0-7 win wherever their score is positive
+    a = torch.randn(40, 6)
+    got = sae.forward_train(a).codes
+    want = _dense_forward(sae, a).codes
+    assert torch.equal(got, want)
+    plain = SAE(6, 64, sparsity={"type": "topk", "k": 3})
+    plain.load_state_dict({k: v for k, v in sae.state_dict().items() if "balance" not in k}, strict=False)
+    assert not torch.equal(plain.eval().forward_train(a).codes != 0, got != 0)  # the offsets mattered

@@ -88,8 +88,15 @@ class SAEOutput:
         """``(p,)`` bool: concepts non-zero anywhere in the batch."""
         if self._codes is None and self._sparse is not None:
             vals, idx = self._sparse
-            hit = torch.zeros(self.pre.shape[1], dtype=torch.bool, device=idx.device)
-            return hit.index_fill_(0, idx[vals.detach() != 0], True)
+            p = self.pre.shape[1]
+            if idx.dim() > 2 and all(st == 0 for st in idx.stride()[2:]):
+                # one concept per (sample, slot), expanded over the grid: reduce the grid first
+                nz = vals.detach().flatten(2).abs().amax(2) != 0  # faster than != 0 then any
+                idx = idx.flatten(2)[:, :, 0]
+            else:
+                nz = vals.detach() != 0
+            hit = torch.zeros(p + 1, dtype=torch.bool, device=idx.device)  # zero codes go to p
+            return hit.index_fill_(0, idx.masked_fill(~nz, p).reshape(-1), True)[:p]
         nz = self.codes != 0
         if nz.dim() == 2:
             return nz.any(0)

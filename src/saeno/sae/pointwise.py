@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from saeno.errors import ShapeError
 from saeno.sae.base import SAEOutput, SparseAutoencoder
-from saeno.sae.sparse_topk import topk_rows
+from saeno.sae.sparse_topk import topk_autoencode, topk_rows
 from saeno.sae.sparsity import Sparsity, TopK
 
 
@@ -119,17 +119,19 @@ class SAE(SparseAutoencoder):
         sp = self.sparsity
         if (
             type(sp) is not TopK
+            or sp.balance > 0
             or sp.domain_frac is not None
             or sp.domain_l1 > 0
             or self.bias_field is not None
         ):
             return super().forward_train(a)
         target, _ = self._pack(self.normalize(a))
-        x = self.lift.up(target) if self.lift is not None else target
+        if self.lift is None:
+            y, pre, vals, idx = topk_autoencode(target, self.b_dec, self.W_enc, self.b_enc, self.W_dec, sp.k)
+            return SAEOutput(y, target, None, pre, None, sparse=(vals, idx))
+        x = self.lift.up(target)
         pre, vals, idx = topk_rows(x - self.b_dec, self.W_enc, self.b_enc, sp.k)
-        y = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
-        if self.lift is not None:
-            y = self.lift.down(y)
+        y = self.lift.down(F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec)
         return SAEOutput(y, target, None, pre, None, sparse=(vals, idx))
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:

@@ -216,13 +216,14 @@ class TopK(Sparsity):
             if self.balance_offset.numel() != pre.shape[1]:
                 self.check(pre.shape[1])
             offset = self.balance_offset.to(pre.dtype)
-        score = concept_scores(pre.detach().relu())
+        raw = concept_scores(pre.detach().relu())
+        score = raw
         if offset is not None:
-            live = score > 0
-            score = torch.where(live, score + offset.view(1, -1), score.new_tensor(float("-inf")))
+            live = raw > 0
+            score = torch.where(live, raw + offset.view(1, -1), raw.new_tensor(float("-inf")))
         idx = score.topk(self.k, dim=1, sorted=False).indices
         if offset is not None and self.training:
-            self._update_balance(pre, idx)
+            self._update_balance(pre, idx, raw)
         return idx
 
     def activate(self, pre: Tensor) -> Tensor:
@@ -237,7 +238,9 @@ class TopK(Sparsity):
         return codes
 
     @torch.no_grad()
-    def _update_balance(self, pre: Tensor, idx: Tensor) -> None:
+    def _update_balance(self, pre: Tensor, idx: Tensor, scores: Tensor | None = None) -> None:
+        """Update the offsets after a selection ``idx`` on ``pre`` (``scores``: its concept
+        scores when the caller has them already, ``group="concept"`` only)."""
         p = pre.shape[1]
         counts = torch.zeros(p, dtype=torch.float64, device=pre.device)
         counts.scatter_add_(
@@ -245,7 +248,7 @@ class TopK(Sparsity):
         )
         load = counts / counts.sum().clamp_min(1.0)  # share of the selections each concept got
         if self.group == "concept" and pre.dim() > 2:
-            kept = concept_scores(pre.detach().relu()).gather(1, idx)
+            kept = (concept_scores(pre.detach().relu()) if scores is None else scores).gather(1, idx)
         else:
             kept = pre.detach().gather(1, idx).relu()
         scale = (self.balance * kept.mean().clamp_min(1e-12)).to(self.balance_offset.dtype)

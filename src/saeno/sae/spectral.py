@@ -204,51 +204,61 @@ def from_modes(spec: Tensor, grid: tuple[int, ...], bias: Tensor | None = None, 
     return torch.addmm(rows, t, last).view(b, c, *grid)
 
 
-class _Bmm(torch.autograd.Function):
-    """``torch.bmm`` that hands its products operands whose matrices are contiguous.
-
-    On CPU with several threads and passive OpenMP waiting (``OMP_WAIT_POLICY=PASSIVE``, which
-    saeno's CLI sets), ``bmm`` on transposed matrices takes a slow strided path; batch strides are
-    free, so only operands whose matrices are not row-major are copied.
-    """
-
-    @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
-        a, b = _rowmajor(a), _rowmajor(b)
-        ctx.save_for_backward(a, b)
-        return torch.bmm(a, b)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: D102
-        a, b = ctx.saved_tensors
-        grad = _rowmajor(grad)
-        grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
-        grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
-
-
 def _rowmajor(t: Tensor) -> Tensor:
     if t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]:
         return t
     return t.contiguous()
 
 
-def _weight_by_mode(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Weight ``(C_in, C_out, *modes, 2)`` -> real and imaginary ``(M, C_in, C_out)`` (views)."""
-    c_in, c_out = weight.shape[0], weight.shape[1]
-    w = weight.reshape(c_in * c_out, -1).t().contiguous()  # (M * 2, C_in * C_out)
-    w = w.view(-1, 2, c_in, c_out)
-    return w[:, 0], w[:, 1]
+class _ComplexMix(torch.autograd.Function):
+    """Per-mode complex channel mixing as one real batched product, forward and backward.
+
+    Rows of ``x2 (M, 2B, C_in)`` are the real then the imaginary parts. With the weight laid out
+    as ``W (M, C_in, 2 C_out) = [w_r | w_i]``, ``R = x2 W`` holds the four real products and the
+    output is ``y_r = x_r w_r - x_i w_i``, ``y_i = x_r w_i + x_i w_r``: ``(M, 2, B, C_out)``. The
+    backward forms ``dL/dR = [[g_r, g_i], [g_i, -g_r]]`` once and takes one product for each of
+    ``dL/dx2 = dL/dR W^T`` and ``dL/dW = x2^T dL/dR``, instead of autograd's slices and
+    zero-filled gradients of the four blocks.
+    """
+
+    @staticmethod
+    def forward(ctx, x2: Tensor, weight: Tensor) -> Tensor:  # noqa: D102
+        c_in, c_out = weight.shape[0], weight.shape[1]
+        m = x2.shape[0]
+        w = weight.reshape(c_in, c_out, m, 2).permute(2, 0, 3, 1).reshape(m, c_in, 2 * c_out)
+        x2 = _rowmajor(x2)
+        r = torch.bmm(x2, w)  # (M, 2B, 2 C_out)
+        b = x2.shape[1] // 2
+        y = r.new_empty((m, 2, b, c_out))
+        torch.sub(r[:, :b, :c_out], r[:, b:, c_out:], out=y[:, 0])
+        torch.add(r[:, :b, c_out:], r[:, b:, :c_out], out=y[:, 1])
+        ctx.save_for_backward(x2, w)
+        ctx.shape = weight.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: D102
+        x2, w = ctx.saved_tensors
+        m, b2, _ = x2.shape
+        b, c_out = b2 // 2, w.shape[2] // 2
+        g = grad.new_empty((m, b2, 2 * c_out))
+        gr, gi = grad[:, 0], grad[:, 1]
+        g[:, :b, :c_out] = gr
+        g[:, :b, c_out:] = gi
+        g[:, b:, :c_out] = gi
+        torch.neg(gr, out=g[:, b:, c_out:])
+        grad_x = torch.bmm(g, w.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(x2.transpose(1, 2).contiguous(), g)  # (M, C_in, 2 C_out)
+            c_in = gw.shape[1]
+            grad_w = gw.view(m, c_in, 2, c_out).permute(1, 3, 0, 2).reshape(ctx.shape)
+        return grad_x, grad_w
 
 
 def _mix_rows(x2: Tensor, weight: Tensor) -> Tensor:
     """``x2 (M, 2B, C_in)`` with rows (real | imaginary, B) -> ``(B, C_out, 2, M)`` (a view)."""
-    wr, wi = _weight_by_mode(weight)
-    p = _Bmm.apply(x2, wr)  # (M, 2B, O): [xr wr; xi wr]
-    q = _Bmm.apply(x2, wi)  # [xr wi; xi wi]
-    b = x2.shape[1] // 2
-    y = torch.stack([p[:, :b] - q[:, b:], q[:, :b] + p[:, b:]], dim=1)  # (M, 2, B, O)
-    return y.permute(2, 3, 1, 0)
+    return _ComplexMix.apply(x2, weight).permute(2, 3, 1, 0)
 
 
 def mix_spectrum(spec: Tensor, weight: Tensor) -> Tensor:

@@ -45,11 +45,11 @@ def channel_moments(
         if max_batches is not None and i >= max_batches:
             break
         x = _real_stack(torch.as_tensor(batch)).detach().to(torch.float64)
-        x = x.movedim(1, -1).reshape(-1, x.shape[1])
-        s, s2 = x.sum(0), x.pow(2).sum(0)
+        dims = [0, *range(2, x.dim())]  # every dimension but the channels, without a transpose
+        s, s2 = x.sum(dims), x.pow(2).sum(dims)
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
-        count += x.shape[0]
+        count += x.numel() // x.shape[1]
     if count == 0 or total is None or sq is None:
         raise SaenoError("the training data is empty: no batch to train on")
     mean = total / count
@@ -109,15 +109,17 @@ class TensorSource:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(self.data.shape[0], generator=gen).to(self.data.device)
-        shuffled = [t[perm.to(t.device)] for t in self.parts]
         b = self.batch_size
         for i in range(skip, self.n_batches):
-            parts = [t[i * b : (i + 1) * b] for t in shuffled]
+            # each batch gathered on its own: no shuffled copy of the whole tensor per epoch
+            rows = perm[i * b : (i + 1) * b]
+            parts = [t.index_select(0, rows.to(t.device)) for t in self.parts]
             yield tuple(parts) if len(parts) > 1 else parts[0]
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and variance of the whole activation tensor."""
-        return channel_moments(self.data.split(65536))
+        per_sample = max(1, self.data[0].numel())
+        return channel_moments(self.data.split(max(1, 2**20 // per_sample)))  # chunks of ~1M values
 
     fingerprint = None
 
