@@ -171,7 +171,8 @@ def test_mix_spectrum_values_and_gradients_equal_the_complex_product():
 
 def test_fired_of_the_fast_path_equals_the_dense_codes():
     torch.manual_seed(12)
-    sae = SAEFNO(3, 40, ndim=2, modes=3)  # TopK 16 concepts per sample: at most 32 of 40 fire
+    sparsity = {"type": "topk", "k": 16, "group": "concept", "domain_frac": 0.25}
+    sae = SAEFNO(3, 40, ndim=2, modes=3, sparsity=sparsity)  # 16 concepts per sample: at most 32 of 40 fire
     out = sae.forward_train(torch.randn(2, 3, 9, 8))
     assert out._codes is None  # sparse output
     want = (out.codes != 0).transpose(0, 1).flatten(1).any(1)
