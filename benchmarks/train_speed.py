@@ -168,18 +168,28 @@ def encoder_floor(cfg: dict, d_in: int) -> float:
 
 
 FNO_SHAPE = {"channels": 32, "grid": (32, 32), "concepts": 64, "modes": 8, "batch": 16}
+#: ``--fno-sparsity``: the SAEFNO default, or the previous one (16 concepts, each on its own quarter)
+FNO_SPARSITY: dict[str, dict | None] = {
+    "default": None,
+    "k16": {"k": 16, "domain_frac": 0.25, "domain_pool": "concept"},
+}
+_fno_sparsity: dict | None = None
 #: ops that are transforms: full FFTs (baseline) and the truncated-DFT products (fast path)
 _FFT_OPS = ("fft",)
 
 
 def _fno_model(baseline: bool) -> Any:
-    """The default SAEFNO (bias field, TopK 16 concepts, domain_frac 0.25) at FNO_SHAPE."""
+    """The default SAEFNO at FNO_SHAPE (with ``--fno-sparsity k16``: the previous sparsity)."""
     import torch
 
     from saeno.sae import SAEFNO
+    from saeno.sae.sae_fno import DEFAULT_SPARSITY
 
     torch.manual_seed(0)
-    sae = SAEFNO(FNO_SHAPE["channels"], FNO_SHAPE["concepts"], ndim=2, modes=FNO_SHAPE["modes"])
+    sparsity = None if _fno_sparsity is None else {**DEFAULT_SPARSITY, **_fno_sparsity}
+    sae = SAEFNO(
+        FNO_SHAPE["channels"], FNO_SHAPE["concepts"], ndim=2, modes=FNO_SHAPE["modes"], sparsity=sparsity
+    )
     if baseline:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from sae_fno_baseline import freeze
@@ -294,9 +304,13 @@ def fno_transform_share(threads: int, steps: int, baseline: bool) -> dict:
 
 def report_sae_fno(args: argparse.Namespace) -> None:
     """SAE-FNO fields/s, fast path against the frozen baseline, alternated in this run."""
+    global _fno_sparsity
+    _fno_sparsity = FNO_SPARSITY[args.fno_sparsity]
+    sp = _fno_model(False).sparsity.config()
     print(
-        "SAE-FNO 2D (C=32, 32x32, p=64, K=8, default: bias field, TopK 16 concepts, "
-        f"domain_frac 0.25; batch 16; steps={args.fno_steps} threads={args.threads})"
+        f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, bias field, --fno-sparsity {args.fno_sparsity}: "
+        f"TopK {sp['k']} concepts, domain_frac {sp['domain_frac']}, "
+        f"domain_pool {sp.get('domain_pool', 'concept')}; batch 16; steps={args.fno_steps} threads={args.threads})"
     )
     fast, base, fast_cpu, base_cpu, old, old_cpu = [], [], [], [], [], []
     for r in range(args.repeats):
@@ -349,6 +363,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fno-steps", type=int, default=20)
     ap.add_argument("--fno-only", action="store_true", help="only the SAE-FNO comparison")
+    ap.add_argument(
+        "--fno-sparsity",
+        choices=sorted(FNO_SPARSITY),
+        default="default",
+        help="the SAEFNO default, or k16: the previous 16 concepts each on its own quarter",
+    )
     ap.add_argument("--dense", action="store_true", help="also time the dense TopK step of before")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="the final explained variance")  # short timing runs
