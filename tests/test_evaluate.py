@@ -201,5 +201,7 @@ def test_fast_fno_passes_give_the_plain_metrics(setup, monkeypatch):
     assert not any("forward" in vars(m) for m in model.modules())  # left a plain FNO
     monkeypatch.setattr(ev, "fast_forward", lambda model: contextlib.nullcontext())
     plain = evaluate(sae, store, HOOK, model=hooked, progress=False)["results"][0]
-    for key in ("L_clean", "L_sae", "L_ablate", "output_change", "loss_recovered", "explained_variance"):
+    for key in ("L_clean", "L_sae", "L_ablate", "output_change", "explained_variance"):
         assert fast[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
+    # a ratio of differences of the losses above: their 1e-5 agreement allows about 1e-3 here
+    assert fast["loss_recovered"] == pytest.approx(plain["loss_recovered"], rel=1e-3)
