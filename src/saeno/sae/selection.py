@@ -34,6 +34,17 @@ def expand_like(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(*mask.shape, *([1] * (like.dim() - mask.dim())))
 
 
+def select_top_concepts(scores: Tensor, k: int, offset: Tensor | None = None) -> Tensor:
+    """The ``(B, k)`` indices of the ``k`` best concept scores ``(B, p)`` of every sample.
+
+    ``offset`` ``(p,)`` is added to the positive scores only; a concept whose score is zero is never
+    preferred over one with a positive score because of its offset.
+    """
+    if offset is not None:
+        scores = torch.where(scores > 0, scores + offset.view(1, -1), scores.new_tensor(float("-inf")))
+    return scores.topk(k, dim=1, sorted=False).indices
+
+
 def topk_codes(
     pre: Tensor, k: int, group: str = "point", offset: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -64,11 +75,7 @@ def topk_codes(
         idx = score.topk(k, dim=1, sorted=False).indices
         return torch.zeros_like(pre).scatter_(1, idx, pre.gather(1, idx).relu()), idx
     r = pre.relu()
-    score = concept_scores(r.detach())
-    if offset is not None:
-        live = score > 0
-        score = torch.where(live, score + offset.view(1, -1), score.new_tensor(float("-inf")))
-    idx = score.topk(k, dim=1, sorted=False).indices
+    idx = select_top_concepts(concept_scores(r.detach()), k, offset)
     mask = torch.zeros(r.shape[:2], dtype=r.dtype, device=r.device).scatter_(1, idx, 1.0)
     return r * expand_like(mask, r), idx
 

@@ -39,6 +39,7 @@ from saeno.sae.selection import (
     keep_top_domain,
     keep_top_pooled,
     peak_mask,
+    select_top_concepts,
     topk_codes,
 )
 
@@ -211,27 +212,23 @@ class TopK(Sparsity):
         The selection :meth:`activate` makes, balancing offsets included (and updated while
         training), for callers that compute the kept codes themselves (the SAE-FNO's fast path).
         """
-        offset = None
-        if self.balance > 0:
-            if self.balance_offset.numel() != pre.shape[1]:
-                self.check(pre.shape[1])
-            offset = self.balance_offset.to(pre.dtype)
+        offset = self._offset(pre)
         raw = concept_scores(pre.detach().relu())
-        score = raw
-        if offset is not None:
-            live = raw > 0
-            score = torch.where(live, raw + offset.view(1, -1), raw.new_tensor(float("-inf")))
-        idx = score.topk(self.k, dim=1, sorted=False).indices
+        idx = select_top_concepts(raw, self.k, offset)
         if offset is not None and self.training:
             self._update_balance(pre, idx, raw)
         return idx
 
+    def _offset(self, pre: Tensor) -> Tensor | None:
+        """The balancing offsets in ``pre``'s dtype (None without balancing)."""
+        if self.balance <= 0:
+            return None
+        if self.balance_offset.numel() != pre.shape[1]:
+            self.check(pre.shape[1])
+        return self.balance_offset.to(pre.dtype)
+
     def activate(self, pre: Tensor) -> Tensor:
-        offset = None
-        if self.balance > 0:
-            if self.balance_offset.numel() != pre.shape[1]:
-                self.check(pre.shape[1])
-            offset = self.balance_offset.to(pre.dtype)
+        offset = self._offset(pre)
         codes, idx = topk_codes(pre, self.k, self.group, offset)
         if offset is not None and self.training:
             self._update_balance(pre, idx)
