@@ -125,7 +125,11 @@ def test_gino_latent_block_capture_train_evaluate_with_splice(gino_setup, tmp_pa
     )
     clean = (torch.linalg.vector_norm((call(x).detach() - y).flatten(1), dim=1)
              / torch.linalg.vector_norm(y.flatten(1), dim=1))  # fmt: skip
-    assert res["splice_added_error"] == pytest.approx(rel.mean().item() / clean.mean().item() - 1, rel=1e-3)
+    # a difference of two nearly equal losses: evaluate's FNO passes (saeno.zoo.fast_forward) sum in
+    # another order, so it matches to about 1e-6 absolute
+    assert res["splice_added_error"] == pytest.approx(
+        rel.mean().item() / clean.mean().item() - 1, rel=1e-3, abs=1e-6
+    )
     assert res["L_sae"] != res["L_clean"]  # the splice acted on the latent block
     saeno.save_sae(sae, tmp_path / "sae")
     export_concepts(tmp_path / "sae", tmp_path / "g.zarr", tmp_path / "out", model=call, n_top=2,
