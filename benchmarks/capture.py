@@ -98,6 +98,17 @@ def auto_mode() -> str:
     return "inline" if openmp_spins(torch.device("cpu")) else "thread"
 
 
+def print_mode_rows(runs: dict[str, list[float]], med: dict[str, float], label: str, target: float) -> None:
+    """The table head and one row per writer mode: median time against the plain forward, per rep."""
+    f = med["forward"]
+    print("| measure | value | baseline | ratio | ratio per rep |")
+    print("|---|---|---|---|---|")
+    for mode in MODES:
+        per_rep = ", ".join(f"{c / fw:.2f}" for c, fw in zip(runs[mode], runs["forward"]))
+        print(f"| {label} ({mode}) vs plain forward (target <= {target}) | {med[mode]:.2f} s | {f:.2f} s | "
+              f"{med[mode] / f:.3f} | {per_rep} |")  # fmt: skip
+
+
 def small_model(n: int, reps: int) -> None:
     """The small-model case: hidden-16 FNO at 32x32, batch 8, 2 hooks, through the Python API."""
     from saeno.hooking import HookedOperator
@@ -117,16 +128,10 @@ def small_model(n: int, reps: int) -> None:
                 runs[mode].append(time_capture(hooked, x, 8, Path(tmp), hooks, mode=mode))
         load.append(os.getloadavg()[0])
     med = {k: statistics.median(v) for k, v in runs.items()}
-    f = med["forward"]
     print(f"\nsmall model: hidden 16, 32x32, batch 8, 2 hooks, {n} samples, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, {torch.get_num_threads()} torch threads, auto = "
           f"{auto_mode()}, reps {reps} (median), load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
-    print("| measure | value | baseline | ratio | ratio per rep |")
-    print("|---|---|---|---|---|")
-    for mode in MODES:
-        per_rep = ", ".join(f"{c / fw:.2f}" for c, fw in zip(runs[mode], runs["forward"]))
-        print(f"| small: capture ({mode}) vs plain forward (target <= 1.3) | {med[mode]:.2f} s | {f:.2f} s | "
-              f"{med[mode] / f:.3f} | {per_rep} |")  # fmt: skip
+    print_mode_rows(runs, med, "small: capture", 1.3)
 
 
 def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
@@ -264,18 +269,13 @@ def main() -> None:
         store = ActivationStore.open(root / "capture.zarr")
         stored = store.nbytes_stored()
         med = {k: statistics.median(v) for k, v in runs.items()}
-        f, c, nv = med["forward"], med["auto"], med["naive"]
+        c, nv = med["auto"], med["naive"]
         print(f"\n{args.n} samples, {args.res}x{args.res}, hidden {args.hidden}, modes {args.modes}, batch "
               f"{args.batch}, 4 hooks = {per_sample / 2**20:.2f} MiB/sample; stored {stored / 2**20:.1f} MiB "
               f"for {args.n * per_sample / 2**20:.1f} MiB of activations; OMP_WAIT_POLICY="
               f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, auto = {auto_mode()}; reps {args.reps} (median); "
               f"load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
-        print("| measure | value | baseline | ratio | ratio per rep |")
-        print("|---|---|---|---|---|")
-        for mode in MODES:
-            per_rep = ", ".join(f"{a / b:.2f}" for a, b in zip(runs[mode], runs["forward"]))
-            print(f"| capture ({mode}) vs plain forward (target <= 1.1) | {med[mode]:.2f} s | {f:.2f} s | "
-                  f"{med[mode] / f:.3f} | {per_rep} |")  # fmt: skip
+        print_mode_rows(runs, med, "capture", 1.1)
         print(f"| capture vs naive in-RAM + save once | {c:.2f} s | {nv:.2f} s | {c / nv:.3f} | |")
         print(
             f"| capture throughput | {args.n / c:.1f} samples/s, {args.n * per_sample / c / 2**20:.0f} MiB/s | | | |"

@@ -119,16 +119,22 @@ def test_function_norm_is_the_norm_of_the_concept_on_the_mode_grid():
     torch.testing.assert_close(resp.flatten(1).norm(dim=1), torch.ones(6), atol=1e-5, rtol=0)
 
 
-def test_per_group_learning_rates_reach_the_optimiser(monkeypatch):
+@pytest.fixture
+def adam_spy(monkeypatch):
+    """A dict whose ``"opt"`` is the last ``torch.optim.Adam`` built while the test runs."""
     captured = {}
     real_adam = torch.optim.Adam
 
     def spy(params, **kw):
-        opt = real_adam(params, **kw)
-        captured["opt"] = opt
-        return opt
+        captured["opt"] = real_adam(params, **kw)
+        return captured["opt"]
 
     monkeypatch.setattr(torch.optim, "Adam", spy)
+    return captured
+
+
+def test_per_group_learning_rates_reach_the_optimiser(adam_spy):
+    captured = adam_spy
     torch.manual_seed(3)
     sae = SAEFNO(
         2,
@@ -155,16 +161,8 @@ def test_per_group_learning_rates_reach_the_optimiser(monkeypatch):
     assert d_w == pytest.approx(lr, rel=0.05)
 
 
-def test_bias_field_rate_reaches_the_optimiser_and_zero_keeps_the_fit(monkeypatch):
-    captured = {}
-    real_adam = torch.optim.Adam
-
-    def spy(params, **kw):
-        opt = real_adam(params, **kw)
-        captured["opt"] = opt
-        return opt
-
-    monkeypatch.setattr(torch.optim, "Adam", spy)
+def test_bias_field_rate_reaches_the_optimiser_and_zero_keeps_the_fit(adam_spy):
+    captured = adam_spy
     torch.manual_seed(4)
     data = torch.randn(16, 2, 16) + torch.sin(torch.linspace(0, 6.283, 16))
     for scale in (0.0, 0.5):
