@@ -86,8 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="F",
-        help="domain sparsity: keep this share of grid points in each active concept "
-        "(default 0.25 for sae-fno with TopK over concepts; 1 keeps all)",
+        help="domain sparsity: keep this share of grid points in each active concept, or with "
+        "--domain-pool sample this share on average over the kept concepts (default for sae-fno with "
+        "TopK over concepts: 0.0625, pooled; 1 keeps all)",
     )
     p.add_argument(
         "--domain-pool",

@@ -83,13 +83,7 @@ def topk_codes(
 def keep_top_pooled(z: Tensor, n_keep: int) -> Tensor:
     """Keep, per sample, the ``n_keep`` largest values of ``z`` ``(B, p, *grid)`` over all concepts
     and grid points together (one budget shared by the sample's concepts)."""
-    if z.dim() <= 2:
-        return z
-    flat = z.flatten(1)
-    if n_keep >= flat.shape[-1]:
-        return z
-    vals, idx = flat.topk(max(1, int(n_keep)), dim=-1, sorted=False)
-    return torch.zeros_like(flat).scatter_(-1, idx, vals).view_as(z)
+    return z if z.dim() <= 2 else _keep_largest(z, z.flatten(1), max(1, int(n_keep)))
 
 
 def keep_top_domain(z: Tensor, frac: float) -> Tensor:
@@ -97,7 +91,11 @@ def keep_top_domain(z: Tensor, frac: float) -> Tensor:
     if z.dim() <= 2:
         return z
     flat = z.flatten(2)
-    n = max(1, math.ceil(frac * flat.shape[-1]))
+    return _keep_largest(z, flat, max(1, math.ceil(frac * flat.shape[-1])))
+
+
+def _keep_largest(z: Tensor, flat: Tensor, n: int) -> Tensor:
+    """``z`` with only the ``n`` largest entries of each row of its view ``flat`` kept."""
     if n >= flat.shape[-1]:
         return z
     vals, idx = flat.topk(n, dim=-1, sorted=False)
