@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from saeno.sae.base import ConfigError, SAEOutput, SparseAutoencoder
+from saeno.sae.selection import keep_top_domain, keep_top_pooled, pooled_keep_mask
 from saeno.sae.sparsity import Sparsity, TopK
 from saeno.sae.spectral import SpectralConv, from_modes, mix_selected, mix_spectrum, to_modes
 
@@ -300,8 +301,12 @@ class SAEFNO(SparseAutoencoder):
         inp = x if bias is None else x + (-bias)
         core = inp if self.lift is None else self.lift.up(inp)
         pre, spec = self._encode_parts(core)
-        vals, idx = self._select(pre, spec, core, sp)
-        y = self._decode_selected(vals, idx)
+        if sp.k >= pre.shape[1]:  # every concept is kept: the dense decoder, no gathers
+            vals, idx = self._select_all(pre, sp)
+            y = self._decode(vals, bias=True)
+        else:
+            vals, idx = self._select(pre, spec, core, sp)
+            y = self._decode_selected(vals, idx)
         if self.lift is not None:
             y = self.lift.down(y)
         if bias is not None:
@@ -333,9 +338,26 @@ class SAEFNO(SparseAutoencoder):
                 else max(1, math.ceil(sp.domain_frac * vals.shape[-1]))
             )
             if n < flat.shape[-1]:
-                keep = flat.detach().topk(n, dim=-1, sorted=False).indices
-                vals = (flat * torch.zeros_like(flat).scatter_(-1, keep, 1.0)).view_as(vals)
+                vals = (flat * pooled_keep_mask(flat.detach(), n)).view_as(vals)
         return vals.view(b, k, *grid), idx
+
+    def _select_all(self, pre: Tensor, sp: TopK) -> tuple[Tensor, Tensor]:
+        """:meth:`_select` when ``k`` is the number of concepts: the dense codes ``(B, p, *grid)``.
+
+        The concept selection still runs (its balancing offsets are updated as before), but every
+        concept is kept, so the codes are ``relu(pre)`` with the domain sparsity applied, in the
+        concepts' own order; the returned indices are ``0..p-1`` for every sample.
+        """
+        b, p = pre.shape[0], pre.shape[1]
+        vals = pre.relu()
+        sp.select_concepts(vals.detach())  # the balancing update; relu(relu(pre)) = relu(pre)
+        if sp.domain_frac is not None:
+            if sp.domain_pool == "sample":
+                vals = keep_top_pooled(vals, sp.pooled_budget(vals[0, 0].numel()))
+            else:
+                vals = keep_top_domain(vals, sp.domain_frac)
+        idx = torch.arange(p, device=pre.device).expand(b, p)
+        return vals, idx
 
     def _decode_selected(self, vals: Tensor, idx: Tensor) -> Tensor:
         """``_decode`` (with bias) of the codes that are ``vals`` on concepts ``idx``, zero elsewhere."""
