@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from saeno.sae.base import ConfigError, SAEOutput, SparseAutoencoder
-from saeno.sae.selection import keep_top_domain, keep_top_pooled, pooled_keep_mask
+from saeno.sae.selection import keep_top_domain, pooled_keep_mask, relu_keep_pooled
 from saeno.sae.sparsity import Sparsity, TopK
 from saeno.sae.spectral import SpectralConv, from_modes, mix_selected, mix_spectrum, to_modes
 
@@ -73,16 +73,16 @@ DEFAULT_SPARSITY: dict[str, Any] = {
 def _pointwise(x: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
     """``out + weight x`` along dimension 1 of fields ``(B, in, *grid)``, ``weight (o, in)``.
 
-    One batched product per field on contiguous operands, accumulated into ``out`` (``torch.einsum``
-    on these shapes takes a permuted, copying path on CPU).
+    One batched product per field on contiguous operands, added to ``out`` (``torch.einsum`` on
+    these shapes takes a permuted, copying path on CPU). Out of place: an in-place product on a
+    view of ``out`` makes autograd copy the whole gradient slice by slice in the backward pass.
     """
     b, grid = x.shape[0], x.shape[2:]
     flat = x.reshape(b, x.shape[1], -1)
     if out is None:
         y = torch.matmul(weight, flat)
     else:
-        # in place: ``out`` is a fresh result whose producer does not keep it for its backward
-        y = out.reshape(b, weight.shape[0], -1).baddbmm_(weight.expand(b, -1, -1), flat)
+        y = torch.baddbmm(out.reshape(b, weight.shape[0], -1), weight.expand(b, -1, -1), flat)
     return y.view(b, weight.shape[0], *grid)
 
 
@@ -328,7 +328,7 @@ class SAEFNO(SparseAutoencoder):
         sidx = idx.view(b, k, *([1] * (spec.dim() - 2))).expand(b, k, *spec.shape[2:])
         part = from_modes(spec.gather(1, sidx), grid, bias=self.b_e[idx])
         w = self.W_e[idx]  # (B, k, C)
-        vals = part.view(b, k, -1).baddbmm_(w, x.reshape(b, x.shape[1], -1)).relu()
+        vals = torch.baddbmm(part.view(b, k, -1), w, x.reshape(b, x.shape[1], -1)).relu()
         if sp.domain_frac is not None:
             pooled = sp.domain_pool == "sample"
             flat = vals.view(b, -1) if pooled else vals
@@ -349,13 +349,14 @@ class SAEFNO(SparseAutoencoder):
         concepts' own order; the returned indices are ``0..p-1`` for every sample.
         """
         b, p = pre.shape[0], pre.shape[1]
-        vals = pre.relu()
-        sp.select_concepts(vals.detach())  # the balancing update; relu(relu(pre)) = relu(pre)
-        if sp.domain_frac is not None:
-            if sp.domain_pool == "sample":
-                vals = keep_top_pooled(vals, sp.pooled_budget(vals[0, 0].numel()))
-            else:
-                vals = keep_top_domain(vals, sp.domain_frac)
+        sp.select_concepts(pre)  # the balancing update (every concept is chosen)
+        if sp.domain_frac is not None and sp.domain_pool == "sample":
+            n = sp.pooled_budget(pre[0, 0].numel())
+            vals = relu_keep_pooled(pre.reshape(b, -1), n).view_as(pre)
+        elif sp.domain_frac is not None:
+            vals = keep_top_domain(pre.relu(), sp.domain_frac)
+        else:
+            vals = pre.relu()
         idx = torch.arange(p, device=pre.device).expand(b, p)
         return vals, idx
 
@@ -367,7 +368,7 @@ class SAEFNO(SparseAutoencoder):
         y = from_modes(spec, grid, bias=self.b_d, gain=self.spectral_gain)
         if self.decoder_pointwise:
             w = self.W_d.T[idx].transpose(1, 2)  # (B, C, k)
-            y = y.view(b, y.shape[1], -1).baddbmm_(w, vals.reshape(b, k, -1)).view_as(y)
+            y = torch.baddbmm(y.view(b, y.shape[1], -1), w, vals.reshape(b, k, -1)).view_as(y)
         return y
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:

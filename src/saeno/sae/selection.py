@@ -96,6 +96,39 @@ def keep_top_pooled(z: Tensor, n_keep: int) -> Tensor:
     return (flat * pooled_keep_mask(flat.detach(), n)).view_as(z)
 
 
+class _Masked(torch.autograd.Function):
+    """``vals`` (computed by the caller as ``x * mask``) with the gradient ``g * mask`` for ``x``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, vals: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(mask)
+        return vals
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None
+
+
+def relu_keep_pooled(flat: Tensor, n: int) -> Tensor:
+    """``relu(flat)`` with only the ``n`` largest entries of each row ``(R, L)`` kept.
+
+    The same values and gradients as ``keep_top_pooled`` of ``relu(flat)`` (:func:`pooled_keep_mask`
+    on its rows). With the compiled selection, the ReLU, the selection and the masking are one pass
+    (:func:`saeno.sae.topk_kernel.relu_pooled`) and the backward is one product with the mask.
+    """
+    from saeno.sae import topk_kernel
+
+    if n >= flat.shape[-1]:
+        return flat.relu()
+    out = topk_kernel.relu_pooled(flat.detach(), n)
+    if out is None:
+        r = flat.relu()
+        return r * pooled_keep_mask(r.detach(), n)
+    vals, mask = out
+    return _Masked.apply(flat, vals, mask)
+
+
 def pooled_keep_mask(flat: Tensor, n: int) -> Tensor:
     """0/1 mask (``flat``'s dtype) of the ``n`` largest entries of each row of ``flat`` ``(R, L)``.
 

@@ -174,8 +174,12 @@ _select_kth_jit = _select_kth
 SAMPLE_STRIDE = 32
 
 
-def _pooled_mask(x: Any, n: int, mask: Any, buf: Any, samp: Any) -> bool:
-    """Mask of the ``n`` largest entries of each non-negative row of ``x`` (see :func:`pooled_mask`)."""
+def _pooled_mask(x: Any, n: int, relu: bool, mask: Any, vals: Any, buf: Any, samp: Any) -> bool:
+    """Mask of the ``n`` largest entries of each row of ``x`` (see :func:`pooled_mask`).
+
+    ``relu``: negative entries are allowed (never kept) and ``vals`` receives the kept values
+    (zero elsewhere); otherwise a negative entry returns False and ``vals`` is not written.
+    """
     rows, length = x.shape
     stride = SAMPLE_STRIDE
     zero = x[0, 0] * 0
@@ -205,12 +209,17 @@ def _pooled_mask(x: Any, n: int, mask: Any, buf: Any, samp: Any) -> bool:
             above += a > t_hi
             inside += (a >= t_lo) & (a <= t_hi) & (a > 0)
             pos += a > 0
-            bad += not (a >= 0)  # negative or NaN
+            bad += (a != a) | ((a < 0) & (not relu))  # NaN, or negative without relu
         if bad:
             return False
         if pos <= n:  # every positive entry is kept (zeros are never needed)
+            t = zero
             for c in range(length):
-                mask[r, c] = x[r, c] > 0
+                a = x[r, c]
+                keep = a > t
+                mask[r, c] = keep
+                if relu:
+                    vals[r, c] = a * keep
             continue
         lo = t_lo
         if not (above < n <= above + inside):  # the sample missed: search every positive entry
@@ -242,7 +251,11 @@ def _pooled_mask(x: Any, n: int, mask: Any, buf: Any, samp: Any) -> bool:
         ties = n - gt  # entries equal to t that are kept
         if eq == ties:
             for c in range(length):
-                mask[r, c] = x[r, c] >= t
+                a = x[r, c]
+                keep = a >= t
+                mask[r, c] = keep
+                if relu:
+                    vals[r, c] = a * keep
         else:  # more entries equal t than are kept: the lower columns win
             for c in range(length):
                 a = x[r, c]
@@ -251,6 +264,8 @@ def _pooled_mask(x: Any, n: int, mask: Any, buf: Any, samp: Any) -> bool:
                     keep = True
                     ties -= 1
                 mask[r, c] = keep
+                if relu:
+                    vals[r, c] = a * keep
     return True
 
 
@@ -379,6 +394,33 @@ def sparse_grads(
     return gw_enc_t, gw_dec, gb_enc
 
 
+def _pooled_applies(x: Tensor, n: int) -> bool:
+    return (
+        available()
+        and x.device.type == "cpu"
+        and x.dim() == 2
+        and x.dtype in (torch.float32, torch.float64)
+        and not x.requires_grad
+        and 1 <= n < x.shape[1]
+        and x.numel() > 0
+        and torch.get_num_threads() <= MAX_THREADS
+    )
+
+
+def _run_pooled(x: Tensor, n: int, relu: bool) -> tuple[Tensor, Tensor] | None:
+    if not _pooled_applies(x, n):
+        return None
+    x = x.contiguous()
+    xn = x.numpy()
+    mask = torch.empty_like(x)
+    vals = torch.empty_like(x) if relu else x.new_empty((1, 1))
+    buf = np.empty(x.shape[1], xn.dtype)
+    samp = np.empty(x.shape[1] // SAMPLE_STRIDE + 1, xn.dtype)
+    if not _kernels()[2](xn, int(n), relu, mask.numpy(), vals.numpy(), buf, samp):
+        return None
+    return mask, vals
+
+
 def pooled_mask(x: Tensor, n: int) -> Tensor | None:
     """0/1 mask (``x``'s dtype) of the ``n`` largest entries of each row of ``x``, or None to fall back.
 
@@ -407,25 +449,18 @@ def pooled_mask(x: Tensor, n: int) -> Tensor | None:
         ``(R, L)`` mask; None when numba is absent or disabled, the tensor is not a CPU float
         tensor, more than :data:`MAX_THREADS` threads run, or a row holds a negative value or a NaN.
     """
-    if (
-        not available()
-        or x.device.type != "cpu"
-        or x.dim() != 2
-        or x.dtype not in (torch.float32, torch.float64)
-        or x.requires_grad
-        or not 1 <= n < x.shape[1]
-        or torch.get_num_threads() > MAX_THREADS
-        or x.numel() == 0
-    ):
-        return None
-    x = x.contiguous()
-    xn = x.numpy()
-    mask = torch.empty_like(x)
-    buf = np.empty(x.shape[1], xn.dtype)
-    samp = np.empty(x.shape[1] // SAMPLE_STRIDE + 1, xn.dtype)
-    if not _kernels()[2](xn, int(n), mask.numpy(), buf, samp):
-        return None
-    return mask
+    out = _run_pooled(x, n, relu=False)
+    return None if out is None else out[0]
 
 
-__all__ = ["LANES", "MAX_THREADS", "applies", "available", "pooled_mask", "sparse_grads", "topk_rows"]
+def relu_pooled(x: Tensor, n: int) -> tuple[Tensor, Tensor] | None:
+    """``(relu(x) * mask, mask)`` with ``mask = pooled_mask(relu(x), n)``, in one pass, or None.
+
+    As :func:`pooled_mask` of ``relu(x)`` (negative entries are never kept), without forming
+    ``relu(x)``; None in the same cases, except that negative entries are allowed.
+    """
+    out = _run_pooled(x, n, relu=True)
+    return None if out is None else (out[1], out[0])
+
+
+__all__ = ["LANES", "MAX_THREADS", "applies", "available", "pooled_mask", "relu_pooled", "sparse_grads", "topk_rows"]
