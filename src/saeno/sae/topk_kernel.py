@@ -463,4 +463,13 @@ def relu_pooled(x: Tensor, n: int) -> tuple[Tensor, Tensor] | None:
     return None if out is None else (out[1], out[0])
 
 
-__all__ = ["LANES", "MAX_THREADS", "applies", "available", "pooled_mask", "relu_pooled", "sparse_grads", "topk_rows"]
+__all__ = [
+    "LANES",
+    "MAX_THREADS",
+    "applies",
+    "available",
+    "pooled_mask",
+    "relu_pooled",
+    "sparse_grads",
+    "topk_rows",
+]
