@@ -286,9 +286,10 @@ class SAEFNO(SparseAutoencoder):
         Same values and gradients as the base class (up to float summation order; the tests
         compare): the encoder runs densely (every concept is scored), then only the ``k`` kept
         concepts per sample are transformed, mixed in mode space and transformed back once, and the
-        pointwise decoder is a batched product over those ``k`` concepts. ``docs/sae_fno.md``
-        ("Speed") describes it. Other sparsities, peak picking and the L1 domain penalty take the
-        general path.
+        pointwise decoder is a batched product over those ``k`` concepts. When ``k`` is the number of
+        concepts (the default on dictionaries of up to 64 concepts) nothing is left out, and the
+        dense decoder runs without the gathers (:meth:`_select_all`). ``docs/speed.md`` describes
+        both. Other sparsities, peak picking and the L1 domain penalty take the general path.
         """
         sp = self.sparsity
         if type(sp) is not TopK or sp.group != "concept" or sp.domain_peaks is not None or sp.domain_l1 > 0:
