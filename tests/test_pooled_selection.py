@@ -63,6 +63,15 @@ def test_kernel_keeps_the_n_largest_with_the_documented_tie_rule(kind, dtype, n)
 
 
 @needs_numba
+@pytest.mark.parametrize("length", [2, 17, 40, 100])
+def test_kernel_on_short_rows(length):
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(5, length, generator=g).relu()
+    for n in sorted({1, length // 2, length - 1} - {0}):
+        torch.testing.assert_close(topk_kernel.pooled_mask(x, n), _expected_mask(x, n), rtol=0, atol=0)
+
+
+@needs_numba
 def test_kernel_declines_nan_negative_and_gpu_style_inputs():
     x = _rows("plain", torch.float32)
     bad = x.clone()
