@@ -5,7 +5,9 @@ before the truncated-DFT rewrite: full real FFTs (``rfftn``/``irfftn``) with ind
 kept modes, the per-mode mixing as one real batched product (``mix_modes``), dense decoding of all
 concepts and ``einsum`` pointwise products, run through the base class's ``forward_train``.
 :func:`freeze` installs it on one model instance; ``benchmarks/train_speed.py`` trains that
-instance beside a fast one. Do not edit: the ratio is measured against this.
+instance beside a fast one. Do not edit: the ratio is measured against this. The pooled domain
+budget (``domain_pool="sample"``) is frozen here too (``torch.topk`` and a scatter, as the library
+did before its compiled selection), since the base class's path calls the library's selection.
 """
 
 from __future__ import annotations
@@ -95,6 +97,39 @@ def channel_linear(x: Tensor, weight: Tensor) -> Tensor:
     return torch.einsum("oi,bi...->bo...", weight, x)
 
 
+def keep_top_pooled(z: Tensor, n_keep: int) -> Tensor:
+    """``saeno.sae.selection.keep_top_pooled`` before the compiled selection."""
+    if z.dim() <= 2:
+        return z
+    flat, n = z.flatten(1), max(1, int(n_keep))
+    if n >= flat.shape[-1]:
+        return z
+    vals, idx = flat.topk(n, dim=-1, sorted=False)
+    return torch.zeros_like(flat).scatter_(-1, idx, vals).view_as(z)
+
+
+def _frozen_sparsity(sp: Any) -> None:
+    """Make the sparsity module ``sp`` take the frozen pooled budget (its other steps unchanged)."""
+    from saeno.sae.selection import keep_top_domain, peak_mask
+
+    def forward(pre: Tensor) -> tuple[Tensor, Tensor | None]:
+        z = sp.activate(pre)
+        if sp.domain_peaks is not None:
+            z = z * peak_mask(z.detach(), sp.domain_peaks).to(z.dtype)
+        if sp.domain_frac is not None:
+            if sp.domain_pool == "sample" and z.dim() > 2:
+                z = keep_top_pooled(z, sp.pooled_budget(z[0, 0].numel()))
+            else:
+                z = keep_top_domain(z, sp.domain_frac)
+        pen = sp.penalty(pre, z)
+        if sp.domain_l1 > 0:
+            dom = sp.domain_l1 * z.abs().sum(1).mean()
+            pen = dom if pen is None else pen + dom
+        return z, pen
+
+    sp.forward = forward
+
+
 def freeze(sae: Any) -> Any:
     """Make ``sae`` (an ``SAEFNO``) train with the baseline compute; returns it."""
     from saeno.sae.base import SparseAutoencoder
@@ -114,6 +149,7 @@ def freeze(sae: Any) -> Any:
     sae._encode_pre = encode_pre
     sae._decode = decode
     sae.forward_train = lambda a: SparseAutoencoder.forward_train(sae, a)
+    _frozen_sparsity(sae.sparsity)
     return sae
 
 

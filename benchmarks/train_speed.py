@@ -12,9 +12,11 @@ alternating the two trainers ``--repeats`` times, with the fraction of the encod
 Then the SAE-FNO: fields/s of ``train_sae`` on the default SAEFNO (32 channels, 32x32, 64 concepts,
 K = 8, batch 16) with the fast path against the frozen copy of the step before it
 (``benchmarks/sae_fno_baseline.py``), alternated in the same run, and the share of step time in
-FFTs (``--fno-only`` runs only this part; ``--fno-steps 0`` skips it)::
+FFTs (``--fno-only`` runs only this part; ``--fno-steps 0`` skips it). ``--fno-interleave N``
+adds the median time of single steps of the two models alternated step by step, which a shared
+machine's changing load disturbs less::
 
-    python benchmarks/train_speed.py --fno-only --fno-steps 20 --repeats 3
+    python benchmarks/train_speed.py --fno-only --fno-steps 20 --repeats 3 --fno-interleave 20
 """
 
 from __future__ import annotations
@@ -302,11 +304,59 @@ def fno_transform_share(threads: int, steps: int, baseline: bool) -> dict:
     return {"fft_share": fft / total, "dft_forward_share": dft / total}
 
 
+def fno_interleaved_steps(threads: int, steps: int) -> dict:
+    """Median wall time of one training step, fast path and frozen baseline alternated step by step.
+
+    Both models train in this process on the same batch (``sae_loss``, backward, Adam, the
+    decoder's renormalisation: what ``train_sae`` does per step, without its loader and logging).
+    Alternating single steps exposes both to the same load, so their ratio drifts less than that
+    of whole runs on a shared machine.
+    """
+    import statistics
+
+    import torch
+
+    from saeno.train.trainer import build_optimizer, sae_loss
+
+    torch.set_num_threads(threads)
+    x = _fno_data()[: FNO_SHAPE["batch"]]
+
+    def make(baseline: bool) -> Any:
+        sae = _fno_model(baseline)
+        sae.set_normalization(x.mean((0, 2, 3)), x.std((0, 2, 3)))
+        opt = build_optimizer(sae, 1e-3)
+        dead = torch.zeros(sae.n_concepts, dtype=torch.bool)
+
+        def step() -> None:
+            loss, *_ = sae_loss(sae, x, dead, False, 32, 1 / 32)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sae.normalize_decoder_()
+
+        return step
+
+    fast, base = make(False), make(True)
+    for _ in range(3):
+        fast()
+        base()
+    t_fast, t_base = [], []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fast()
+        t_fast.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        base()
+        t_base.append(time.perf_counter() - t)
+    return {"fast_ms": 1e3 * statistics.median(t_fast), "base_ms": 1e3 * statistics.median(t_base)}
+
+
 def report_sae_fno(args: argparse.Namespace) -> None:
     """SAE-FNO fields/s, fast path against the frozen baseline, alternated in this run."""
     global _fno_sparsity
     _fno_sparsity = FNO_SPARSITY[args.fno_sparsity]
     sp = _fno_model(False).sparsity.config()
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
     print(
         f"SAE-FNO 2D (C=32, 32x32, p=64, K=8, bias field, --fno-sparsity {args.fno_sparsity}: "
         f"TopK {sp['k']} concepts, domain_frac {sp['domain_frac']}, "
@@ -342,6 +392,14 @@ def report_sae_fno(args: argparse.Namespace) -> None:
         f"per CPU second {max(fast_cpu):.1f} vs {max(base_cpu):.1f}, "
         f"ratio {max(fast_cpu) / max(base_cpu):.2f}"
     )
+    if args.fno_interleave > 0:
+        for r in range(args.repeats):
+            st = fno_interleaved_steps(args.threads, args.fno_interleave)
+            print(
+                f"  interleaved steps, repeat {r} ({args.fno_interleave} of each, load "
+                f"{os.getloadavg()[0]:.1f}): median step fast {st['fast_ms']:.1f} ms, baseline "
+                f"{st['base_ms']:.1f} ms; ratio {st['base_ms'] / st['fast_ms']:.2f}"
+            )
     sb = fno_transform_share(args.threads, 5, baseline=True)
     sf = fno_transform_share(args.threads, 5, baseline=False)
     print(
@@ -363,6 +421,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fno-steps", type=int, default=20)
     ap.add_argument("--fno-only", action="store_true", help="only the SAE-FNO comparison")
+    ap.add_argument(
+        "--fno-interleave",
+        type=int,
+        default=0,
+        help="also time this many single SAE-FNO steps of each model, alternated step by step",
+    )
     ap.add_argument(
         "--fno-sparsity",
         choices=sorted(FNO_SPARSITY),

@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from saeno.sae.base import ConfigError, SAEOutput, SparseAutoencoder
+from saeno.sae.selection import keep_top_domain, pooled_keep_mask, relu_keep_pooled
 from saeno.sae.sparsity import Sparsity, TopK
 from saeno.sae.spectral import SpectralConv, from_modes, mix_selected, mix_spectrum, to_modes
 
@@ -72,16 +73,16 @@ DEFAULT_SPARSITY: dict[str, Any] = {
 def _pointwise(x: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
     """``out + weight x`` along dimension 1 of fields ``(B, in, *grid)``, ``weight (o, in)``.
 
-    One batched product per field on contiguous operands, accumulated into ``out`` (``torch.einsum``
-    on these shapes takes a permuted, copying path on CPU).
+    One batched product per field on contiguous operands, added to ``out`` (``torch.einsum`` on
+    these shapes takes a permuted, copying path on CPU). Out of place: an in-place product on a
+    view of ``out`` makes autograd copy the whole gradient slice by slice in the backward pass.
     """
     b, grid = x.shape[0], x.shape[2:]
     flat = x.reshape(b, x.shape[1], -1)
     if out is None:
         y = torch.matmul(weight, flat)
     else:
-        # in place: ``out`` is a fresh result whose producer does not keep it for its backward
-        y = out.reshape(b, weight.shape[0], -1).baddbmm_(weight.expand(b, -1, -1), flat)
+        y = torch.baddbmm(out.reshape(b, weight.shape[0], -1), weight.expand(b, -1, -1), flat)
     return y.view(b, weight.shape[0], *grid)
 
 
@@ -285,9 +286,10 @@ class SAEFNO(SparseAutoencoder):
         Same values and gradients as the base class (up to float summation order; the tests
         compare): the encoder runs densely (every concept is scored), then only the ``k`` kept
         concepts per sample are transformed, mixed in mode space and transformed back once, and the
-        pointwise decoder is a batched product over those ``k`` concepts. ``docs/sae_fno.md``
-        ("Speed") describes it. Other sparsities, peak picking and the L1 domain penalty take the
-        general path.
+        pointwise decoder is a batched product over those ``k`` concepts. When ``k`` is the number of
+        concepts (the default on dictionaries of up to 64 concepts) nothing is left out, and the
+        dense decoder runs without the gathers (:meth:`_select_all`). ``docs/speed.md`` describes
+        both. Other sparsities, peak picking and the L1 domain penalty take the general path.
         """
         sp = self.sparsity
         if type(sp) is not TopK or sp.group != "concept" or sp.domain_peaks is not None or sp.domain_l1 > 0:
@@ -300,8 +302,12 @@ class SAEFNO(SparseAutoencoder):
         inp = x if bias is None else x + (-bias)
         core = inp if self.lift is None else self.lift.up(inp)
         pre, spec = self._encode_parts(core)
-        vals, idx = self._select(pre, spec, core, sp)
-        y = self._decode_selected(vals, idx)
+        if sp.k >= pre.shape[1]:  # every concept is kept: the dense decoder, no gathers
+            vals, idx = self._select_all(pre, sp)
+            y = self._decode(vals, bias=True)
+        else:
+            vals, idx = self._select(pre, spec, core, sp)
+            y = self._decode_selected(vals, idx)
         if self.lift is not None:
             y = self.lift.down(y)
         if bias is not None:
@@ -323,7 +329,7 @@ class SAEFNO(SparseAutoencoder):
         sidx = idx.view(b, k, *([1] * (spec.dim() - 2))).expand(b, k, *spec.shape[2:])
         part = from_modes(spec.gather(1, sidx), grid, bias=self.b_e[idx])
         w = self.W_e[idx]  # (B, k, C)
-        vals = part.view(b, k, -1).baddbmm_(w, x.reshape(b, x.shape[1], -1)).relu()
+        vals = torch.baddbmm(part.view(b, k, -1), w, x.reshape(b, x.shape[1], -1)).relu()
         if sp.domain_frac is not None:
             pooled = sp.domain_pool == "sample"
             flat = vals.view(b, -1) if pooled else vals
@@ -333,9 +339,27 @@ class SAEFNO(SparseAutoencoder):
                 else max(1, math.ceil(sp.domain_frac * vals.shape[-1]))
             )
             if n < flat.shape[-1]:
-                keep = flat.detach().topk(n, dim=-1, sorted=False).indices
-                vals = (flat * torch.zeros_like(flat).scatter_(-1, keep, 1.0)).view_as(vals)
+                vals = (flat * pooled_keep_mask(flat.detach(), n)).view_as(vals)
         return vals.view(b, k, *grid), idx
+
+    def _select_all(self, pre: Tensor, sp: TopK) -> tuple[Tensor, Tensor]:
+        """:meth:`_select` when ``k`` is the number of concepts: the dense codes ``(B, p, *grid)``.
+
+        The concept selection still runs (its balancing offsets are updated as before), but every
+        concept is kept, so the codes are ``relu(pre)`` with the domain sparsity applied, in the
+        concepts' own order; the returned indices are ``0..p-1`` for every sample.
+        """
+        b, p = pre.shape[0], pre.shape[1]
+        sp.select_concepts(pre)  # the balancing update (every concept is chosen)
+        if sp.domain_frac is not None and sp.domain_pool == "sample":
+            n = sp.pooled_budget(pre[0, 0].numel())
+            vals = relu_keep_pooled(pre.reshape(b, -1), n).view_as(pre)
+        elif sp.domain_frac is not None:
+            vals = keep_top_domain(pre.relu(), sp.domain_frac)
+        else:
+            vals = pre.relu()
+        idx = torch.arange(p, device=pre.device).expand(b, p)
+        return vals, idx
 
     def _decode_selected(self, vals: Tensor, idx: Tensor) -> Tensor:
         """``_decode`` (with bias) of the codes that are ``vals`` on concepts ``idx``, zero elsewhere."""
@@ -345,7 +369,7 @@ class SAEFNO(SparseAutoencoder):
         y = from_modes(spec, grid, bias=self.b_d, gain=self.spectral_gain)
         if self.decoder_pointwise:
             w = self.W_d.T[idx].transpose(1, 2)  # (B, C, k)
-            y = y.view(b, y.shape[1], -1).baddbmm_(w, vals.reshape(b, k, -1)).view_as(y)
+            y = torch.baddbmm(y.view(b, y.shape[1], -1), w, vals.reshape(b, k, -1)).view_as(y)
         return y
 
     def _render(self, grid: tuple[int, ...]) -> Tensor:

@@ -27,7 +27,8 @@ def concept_scores(r: Tensor) -> Tensor:
     """
     if r.dim() <= 2:
         return r
-    return r.flatten(2).pow(2).mean(-1).sqrt()
+    flat = r.flatten(2)
+    return (flat * flat).mean(-1).sqrt()  # the same values as pow(2), without its slower path
 
 
 def expand_like(mask: Tensor, like: Tensor) -> Tensor:
@@ -82,8 +83,70 @@ def topk_codes(
 
 def keep_top_pooled(z: Tensor, n_keep: int) -> Tensor:
     """Keep, per sample, the ``n_keep`` largest values of ``z`` ``(B, p, *grid)`` over all concepts
-    and grid points together (one budget shared by the sample's concepts)."""
-    return z if z.dim() <= 2 else _keep_largest(z, z.flatten(1), max(1, int(n_keep)))
+    and grid points together (one budget shared by the sample's concepts).
+
+    ``z * mask`` with the mask of :func:`pooled_keep_mask` (the same values and gradients as
+    keeping the ``torch.topk`` entries, for the non-negative codes of the sparsity mechanisms).
+    """
+    if z.dim() <= 2:
+        return z
+    flat = z.flatten(1)
+    n = max(1, int(n_keep))
+    if n >= flat.shape[-1]:
+        return z
+    return (flat * pooled_keep_mask(flat.detach(), n)).view_as(z)
+
+
+class _Masked(torch.autograd.Function):
+    """``vals`` (computed by the caller as ``x * mask``) with the gradient ``g * mask`` for ``x``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, vals: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(mask)
+        return vals
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None
+
+
+def relu_keep_pooled(flat: Tensor, n: int) -> Tensor:
+    """``relu(flat)`` with only the ``n`` largest entries of each row ``(R, L)`` kept.
+
+    The same values and gradients as ``keep_top_pooled`` of ``relu(flat)`` (:func:`pooled_keep_mask`
+    on its rows). With the compiled selection, the ReLU, the selection and the masking are one pass
+    (:func:`saeno.sae.topk_kernel.relu_pooled`) and the backward is one product with the mask.
+    """
+    from saeno.sae import topk_kernel
+
+    if n >= flat.shape[-1]:
+        return flat.relu()
+    out = topk_kernel.relu_pooled(flat.detach(), n)
+    if out is None:
+        r = flat.relu()
+        return r * pooled_keep_mask(r.detach(), n)
+    vals, mask = out
+    return _Masked.apply(flat, vals, mask)
+
+
+def pooled_keep_mask(flat: Tensor, n: int) -> Tensor:
+    """0/1 mask (``flat``'s dtype) of the ``n`` largest entries of each row of ``flat`` ``(R, L)``.
+
+    On the CPU with numba (:func:`saeno.sae.topk_kernel.pooled_mask`) rows of non-negative values
+    take a compiled selection. Its kept set is the ``n`` largest entries, except that zeros are
+    never kept (a row with fewer than ``n`` positive entries keeps exactly those), and among entries
+    equal to the ``n``-th largest value the lower columns win. Elsewhere, ``torch.topk`` chooses
+    (on ties it leaves the choice open). For ReLU codes both give the same masked values and the
+    same gradients: a kept zero carries none.
+    """
+    from saeno.sae import topk_kernel  # numba is imported on first use only
+
+    mask = topk_kernel.pooled_mask(flat, n)
+    if mask is not None:
+        return mask
+    keep = flat.topk(n, dim=-1, sorted=False).indices
+    return torch.zeros_like(flat).scatter_(-1, keep, 1.0)
 
 
 def keep_top_domain(z: Tensor, frac: float) -> Tensor:

@@ -210,6 +210,15 @@ def _rowmajor(t: Tensor) -> Tensor:
     return t.contiguous()
 
 
+def _transposed(t: Tensor) -> Tensor:
+    """``t.transpose(1, 2)`` as a ``bmm`` operand: a view (BLAS reads it as column-major) on one
+    CPU thread or a GPU, a contiguous copy with several CPU threads (see :class:`_ContiguousBmm`)."""
+    view = t.transpose(1, 2)
+    if t.device.type != "cpu" or torch.get_num_threads() == 1:
+        return view
+    return view.contiguous()
+
+
 class _ComplexMix(torch.autograd.Function):
     """Per-mode complex channel mixing as one real batched product, forward and backward.
 
@@ -247,10 +256,10 @@ class _ComplexMix(torch.autograd.Function):
         g[:, :b, c_out:] = gi
         g[:, b:, :c_out] = gi
         torch.neg(gr, out=g[:, b:, c_out:])
-        grad_x = torch.bmm(g, w.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
+        grad_x = torch.bmm(g, _transposed(w)) if ctx.needs_input_grad[0] else None
         grad_w = None
         if ctx.needs_input_grad[1]:
-            gw = torch.bmm(x2.transpose(1, 2).contiguous(), g)  # (M, C_in, 2 C_out)
+            gw = torch.bmm(_transposed(x2), g)  # (M, C_in, 2 C_out)
             c_in = gw.shape[1]
             grad_w = gw.view(m, c_in, 2, c_out).permute(1, 3, 0, 2).reshape(ctx.shape)
         return grad_x, grad_w

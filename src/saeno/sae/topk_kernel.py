@@ -18,6 +18,7 @@ holding a NaN makes the whole call return ``None`` so that the caller falls back
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,146 @@ def _sparse_grads(
                     gw_dec[j, ch] += v * g[r, ch]
 
 
+def _select_kth(a: Any, m: int, k: int) -> Any:
+    """The ``k``-th smallest (0-based) of ``a[:m]``, reordering ``a[:m]`` in place.
+
+    Quickselect with a median-of-three pivot and a branch-free three-way split (below the pivot,
+    equal to it, above it), so runs of equal values end the search at once.
+    """
+    lo, hi = 0, m - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        x0, x1, x2 = a[lo], a[mid], a[hi]
+        if x0 > x1:
+            x0, x1 = x1, x0
+        if x1 > x2:
+            x1, x2 = x2, x1
+        if x0 > x1:
+            x0, x1 = x1, x0
+        piv = x1
+        s = lo
+        for i in range(lo, hi + 1):
+            v = a[i]
+            a[i] = a[s]
+            a[s] = v
+            s += v < piv
+        e = s
+        for i in range(s, hi + 1):
+            v = a[i]
+            a[i] = a[e]
+            a[e] = v
+            e += v == piv
+        if k < s:
+            hi = s - 1
+        elif k >= e:
+            lo = e
+        else:
+            return piv
+    return a[k]
+
+
+#: the selection :func:`_pooled_mask` calls (its compiled version once numba has compiled it)
+_select_kth_jit = _select_kth
+
+#: every ``SAMPLE_STRIDE``-th entry of a row estimates where its ``n``-th largest value lies
+SAMPLE_STRIDE = 32
+
+
+def _pooled_mask(x: Any, n: int, relu: bool, mask: Any, vals: Any, buf: Any, samp: Any) -> bool:
+    """Mask of the ``n`` largest entries of each row of ``x`` (see :func:`pooled_mask`).
+
+    ``relu``: negative entries are allowed (never kept) and ``vals`` receives the kept values
+    (zero elsewhere); otherwise a negative entry returns False and ``vals`` is not written.
+    """
+    rows, length = x.shape
+    stride = SAMPLE_STRIDE
+    zero = x[0, 0] * 0
+    rank = n / stride  # expected rank, from the top, of the n-th largest value in the sample
+    spread = 4.0 * math.sqrt(rank) + 4.0
+    r_hi = int(rank - spread)
+    r_lo = int(rank + spread) + 1
+    for r in range(rows):
+        # a bracket [t_lo, t_hi] that probably holds the n-th largest value, from a strided sample
+        ns = 0
+        for j in range(0, length, stride):
+            v = x[r, j]
+            samp[ns] = v
+            ns += v > 0
+        t_lo = zero
+        t_hi = zero + np.inf
+        if 1 <= r_hi <= ns:
+            t_hi = _select_kth_jit(samp, ns, ns - r_hi)
+        if r_lo <= ns:
+            t_lo = _select_kth_jit(samp, ns, ns - r_lo)
+        above = 0
+        inside = 0
+        pos = 0
+        bad = 0
+        for c in range(length):
+            a = x[r, c]
+            above += a > t_hi
+            inside += (a >= t_lo) & (a <= t_hi) & (a > 0)
+            pos += a > 0
+            bad += (a != a) | ((a < 0) & (not relu))  # NaN, or negative without relu
+        if bad:
+            return False
+        if pos <= n:  # every positive entry is kept (zeros are never needed)
+            t = zero
+            for c in range(length):
+                a = x[r, c]
+                keep = a > t
+                mask[r, c] = keep
+                if relu:
+                    vals[r, c] = a * keep
+            continue
+        lo = t_lo
+        if not (above < n <= above + inside):  # the sample missed: search every positive entry
+            above = 0
+            lo = zero
+            t_hi = zero + np.inf
+        # the candidates, in column order; blocks of 16 holding none are skipped
+        nb = 0
+        for c0 in range(0, length - 15, 16):
+            h = 0
+            for j in range(16):
+                a = x[r, c0 + j]
+                h += (a >= lo) & (a <= t_hi) & (a > 0)
+            if h:
+                for c in range(c0, c0 + 16):
+                    a = x[r, c]
+                    buf[nb] = a
+                    nb += (a >= lo) & (a <= t_hi) & (a > 0)
+        for c in range(length - length % 16, length):
+            a = x[r, c]
+            buf[nb] = a
+            nb += (a >= lo) & (a <= t_hi) & (a > 0)
+        t = _select_kth_jit(buf, nb, nb - (n - above))  # the row's n-th largest value
+        gt = above
+        eq = 0
+        for j in range(nb):
+            gt += buf[j] > t
+            eq += buf[j] == t
+        ties = n - gt  # entries equal to t that are kept
+        if eq == ties:
+            for c in range(length):
+                a = x[r, c]
+                keep = a >= t
+                mask[r, c] = keep
+                if relu:
+                    vals[r, c] = a * keep
+        else:  # more entries equal t than are kept: the lower columns win
+            for c in range(length):
+                a = x[r, c]
+                keep = a > t
+                if a == t and ties > 0:
+                    keep = True
+                    ties -= 1
+                mask[r, c] = keep
+                if relu:
+                    vals[r, c] = a * keep
+    return True
+
+
 _JIT = {"nogil": True, "boundscheck": False, "cache": True}
 _KERNELS: Any = None
 
@@ -136,7 +277,13 @@ def _kernels() -> Any:
     global _KERNELS
     if _KERNELS is None:
         nb = _numba_module()
-        _KERNELS = (nb.njit(**_JIT)(_topk_rows), nb.njit(**_JIT)(_sparse_grads))
+        global _select_kth_jit
+        _select_kth_jit = nb.njit(**_JIT)(_select_kth)  # resolved when _pooled_mask compiles
+        _KERNELS = (
+            nb.njit(**_JIT)(_topk_rows),
+            nb.njit(**_JIT)(_sparse_grads),
+            nb.njit(**_JIT)(_pooled_mask),
+        )
     return _KERNELS
 
 
@@ -247,4 +394,82 @@ def sparse_grads(
     return gw_enc_t, gw_dec, gb_enc
 
 
-__all__ = ["LANES", "MAX_THREADS", "applies", "available", "sparse_grads", "topk_rows"]
+def _pooled_applies(x: Tensor, n: int) -> bool:
+    return (
+        available()
+        and x.device.type == "cpu"
+        and x.dim() == 2
+        and x.dtype in (torch.float32, torch.float64)
+        and not x.requires_grad
+        and 1 <= n < x.shape[1]
+        and x.numel() > 0
+        and torch.get_num_threads() <= MAX_THREADS
+    )
+
+
+def _run_pooled(x: Tensor, n: int, relu: bool) -> tuple[Tensor, Tensor] | None:
+    if not _pooled_applies(x, n):
+        return None
+    x = x.contiguous()
+    xn = x.numpy()
+    mask = torch.empty_like(x)
+    vals = torch.empty_like(x) if relu else x.new_empty((1, 1))
+    buf = np.empty(x.shape[1], xn.dtype)
+    samp = np.empty(x.shape[1] // SAMPLE_STRIDE + 1, xn.dtype)
+    if not _kernels()[2](xn, int(n), relu, mask.numpy(), vals.numpy(), buf, samp):
+        return None
+    return mask, vals
+
+
+def pooled_mask(x: Tensor, n: int) -> Tensor | None:
+    """0/1 mask (``x``'s dtype) of the ``n`` largest entries of each row of ``x``, or None to fall back.
+
+    The kept set is exactly the ``n`` largest entries of the row, as ``torch.topk`` keeps them, except
+    that zeros are never kept: a row with at most ``n`` positive entries keeps exactly those. For
+    non-negative codes whose zeros carry no gradient (ReLU) the masked codes and their gradients are
+    the same. Among entries equal to the ``n``-th largest value the lower columns win
+    (``torch.topk`` leaves that choice open).
+
+    How: every ``SAMPLE_STRIDE``-th entry of the row gives a bracket that probably holds the
+    ``n``-th largest value (the sample's order statistics four standard deviations either side of
+    the expected rank). One pass counts the entries above and inside the bracket; when the bracket
+    does hold the ``n``-th value, only the entries inside it (a few percent of the row) are copied
+    and searched by quickselect, otherwise all positive entries are. One more pass writes the mask.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(R, L)`` float32 or float64 CPU tensor, non-negative (detached).
+    n : int
+        Entries kept per row, ``1 <= n < L``.
+
+    Returns
+    -------
+    Tensor or None
+        ``(R, L)`` mask; None when numba is absent or disabled, the tensor is not a CPU float
+        tensor, more than :data:`MAX_THREADS` threads run, or a row holds a negative value or a NaN.
+    """
+    out = _run_pooled(x, n, relu=False)
+    return None if out is None else out[0]
+
+
+def relu_pooled(x: Tensor, n: int) -> tuple[Tensor, Tensor] | None:
+    """``(relu(x) * mask, mask)`` with ``mask = pooled_mask(relu(x), n)``, in one pass, or None.
+
+    As :func:`pooled_mask` of ``relu(x)`` (negative entries are never kept), without forming
+    ``relu(x)``; None in the same cases, except that negative entries are allowed.
+    """
+    out = _run_pooled(x, n, relu=True)
+    return None if out is None else (out[1], out[0])
+
+
+__all__ = [
+    "LANES",
+    "MAX_THREADS",
+    "applies",
+    "available",
+    "pooled_mask",
+    "relu_pooled",
+    "sparse_grads",
+    "topk_rows",
+]
