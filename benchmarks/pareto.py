@@ -18,10 +18,16 @@ dictionaries (atoms at the training grid, code maps of the first 16 held-out sam
 ``--dicts`` for the stability analysis (``--report``: Hungarian-matched ``|cos|`` of atoms across seeds,
 correlation of matched code maps, share of atoms reproduced at ``|cos| >= 0.9``).
 
+``--both-grids`` trains every variant on the training grid and twice it (:class:`saeno.train.MultiGrid`,
+batches alternating between the grids, equal points per batch unless ``--grid-batches fields``), with
+the same steps and batch size (counted at the coarse grid) as the one-grid run; ``--unseen R ...`` also
+scores on ``test_R.zarr`` stores of grids no model trained on.
+
 Example (the runs behind ``benchmarks/results/pareto.md``)::
 
-    python benchmarks/pareto.py capture --out /tmp/darcy       # stores (train 400 @32, test 100 @32, @64)
+    python benchmarks/pareto.py capture --out /tmp/darcy       # stores (train 400 and test 100, @32 and @64)
     python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --seeds 0 1 2 --out rows.jsonl
+    python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --both-grids --unseen 16 128 --out rows.jsonl
     python benchmarks/pareto.py report --rows rows.jsonl --dicts dicts --md pareto.md --plot pareto.png
 """
 
@@ -32,6 +38,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,15 +50,16 @@ VARIANTS = ("fno", "fno-nobias", "sae", "sae-bias")
 def capture(
     out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100, hook: str = HOOK
 ) -> None:
-    """Capture the demo's stores for ``zoo``: train at its grid, test at its grid and twice it."""
+    """Capture the demo's stores for ``zoo``: train and test at its grid and at twice it."""
     import saeno
 
     model = saeno.zoo.load(zoo, progress=False).eval()
     res = int(model.saeno_config["resolution"])
     pde = model.saeno_config.get("dataset", zoo.split("-fno")[0])
     hooked = saeno.HookedOperator(model)
-    train = saeno.datasets.load(pde, split="train", resolution=res, n=n_train, progress=False)
-    saeno.capture(hooked, train, [hook], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
+    for r in (res, 2 * res):  # the same training inputs at the training grid and at twice it
+        train = saeno.datasets.load(pde, split="train", resolution=r, n=n_train, progress=False)
+        saeno.capture(hooked, train, [hook], f"{out}/train_{r}.zarr", progress=False, overwrite=True)
     for r in (res, 2 * res):
         ds = saeno.datasets.load(pde, split="test", resolution=r, n=n_test, progress=False)
         saeno.capture(hooked, ds, [hook], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
@@ -97,16 +105,24 @@ def run(args: argparse.Namespace) -> None:
     from saeno.store import ActivationStore
 
     stores = Path(args.stores)
-    train_path = min(stores.glob("train_*.zarr"))
-    res = int(train_path.stem.split("_")[1])
-    train = ActivationStore.open(train_path)
+    res = min(int(p.stem.split("_")[1]) for p in stores.glob("train_*.zarr"))
+    train_path = stores / f"train_{res}.zarr"
+    train: Any = ActivationStore.open(train_path)
+    if args.both_grids:  # every variant on the training grid and twice it, equal points per batch
+        from saeno.train import MultiGrid
+
+        fine = stores / f"train_{2 * res}.zarr"
+        if not fine.exists():
+            raise SystemExit(f"--both-grids needs {fine}: rerun `pareto.py capture`")
+        train = MultiGrid([train, ActivationStore.open(fine)], grid_batches=args.grid_batches)
     test = ActivationStore.open(stores / f"test_{res}.zarr")
-    other = ActivationStore.open(stores / f"test_{2 * res}.zarr")
+    others = [ActivationStore.open(stores / f"test_{2 * res}.zarr")]
+    others += [ActivationStore.open(stores / f"test_{r}.zarr") for r in args.unseen]
     fno = saeno.zoo.load(args.zoo, progress=False)
     hooked = saeno.HookedOperator(fno).eval()
     hook = args.hook
     modes = args.modes or int(fno.saeno_config["fno"]["n_modes"][0])
-    info = train.hook_info(hook)
+    info = ActivationStore.open(train_path).hook_info(hook)
     channels, ndim = int(info["shape"][0]), len(info["shape"]) - 1
     dicts = Path(args.dicts) if args.dicts else None
     for c in args.k:
@@ -149,13 +165,14 @@ def run(args: argparse.Namespace) -> None:
                     test,
                     hook,
                     hooked=hooked,
-                    other_stores=[] if args.no_other else [other],
+                    other_stores=[] if args.no_other else others,
                     progress=False,
                 )
                 row = {
                     "zoo": args.zoo,
                     "hook": hook,
                     "variant": variant + (args.tag or ""),
+                    "train_grids": [res, 2 * res] if args.both_grids else [res],
                     "c": c,
                     "seed": seed,
                     "steps": steps,
@@ -385,6 +402,25 @@ def main() -> None:
     r.add_argument("--sae-bias-modes", type=int, default=None, help="bias-field modes of sae-bias")
     r.add_argument("--tag", default=None, help="suffix of the variant name in the rows")
     r.add_argument("--no-other", action="store_true", help="skip the evaluation at twice the grid")
+    r.add_argument(
+        "--both-grids",
+        action="store_true",
+        help="train every variant on train_RES and train_2RES (saeno.train.MultiGrid), same steps",
+    )
+    r.add_argument(
+        "--grid-batches",
+        default="points",
+        choices=["points", "fields"],
+        help="with --both-grids: equal points per batch (default) or equal fields",
+    )
+    r.add_argument(
+        "--unseen",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="R",
+        help="also evaluate on test_R.zarr (grids no model trained on)",
+    )
     s = sub.add_parser("report")
     s.add_argument("--rows", required=True, nargs="+")
     s.add_argument("--dicts", default=None)
