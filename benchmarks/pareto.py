@@ -29,6 +29,7 @@ Example (the runs behind ``benchmarks/results/pareto.md``)::
     python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --seeds 0 1 2 --out rows.jsonl
     python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --both-grids --unseen 16 128 --out rows.jsonl
     python benchmarks/pareto.py report --rows rows.jsonl --dicts dicts --md pareto.md --plot pareto.png
+    python benchmarks/pareto.py compare --rows rows.jsonl --variants fno sae-bias   # the ratios per grid
 """
 
 from __future__ import annotations
@@ -372,6 +373,47 @@ def report(args: argparse.Namespace) -> None:
         fig.savefig(args.plot, dpi=110)
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Per seed and grid: output change of two variants, their ratio, and each grid's over the first.
+
+    The acceptance figures of issue 14: ``A / B`` (the SAE-FNO against the pointwise SAE, target at most
+    0.8) and ``grid / training grid`` per variant (target at most 1.1).
+    """
+    rows = [json.loads(line) for f in args.rows for line in Path(f).read_text().splitlines() if line.strip()]
+    by = {(r["variant"], r["seed"]): r for r in rows if r["c"] == args.c}
+    a, b = args.variants
+    seeds = sorted({s for v, s in by if v == a} & {s for v, s in by if v == b})
+    if not seeds:
+        raise SystemExit(f"no seed has rows of both {a} and {b} at c={args.c}")
+    grids = [k for k in by[(a, seeds[0])] if isinstance(by[(a, seeds[0])][k], dict) and k[0].isdigit()]
+    first = grids[0]
+    lines = [
+        f"| grid | {a} | {b} | {a} / {b} (per seed) | {a}: grid / {first} | {b}: grid / {first} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in grids:
+        oa = [by[(a, s)][g]["output_change"] for s in seeds]
+        ob = [by[(b, s)][g]["output_change"] for s in seeds]
+        ra = [by[(a, s)][g]["output_change"] / by[(a, s)][first]["output_change"] for s in seeds]
+        rb = [by[(b, s)][g]["output_change"] / by[(b, s)][first]["output_change"] for s in seeds]
+        ratio = [x / y for x, y in zip(oa, ob)]
+
+        def cell(v: list[float], d: int = 4) -> str:
+            m, h = _mean_ci(v)
+            return f"{m:.{d}f} ± {h:.{d}f}"
+
+        per_seed = ", ".join(f"{x:.2f}" for x in ratio)
+        lines.append(
+            f"| {g} | {cell(oa)} | {cell(ob)} | {np.mean(oa) / np.mean(ob):.2f} ({per_seed}) | "
+            f"{np.mean(oa) / np.mean([by[(a, s)][first]['output_change'] for s in seeds]):.2f} "
+            f"({', '.join(f'{x:.2f}' for x in ra)}) | "
+            f"{np.mean(ob) / np.mean([by[(b, s)][first]['output_change'] for s in seeds]):.2f} "
+            f"({', '.join(f'{x:.2f}' for x in rb)}) |"
+        )
+    print(f"seeds {seeds}, c = {args.c}\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -426,11 +468,17 @@ def main() -> None:
     s.add_argument("--dicts", default=None)
     s.add_argument("--md", default=None)
     s.add_argument("--plot", default=None)
+    m = sub.add_parser("compare", help="output-change ratios of two variants, per grid and seed")
+    m.add_argument("--rows", required=True, nargs="+")
+    m.add_argument("--variants", required=True, nargs=2, metavar=("A", "B"))
+    m.add_argument("--c", type=int, default=4)
     args = p.parse_args()
     if args.cmd == "capture":
         capture(args.out, args.zoo, args.n_train, args.n_test, args.hook)
     elif args.cmd == "run":
         run(args)
+    elif args.cmd == "compare":
+        compare(args)
     else:
         report(args)
 
