@@ -14,6 +14,11 @@ It also prints how far the FNO's own activations move between the grids (64x64 l
 against the 32x32 capture). Stores: ``python benchmarks/pareto.py capture --out DIR``.
 
     python benchmarks/grid_transfer.py --stores /tmp/quality/darcy --seed 1
+
+``--time-steps`` instead times 100 training steps of the default SAE-FNO on one grid and on both
+(``saeno.train.MultiGrid`` with equal points and with equal fields per batch), alternating, twice:
+
+    python benchmarks/grid_transfer.py --stores /tmp/multires/darcy --time-steps
 """
 
 from __future__ import annotations
@@ -36,6 +41,33 @@ def resample(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.fft.irfft2(out, s=(n, n), norm="forward")
 
 
+def time_steps(stores: str, steps: int = 100) -> None:
+    """Wall time of ``steps`` training steps on 32x32, and on 32x32 + 64x64 under both batch rules."""
+    import time
+    import warnings
+
+    import saeno
+    from saeno.sae import SAEFNO
+    from saeno.store import ActivationStore
+    from saeno.train import MultiGrid
+
+    warnings.simplefilter("ignore")
+    t32 = torch.from_numpy(ActivationStore.open(f"{stores}/train_32.zarr").read(HOOK)).float()
+    t64 = torch.from_numpy(ActivationStore.open(f"{stores}/train_64.zarr").read(HOOK)).float()
+    cases = [
+        ("one grid", t32),
+        ("both, equal points", MultiGrid([t32, t64])),
+        ("both, equal fields", MultiGrid([t32, t64], grid_batches="fields")),
+    ]
+    for rep in range(2):
+        for name, data in cases:
+            torch.manual_seed(0)
+            sae = SAEFNO(t32.shape[1], 64, ndim=2, modes=8)
+            t0 = time.perf_counter()
+            saeno.train_sae(sae, data, steps=steps, batch_size=16, progress=False)
+            print(f"run {rep}: {name:20s} {time.perf_counter() - t0:.1f} s / {steps} steps", flush=True)
+
+
 def main() -> None:
     import saeno
     from saeno.sae import SAEFNO
@@ -45,7 +77,11 @@ def main() -> None:
     ap.add_argument("--stores", required=True, help="folder with train_32.zarr, test_32.zarr, test_64.zarr")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--time-steps", action="store_true", help="time training steps on one and two grids")
     args = ap.parse_args()
+    if args.time_steps:
+        time_steps(args.stores)
+        return
     train = ActivationStore.open(f"{args.stores}/train_32.zarr")
     t32 = torch.from_numpy(ActivationStore.open(f"{args.stores}/test_32.zarr").read(HOOK)).float()
     t64 = torch.from_numpy(ActivationStore.open(f"{args.stores}/test_64.zarr").read(HOOK)).float()

@@ -18,11 +18,18 @@ dictionaries (atoms at the training grid, code maps of the first 16 held-out sam
 ``--dicts`` for the stability analysis (``--report``: Hungarian-matched ``|cos|`` of atoms across seeds,
 correlation of matched code maps, share of atoms reproduced at ``|cos| >= 0.9``).
 
+``--both-grids`` trains every variant on the training grid and twice it (:class:`saeno.train.MultiGrid`,
+batches alternating between the grids, equal points per batch unless ``--grid-batches fields``), with
+the same steps and batch size (counted at the coarse grid) as the one-grid run; ``--unseen R ...`` also
+scores on ``test_R.zarr`` stores of grids no model trained on.
+
 Example (the runs behind ``benchmarks/results/pareto.md``)::
 
-    python benchmarks/pareto.py capture --out /tmp/darcy       # stores (train 400 @32, test 100 @32, @64)
+    python benchmarks/pareto.py capture --out /tmp/darcy       # stores (train 400 and test 100, @32 and @64)
     python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --seeds 0 1 2 --out rows.jsonl
+    python benchmarks/pareto.py run --stores /tmp/darcy --k 4 --both-grids --unseen 16 128 --out rows.jsonl
     python benchmarks/pareto.py report --rows rows.jsonl --dicts dicts --md pareto.md --plot pareto.png
+    python benchmarks/pareto.py compare --rows rows.jsonl --variants fno sae-bias   # the ratios per grid
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,15 +51,16 @@ VARIANTS = ("fno", "fno-nobias", "sae", "sae-bias")
 def capture(
     out: str, zoo: str = "darcy-fno", n_train: int = 400, n_test: int = 100, hook: str = HOOK
 ) -> None:
-    """Capture the demo's stores for ``zoo``: train at its grid, test at its grid and twice it."""
+    """Capture the demo's stores for ``zoo``: train and test at its grid and at twice it."""
     import saeno
 
     model = saeno.zoo.load(zoo, progress=False).eval()
     res = int(model.saeno_config["resolution"])
     pde = model.saeno_config.get("dataset", zoo.split("-fno")[0])
     hooked = saeno.HookedOperator(model)
-    train = saeno.datasets.load(pde, split="train", resolution=res, n=n_train, progress=False)
-    saeno.capture(hooked, train, [hook], f"{out}/train_{res}.zarr", progress=False, overwrite=True)
+    for r in (res, 2 * res):  # the same training inputs at the training grid and at twice it
+        train = saeno.datasets.load(pde, split="train", resolution=r, n=n_train, progress=False)
+        saeno.capture(hooked, train, [hook], f"{out}/train_{r}.zarr", progress=False, overwrite=True)
     for r in (res, 2 * res):
         ds = saeno.datasets.load(pde, split="test", resolution=r, n=n_test, progress=False)
         saeno.capture(hooked, ds, [hook], f"{out}/test_{r}.zarr", progress=False, overwrite=True)
@@ -97,16 +106,24 @@ def run(args: argparse.Namespace) -> None:
     from saeno.store import ActivationStore
 
     stores = Path(args.stores)
-    train_path = min(stores.glob("train_*.zarr"))
-    res = int(train_path.stem.split("_")[1])
-    train = ActivationStore.open(train_path)
+    res = min(int(p.stem.split("_")[1]) for p in stores.glob("train_*.zarr"))
+    train_path = stores / f"train_{res}.zarr"
+    train: Any = ActivationStore.open(train_path)
+    if args.both_grids:  # every variant on the training grid and twice it, equal points per batch
+        from saeno.train import MultiGrid
+
+        fine = stores / f"train_{2 * res}.zarr"
+        if not fine.exists():
+            raise SystemExit(f"--both-grids needs {fine}: rerun `pareto.py capture`")
+        train = MultiGrid([train, ActivationStore.open(fine)], grid_batches=args.grid_batches)
     test = ActivationStore.open(stores / f"test_{res}.zarr")
-    other = ActivationStore.open(stores / f"test_{2 * res}.zarr")
+    others = [ActivationStore.open(stores / f"test_{2 * res}.zarr")]
+    others += [ActivationStore.open(stores / f"test_{r}.zarr") for r in args.unseen]
     fno = saeno.zoo.load(args.zoo, progress=False)
     hooked = saeno.HookedOperator(fno).eval()
     hook = args.hook
     modes = args.modes or int(fno.saeno_config["fno"]["n_modes"][0])
-    info = train.hook_info(hook)
+    info = ActivationStore.open(train_path).hook_info(hook)
     channels, ndim = int(info["shape"][0]), len(info["shape"]) - 1
     dicts = Path(args.dicts) if args.dicts else None
     for c in args.k:
@@ -149,13 +166,14 @@ def run(args: argparse.Namespace) -> None:
                     test,
                     hook,
                     hooked=hooked,
-                    other_stores=[] if args.no_other else [other],
+                    other_stores=[] if args.no_other else others,
                     progress=False,
                 )
                 row = {
                     "zoo": args.zoo,
                     "hook": hook,
                     "variant": variant + (args.tag or ""),
+                    "train_grids": [res, 2 * res] if args.both_grids else [res],
                     "c": c,
                     "seed": seed,
                     "steps": steps,
@@ -355,6 +373,47 @@ def report(args: argparse.Namespace) -> None:
         fig.savefig(args.plot, dpi=110)
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Per seed and grid: output change of two variants, their ratio, and each grid's over the first.
+
+    The acceptance figures of issue 14: ``A / B`` (the SAE-FNO against the pointwise SAE, target at most
+    0.8) and ``grid / training grid`` per variant (target at most 1.1).
+    """
+    rows = [json.loads(line) for f in args.rows for line in Path(f).read_text().splitlines() if line.strip()]
+    by = {(r["variant"], r["seed"]): r for r in rows if r["c"] == args.c}
+    a, b = args.variants
+    seeds = sorted({s for v, s in by if v == a} & {s for v, s in by if v == b})
+    if not seeds:
+        raise SystemExit(f"no seed has rows of both {a} and {b} at c={args.c}")
+    grids = [k for k in by[(a, seeds[0])] if isinstance(by[(a, seeds[0])][k], dict) and k[0].isdigit()]
+    first = grids[0]
+    lines = [
+        f"| grid | {a} | {b} | {a} / {b} (per seed) | {a}: grid / {first} | {b}: grid / {first} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in grids:
+        oa = [by[(a, s)][g]["output_change"] for s in seeds]
+        ob = [by[(b, s)][g]["output_change"] for s in seeds]
+        ra = [by[(a, s)][g]["output_change"] / by[(a, s)][first]["output_change"] for s in seeds]
+        rb = [by[(b, s)][g]["output_change"] / by[(b, s)][first]["output_change"] for s in seeds]
+        ratio = [x / y for x, y in zip(oa, ob)]
+
+        def cell(v: list[float], d: int = 4) -> str:
+            m, h = _mean_ci(v)
+            return f"{m:.{d}f} ± {h:.{d}f}"
+
+        per_seed = ", ".join(f"{x:.2f}" for x in ratio)
+        lines.append(
+            f"| {g} | {cell(oa)} | {cell(ob)} | {np.mean(oa) / np.mean(ob):.2f} ({per_seed}) | "
+            f"{np.mean(oa) / np.mean([by[(a, s)][first]['output_change'] for s in seeds]):.2f} "
+            f"({', '.join(f'{x:.2f}' for x in ra)}) | "
+            f"{np.mean(ob) / np.mean([by[(b, s)][first]['output_change'] for s in seeds]):.2f} "
+            f"({', '.join(f'{x:.2f}' for x in rb)}) |"
+        )
+    print(f"seeds {seeds}, c = {args.c}\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -385,16 +444,41 @@ def main() -> None:
     r.add_argument("--sae-bias-modes", type=int, default=None, help="bias-field modes of sae-bias")
     r.add_argument("--tag", default=None, help="suffix of the variant name in the rows")
     r.add_argument("--no-other", action="store_true", help="skip the evaluation at twice the grid")
+    r.add_argument(
+        "--both-grids",
+        action="store_true",
+        help="train every variant on train_RES and train_2RES (saeno.train.MultiGrid), same steps",
+    )
+    r.add_argument(
+        "--grid-batches",
+        default="points",
+        choices=["points", "fields"],
+        help="with --both-grids: equal points per batch (default) or equal fields",
+    )
+    r.add_argument(
+        "--unseen",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="R",
+        help="also evaluate on test_R.zarr (grids no model trained on)",
+    )
     s = sub.add_parser("report")
     s.add_argument("--rows", required=True, nargs="+")
     s.add_argument("--dicts", default=None)
     s.add_argument("--md", default=None)
     s.add_argument("--plot", default=None)
+    m = sub.add_parser("compare", help="output-change ratios of two variants, per grid and seed")
+    m.add_argument("--rows", required=True, nargs="+")
+    m.add_argument("--variants", required=True, nargs=2, metavar=("A", "B"))
+    m.add_argument("--c", type=int, default=4)
     args = p.parse_args()
     if args.cmd == "capture":
         capture(args.out, args.zoo, args.n_train, args.n_test, args.hook)
     elif args.cmd == "run":
         run(args)
+    elif args.cmd == "compare":
+        compare(args)
     else:
         report(args)
 

@@ -20,7 +20,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a sparse autoencoder on the activations of one hook and save it as a "
         "folder (cfg.json + sae_weights.safetensors, checkpoints in OUT/checkpoints).",
     )
-    p.add_argument("--store", required=True, help="activation store written by `saeno capture`")
+    p.add_argument(
+        "--store",
+        required=True,
+        action="append",
+        metavar="STORE",
+        help="activation store written by `saeno capture`; repeat it to train on several grids (the same "
+        "hook of the same model captured at each grid; batches alternate between them, equal points "
+        "per batch, see docs/sae_fno.md)",
+    )
     p.add_argument(
         "--arch",
         choices=sorted(set(ARCHS)),
@@ -149,15 +157,58 @@ def build_sae(args: argparse.Namespace, channels: int, grid: tuple[int, ...]):
     return SAEFNO(channels, args.concepts, ndim=len(grid), modes=args.modes, **common)
 
 
+def open_training_stores(paths: list[str], hook: str | None, arch: str) -> tuple[list, str]:
+    """The stores of the ``--store`` flags and the hook to train on, checked against each other.
+
+    Several stores are several grids of one hook of one model (``saeno.train.MultiGrid``).
+    """
+    from saeno.errors import SaenoError
+    from saeno.store import ActivationStore
+    from saeno.train.data import resolve_hook
+
+    stores = [ActivationStore.open(p) for p in paths]
+    if len(stores) == 1:
+        return stores, resolve_hook(stores[0], hook)
+    from saeno.distributed.env import launched_by_torchrun
+
+    if arch in ("flat", "supervised"):
+        raise SaenoError(f"--arch {arch} trains on one grid: give one --store (several are for sae, sae-fno)")
+    if launched_by_torchrun():
+        raise SaenoError("several --store flags do not run under torchrun yet: run them as one process")
+    hooks = []
+    for path, store in zip(paths, stores):
+        try:
+            hooks.append(resolve_hook(store, hook))
+        except SaenoError as exc:
+            raise type(exc)(f"--store {path}: {exc}") from None
+    if len(set(hooks)) > 1:
+        raise SaenoError(
+            f"the --store flags hold different hooks ({', '.join(sorted(set(hooks)))}): pass --hook NAME "
+            "naming one hook that every store holds"
+        )
+    shapes = [tuple(s.hook_info(hooks[0])["shape"]) for s in stores]
+    if len({(sh[0], len(sh)) for sh in shapes}) > 1:
+        listed = ", ".join(
+            f"{p}: {sh[0]} channels on {'x'.join(map(str, sh[1:]))}" for p, sh in zip(paths, shapes)
+        )
+        raise SaenoError(
+            f"the --store flags hold different activations at {hooks[0]} ({listed}): every --store must "
+            "be the same hook of the same model, captured at different grids"
+        )
+    prints = {getattr(s, "fingerprint", None) for s in stores} - {None}
+    if len(prints) > 1:
+        raise SaenoError("the --store flags were captured from different models: give stores of one model")
+    return stores, hooks[0]
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, save and print a summary."""
-    from saeno.store import ActivationStore
     from saeno.train.checkpoint import save_sae
-    from saeno.train.data import resolve_hook
     from saeno.train.trainer import ConvergenceWarning, train_sae
 
-    store = ActivationStore.open(args.store)
-    hook = resolve_hook(store, args.hook)
+    stores, hook = open_training_stores(args.store, args.hook, ARCHS[args.arch])
+    store = stores[0]
+    data = stores[0] if len(stores) == 1 else stores
     from saeno.distributed.env import launched_by_torchrun
 
     if launched_by_torchrun() and ARCHS[args.arch] == "supervised":
@@ -200,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
     if ARCHS[args.arch] == "sae-fno":
         from saeno.cli.validate import check_modes
 
-        check_modes(args.modes, grid)
+        for other in stores:  # every training grid must resolve the modes
+            check_modes(args.modes, tuple(other.hook_info(hook)["shape"][1:]))
     import torch
 
     torch.manual_seed(args.seed)  # the SAE's initial weights depend on the seed too
@@ -209,16 +261,17 @@ def run(args: argparse.Namespace) -> int:
     if launched_by_torchrun():  # torchrun --nproc-per-node N -m saeno train ...
         from saeno.distributed.cli import train_from_args
 
+        args.store = args.store[0]  # one store here: several are refused under torchrun
         return train_from_args(args, sae, store, hook, out)
     config = config_from_args(args, out, hook=hook)
     with warnings.catch_warnings():  # the summary prints them
         warnings.simplefilter("ignore", ConvergenceWarning)
-        res = train_sae(sae, store, config)
+        res = train_sae(sae, data, config)
     save_sae(
         res.sae,
         out,
         metadata={
-            "store": str(args.store),
+            "store": str(args.store[0]) if len(args.store) == 1 else [str(p) for p in args.store],
             "steps": res.steps,
             "samples": res.samples,
             "train_config": config.record(),

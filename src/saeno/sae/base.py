@@ -341,22 +341,31 @@ class SparseAutoencoder(nn.Module):
         Parameters
         ----------
         batches : iterable of Tensor
-            Raw field batches ``(B, C, *grid)`` (one grid); the normalisation must be set first.
+            Raw field batches ``(B, C, *grid)``, at one grid or several; the normalisation must be set
+            first. With several grids the mean field of each is projected onto the bias field's modes
+            and the coefficients are averaged with equal weight per grid (each mode over the grids that
+            resolve it): the fit is made in mode space, where every grid describes the same function.
         max_batches : int, optional
             Use at most this many batches.
         """
         if self.bias_field is None:
             return
-        total, count = None, 0
+        sums: dict[tuple[int, ...], list[Any]] = {}  # grid -> [sum over samples, count]
         for i, a in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break
             x = self.normalize(torch.as_tensor(a).to(self.norm_mean.device)).double()
-            total = x.sum(0) if total is None else total + x.sum(0)
-            count += x.shape[0]
-        if total is None:
+            if x.dim() != 2 + self.bias_field.ndim:
+                raise ShapeError(
+                    f"fitting a {self.bias_field.ndim}D bias field needs fields (B, C, *grid), got a "
+                    f"batch of shape {tuple(x.shape)}"
+                )
+            entry = sums.setdefault(tuple(x.shape[2:]), [0.0, 0])
+            entry[0] = entry[0] + x.sum(0)
+            entry[1] += x.shape[0]
+        if not sums:
             raise SaenoError("no batches to fit the bias field from")
-        self.bias_field.fit_(total / count)
+        self.bias_field.fit_([total / count for total, count in sums.values()])
 
     def mean_field(self, resolution: int | tuple[int, ...]) -> Tensor:
         """The bias field rendered on a grid in raw units, ``(C, *grid)`` (complex when declared)."""

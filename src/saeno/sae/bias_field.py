@@ -13,6 +13,8 @@ training mean field (:meth:`BiasField.fit_`) and trained with the rest of the mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -72,20 +74,56 @@ class BiasField(nn.Module):
         return torch.fft.irfftn(spec, s=grid, dim=dims, norm="forward").unsqueeze(0)
 
     @torch.no_grad()
-    def fit_(self, mean_field: Tensor) -> None:
-        """Set the coefficients to the band-limited projection of ``mean_field`` ``(C, *grid)``.
+    def project(self, mean_field: Tensor) -> tuple[Tensor, Tensor]:
+        """The grid-free coefficients of ``mean_field`` ``(C, *grid)`` and which of them it holds.
 
-        The projection keeps the Fourier coefficients ``|w| < K`` of the sampled field (the
-        least-squares fit on that grid); for a field that is band-limited to those modes it is exact
-        at any resolution that resolves them.
+        Returns the complex coefficients ``(C, 2K-1, ..., K)`` of the field's kept modes (the
+        least-squares fit on that grid) and a boolean mask of the mode slots the grid resolves (a grid
+        with fewer than ``2K - 1`` points per dimension holds fewer modes).
         """
         grid = tuple(mean_field.shape[1:])
+        if len(grid) != self.ndim:
+            raise ValueError(f"the bias field is {self.ndim}D, got a mean field on grid {grid}")
         dims = tuple(range(1, 1 + self.ndim))
         spec = torch.fft.rfftn(mean_field.to(self.coef.dtype), dim=dims, norm="forward")
         fft_idx, w_idx = self._index(grid, self.coef.device)
         w = torch.zeros_like(torch.view_as_complex(self.coef))
         w[(slice(None), *w_idx)] = spec.to(self.coef.device)[(slice(None), *fft_idx)]
-        self.coef.copy_(torch.view_as_real(w))
+        held = torch.zeros(w.shape[1:], dtype=torch.bool, device=w.device)
+        held[w_idx] = True
+        return w, held
+
+    @torch.no_grad()
+    def fit_(self, mean_field: Tensor | Sequence[Tensor], weights: Sequence[float] | None = None) -> None:
+        """Set the coefficients to the band-limited projection of one or several mean fields.
+
+        Parameters
+        ----------
+        mean_field : Tensor or sequence of Tensor
+            ``(C, *grid)``, or one such field per grid (the grids may differ).
+        weights : sequence of float, optional
+            Weight of each field (default: equal). Each mode's coefficient is the weighted mean over
+            the fields whose grid resolves it, so the fit is done in mode space, where the
+            coefficients of every grid describe the same function.
+
+        The projection keeps the Fourier coefficients ``|w| < K`` of the sampled field (the
+        least-squares fit on that grid); for a field that is band-limited to those modes it is exact
+        at any resolution that resolves them.
+        """
+        fields = [mean_field] if isinstance(mean_field, Tensor) else list(mean_field)
+        if not fields:
+            raise ValueError("fit_ needs at least one mean field")
+        wts = [1.0] * len(fields) if weights is None else [float(x) for x in weights]
+        if len(wts) != len(fields):
+            raise ValueError(f"{len(fields)} mean fields but {len(wts)} weights")
+        total = torch.zeros_like(torch.view_as_complex(self.coef))
+        weight = torch.zeros(total.shape[1:], dtype=self.coef.dtype, device=total.device)
+        for field, wt in zip(fields, wts):
+            w, held = self.project(field)
+            total += w * wt
+            weight += held.to(weight.dtype) * wt
+        total = torch.where(weight > 0, total / weight.clamp_min(1e-300), total)
+        self.coef.copy_(torch.view_as_real(total))
         self.fitted.fill_(True)
 
 

@@ -10,6 +10,8 @@ resumed run sees exactly the batches the uninterrupted run would have seen:
 - :class:`StoreSource`: ``store.loader(hook, view, batch_size, shuffle_buffer, normalize=False,
   seed=seed + epoch)``; resuming skips the batches already consumed in the epoch.
 - :class:`IterableSource`: anything iterable (a list, a DataLoader): batches as given.
+- :class:`~saeno.train.multigrid.MultiGridSource`: one of the above per grid, drawn in turn (several
+  stores, or a :class:`~saeno.train.multigrid.MultiGrid`).
 """
 
 from __future__ import annotations
@@ -237,8 +239,16 @@ def open_store(data: Any) -> Any:
 
 def make_source(
     data: Any, *, view: str, batch_size: int, seed: int, hook: str | None, shuffle_buffer: int | None = None
-) -> TensorSource | StoreSource | IterableSource:
-    """Pick the batch source for ``data`` (tensor/array, activation store or its path/URL, iterable)."""
+) -> Any:
+    """Pick the batch source for ``data`` (tensor/array, activation store or its path/URL, several
+    grids' stores or a :class:`~saeno.train.multigrid.MultiGrid`, iterable)."""
+    from saeno.train.multigrid import as_multigrid, make_multigrid_source
+
+    grids = as_multigrid(data)
+    if grids is not None:
+        return make_multigrid_source(
+            grids, view=view, batch_size=batch_size, seed=seed, hook=hook, shuffle_buffer=shuffle_buffer
+        )
     data = open_store(data)
     if isinstance(data, (Tensor, np.ndarray)) or (
         isinstance(data, tuple) and data and all(isinstance(t, (Tensor, np.ndarray)) for t in data)
@@ -250,5 +260,6 @@ def make_source(
         return IterableSource(data)
     raise SaenoError(
         f"cannot train on {type(data).__name__}: pass a tensor (N, C, *grid), a tuple of "
-        "tensors (activations first), an ActivationStore with hook=, or an iterable of tensors"
+        "tensors (activations first), an ActivationStore with hook=, several stores (one per grid), "
+        "saeno.train.MultiGrid([...]) for tensors at several grids, or an iterable of tensors"
     )

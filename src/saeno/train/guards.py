@@ -34,6 +34,7 @@ RESUME_KEYS = {
     "lr_warmup_steps": "lr_warmup_steps",
     "lr_decay_frac": "lr_decay_frac",
     "resample_every": "resample_every",
+    "grids": "the training grids (the stores given, one --store per grid)",
 }
 
 

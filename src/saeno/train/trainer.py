@@ -227,6 +227,11 @@ def train_sae(
         shuffle_buffer=cfg.shuffle_buffer,
     )
     hook = getattr(source, "hook", cfg.hook)
+    from saeno.train.multigrid import MultiGridSource, check_sae_grids
+
+    several = isinstance(source, MultiGridSource)
+    if several:
+        check_sae_grids(sae, source)
     epochs = cfg.epochs
     if cfg.steps is not None:
         total: int | None = cfg.steps
@@ -256,6 +261,7 @@ def train_sae(
         "lr_warmup_steps": cfg.lr_warmup_steps,
         "lr_decay_frac": cfg.lr_decay_frac,
         **({"resample_every": resample_every} if resample_every else {}),
+        **({"grids": source.record()} if several else {}),
         **strategy.record(),
         "config": cfg.record(),
     }
