@@ -5,6 +5,11 @@ and twice it), train or load the zoo's ``darcy-fno``, capture two block outputs 
 SAE-FNO and a pointwise SAE on one of them, evaluate both on held-out samples at both resolutions
 (operator loss recovered included), export the SAE-FNO's concepts as an HTML report, and write a summary
 (``summary.json``, ``summary.md``).
+
+On a CPU with at least two usable cores the pointwise SAE's training and evaluation run in a second
+process, on one thread, beside the SAE-FNO's (:func:`train_and_evaluate`); they need only the stores
+and the zoo FNO. Its numbers do not depend on which way it ran: the in-process fallback runs it on one
+thread too.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class DemoConfig:
     n_export: int = 12
     fast_zoo: bool = False
     seed: int = 0
+    side_process: bool | None = None  # None: the pointwise SAE in a second process on >= 2 CPU cores
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +64,137 @@ class DemoConfig:
             n_export=4,
             fast_zoo=True,
         )
+
+
+def train_and_evaluate(
+    name: str,
+    sae: Any,
+    train_store: str,
+    test_stores: dict[int, str],
+    *,
+    hook: str,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    out: str,
+    model: Any = None,
+    fast_zoo: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train ``sae`` on ``train_store`` and evaluate it at each test store's resolution (one demo SAE).
+
+    ``model`` is the hooked FNO (None: the zoo's ``darcy-fno``, loaded from its cache, as a second
+    process does). With ``threads`` the work runs on that many intra-op threads (restored after).
+    Returns the evaluation report, the training throughput and the two steps' wall times.
+    """
+    import saeno
+    from saeno.evaluation import evaluate
+
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        if model is None:
+            model = saeno.HookedOperator(saeno.zoo.load("darcy-fno", fast=fast_zoo, progress=False).eval())
+        stores = {r: saeno.ActivationStore.open(path) for r, path in test_stores.items()}
+        res = min(stores)
+        t0 = time.perf_counter()
+        result = saeno.train_sae(
+            sae.to(device),
+            saeno.ActivationStore.open(train_store),
+            hook=hook,
+            steps=steps,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            seed=seed,
+            log_csv=Path(out) / "sae" / name / "train_log.csv",
+        )
+        saeno.save_sae(result.sae, Path(out) / "sae" / name)
+        t1 = time.perf_counter()
+        report = evaluate(
+            result.sae,
+            stores[res],
+            hook,
+            hooked=model,
+            other_stores=[stores[r] for r in sorted(stores) if r != res],
+            progress=progress,
+        )
+        t2 = time.perf_counter()
+    finally:
+        torch.set_num_threads(old_threads)
+    return {
+        "report": report,
+        "samples_per_s": result.samples_per_s,
+        "train_s": t1 - t0,
+        "eval_s": t2 - t1,
+        "sae": result.sae,
+    }
+
+
+class SideJob:
+    """:func:`train_and_evaluate` in a fresh Python process (``python -c``, so no ``__main__`` guard is
+    needed in the caller's script), its arguments and result passed as pickles in ``folder``."""
+
+    def __init__(self, folder: Path, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        import os
+        import pickle
+        import subprocess
+        import sys
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.job, self.result_path, self.log = folder / "job.pkl", folder / "result.pkl", folder / "side.log"
+        self.result_path.unlink(missing_ok=True)
+        with open(self.job, "wb") as fh:
+            pickle.dump((args, kwargs, str(self.result_path)), fh)
+        code = "import sys; from saeno.demo import side_job_main; side_job_main(sys.argv[1])"
+        env = {**os.environ, "OMP_NUM_THREADS": str(kwargs.get("threads") or 1)}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(self.job)], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the process and return its result; SaenoError (with its log's end) if it failed."""
+        import pickle
+
+        rc = self.proc.wait()
+        if rc != 0 or not self.result_path.is_file():
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise SaenoError(f"the demo's second process (the pointwise SAE) failed (exit {rc}):\n{tail}")
+        with open(self.result_path, "rb") as fh:
+            out = pickle.load(fh)
+        for path in (self.job, self.result_path):
+            path.unlink(missing_ok=True)
+        return out
+
+    def kill(self) -> None:
+        """Stop the process (after an error in this one)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def side_job_main(job: str) -> None:
+    """Entry point of :class:`SideJob`'s process."""
+    import pickle
+
+    with open(job, "rb") as fh:
+        args, kwargs, result_path = pickle.load(fh)
+    out = train_and_evaluate(*args, **kwargs)
+    with open(result_path + ".tmp", "wb") as fh:
+        pickle.dump(out, fh)
+    Path(result_path + ".tmp").replace(result_path)
+
+
+def _use_side_process(cfg: DemoConfig, device: str) -> bool:
+    if cfg.side_process is not None:
+        return cfg.side_process
+    from saeno.zoo.training import usable_cores
+
+    return torch.device(device).type == "cpu" and usable_cores() >= 2
 
 
 def _step(msg: str) -> float:
@@ -176,11 +313,27 @@ def run_demo(
     }
     steps = {"sae-fno": cfg.steps_sae_fno, "sae": cfg.steps_sae}
     batch = {"sae-fno": cfg.batch_sae_fno, "sae": cfg.batch_sae}
+    side = dict(
+        hook=hook,
+        steps=steps["sae"],
+        batch_size=batch["sae"],
+        seed=cfg.seed,
+        out=str(out),
+        fast_zoo=cfg.fast_zoo,
+        device=device,
+        threads=1,  # the same thread count in the second process and in this one
+    )
+    side_args = ("sae", saes["sae"], str(train_store.url), {r: str(s.url) for r, s in test_stores.items()})
+    side_job = None
+    if _use_side_process(cfg, device):
+        print("\n== train and evaluate sae in a second process, beside the sae-fno", flush=True)
+        side_job = SideJob(out / "sae" / "sae", side_args, side)
     reports: dict[str, Any] = {}
-    for name, sae in saes.items():
+    try:
+        name = "sae-fno"
         t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
         result = saeno.train_sae(
-            sae.to(device),
+            saes[name].to(device),
             train_store,
             hook=hook,
             steps=steps[name],
@@ -203,6 +356,23 @@ def run_demo(
             progress=progress,
         )
         _done(t0)
+        if side_job is None:
+            t0 = _step(f"train and evaluate sae: {cfg.concepts} concepts on {hook}")
+            pointwise = train_and_evaluate(*side_args, **side, model=hooked, progress=progress)
+        else:
+            t0 = _step("sae from the second process")
+            pointwise = side_job.result()
+            side_job = None
+        saes["sae"] = pointwise["sae"]
+        reports["sae"] = pointwise["report"]
+        print(
+            f"   trained in {pointwise['train_s']:.1f} s ({pointwise['samples_per_s']:,.0f} samples/s), "
+            f"evaluated at {res} and {2 * res} in {pointwise['eval_s']:.1f} s"
+        )
+        _done(t0)
+    finally:
+        if side_job is not None:
+            side_job.kill()
 
     t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
     report_html = saeno.export_concepts(
