@@ -66,8 +66,10 @@ class DemoConfig:
         )
 
 
-def train_and_evaluate(
-    name: str,
+READY = "ready"  # written into the SAE-FNO's folder once its weights are saved
+
+
+def pointwise_and_evaluations(
     sae: Any,
     train_store: str,
     test_stores: dict[int, str],
@@ -83,14 +85,19 @@ def train_and_evaluate(
     progress: bool = False,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``sae`` on ``train_store`` and evaluate it at each test store's resolution (one demo SAE).
+    """The demo's work beside the SAE-FNO's training: train the pointwise SAE ``sae`` on
+    ``train_store``, evaluate it at each test store's resolution, then evaluate the SAE-FNO saved in
+    ``out/sae/sae-fno`` (waiting for its :data:`READY` file) on the same stores.
 
+    The two evaluations share the FNO's SAE-independent passes (:class:`saeno.evaluation.ReferencePasses`).
     ``model`` is the hooked FNO (None: the zoo's ``darcy-fno``, loaded from its cache, as a second
     process does). With ``threads`` the work runs on that many intra-op threads (restored after).
-    Returns the evaluation report, the training throughput and the two steps' wall times.
+    Returns both reports, the pointwise SAE's training throughput and each step's wall time.
     """
+    import os
+
     import saeno
-    from saeno.evaluation import evaluate
+    from saeno.evaluation import ReferencePasses, evaluate
 
     old_threads = torch.get_num_threads()
     if threads is not None:
@@ -100,6 +107,8 @@ def train_and_evaluate(
             model = saeno.HookedOperator(saeno.zoo.load("darcy-fno", fast=fast_zoo, progress=False).eval())
         stores = {r: saeno.ActivationStore.open(path) for r, path in test_stores.items()}
         res = min(stores)
+        others = [stores[r] for r in sorted(stores) if r != res]
+        reference = ReferencePasses()
         t0 = time.perf_counter()
         result = saeno.train_sae(
             sae.to(device),
@@ -110,32 +119,35 @@ def train_and_evaluate(
             device=device,
             progress=progress,
             seed=seed,
-            log_csv=Path(out) / "sae" / name / "train_log.csv",
+            log_csv=Path(out) / "sae" / "sae" / "train_log.csv",
         )
-        saeno.save_sae(result.sae, Path(out) / "sae" / name)
+        saeno.save_sae(result.sae, Path(out) / "sae" / "sae")
         t1 = time.perf_counter()
-        report = evaluate(
-            result.sae,
-            stores[res],
-            hook,
-            hooked=model,
-            other_stores=[stores[r] for r in sorted(stores) if r != res],
-            progress=progress,
-        )
+        kw = dict(hooked=model, other_stores=others, progress=progress, reference=reference)
+        report = evaluate(result.sae, stores[res], hook, **kw)
         t2 = time.perf_counter()
+        sae_fno_dir = Path(out) / "sae" / "sae-fno"
+        parent = os.getppid()
+        while not (sae_fno_dir / READY).is_file():
+            if os.getppid() != parent:  # pragma: no cover - the demo's process died
+                raise SaenoError("the demo's main process ended before its SAE-FNO was trained")
+            time.sleep(0.1)
+        t3 = time.perf_counter()
+        report_fno = evaluate(saeno.load_sae(sae_fno_dir), stores[res], hook, **kw)
+        t4 = time.perf_counter()
     finally:
         torch.set_num_threads(old_threads)
     return {
-        "report": report,
+        "reports": {"sae-fno": report_fno, "sae": report},
         "samples_per_s": result.samples_per_s,
         "train_s": t1 - t0,
         "eval_s": t2 - t1,
-        "sae": result.sae,
+        "eval_fno_s": t4 - t3,
     }
 
 
 class SideJob:
-    """:func:`train_and_evaluate` in a fresh Python process (``python -c``, so no ``__main__`` guard is
+    """:func:`pointwise_and_evaluations` in a fresh Python process (``python -c``, so no ``__main__`` guard is
     needed in the caller's script), its arguments and result passed as pickles in ``folder``."""
 
     def __init__(self, folder: Path, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -183,7 +195,7 @@ def side_job_main(job: str) -> None:
 
     with open(job, "rb") as fh:
         args, kwargs, result_path = pickle.load(fh)
-    out = train_and_evaluate(*args, **kwargs)
+    out = pointwise_and_evaluations(*args, **kwargs)
     with open(result_path + ".tmp", "wb") as fh:
         pickle.dump(out, fh)
     Path(result_path + ".tmp").replace(result_path)
@@ -235,7 +247,10 @@ def run_demo(
         The summary also written to ``out/summary.json``.
     """
     import saeno
-    from saeno.evaluation import evaluate, format_table, summary_rows
+    from saeno.evaluation import format_table, summary_rows
+    from saeno.export.compute import compute_concepts
+    from saeno.export.evaluation_block import evaluation_block
+    from saeno.export.writing import write_export
 
     cfg = config or (DemoConfig.fast() if fast else DemoConfig())
     out = Path(out)
@@ -323,12 +338,16 @@ def run_demo(
         device=device,
         threads=1,  # the same thread count in the second process and in this one
     )
-    side_args = ("sae", saes["sae"], str(train_store.url), {r: str(s.url) for r, s in test_stores.items()})
+    side_args = (saes["sae"], str(train_store.url), {r: str(s.url) for r, s in test_stores.items()})
+    sae_fno_dir = out / "sae" / "sae-fno"
+    (sae_fno_dir / READY).unlink(missing_ok=True)
     side_job = None
     if _use_side_process(cfg, device):
-        print("\n== train and evaluate sae in a second process, beside the sae-fno", flush=True)
+        print(
+            "\n== in a second process, beside the sae-fno: train and evaluate sae, then evaluate sae-fno",
+            flush=True,
+        )
         side_job = SideJob(out / "sae" / "sae", side_args, side)
-    reports: dict[str, Any] = {}
     try:
         name = "sae-fno"
         t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
@@ -341,53 +360,46 @@ def run_demo(
             device=device,
             progress=progress,
             seed=cfg.seed,
-            log_csv=out / "sae" / name / "train_log.csv",
+            log_csv=sae_fno_dir / "train_log.csv",
         )
-        saeno.save_sae(result.sae, out / "sae" / name)
+        saeno.save_sae(result.sae, sae_fno_dir)
+        (sae_fno_dir / READY).write_text("")
         print(f"   {result.samples_per_s:,.0f} samples/s")
         _done(t0)
-        t0 = _step(f"evaluate {name} at {res} and {2 * res} (held-out samples)")
-        reports[name] = evaluate(
-            result.sae,
-            test_stores[res],
-            hook,
-            hooked=hooked,
-            other_stores=[test_stores[2 * res]],
-            progress=progress,
-        )
-        _done(t0)
         if side_job is None:
-            t0 = _step(f"train and evaluate sae: {cfg.concepts} concepts on {hook}")
-            pointwise = train_and_evaluate(*side_args, **side, model=hooked, progress=progress)
-        else:
-            t0 = _step("sae from the second process")
-            pointwise = side_job.result()
-            side_job = None
-        saes["sae"] = pointwise["sae"]
-        reports["sae"] = pointwise["report"]
-        print(
-            f"   trained in {pointwise['train_s']:.1f} s ({pointwise['samples_per_s']:,.0f} samples/s), "
-            f"evaluated at {res} and {2 * res} in {pointwise['eval_s']:.1f} s"
+            t0 = _step(f"train sae: {cfg.concepts} concepts on {hook}; evaluate both at {res} and {2 * res}")
+            side_out = pointwise_and_evaluations(*side_args, **side, model=hooked, progress=progress)
+            _done(t0)
+
+        t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
+        data = compute_concepts(
+            saes["sae-fno"],
+            test_stores[res],
+            hook=hook,
+            model=hooked,
+            max_concepts=cfg.n_export,
+            progress=progress,
+            device=device,
+            evaluation=False,  # attached below, from the evaluation run beside it
+            model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
         )
+        if side_job is not None:
+            t1 = time.perf_counter()
+            side_out = side_job.result()
+            side_job = None
+            print(f"   waited {time.perf_counter() - t1:.1f} s for the second process")
+        reports: dict[str, Any] = side_out["reports"]
+        data.evaluation = evaluation_block(reports["sae-fno"], saes["sae-fno"], None, hook, None, 0, 0, False)
+        report_html = write_export(data, out / "report", progress=progress)
         _done(t0)
     finally:
         if side_job is not None:
             side_job.kill()
-
-    t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
-    report_html = saeno.export_concepts(
-        saes["sae-fno"],
-        test_stores[res],
-        out / "report",
-        hook=hook,
-        model=hooked,
-        max_concepts=cfg.n_export,
-        progress=progress,
-        device=device,
-        evaluation=reports["sae-fno"],
-        model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
+    print(
+        f"   sae: trained in {side_out['train_s']:.1f} s ({side_out['samples_per_s']:,.0f} samples/s), "
+        f"evaluated at {res} and {2 * res} in {side_out['eval_s']:.1f} s; sae-fno evaluated in "
+        f"{side_out['eval_fno_s']:.1f} s"
     )
-    _done(t0)
 
     rows = [row for rep in reports.values() for row in summary_rows(rep)]
     table = format_table(rows)
