@@ -34,7 +34,7 @@ def test_tutorials_run_in_order(tmp_path):
     assert (tmp_path / "sae_fno" / "cfg.json").is_file()
 
 
-def test_demo_fast_end_to_end(tmp_path):
+def test_demo_fast_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "saeno", "demo", "--fast", "--no-progress", "--out", str(out)],
@@ -56,3 +56,14 @@ def test_demo_fast_end_to_end(tmp_path):
     assert "report:" in proc.stdout and "summary" in proc.stdout
     for name in ("sae-fno", "sae"):
         assert (out / "sae" / name / "sae_weights.safetensors").is_file()
+
+    # the pointwise SAE and both evaluations in the same process give the same table
+    from saeno.demo import DemoConfig, run_demo
+    from saeno.zoo.training import usable_cores
+
+    assert ("in a second process" in proc.stdout) == (usable_cores() >= 2)
+    monkeypatch.setenv("SAENO_HOME", _env(tmp_path)["SAENO_HOME"])  # the FNO the CLI run trained
+    cfg = DemoConfig.fast()
+    cfg.side_process = False
+    inline = run_demo(tmp_path / "inline", config=cfg, progress=False)
+    assert json.dumps(inline["results"], default=float) == json.dumps(summary["results"])
