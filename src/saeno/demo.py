@@ -10,12 +10,11 @@ On a CPU with at least two usable cores the pointwise SAE's training and both SA
 in a second process, on one thread, beside the SAE-FNO's training and the report
 (:func:`pointwise_and_evaluations`); they need only the stores, the zoo FNO and the saved SAE-FNO.
 The numbers do not depend on which way it ran: the in-process fallback runs them on one thread too.
-The SAE-FNO trains on one thread (reproducible run to run).
+The SAE-FNO trains with torch's deterministic algorithms (reproducible run to run).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from saeno.errors import SaenoError
-from saeno.threads import single_thread
+from saeno.threads import deterministic
 
 
 @dataclass
@@ -354,8 +353,9 @@ def run_demo(
     try:
         name = "sae-fno"
         t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
-        # on one intra-op thread: with two, its training differed from run to run in the last bits
-        with single_thread() if torch.device(device).type == "cpu" else contextlib.nullcontext():
+        # deterministic algorithms: with two intra-op threads its training otherwise differed from run
+        # to run in the last bits
+        with deterministic():
             result = saeno.train_sae(
                 saes[name].to(device),
                 train_store,
