@@ -233,7 +233,7 @@ def evaluate_store(
                 x = torch.from_numpy(_read(store, "x", idx)).to(device)
                 y = torch.from_numpy(_read(store, "y", idx)).to(device)
                 batch_key = None if reference is None else reference.key(hooked, store, hook, idx)
-                known = None if reference is None else reference.batches.get(batch_key)
+                known = None if reference is None or batch_key is None else reference.batches.get(batch_key)
                 if known is None:
 
                     def ablate(act: torch.Tensor, *, hook: Any) -> torch.Tensor:

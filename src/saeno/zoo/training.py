@@ -138,7 +138,7 @@ class HalvesStep:
             finally:
                 torch.set_num_threads(old)
         for i, p in enumerate(self.params):
-            grads = [r[1][i] for r in results if r[1][i] is not None]
+            grads = [g for r in results if (g := r[1][i]) is not None]
             p.grad = None if not grads else grads[0] if len(grads) == 1 else grads[0] + grads[1]
         return sum(r[0] for r in results)
 
