@@ -1,15 +1,16 @@
 """The demo's two slowest first-run steps, old and new execution side by side in one run.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/demo_steps.py solve [--samples N]
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/demo_steps.py fit [--epochs E] [--threads T]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/demo_steps.py fit [--epochs E] [--threads T] [--modes halves,fast,plain]
     SAENO_HOME=<the demo's home> python benchmarks/demo_steps.py report --run <demo out folder>
     SAENO_HOME=<the demo's home> python benchmarks/demo_steps.py eval --run <demo out folder>
 
 ``solve``: Darcy solves of the dataset's first training samples at the solve resolution, by the
 sparse LU of :func:`saeno.pde.darcy.darcy_matrix` (the old solver) and by the banded Cholesky of
 :func:`saeno.pde.darcy.solve_darcy` (one BLAS thread each), with the largest difference.
-``fit``: the darcy-fno recipe's fit with the fast and the plain forward (``fit(fast=...)``), same
-data and seed; wall and process CPU time per step (all threads; the CPU time is the steadier figure
+``fit``: the darcy-fno recipe's fit with the fast forward and half-batch steps in parallel
+(``halves``, the default), the fast forward in one pass per step (``fast``) and the plain forward
+(``plain``), same data and seed; wall and process CPU time per step (all threads; the CPU time is the steadier figure
 on a shared machine) and the test relative L2 at 32x32 on the recipe's 200 test samples.
 ``report`` and ``eval``: the demo's report of its SAE-FNO (compute, then figures, with the time of
 each figure kind) and ``saeno.evaluate`` of both SAEs, on the stores and SAEs of a finished demo run
@@ -73,7 +74,9 @@ def bench_fit(epochs: int | None, modes: str) -> None:
     print(f"threads {torch.get_num_threads()}, {steps} steps of batch {hp['batch_size']}")
     for mode in modes.split(","):
         t0 = time.perf_counter()
-        model, history = fit(spec, train.tensors(), progress=False, fast=mode == "fast")
+        model, history = fit(
+            spec, train.tensors(), progress=False, fast=mode != "plain", halves=mode == "halves"
+        )
         wall = time.perf_counter() - t0
         err = evaluate_rel_l2(model, xt[: hp["n_test"]], yt[: hp["n_test"]])
         print(
@@ -146,7 +149,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="solve: how many samples")
     parser.add_argument("--epochs", type=int, default=None, help="fit: epochs (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=None, help="fit: torch intra-op threads")
-    parser.add_argument("--modes", default="fast,plain", help="fit: which forwards, in order")
+    parser.add_argument(
+        "--modes", default="halves,fast,plain", help="fit: which executions (halves, fast, plain), in order"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

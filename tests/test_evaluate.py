@@ -205,3 +205,30 @@ def test_fast_fno_passes_give_the_plain_metrics(setup, monkeypatch):
         assert fast[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
     # a ratio of differences of the losses above: their 1e-5 agreement allows about 1e-3 here
     assert fast["loss_recovered"] == pytest.approx(plain["loss_recovered"], rel=1e-3)
+
+
+def test_shared_reference_passes_give_the_same_metrics_with_one_fno_pass_per_batch(setup):
+    from saeno.evaluation import ReferencePasses
+
+    model, hooked, store, store32 = setup
+    torch.manual_seed(3)
+    saes = [_identity_sae(6), saeno.SAE(6, 12, ndim=2, sparsity={"type": "topk", "k": 2, "group": "point"})]
+    for sae in saes:
+        mean, var = store.stats(HOOK)
+        sae.set_normalization(mean, np.sqrt(var))
+    kw = dict(hooked=hooked, other_stores=[store32], batch_size=5, progress=False)
+    alone = [evaluate(sae, store, HOOK, **kw) for sae in saes]
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        reference = ReferencePasses()
+        shared = []
+        for sae in saes:
+            calls.clear()
+            shared.append(evaluate(sae, store, HOOK, **kw, reference=reference))
+            passes = len(calls)
+            assert passes == (3 if sae is saes[0] else 1) * (3 + 2)  # batches of 5: 3 at 16x16, 2 at 32x32
+    finally:
+        handle.remove()
+    assert shared == alone  # every metric, bit for bit
+    assert alone[0]["results"][0]["output_change"] < 1e-5 < alone[1]["results"][0]["output_change"]

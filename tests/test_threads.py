@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from neuralop.models import FNO
 
@@ -38,3 +39,25 @@ def test_configure_keeps_the_users_wait_policy(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY")
     threads.configure("passive")
     assert threads.passive_waiting()
+
+
+@pytest.mark.parametrize("before", [(False, False), (True, False), (True, True)])
+def test_deterministic_block_restores_the_previous_setting(before):
+    import torch
+
+    from saeno.threads import deterministic
+
+    was = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        with pytest.raises(RuntimeError, match="inside"):
+            with deterministic():
+                assert torch.are_deterministic_algorithms_enabled()
+                assert torch.is_deterministic_algorithms_warn_only_enabled()
+                raise RuntimeError("inside")
+        assert (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        ) == before
+    finally:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])

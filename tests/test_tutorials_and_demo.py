@@ -34,7 +34,7 @@ def test_tutorials_run_in_order(tmp_path):
     assert (tmp_path / "sae_fno" / "cfg.json").is_file()
 
 
-def test_demo_fast_end_to_end(tmp_path):
+def test_demo_fast_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "saeno", "demo", "--fast", "--no-progress", "--out", str(out)],
@@ -56,3 +56,14 @@ def test_demo_fast_end_to_end(tmp_path):
     assert "report:" in proc.stdout and "summary" in proc.stdout
     for name in ("sae-fno", "sae"):
         assert (out / "sae" / name / "sae_weights.safetensors").is_file()
+
+    # the pointwise SAE and both evaluations in a second process give the same table
+    from saeno.demo import DemoConfig, run_demo
+
+    assert "in a second process" not in proc.stdout
+    monkeypatch.setenv("SAENO_HOME", _env(tmp_path)["SAENO_HOME"])  # the FNO the CLI run trained
+    cfg = DemoConfig.fast()
+    cfg.side_process = True
+    side = run_demo(tmp_path / "side", config=cfg, progress=False)
+    assert json.dumps(side["results"], default=float) == json.dumps(summary["results"])
+    assert (tmp_path / "side" / "sae" / "sae" / "side.log").is_file()

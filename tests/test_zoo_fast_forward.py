@@ -119,3 +119,58 @@ def test_evaluate_rel_l2_equals_the_plain_forward_error():
     want = ((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean().item()
     assert evaluate_rel_l2(model, x, y, batch_size=2) == pytest.approx(want, rel=1e-5)
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+def _halves_grads(model, x, y, monkeypatch, cores):
+    from saeno.zoo import training
+
+    monkeypatch.setattr(training, "usable_cores", lambda: cores)
+    params = list(model.parameters())
+    step = training.HalvesStep(model, params)
+    assert (step.pool is not None) == (cores >= 2)
+    try:
+        with fast_forward(model):
+            loss = step(x, y)
+    finally:
+        step.close()
+    grads = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    return loss, grads
+
+
+@pytest.mark.parametrize("batch", [9, 8, 1])
+def test_halves_step_is_the_whole_batch_gradient_in_parallel_or_not(monkeypatch, batch):
+    from saeno.metrics import relative_l2
+
+    model = _fno((4, 4))
+    torch.manual_seed(1)
+    x, y = torch.rand(batch, 1, 16, 16) + 0.5, torch.randn(batch, 1, 16, 16)
+    params = list(model.parameters())
+    loss = relative_l2(model(x), y).mean()  # plain forward, one pass over the batch
+    want = torch.autograd.grad(loss, params)
+    threads = torch.get_num_threads()
+    got_parallel = _halves_grads(model, x, y, monkeypatch, cores=2)
+    got_serial = _halves_grads(model, x, y, monkeypatch, cores=1)
+    assert torch.get_num_threads() == threads
+    assert got_parallel[0] == pytest.approx(loss.item(), rel=1e-5)
+    assert got_parallel[0] == got_serial[0]
+    for w, g, s in zip(want, got_parallel[1], got_serial[1]):
+        assert torch.equal(g, s)  # the same halves and thread count whether or not they run at once
+        assert _close(g, w, 1e-4)
+
+
+def test_fit_loop_halves_follow_the_one_pass_loop():
+    torch.manual_seed(0)
+    x = torch.rand(20, 1, 16, 16) + 0.5
+    y = torch.sin(x) + 0.1
+    hp = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4, "seed": 0}
+    losses, params = {}, {}
+    for halves in (False, True):
+        model = _fno((4, 4))
+        _, losses[halves] = fit_loop(model, x, y, hp, device=torch.device("cpu"), progress=False, halves=halves)
+        params[halves] = [p.detach().clone() for p in model.parameters()]
+        assert not any("forward" in vars(m) for m in model.modules())
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    for a, b in zip(params[False], params[True]):
+        assert (a - b).abs().max() < 1e-5

@@ -5,6 +5,12 @@ and twice it), train or load the zoo's ``darcy-fno``, capture two block outputs 
 SAE-FNO and a pointwise SAE on one of them, evaluate both on held-out samples at both resolutions
 (operator loss recovered included), export the SAE-FNO's concepts as an HTML report, and write a summary
 (``summary.json``, ``summary.md``).
+
+The pointwise SAE's training and both SAEs' evaluations (:func:`pointwise_and_evaluations`, one
+intra-op thread) run after the SAE-FNO's training, or with ``DemoConfig(side_process=True)`` in a
+second process beside it and the report; the numbers are the same either way. The second process
+is off by default: on idle cores it slowed the SAE-FNO's two-thread training more than it saved.
+The SAE-FNO trains with torch's deterministic algorithms (reproducible run to run).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 
 from saeno.errors import SaenoError
+from saeno.threads import deterministic
 
 
 @dataclass
@@ -39,6 +46,7 @@ class DemoConfig:
     n_export: int = 12
     fast_zoo: bool = False
     seed: int = 0
+    side_process: bool = False  # the pointwise SAE and the evaluations in a second process (CPU)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +66,145 @@ class DemoConfig:
             n_export=4,
             fast_zoo=True,
         )
+
+
+READY = "ready"  # written into the SAE-FNO's folder once its weights are saved
+
+
+def pointwise_and_evaluations(
+    sae: Any,
+    train_store: str,
+    test_stores: dict[int, str],
+    *,
+    hook: str,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    out: str,
+    model: Any = None,
+    fast_zoo: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The demo's work beside the SAE-FNO's training: train the pointwise SAE ``sae`` on
+    ``train_store``, evaluate it at each test store's resolution, then evaluate the SAE-FNO saved in
+    ``out/sae/sae-fno`` (waiting for its :data:`READY` file) on the same stores.
+
+    The two evaluations share the FNO's SAE-independent passes (:class:`saeno.evaluation.ReferencePasses`).
+    ``model`` is the hooked FNO (None: the zoo's ``darcy-fno``, loaded from its cache, as a second
+    process does). With ``threads`` the work runs on that many intra-op threads (restored after).
+    Returns both reports, the pointwise SAE's training throughput and each step's wall time.
+    """
+    import os
+
+    import saeno
+    from saeno.evaluation import ReferencePasses, evaluate
+
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        if model is None:
+            model = saeno.HookedOperator(saeno.zoo.load("darcy-fno", fast=fast_zoo, progress=False).eval())
+        stores = {r: saeno.ActivationStore.open(path) for r, path in test_stores.items()}
+        res = min(stores)
+        others = [stores[r] for r in sorted(stores) if r != res]
+        reference = ReferencePasses()
+        t0 = time.perf_counter()
+        result = saeno.train_sae(
+            sae.to(device),
+            saeno.ActivationStore.open(train_store),
+            hook=hook,
+            steps=steps,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            seed=seed,
+            log_csv=Path(out) / "sae" / "sae" / "train_log.csv",
+        )
+        saeno.save_sae(result.sae, Path(out) / "sae" / "sae")
+        t1 = time.perf_counter()
+        kw = dict(hooked=model, other_stores=others, progress=progress, reference=reference)
+        report = evaluate(result.sae, stores[res], hook, **kw)
+        t2 = time.perf_counter()
+        sae_fno_dir = Path(out) / "sae" / "sae-fno"
+        parent = os.getppid()
+        while not (sae_fno_dir / READY).is_file():
+            if os.getppid() != parent:  # pragma: no cover - the demo's process died
+                raise SaenoError("the demo's main process ended before its SAE-FNO was trained")
+            time.sleep(0.1)
+        t3 = time.perf_counter()
+        report_fno = evaluate(saeno.load_sae(sae_fno_dir), stores[res], hook, **kw)
+        t4 = time.perf_counter()
+    finally:
+        torch.set_num_threads(old_threads)
+    return {
+        "reports": {"sae-fno": report_fno, "sae": report},
+        "samples_per_s": result.samples_per_s,
+        "train_s": t1 - t0,
+        "eval_s": t2 - t1,
+        "eval_fno_s": t4 - t3,
+    }
+
+
+class SideJob:
+    """:func:`pointwise_and_evaluations` in a fresh Python process (``python -c``, so no ``__main__`` guard is
+    needed in the caller's script), its arguments and result passed as pickles in ``folder``."""
+
+    def __init__(self, folder: Path, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        import os
+        import pickle
+        import subprocess
+        import sys
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.job, self.result_path, self.log = folder / "job.pkl", folder / "result.pkl", folder / "side.log"
+        self.result_path.unlink(missing_ok=True)
+        with open(self.job, "wb") as fh:
+            pickle.dump((args, kwargs, str(self.result_path)), fh)
+        code = "import sys; from saeno.demo import side_job_main; side_job_main(sys.argv[1])"
+        env = {**os.environ, "OMP_NUM_THREADS": str(kwargs.get("threads") or 1)}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(self.job)], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the process and return its result; SaenoError (with its log's end) if it failed."""
+        import pickle
+
+        rc = self.proc.wait()
+        if rc != 0 or not self.result_path.is_file():
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise SaenoError(f"the demo's second process (the pointwise SAE) failed (exit {rc}):\n{tail}")
+        with open(self.result_path, "rb") as fh:
+            out = pickle.load(fh)
+        for path in (self.job, self.result_path):
+            path.unlink(missing_ok=True)
+        return out
+
+    def kill(self) -> None:
+        """Stop the process (after an error in this one)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def side_job_main(job: str) -> None:
+    """Entry point of :class:`SideJob`'s process."""
+    import pickle
+
+    with open(job, "rb") as fh:
+        args, kwargs, result_path = pickle.load(fh)
+    out = pointwise_and_evaluations(*args, **kwargs)
+    with open(result_path + ".tmp", "wb") as fh:
+        pickle.dump(out, fh)
+    Path(result_path + ".tmp").replace(result_path)
+
+
+def _use_side_process(cfg: DemoConfig, device: str) -> bool:
+    return bool(cfg.side_process) and torch.device(device).type == "cpu"
 
 
 def _step(msg: str) -> float:
@@ -98,7 +245,10 @@ def run_demo(
         The summary also written to ``out/summary.json``.
     """
     import saeno
-    from saeno.evaluation import evaluate, format_table, summary_rows
+    from saeno.evaluation import format_table, summary_rows
+    from saeno.export.compute import compute_concepts
+    from saeno.export.evaluation_block import evaluation_block
+    from saeno.export.writing import write_export
 
     cfg = config or (DemoConfig.fast() if fast else DemoConfig())
     out = Path(out)
@@ -176,48 +326,82 @@ def run_demo(
     }
     steps = {"sae-fno": cfg.steps_sae_fno, "sae": cfg.steps_sae}
     batch = {"sae-fno": cfg.batch_sae_fno, "sae": cfg.batch_sae}
-    reports: dict[str, Any] = {}
-    for name, sae in saes.items():
-        t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
-        result = saeno.train_sae(
-            sae.to(device),
-            train_store,
-            hook=hook,
-            steps=steps[name],
-            batch_size=batch[name],
-            device=device,
-            progress=progress,
-            seed=cfg.seed,
-            log_csv=out / "sae" / name / "train_log.csv",
+    side = dict(
+        hook=hook,
+        steps=steps["sae"],
+        batch_size=batch["sae"],
+        seed=cfg.seed,
+        out=str(out),
+        fast_zoo=cfg.fast_zoo,
+        device=device,
+        threads=1,  # the same thread count in the second process and in this one
+    )
+    side_args = (saes["sae"], str(train_store.url), {r: str(s.url) for r, s in test_stores.items()})
+    sae_fno_dir = out / "sae" / "sae-fno"
+    (sae_fno_dir / READY).unlink(missing_ok=True)
+    side_job = None
+    if _use_side_process(cfg, device):
+        print(
+            "\n== in a second process, beside the sae-fno: train and evaluate sae, then evaluate sae-fno",
+            flush=True,
         )
-        saeno.save_sae(result.sae, out / "sae" / name)
+        side_job = SideJob(out / "sae" / "sae", side_args, side)
+    try:
+        name = "sae-fno"
+        t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
+        # deterministic algorithms: with two intra-op threads its training otherwise differed from run
+        # to run in the last bits
+        with deterministic():
+            result = saeno.train_sae(
+                saes[name].to(device),
+                train_store,
+                hook=hook,
+                steps=steps[name],
+                batch_size=batch[name],
+                device=device,
+                progress=progress,
+                seed=cfg.seed,
+                log_csv=sae_fno_dir / "train_log.csv",
+            )
+        saeno.save_sae(result.sae, sae_fno_dir)
+        (sae_fno_dir / READY).write_text("")
         print(f"   {result.samples_per_s:,.0f} samples/s")
         _done(t0)
-        t0 = _step(f"evaluate {name} at {res} and {2 * res} (held-out samples)")
-        reports[name] = evaluate(
-            result.sae,
-            test_stores[res],
-            hook,
-            hooked=hooked,
-            other_stores=[test_stores[2 * res]],
-            progress=progress,
-        )
-        _done(t0)
+        if side_job is None:
+            t0 = _step(f"train sae: {cfg.concepts} concepts on {hook}; evaluate both at {res} and {2 * res}")
+            side_out = pointwise_and_evaluations(*side_args, **side, model=hooked, progress=progress)
+            _done(t0)
 
-    t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
-    report_html = saeno.export_concepts(
-        saes["sae-fno"],
-        test_stores[res],
-        out / "report",
-        hook=hook,
-        model=hooked,
-        max_concepts=cfg.n_export,
-        progress=progress,
-        device=device,
-        evaluation=reports["sae-fno"],
-        model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
+        t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
+        data = compute_concepts(
+            saes["sae-fno"],
+            test_stores[res],
+            hook=hook,
+            model=hooked,
+            max_concepts=cfg.n_export,
+            progress=progress,
+            device=device,
+            evaluation=False,  # attached below, from the evaluation run beside it
+            model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
+        )
+        if side_job is not None:
+            t1 = time.perf_counter()
+            side_out = side_job.result()
+            side_job = None
+            print(f"   waited {time.perf_counter() - t1:.1f} s for the second process")
+        (sae_fno_dir / READY).unlink(missing_ok=True)
+        reports: dict[str, Any] = side_out["reports"]
+        data.evaluation = evaluation_block(reports["sae-fno"], saes["sae-fno"], None, hook, None, 0, 0, False)
+        report_html = write_export(data, out / "report", progress=progress)
+        _done(t0)
+    finally:
+        if side_job is not None:
+            side_job.kill()
+    print(
+        f"   sae: trained in {side_out['train_s']:.1f} s ({side_out['samples_per_s']:,.0f} samples/s), "
+        f"evaluated at {res} and {2 * res} in {side_out['eval_s']:.1f} s; sae-fno evaluated in "
+        f"{side_out['eval_fno_s']:.1f} s"
     )
-    _done(t0)
 
     rows = [row for rep in reports.values() for row in summary_rows(rep)]
     table = format_table(rows)

@@ -45,6 +45,34 @@ from saeno.zoo.fast_forward import fast_forward
 DENSITY_BINS = np.linspace(-6.0, 0.0, 25)
 
 
+class ReferencePasses:
+    """The FNO passes of an evaluation that do not depend on the SAE, kept for the next SAE.
+
+    :func:`evaluate` given the same object for several SAEs of one FNO and hook (``reference=``)
+    computes the clean output, its error and the mean-field ablation's error of each batch once,
+    plus each store's mean field, and reuses them: one FNO pass per batch instead of three for every
+    SAE after the first. The values are the ones a fresh evaluation computes (the same operations on
+    the same batches). Entries are keyed by the FNO object, the store, the hook and the batch rows;
+    the FNO must not change while the object is in use (make a new one after training it further).
+    """
+
+    def __init__(self) -> None:
+        self.mean_fields: dict[tuple[Any, ...], torch.Tensor] = {}
+        self.batches: dict[tuple[Any, ...], tuple[torch.Tensor, float, float]] = {}
+        self._models: dict[int, Any] = {}  # held, so that no other model can take their ids
+
+    def key(self, hooked: Any, store: Any, hook: str, rows: np.ndarray | None) -> tuple[Any, ...]:
+        """The key of one store's entries (``rows``: a batch's rows, or None for the mean field)."""
+        model = getattr(hooked, "model", hooked)
+        self._models[id(model)] = model
+        return (
+            id(model),
+            str(getattr(store, "url", id(store))),
+            hook,
+            None if rows is None else rows.tobytes(),
+        )
+
+
 def _device_of(module: torch.nn.Module) -> torch.device:
     for t in module.parameters():
         return t.device
@@ -102,6 +130,7 @@ def evaluate_store(
     batch_size: int = 16,
     progress: bool = True,
     rare_density: float = 0.01,
+    reference: ReferencePasses | None = None,
 ) -> dict[str, Any]:
     """All metrics of ``sae`` on one store (one resolution).
 
@@ -125,6 +154,8 @@ def evaluate_store(
     rare_density
         A concept active in fewer than this share of the evaluated samples (but in one at least)
         counts as rare.
+    reference
+        SAE-independent FNO passes shared with other evaluations (:class:`ReferencePasses`).
 
     Returns
     -------
@@ -148,7 +179,17 @@ def evaluate_store(
     norm_sum = norm_sq = torch.zeros((), dtype=torch.float64)  # per normalised channel, over rows
     norm_count = 0  # values per normalised channel
     ops = None
-    mean_field = _mean_field(store, hook, batches).to(device)
+    field_key = None
+    if reference is not None:
+        field_key = reference.key(hooked, store, hook, None) + (
+            None if rows_arr is None else rows_arr.tobytes(),
+        )
+    if reference is not None and field_key in reference.mean_fields:
+        mean_field = reference.mean_fields[field_key]
+    else:
+        mean_field = _mean_field(store, hook, batches).to(device)
+        if reference is not None and field_key is not None:
+            reference.mean_fields[field_key] = mean_field
     var_field = 0.0
     if hooked is not None:
         if "y" not in store:
@@ -191,21 +232,31 @@ def evaluate_store(
                 assert hooked is not None
                 x = torch.from_numpy(_read(store, "x", idx)).to(device)
                 y = torch.from_numpy(_read(store, "y", idx)).to(device)
-                clean_out = hooked(x)
-                ops["clean"] += relative_l2(clean_out, y).sum().item()
+                batch_key = None if reference is None else reference.key(hooked, store, hook, idx)
+                known = None if reference is None or batch_key is None else reference.batches.get(batch_key)
+                if known is None:
+
+                    def ablate(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
+                        return mean_field.to(act.dtype).expand_as(act)
+
+                    clean_out = hooked(x)
+                    clean_err = relative_l2(clean_out, y).sum().item()
+                    ablate_err = (
+                        relative_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, ablate)]), y).sum().item()
+                    )
+                    if reference is not None and batch_key is not None:
+                        reference.batches[batch_key] = (clean_out, clean_err, ablate_err)
+                else:
+                    clean_out, clean_err, ablate_err = known
+                ops["clean"] += clean_err
 
                 def splice(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
                     return sae(act).to(act.dtype)
 
-                def ablate(act: torch.Tensor, *, hook: Any) -> torch.Tensor:
-                    return mean_field.to(act.dtype).expand_as(act)
-
                 spliced = hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)])
                 ops["sae"] += relative_l2(spliced, y).sum().item()
                 ops["change"] += relative_l2(spliced, clean_out).sum().item()
-                ops["ablate"] += (
-                    relative_l2(hooked.run_with_hooks(x, fwd_hooks=[(hook, ablate)]), y).sum().item()
-                )
+                ops["ablate"] += ablate_err
 
     n = sums["n"]
     var_sum_norm = float((norm_sq - norm_sum.pow(2) / max(norm_count, 1)).sum())
@@ -313,6 +364,7 @@ def evaluate(
     batch_size: int = 16,
     device: str | torch.device | None = None,
     progress: bool = True,
+    reference: ReferencePasses | None = None,
 ) -> dict[str, Any]:
     """Evaluate an SAE at its training resolution and at other resolutions.
 
@@ -340,6 +392,9 @@ def evaluate(
         Where the SAE and the FNO run (default: the SAE's device); both are moved there.
     progress
         Show progress bars.
+    reference
+        A :class:`ReferencePasses` shared by the evaluations of several SAEs of one FNO: the FNO's
+        SAE-independent passes (clean output, mean-field ablation) run once per batch for all of them.
 
     Returns
     -------
@@ -375,7 +430,16 @@ def evaluate(
         hooked = HookedOperator(hooked)
     sae.eval()
     results = [
-        evaluate_store(sae, store, hook, hooked=hooked, rows=rows, batch_size=batch_size, progress=progress)
+        evaluate_store(
+            sae,
+            store,
+            hook,
+            hooked=hooked,
+            rows=rows,
+            batch_size=batch_size,
+            progress=progress,
+            reference=reference,
+        )
         | {"training_resolution": True}
     ]
     for other in other_stores:
@@ -383,7 +447,9 @@ def evaluate(
         check_same_model(store, other)
         resolve_hook(other, hook)  # a missing hook is an error, not a resolution the SAE skips
         try:
-            res = evaluate_store(sae, other, hook, hooked=hooked, batch_size=batch_size, progress=progress)
+            res = evaluate_store(
+                sae, other, hook, hooked=hooked, batch_size=batch_size, progress=progress, reference=reference
+            )
         except SaenoError as exc:
             if isinstance(exc, StoreError):
                 raise

@@ -84,6 +84,26 @@ def single_thread() -> Iterator[None]:
         _leave_single()
 
 
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Run the block with ``torch.use_deterministic_algorithms(True, warn_only=True)``; restores the
+    previous setting afterwards.
+
+    On CPU this makes the accumulating scatters of multi-threaded backward passes run in a fixed
+    order, so a training on several intra-op threads is reproducible bit for bit (an op without a
+    deterministic implementation warns instead of failing).
+    """
+    import torch
+
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
 def _enter_single() -> None:
     import torch
 

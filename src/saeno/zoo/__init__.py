@@ -135,6 +135,7 @@ def train(
         "cpu_time_s": history["cpu_time_s"],
         "device": history["device"],
         "torch_threads": history["torch_threads"],
+        "halves": history.get("halves", False),
         "platform": history["platform"],
         "python": platform.python_version(),
         "torch": torch.__version__,

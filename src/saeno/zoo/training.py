@@ -7,7 +7,8 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,71 @@ def make_optimizer(params: Any, hp: dict[str, Any]) -> torch.optim.Optimizer:
     return cls(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (``os.sched_getaffinity`` where available)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
+class HalvesStep:
+    """One optimiser step's gradient as the sum of the gradients of the batch's two halves.
+
+    The loss is the mean over the batch of per-sample terms, so its gradient is the sum over the two
+    halves of ``d(sum of the half's terms / batch size)``: the same gradient up to the order of
+    floating-point sums. Each half runs on ``threads_per_half`` intra-op threads. With at least two
+    usable cores the halves run at once in two worker threads (one forward and backward per core, with
+    no parallel region to wake per operation); otherwise one after the other in the calling thread, on
+    the same thread count, so both ways give bit-identical gradients. The halves' gradients are added
+    in a fixed order (first + second).
+    """
+
+    def __init__(self, model: torch.nn.Module, params: Sequence[torch.Tensor]) -> None:
+        self.model = model
+        self.params = list(params)
+        self.threads_per_half = max(1, torch.get_num_threads() // 2)
+        self.pool: ThreadPoolExecutor | None = None
+        if usable_cores() >= 2:
+            self.pool = ThreadPoolExecutor(
+                2,
+                thread_name_prefix="saeno-fit",
+                initializer=torch.set_num_threads,
+                initargs=(self.threads_per_half,),
+            )
+
+    def _half(self, xb: torch.Tensor, yb: torch.Tensor, n: int) -> tuple[float, list[torch.Tensor | None]]:
+        loss = relative_l2(self.model(xb), yb).sum() / n
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        return float(loss.detach()), list(grads)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        """Set every parameter's ``.grad`` to the gradient of the batch's mean loss; return the loss."""
+        n = len(xb)
+        cut = (n + 1) // 2
+        parts = [(xb[:cut], yb[:cut])] + ([(xb[cut:], yb[cut:])] if n > cut else [])
+        if self.pool is not None and len(parts) == 2:
+            futures = [self.pool.submit(self._half, a, b, n) for a, b in parts]
+            results = [f.result() for f in futures]
+        else:
+            old = torch.get_num_threads()
+            torch.set_num_threads(self.threads_per_half)
+            try:
+                results = [self._half(a, b, n) for a, b in parts]
+            finally:
+                torch.set_num_threads(old)
+        for i, p in enumerate(self.params):
+            grads = [g for r in results if (g := r[1][i]) is not None]
+            p.grad = None if not grads else grads[0] if len(grads) == 1 else grads[0] + grads[1]
+        return sum(r[0] for r in results)
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
 def fit_loop(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -93,6 +159,7 @@ def fit_loop(
     progress: bool = True,
     desc: str = "train fno",
     fast: bool = True,
+    halves: bool = True,
 ) -> tuple[list[float], list[float]]:
     """Train ``model`` in place on raw ``(x, y)`` with the recipe ``hp``: the zoo's one FNO loop.
 
@@ -100,8 +167,11 @@ def fit_loop(
     learning rate peaking at ``hp["lr"]`` after ``hp.get("pct_start", 0.2)`` of the steps, batches of
     ``hp["batch_size"]`` in an order seeded by ``hp["seed"]`` (the caller seeds the initialisation).
     With ``fast`` (default) the steps run the FNO's pointwise and spectral convolutions on
-    :func:`saeno.zoo.fast_forward.fast_forward`'s path: the same function up to the order of
-    floating-point sums, about twice as fast on CPU; the model is left a plain neuraloperator FNO.
+    :func:`saeno.zoo.fast_forward.fast_forward`'s path, and on CPU each step's gradient is computed
+    as the sum of its two half-batches' (:class:`HalvesStep`, in parallel on two cores): the same
+    function and gradient up to the order of floating-point sums, the model left a plain
+    neuraloperator FNO. ``halves=False`` computes each step's gradient in one pass over the batch
+    (torch's intra-op threads).
 
     Returns
     -------
@@ -119,24 +189,37 @@ def fit_loop(
     epoch_losses: list[float] = []
     step_losses: list[float] = []
     bar = tqdm(range(hp["epochs"]), desc=desc, disable=not progress, unit="epoch")
-    with fast_forward(model) if fast else contextlib.nullcontext():
-        for _ in bar:
-            model.train()
-            perm = torch.randperm(len(x), generator=gen)
-            total = 0.0
-            for i in range(0, len(x), hp["batch_size"]):
-                idx = perm[i : i + hp["batch_size"]]
-                xb, yb = x[idx].to(device), y[idx].to(device)
-                # the loss is the metric: relative L2 of the raw output
-                loss = relative_l2(model(xb), yb).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step_losses.append(float(loss.detach()))
-                total += step_losses[-1] * len(idx)
-            epoch_losses.append(total / len(x))
-            bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
+    split = None
+    if fast and halves and torch.device(device).type == "cpu":
+        split = HalvesStep(model, [p for p in model.parameters() if p.requires_grad])
+    threads = torch.get_num_threads()
+    try:
+        with fast_forward(model) if fast else contextlib.nullcontext():
+            for _ in bar:
+                model.train()
+                perm = torch.randperm(len(x), generator=gen)
+                total = 0.0
+                for i in range(0, len(x), hp["batch_size"]):
+                    idx = perm[i : i + hp["batch_size"]]
+                    xb, yb = x[idx].to(device), y[idx].to(device)
+                    opt.zero_grad(set_to_none=True)
+                    if split is not None:
+                        step_loss = split(xb, yb)
+                    else:
+                        # the loss is the metric: relative L2 of the raw output
+                        loss = relative_l2(model(xb), yb).mean()
+                        loss.backward()
+                        step_loss = float(loss.detach())
+                    opt.step()
+                    sched.step()
+                    step_losses.append(step_loss)
+                    total += step_losses[-1] * len(idx)
+                epoch_losses.append(total / len(x))
+                bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
+    finally:
+        if split is not None:
+            split.close()
+        torch.set_num_threads(threads)  # the workers' setting also reaches torch's process-wide default
     model.eval()
     return epoch_losses, step_losses
 
@@ -148,6 +231,7 @@ def fit(
     progress: bool = True,
     normalize: bool = True,
     fast: bool = True,
+    halves: bool = True,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train the model of ``spec`` on raw ``(x, y)`` tensors.
 
@@ -168,6 +252,8 @@ def fit(
     fast : bool
         Train on the fast execution of :func:`saeno.zoo.fast_forward.fast_forward` (see
         :func:`fit_loop`).
+    halves : bool
+        On CPU, each step's gradient from its two half-batches in parallel (see :func:`fit_loop`).
 
     Returns
     -------
@@ -197,7 +283,15 @@ def fit(
     start = time.perf_counter()
     cpu_start = time.process_time()
     history, steps = fit_loop(
-        model, x, y, hp, device=device, progress=progress, desc=f"train {spec['name']}", fast=fast
+        model,
+        x,
+        y,
+        hp,
+        device=device,
+        progress=progress,
+        desc=f"train {spec['name']}",
+        fast=fast,
+        halves=halves,
     )
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
@@ -209,5 +303,6 @@ def fit(
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "fast_forward": bool(fast),
+        "halves": bool(fast and halves and device.type == "cpu"),
         "platform": platform.platform(),
     }
