@@ -57,6 +57,23 @@ def test_demo_fast_end_to_end(tmp_path, monkeypatch):
     for name in ("sae-fno", "sae"):
         assert (out / "sae" / name / "sae_weights.safetensors").is_file()
 
+    # both SAEs trained on the training inputs at both grids: their normalisation is the two stores'
+    # per-channel means pooled with equal weight
+    import numpy as np
+
+    import saeno
+
+    assert summary["train_grids"] == [res, 2 * res]
+    stores = [saeno.ActivationStore.open(out / "stores" / f"train_{r}.zarr") for r in (res, 2 * res)]
+    hook = summary["hook"]
+    means = [np.asarray(s.stats(hook)[0], dtype=np.float64) for s in stores]
+    pooled = (means[0] + means[1]) / 2
+    # the grids' activations differ by more than the tolerance below: one grid alone would fail it
+    assert not np.allclose(means[0], pooled, rtol=1e-4, atol=1e-6)
+    for name in ("sae-fno", "sae"):
+        sae = saeno.load_sae(out / "sae" / name)
+        np.testing.assert_allclose(sae.norm_mean.double().numpy().ravel(), pooled, rtol=1e-4, atol=1e-6)
+
     # the pointwise SAE and both evaluations in a second process give the same table
     from saeno.demo import DemoConfig, run_demo
 

@@ -1,8 +1,10 @@
 """``saeno demo``: the whole pipeline on generated Darcy flow, end to end.
 
-Steps: generate the Darcy benchmark (train split at the FNO's resolution, test split at that resolution
-and twice it), train or load the zoo's ``darcy-fno``, capture two block outputs into Zarr stores, train an
-SAE-FNO and a pointwise SAE on one of them, evaluate both on held-out samples at both resolutions
+Steps: generate the Darcy benchmark (train and test splits at the FNO's resolution and at twice it),
+train or load the zoo's ``darcy-fno``, capture two block outputs into Zarr stores, train an SAE-FNO and a
+pointwise SAE on one of them at both grids (``DemoConfig.two_grids``: batches alternating between the
+grids at equal points per batch, :class:`saeno.train.MultiGrid`), evaluate both on held-out samples at
+both resolutions
 (operator loss recovered included), export the SAE-FNO's concepts as an HTML report, and write a summary
 (``summary.json``, ``summary.md``).
 
@@ -47,6 +49,7 @@ class DemoConfig:
     fast_zoo: bool = False
     seed: int = 0
     side_process: bool = False  # the pointwise SAE and the evaluations in a second process (CPU)
+    two_grids: bool = True  # train both SAEs on the training inputs at the FNO's grid and at twice it
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -73,7 +76,7 @@ READY = "ready"  # written into the SAE-FNO's folder once its weights are saved
 
 def pointwise_and_evaluations(
     sae: Any,
-    train_store: str,
+    train_store: str | list[str],
     test_stores: dict[int, str],
     *,
     hook: str,
@@ -88,7 +91,7 @@ def pointwise_and_evaluations(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """The demo's work beside the SAE-FNO's training: train the pointwise SAE ``sae`` on
-    ``train_store``, evaluate it at each test store's resolution, then evaluate the SAE-FNO saved in
+    ``train_store`` (one store, or one per training grid), evaluate it at each test store's resolution, then evaluate the SAE-FNO saved in
     ``out/sae/sae-fno`` (waiting for its :data:`READY` file) on the same stores.
 
     The two evaluations share the FNO's SAE-independent passes (:class:`saeno.evaluation.ReferencePasses`).
@@ -112,9 +115,14 @@ def pointwise_and_evaluations(
         others = [stores[r] for r in sorted(stores) if r != res]
         reference = ReferencePasses()
         t0 = time.perf_counter()
+        train = (
+            [saeno.ActivationStore.open(p) for p in train_store]
+            if isinstance(train_store, list)
+            else saeno.ActivationStore.open(train_store)
+        )
         result = saeno.train_sae(
             sae.to(device),
-            saeno.ActivationStore.open(train_store),
+            train,
             hook=hook,
             steps=steps,
             batch_size=batch_size,
@@ -270,8 +278,13 @@ def run_demo(
         print(f"   trained here: fit {fit:.1f} s, data and test errors {max(total - fit, 0.0):.1f} s")
     _done(t0)
 
-    t0 = _step(f"data: Darcy flow, train split at {res}, test split at {res} and {2 * res}")
-    train_ds = saeno.datasets.load("darcy", split="train", resolution=res, n=cfg.n_train, progress=progress)
+    train_grids = (res, 2 * res) if cfg.two_grids else (res,)
+    grids_text = " and ".join(str(r) for r in train_grids)
+    t0 = _step(f"data: Darcy flow, train split at {grids_text}, test split at {res} and {2 * res}")
+    train_ds = {
+        r: saeno.datasets.load("darcy", split="train", resolution=r, n=cfg.n_train, progress=progress)
+        for r in train_grids
+    }
     test_ds = {
         r: saeno.datasets.load("darcy", split="test", resolution=r, n=cfg.n_test, progress=progress)
         for r in (res, 2 * res)
@@ -292,15 +305,20 @@ def run_demo(
 
     t0 = _step(f"capture: {', '.join(hooks)} -> Zarr stores")
     stores_dir = out / "stores"
-    train_store = saeno.capture(
-        hooked,
-        train_ds,
-        hooks,
-        stores_dir / f"train_{res}.zarr",
-        device=device,
-        progress=progress,
-        overwrite=True,
-    )
+    train_stores = [
+        saeno.capture(
+            hooked,
+            ds,
+            hooks if r == res else [hook],  # the finer grid only for training on the SAEs' hook
+            stores_dir / f"train_{r}.zarr",
+            device=device,
+            progress=progress,
+            overwrite=True,
+        )
+        for r, ds in train_ds.items()
+    ]
+    train_store = train_stores[0]
+    train_data = train_stores if len(train_stores) > 1 else train_store
     test_stores = {
         r: saeno.capture(
             hooked, ds, hooks, stores_dir / f"test_{r}.zarr", device=device, progress=progress, overwrite=True
@@ -336,7 +354,12 @@ def run_demo(
         device=device,
         threads=1,  # the same thread count in the second process and in this one
     )
-    side_args = (saes["sae"], str(train_store.url), {r: str(s.url) for r, s in test_stores.items()})
+    train_urls = [str(s.url) for s in train_stores]
+    side_args = (
+        saes["sae"],
+        train_urls if len(train_urls) > 1 else train_urls[0],
+        {r: str(s.url) for r, s in test_stores.items()},
+    )
     sae_fno_dir = out / "sae" / "sae-fno"
     (sae_fno_dir / READY).unlink(missing_ok=True)
     side_job = None
@@ -348,13 +371,13 @@ def run_demo(
         side_job = SideJob(out / "sae" / "sae", side_args, side)
     try:
         name = "sae-fno"
-        t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook}")
+        t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook} at {grids_text}")
         # deterministic algorithms: with two intra-op threads its training otherwise differed from run
         # to run in the last bits
         with deterministic():
             result = saeno.train_sae(
                 saes[name].to(device),
-                train_store,
+                train_data,
                 hook=hook,
                 steps=steps[name],
                 batch_size=batch[name],
@@ -368,7 +391,9 @@ def run_demo(
         print(f"   {result.samples_per_s:,.0f} samples/s")
         _done(t0)
         if side_job is None:
-            t0 = _step(f"train sae: {cfg.concepts} concepts on {hook}; evaluate both at {res} and {2 * res}")
+            t0 = _step(
+                f"train sae: {cfg.concepts} concepts on {hook} at {grids_text}; evaluate both at {res} and {2 * res}"
+            )
             side_out = pointwise_and_evaluations(*side_args, **side, model=hooked, progress=progress)
             _done(t0)
 
@@ -414,6 +439,7 @@ def run_demo(
             "test_rel_l2": record.get("test_rel_l2"),
         },
         "sizes": {k: v for k, v in cfg.__dict__.items() if k != "extra"},
+        "train_grids": list(train_grids),
         "results": rows,
         "report": str(report_html),
         "wall_time_s": round(time.perf_counter() - t_start, 1),
