@@ -47,7 +47,10 @@ def test_deterministic_block_restores_the_previous_setting(before):
 
     from saeno.threads import deterministic
 
-    was = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    was = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     try:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         with pytest.raises(RuntimeError, match="inside"):

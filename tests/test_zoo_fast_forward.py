@@ -168,7 +168,9 @@ def test_fit_loop_halves_follow_the_one_pass_loop():
     losses, params = {}, {}
     for halves in (False, True):
         model = _fno((4, 4))
-        _, losses[halves] = fit_loop(model, x, y, hp, device=torch.device("cpu"), progress=False, halves=halves)
+        _, losses[halves] = fit_loop(
+            model, x, y, hp, device=torch.device("cpu"), progress=False, halves=halves
+        )
         params[halves] = [p.detach().clone() for p in model.parameters()]
         assert not any("forward" in vars(m) for m in model.modules())
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
