@@ -309,3 +309,24 @@ def test_two_grid_training_lowers_the_error_at_the_finer_and_an_unseen_grid():
     assert one[32] > 1.2 * one[16]  # the planted gap: one grid's dictionary loses at the finer grid
     assert both[32] < 0.95 * one[32], (both, one)  # the second training grid closes part of it
     assert both[64] < 0.9 * one[64], (both, one)  # and at 64 points, a grid neither model saw
+
+
+def test_evaluation_marks_every_training_grid(two_grid_stores, tmp_path):
+    from saeno.evaluation import evaluate
+
+    stores = [saeno.ActivationStore.open(two_grid_stores[n]) for n in (32, 64)]
+    channels = stores[0].hook_info("blocks.1.hook_out")["shape"][0]
+    both = SAEFNO(channels, 8, ndim=1, modes=4)
+    saeno.train_sae(
+        both, [str(two_grid_stores[32]), str(two_grid_stores[64])], steps=2, batch_size=4, progress=False
+    )
+    one = SAEFNO(channels, 8, ndim=1, modes=4)
+    saeno.train_sae(one, str(two_grid_stores[32]), steps=2, batch_size=4, progress=False)
+    assert both.metadata["train_grids"] == [[32], [64]] and one.metadata["train_grids"] == [[32]]
+    # the record survives saving, and evaluation reads it: listed first or not, 64 is a training grid
+    saeno.save_sae(both, tmp_path / "both")
+    loaded = saeno.load_sae(tmp_path / "both")
+    for sae, expected in ((loaded, {64: True, 32: True}), (one, {64: False, 32: True})):
+        report = evaluate(sae, stores[1], "blocks.1.hook_out", other_stores=[stores[0]])
+        marks = {r["grid"][0]: r["training_resolution"] for r in report["results"]}
+        assert marks == expected

@@ -429,6 +429,14 @@ def evaluate(
 
         hooked = HookedOperator(hooked)
     sae.eval()
+    trained_on = sae.metadata.get("train_grids")
+
+    def _trained(res: dict[str, Any], first: bool) -> bool:
+        # the grids the trainer recorded; for an SAE without the record, the first store's
+        if trained_on is None:
+            return first
+        return list(res.get("grid", [])) in [list(g) for g in trained_on]
+
     results = [
         evaluate_store(
             sae,
@@ -440,8 +448,8 @@ def evaluate(
             progress=progress,
             reference=reference,
         )
-        | {"training_resolution": True}
     ]
+    results[0]["training_resolution"] = _trained(results[0], True)
     for other in other_stores:
         other = _open(other)
         check_same_model(store, other)
@@ -454,7 +462,7 @@ def evaluate(
             if isinstance(exc, StoreError):
                 raise
             res = {"grid": list(_hook_grid(other, hook)), "input_grid": list(other.grid), "skipped": str(exc)}
-        results.append(res | {"training_resolution": False})
+        results.append(res | {"training_resolution": _trained(res, False)})
     return {"hook": hook, "architecture": sae.config()["architecture"], "results": results}
 
 

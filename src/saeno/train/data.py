@@ -95,6 +95,8 @@ class TensorSource:
                 f"the tensors of a training tuple need one entry per sample each; got first dimensions "
                 f"{[t.shape[0] for t in parts]}"
             )
+        #: the grid the activations live on (None for rows), recorded on the trained SAE
+        self.grids = [tuple(int(n) for n in acts.shape[2:])] if acts.dim() > 2 else None
         if view == "points" and acts.dim() > 2:
             if len(parts) > 1:
                 raise ShapeError("a pointwise SAE trains on activations alone, not on a tuple of tensors")
@@ -161,6 +163,7 @@ class StoreSource:
     ) -> None:
         hook = resolve_hook(store, hook)
         self.store, self.hook, self.view = store, hook, view
+        self.grids = [hook_grid(store, hook)]
         if shuffle_buffer is None:  # the store's loader keeps store order with 0
             shuffle_buffer = max(batch_size * 16, 65536) if view == "points" else max(batch_size * 8, 256)
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer

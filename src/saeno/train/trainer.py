@@ -302,6 +302,9 @@ def train_sae(
         sae.normalize_decoder_()
     if hook is not None:
         sae.hook = hook
+    grids = getattr(source, "grids", None)
+    if grids:  # evaluation marks these grids as the training grids
+        sae.metadata["train_grids"] = [[int(n) for n in g] for g in grids]
     fingerprint = cfg.store_fingerprint or getattr(source, "fingerprint", None)
     if fingerprint is not None:
         sae.model_fingerprint = fingerprint
