@@ -186,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = CL
     for f in fields(TrainConfig):
         if f.name in exclude:
             continue
-        help_text = docs.get(f.name, "")
+        help_text = docs.get(f.name, "").replace("%", "%%")  # argparse formats help with %
         default = f.default
         if f.name == "progress":
             parser.add_argument(
