@@ -175,30 +175,11 @@ def open_training_stores(paths: list[str], hook: str | None, arch: str) -> tuple
         raise SaenoError(f"--arch {arch} trains on one grid: give one --store (several are for sae, sae-fno)")
     if launched_by_torchrun():
         raise SaenoError("several --store flags do not run under torchrun yet: run them as one process")
-    hooks = []
-    for path, store in zip(paths, stores):
-        try:
-            hooks.append(resolve_hook(store, hook))
-        except SaenoError as exc:
-            raise type(exc)(f"--store {path}: {exc}") from None
-    if len(set(hooks)) > 1:
-        raise SaenoError(
-            f"the --store flags hold different hooks ({', '.join(sorted(set(hooks)))}): pass --hook NAME "
-            "naming one hook that every store holds"
-        )
-    shapes = [tuple(s.hook_info(hooks[0])["shape"]) for s in stores]
-    if len({(sh[0], len(sh)) for sh in shapes}) > 1:
-        listed = ", ".join(
-            f"{p}: {sh[0]} channels on {'x'.join(map(str, sh[1:]))}" for p, sh in zip(paths, shapes)
-        )
-        raise SaenoError(
-            f"the --store flags hold different activations at {hooks[0]} ({listed}): every --store must "
-            "be the same hook of the same model, captured at different grids"
-        )
-    prints = {getattr(s, "fingerprint", None) for s in stores} - {None}
-    if len(prints) > 1:
-        raise SaenoError("the --store flags were captured from different models: give stores of one model")
-    return stores, hooks[0]
+    from saeno.train.multigrid import check_grid_parts
+
+    names = [f"--store {p}" for p in paths]
+    chosen, _ = check_grid_parts(stores, hook, names, hook_hint="pass --hook NAME")
+    return stores, str(chosen)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -165,38 +165,11 @@ def make_multigrid_source(
                 f"MultiGrid entry {i} is a {type(part).__name__}: pass activation stores, their paths, or "
                 "tensors (N, C, *grid), one per grid"
             )
-    hooks = []
-    if any(not isinstance(p, (torch.Tensor, np.ndarray)) for p in opened):
-        from saeno.train.data import resolve_hook
-
-        for i, part in enumerate(opened):
-            if isinstance(part, (torch.Tensor, np.ndarray)):
-                continue
-            try:
-                hooks.append(resolve_hook(part, hook))
-            except SaenoError as exc:
-                raise type(exc)(f"store {i} of the training grids: {exc}") from None
-        if len(set(hooks)) > 1:
-            raise SaenoError(
-                f"the training stores hold different hooks {sorted(set(hooks))}: pass hook= (CLI: --hook) "
-                "naming one hook every store holds"
-            )
-    shapes: list[tuple[int, ...]] = []
-    for part in opened:
-        if isinstance(part, (torch.Tensor, np.ndarray)):
-            shapes.append(tuple(int(n) for n in part.shape[1:]))
-        else:
-            info = part.hook_info(hooks[0] if hook is None else hook)
-            shapes.append(tuple(int(n) for n in info["shape"]))
-    channels = {s[0] for s in shapes}
-    if len(channels) > 1:
-        raise ShapeError(
-            f"the training grids' activations have different channel counts {sorted(channels)}: every "
-            "store (or tensor) must hold the same hook of the same model"
-        )
-    ndims = {len(s) - 1 for s in shapes}
-    if len(ndims) > 1:
-        raise ShapeError(f"the training grids have different dimensions {sorted(ndims)}: {shapes}")
+    names = [
+        f"{'tensor' if isinstance(p, (torch.Tensor, np.ndarray)) else 'store'} {i} of the training grids"
+        for i, p in enumerate(opened)
+    ]
+    hook, shapes = check_grid_parts(opened, hook, names, hook_hint="pass hook= (CLI: --hook)")
     points = [math.prod(s[1:]) for s in shapes]
     coarse = min(points)
     sources: list[Any] = []
@@ -209,15 +182,61 @@ def make_multigrid_source(
         if isinstance(part, (torch.Tensor, np.ndarray)):
             src: Any = TensorSource(part, view, b, sub_seed)
         else:
-            src = StoreSource(part, hook if hook is not None else hooks[0], view, b, sub_seed, shuffle_buffer)
+            src = StoreSource(part, hook, view, b, sub_seed, shuffle_buffer)
         sources.append(src)
-    prints = {getattr(s, "fingerprint", None) for s in sources} - {None}
+    return MultiGridSource(sources, shapes, data.grid_batches)
+
+
+def check_grid_parts(
+    parts: list[Any], hook: str | None, names: list[str], hook_hint: str
+) -> tuple[str | None, list[tuple[int, ...]]]:
+    """The hook the stores among ``parts`` hold and every part's activation shape ``(C, *grid)``.
+
+    Checks that the parts are one hook of one model at several grids: the same hook in every store,
+    one channel count, one grid dimension, one model fingerprint. ``names[i]`` names part ``i`` in
+    the errors (``--store PATH`` in the CLI) and ``hook_hint`` says how to choose the hook.
+
+    Raises
+    ------
+    SaenoError, ShapeError
+        Naming the parts that differ.
+    """
+    from saeno.train.data import resolve_hook
+
+    is_tensor = [isinstance(p, (torch.Tensor, np.ndarray)) for p in parts]
+    hooks: dict[str, str] = {}
+    for name, part, tensor in zip(names, parts, is_tensor):
+        if tensor:
+            continue
+        try:
+            hooks[name] = resolve_hook(part, hook)
+        except SaenoError as exc:
+            raise type(exc)(f"{name}: {exc}") from None
+    if len(set(hooks.values())) > 1:
+        held = ", ".join(f"{n}: {h}" for n, h in hooks.items())
+        raise SaenoError(
+            f"the training stores hold different hooks ({held}): {hook_hint} naming one hook every store holds"
+        )
+    chosen = next(iter(hooks.values()), hook)
+    shapes = [
+        tuple(int(n) for n in (part.shape[1:] if tensor else part.hook_info(chosen)["shape"]))
+        for part, tensor in zip(parts, is_tensor)
+    ]
+    listed = ", ".join(f"{n}: {s[0]} channels on {'x'.join(map(str, s[1:]))}" for n, s in zip(names, shapes))
+    if len({s[0] for s in shapes}) > 1:
+        raise ShapeError(
+            f"the training grids' activations have different channel counts ({listed}): every store (or "
+            "tensor) must hold the same hook of the same model"
+        )
+    if len({len(s) for s in shapes}) > 1:
+        raise ShapeError(f"the training grids have different dimensions ({listed})")
+    prints = {getattr(p, "fingerprint", None) for p, tensor in zip(parts, is_tensor) if not tensor} - {None}
     if len(prints) > 1:
         raise SaenoError(
             "the training stores were captured from different models (model fingerprints "
             f"{sorted(str(p)[:16] for p in prints)}): train on stores of one model"
         )
-    return MultiGridSource(sources, shapes, data.grid_batches)
+    return chosen, shapes
 
 
 def check_sae_grids(sae: Any, source: MultiGridSource) -> None:
