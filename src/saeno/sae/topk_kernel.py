@@ -87,25 +87,17 @@ def _topk_rows(x: Any, q: Any, k: int, out_v: Any, out_i: Any, buf_v: Any, buf_i
             buf_i[m] = c
             m += a >= t
         # the TopK of the buffer (m >= k): descending insertion, the lower column first
-        for j in range(k):
+        for j in range(m):
             val = buf_v[j]
-            i = j
+            if j >= k and not val > out_v[r, k - 1]:
+                continue
+            i = min(j, k - 1)  # the first k fill the list; later ones replace its last entry
             while i > 0 and out_v[r, i - 1] < val:
                 out_v[r, i] = out_v[r, i - 1]
                 out_i[r, i] = out_i[r, i - 1]
                 i -= 1
             out_v[r, i] = val
             out_i[r, i] = buf_i[j]
-        for j in range(k, m):
-            val = buf_v[j]
-            if val > out_v[r, k - 1]:
-                i = k - 1
-                while i > 0 and out_v[r, i - 1] < val:
-                    out_v[r, i] = out_v[r, i - 1]
-                    out_i[r, i] = out_i[r, i - 1]
-                    i -= 1
-                out_v[r, i] = val
-                out_i[r, i] = buf_i[j]
     return True
 
 
