@@ -244,6 +244,27 @@ def _time_fno(sae: Any, x: Any, bs: int, steps: int, train_sae: Any) -> dict:
     }
 
 
+def _fno_step(baseline: bool, x: Any) -> Any:
+    """One SAE-FNO training step on the batch ``x`` as a closure (its model, optimizer and loss)."""
+    import torch
+
+    from saeno.train.trainer import build_optimizer, sae_loss
+
+    sae = _fno_model(baseline)
+    sae.set_normalization(x.mean((0, 2, 3)), x.std((0, 2, 3)))
+    opt = build_optimizer(sae, 1e-3)
+    dead = torch.zeros(sae.n_concepts, dtype=torch.bool)
+
+    def step() -> None:
+        loss, *_ = sae_loss(sae, x, dead, False, 32, 1 / 32)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sae.normalize_decoder_()
+
+    return step
+
+
 def fno_transform_share(threads: int, steps: int, baseline: bool) -> dict:
     """Share of the self CPU time of training steps spent in FFTs and in the DFT products.
 
@@ -257,14 +278,10 @@ def fno_transform_share(threads: int, steps: int, baseline: bool) -> dict:
 
     import saeno.sae.sae_fno as fno_mod
     from saeno.sae import spectral
-    from saeno.train.trainer import build_optimizer, sae_loss
 
     torch.set_num_threads(threads)
     x = _fno_data()[: FNO_SHAPE["batch"]]
-    sae = _fno_model(baseline)
-    sae.set_normalization(x.mean((0, 2, 3)), x.std((0, 2, 3)))
-    opt = build_optimizer(sae, 1e-3)
-    dead = torch.zeros(sae.n_concepts, dtype=torch.bool)
+    step = _fno_step(baseline, x)
 
     originals = {"to_modes": spectral.to_modes, "from_modes": spectral.from_modes}
 
@@ -276,13 +293,6 @@ def fno_transform_share(threads: int, steps: int, baseline: bool) -> dict:
                 return fn(*args, **kw)
 
         return wrapper
-
-    def step() -> None:
-        loss, *_ = sae_loss(sae, x, dead, False, 32, 1 / 32)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sae.normalize_decoder_()
 
     for _ in range(3):
         step()
@@ -316,27 +326,9 @@ def fno_interleaved_steps(threads: int, steps: int) -> dict:
 
     import torch
 
-    from saeno.train.trainer import build_optimizer, sae_loss
-
     torch.set_num_threads(threads)
     x = _fno_data()[: FNO_SHAPE["batch"]]
-
-    def make(baseline: bool) -> Any:
-        sae = _fno_model(baseline)
-        sae.set_normalization(x.mean((0, 2, 3)), x.std((0, 2, 3)))
-        opt = build_optimizer(sae, 1e-3)
-        dead = torch.zeros(sae.n_concepts, dtype=torch.bool)
-
-        def step() -> None:
-            loss, *_ = sae_loss(sae, x, dead, False, 32, 1 / 32)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sae.normalize_decoder_()
-
-        return step
-
-    fast, base = make(False), make(True)
+    fast, base = _fno_step(False, x), _fno_step(True, x)
     for _ in range(3):
         fast()
         base()
