@@ -161,6 +161,28 @@ def test_per_group_learning_rates_reach_the_optimiser(adam_spy):
     assert d_w == pytest.approx(lr, rel=0.05)
 
 
+def test_default_rate_is_the_models_scale_times_the_pointwise_default(adam_spy):
+    from saeno.sae import SAE
+    from saeno.train.schedules import default_lr
+
+    captured = adam_spy
+    data = torch.randn(16, 2, 16)
+    fno = SAEFNO(
+        2, 4, ndim=1, modes=3, bias_field=None, sparsity={"type": "topk", "k": 2, "group": "concept"}
+    )
+    train_sae(fno, data, steps=1, batch_size=16, progress=False, aux_k=0, lr_decay_frac=0.0)
+    groups = {g["name"]: g for g in captured["opt"].param_groups}
+    assert SAEFNO.default_lr_scale == 2.0
+    assert groups["pointwise"]["lr"] == pytest.approx(2.0 * default_lr(4))
+    assert groups["spectral"]["lr"] == pytest.approx(2.0 * default_lr(4) * fno.spectral_lr_scale)
+    sae = SAE(2, 4, ndim=1, sparsity={"type": "topk", "k": 2, "group": "point"})
+    train_sae(sae, data, steps=1, batch_size=16, progress=False, aux_k=0, lr_decay_frac=0.0)
+    assert [g["lr"] for g in captured["opt"].param_groups] == [pytest.approx(default_lr(4))]
+    # an explicit rate is taken as given
+    train_sae(fno, data, steps=1, lr=1e-3, batch_size=16, progress=False, aux_k=0, lr_decay_frac=0.0)
+    assert {g["name"]: g["lr"] for g in captured["opt"].param_groups}["pointwise"] == pytest.approx(1e-3)
+
+
 def test_bias_field_rate_reaches_the_optimiser_and_zero_keeps_the_fit(adam_spy):
     captured = adam_spy
     torch.manual_seed(4)

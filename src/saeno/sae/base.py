@@ -135,6 +135,8 @@ class SparseAutoencoder(nn.Module):
     #: the store view the trainer streams for this model: "points" (rows) or "field"
     view: ClassVar[str] = "field"
     default_group: ClassVar[str] = "point"
+    #: factor on the trainer's default learning rate (``saeno.train.schedules.default_lr``)
+    default_lr_scale: ClassVar[float] = 1.0
 
     def __init__(
         self,

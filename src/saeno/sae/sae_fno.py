@@ -128,6 +128,8 @@ class SAEFNO(SparseAutoencoder):
     architecture = "sae-fno"
     view = "field"
     default_group = "concept"
+    #: trained at twice the pointwise SAE's default rate (``docs/sae_fno.md``, "Learning rates")
+    default_lr_scale = 2.0
 
     def __init__(
         self,

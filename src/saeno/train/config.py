@@ -45,7 +45,8 @@ class TrainConfig:
     epochs: int | None = None
     """Passes over the data (instead of --steps)."""
     lr: float | None = None
-    """Adam learning rate (default 2e-4 / sqrt(P / 16384), at most 1e-2)."""
+    """Adam learning rate (default 2e-4 / sqrt(P / 16384), at most 1e-2, times the model's
+    default_lr_scale: 2 for the SAE-FNO, 1 otherwise)."""
     batch_size: int | None = None
     """Points per batch for pointwise SAEs (default 4096), fields per batch otherwise (default 16);
     the global batch under torchrun."""

@@ -23,7 +23,7 @@ Choices (documented defaults):
   concepts, renormalised after every Adam step; encoder initialised from the decoder transpose (done
   by the model constructors).
 - Learning rate: :func:`saeno.train.schedules.default_lr` (``2e-4 / sqrt(p / 16384)``, capped at 1e-2)
-  with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps
+  times the model's ``default_lr_scale`` (2 for the SAE-FNO), with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps
   (``lr_schedule="linear"``), or a cosine decay to 5% over all steps (``"cosine"``).
 - Batches: a tensor per batch, or a tuple of tensors (activations first) when the data is a tuple, passed
   whole to the model's ``forward_train``; the model's own loss terms arrive as ``SAEOutput.penalty``
@@ -239,7 +239,7 @@ def train_sae(
         total = epochs * source.n_batches if source.n_batches is not None else None
     else:
         total = default_steps(source.n_batches)
-    base_lr = float(cfg.lr) if cfg.lr is not None else default_lr(sae.n_concepts)
+    base_lr = float(cfg.lr) if cfg.lr is not None else default_lr(sae.n_concepts) * sae.default_lr_scale
     aux_k = cfg.aux_k if cfg.aux_k is not None else sae.default_aux_k()
     resample_every = cfg.resample_every
     if resample_every is not None and not hasattr(sae, "resample_concepts_"):
