@@ -326,6 +326,7 @@ def create_store(
         "batch_size": batch_size,
         "n_planned": total,
         "allow_nonfinite": bool(allow_nonfinite),
+        "stats_method": layout.STATS_METHOD,
         "state": "ready",
         **commit.commit_attrs(0, False, stats, {name: [] for name in specs}),
         "params": sorted(k.split("/", 1)[1] for k in specs if k.startswith(layout.PARAMS_GROUP + "/")),

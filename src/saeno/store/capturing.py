@@ -308,6 +308,7 @@ def _start_writer(
         dtypes={name: d for name, (_, d) in specs.items()},
         allow_nonfinite=allow_nonfinite,
         chunk_crc={name: list(crc.get(name, [])) for name in specs},
+        stats_by_sample=layout.stats_by_sample(attrs),
     )
     mode = writer_mod.WRITER_MODE
     if mode not in ("auto", "thread", "inline"):

@@ -27,7 +27,7 @@ from zarr.core.sync import sync
 from saeno.errors import SaenoError
 from saeno.store.commit import write_commit
 from saeno.store.integrity import content_crc
-from saeno.store.running_stats import RunningStats
+from saeno.store.running_stats import RunningStats, SampleMoments, sample_moments
 
 _STOP = object()
 
@@ -217,6 +217,11 @@ def make_writer(
 class ChunkSink:
     """Gather rows into whole chunks and commit them (the consumer of :class:`BackgroundWriter`).
 
+    Each batch's rows are handled as they arrive, while they are still in cache: copied (and cast)
+    into a chunk buffer allocated once, checksummed (a running CRC-32 of the chunk's bytes), and,
+    for a hook, summarised sample by sample (:func:`~saeno.store.running_stats.sample_moments`,
+    which also finds non-finite values). A full chunk is then only written and committed.
+
     Parameters
     ----------
     group
@@ -239,6 +244,11 @@ class ChunkSink:
         Called as ``on_commit(rows_written, uncompressed_bytes)`` after each commit.
     chunk_crc
         Array name -> content checksums of the chunks already committed (extended in place).
+    stats_by_sample
+        Summarise each chunk sample by sample (:meth:`RunningStats.from_samples`, the store
+        attribute ``stats_method = "sample"``); False keeps the statistics of stores written before
+        it (:meth:`RunningStats.from_array` over each whole chunk), so that resuming such a store
+        gives the bits an uninterrupted capture gave.
     """
 
     def __init__(
@@ -253,6 +263,7 @@ class ChunkSink:
         allow_nonfinite: bool = False,
         on_commit: Callable[[int, int], None] | None = None,
         chunk_crc: dict[str, list[int]] | None = None,
+        stats_by_sample: bool = True,
     ) -> None:
         if start_row % chunk_size:
             raise ValueError(f"start_row {start_row} is not a multiple of chunk_size {chunk_size}")
@@ -265,26 +276,63 @@ class ChunkSink:
         self.dtypes = dtypes
         self.allow_nonfinite = allow_nonfinite
         self.on_commit = on_commit
+        self.stats_by_sample = stats_by_sample
         self.bytes_written = 0
         self.chunk_crc = {name: list((chunk_crc or {}).get(name, [])) for name in arrays}
-        self._pending: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
+        self._hook_of = {name: hook for hook, name in hooks.items()}
+        # allocated at the first batch (its shapes), reused for every chunk
+        self._buffers: dict[str, np.ndarray] = {}
+        self._moments: dict[str, SampleMoments] = {}
+        self._crc = dict.fromkeys(arrays, 0)
         self._n_pending = 0
+
+    def _allocate(self, batch: dict[str, np.ndarray]) -> None:
+        cs = self.chunk_size
+        for name, value in batch.items():
+            dtype = np.dtype(self.dtypes.get(name, value.dtype))
+            self._buffers[name] = np.empty((cs, *value.shape[1:]), dtype=dtype)
+            if name in self._hook_of:
+                channels = value.shape[1]
+                acc = np.complex128 if dtype.kind == "c" else np.float64
+                self._moments[name] = SampleMoments(
+                    np.zeros((cs, channels)), np.zeros((cs, channels), dtype=acc), np.zeros((cs, channels))
+                )
 
     def consume(self, batch: dict[str, np.ndarray]) -> None:
         """Add the rows of one batch (array name -> ``(B, ...)``), committing full chunks."""
         n = {len(v) for v in batch.values()}
         if len(n) != 1 or set(batch) != set(self.arrays):
             raise ValueError("a batch must hold the same number of rows for every array")
+        if not self._buffers:
+            self._allocate(batch)
         rows = n.pop()
         offset = 0
         while offset < rows:
             take = min(rows - offset, self.chunk_size - self._n_pending)
             for name, value in batch.items():
-                self._pending[name].append(value[offset : offset + take])
+                self._add(name, value[offset : offset + take])
             self._n_pending += take
             offset += take
             if self._n_pending == self.chunk_size:
                 self._flush()
+
+    def _add(self, name: str, raw: np.ndarray) -> None:
+        """Copy one piece of rows into the chunk buffer; checksum and summarise it there."""
+        lo = self._n_pending
+        piece = self._buffers[name][lo : lo + len(raw)]
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
+            np.copyto(piece, raw, casting="unsafe")
+        self._crc[name] = content_crc(piece, self._crc[name])
+        hook = self._hook_of.get(name)
+        if hook is None:
+            return
+        part = sample_moments(piece, skip_nonfinite=self.allow_nonfinite)
+        if not self.allow_nonfinite and not (np.isfinite(part.total).all() and np.isfinite(part.m2).all()):
+            _raise_nonfinite(hook, raw, piece, self.rows_written, lo)
+        store = self._moments[name]
+        store.count[lo : lo + len(raw)] = part.count
+        store.total[lo : lo + len(raw)] = part.total
+        store.m2[lo : lo + len(raw)] = part.m2
 
     def finish(self, complete: bool = True) -> None:
         """Write the last (partial) chunk and commit; ``complete`` marks the capture finished."""
@@ -292,51 +340,28 @@ class ChunkSink:
             self._flush()
         self._commit(complete=complete)
 
+    def _chunk_stats(self, name: str, n: int) -> RunningStats:
+        if not self.stats_by_sample:
+            return RunningStats.from_array(self._buffers[name][:n], skip_nonfinite=self.allow_nonfinite)
+        m = self._moments[name]
+        return RunningStats.from_moments(SampleMoments(m.count[:n], m.total[:n], m.m2[:n]))
+
     def _flush(self) -> None:
         start = self.rows_written
-        stop = start + self._n_pending
-        data, raw = {}, {}
-        for name, parts in self._pending.items():
-            value = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            raw[name] = value
-            with np.errstate(over="ignore"):  # an overflow is reported below, by name
-                data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
-        # statistics and checksums of every array at once, in zarr's threads (numpy's reductions and
-        # zlib's CRC release the GIL), then the writes, also at once
-        hook_of = {name: hook for hook, name in self.hooks.items()}
-        prepared = sync(self._prepare_all(data, hook_of))
-        chunk_stats = {hook_of[name]: part for name, (_, part) in prepared.items() if part is not None}
-        if not self.allow_nonfinite:
-            for hook, part in chunk_stats.items():
-                if not (np.isfinite(part.mean).all() and np.isfinite(part.m2).all()):
-                    name = self.hooks[hook]
-                    _raise_nonfinite(hook, raw[name], data[name], start)
+        n = self._n_pending
+        stop = start + n
+        data = {name: buffer[:n] for name, buffer in self._buffers.items()}
+        chunk_stats = {hook: self._chunk_stats(name, n) for name, hook in self._hook_of.items()}
         sync(self._write_all(data, start, stop))
-        for name, (crc, _) in prepared.items():
-            self.chunk_crc[name].append(crc)
+        for name in self.arrays:
+            self.chunk_crc[name].append(self._crc[name])
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
         self.rows_written = stop
         self.bytes_written += sum(v.nbytes for v in data.values())
-        self._pending = {name: [] for name in self.arrays}
+        self._crc = dict.fromkeys(self.arrays, 0)
         self._n_pending = 0
         self._commit(complete=False)
-
-    def _prepare(self, value: np.ndarray, hook: str | None) -> tuple[int, RunningStats | None]:
-        """Content checksum of one array's chunk and, for a hook, its statistics."""
-        crc = content_crc(value)
-        if hook is None:
-            return crc, None
-        return crc, RunningStats.from_array(value, skip_nonfinite=self.allow_nonfinite)
-
-    async def _prepare_all(
-        self, data: dict[str, np.ndarray], hook_of: dict[str, str]
-    ) -> dict[str, tuple[int, RunningStats | None]]:
-        names = list(data)
-        done = await asyncio.gather(
-            *(asyncio.to_thread(self._prepare, data[name], hook_of.get(name)) for name in names)
-        )
-        return dict(zip(names, done))
 
     async def _write_all(self, data: dict[str, np.ndarray], start: int, stop: int) -> None:
         # all arrays of a chunk at once: their compression runs in parallel in zarr's threads
@@ -355,11 +380,12 @@ class ChunkSink:
             self.on_commit(self.rows_written, self.bytes_written)
 
 
-def _raise_nonfinite(hook: str, raw: np.ndarray, values: np.ndarray, start: int) -> None:
-    """Raise NonFiniteActivationError naming the first row of ``values`` (a chunk starting at row
-    ``start``) that holds NaN or infinity (an overflow of the cast when ``raw`` was finite)."""
+def _raise_nonfinite(hook: str, raw: np.ndarray, values: np.ndarray, start: int, lo: int = 0) -> None:
+    """Raise NonFiniteActivationError naming the first row of ``values`` (rows ``lo``... of a chunk
+    starting at row ``start``) that holds NaN or infinity (an overflow of the cast when ``raw`` was
+    finite)."""
     bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
-    row = start + int(np.argmax(bad))
+    row = start + lo + int(np.argmax(bad))
     _raise_if_overflow(hook, raw, values, row, start)
     raise NonFiniteActivationError(
         f"hook {hook!r} produced NaN or infinite values at row {row} (sample "

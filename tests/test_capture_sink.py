@@ -1,0 +1,137 @@
+"""The chunk sink's per-batch work against the whole-chunk path stores had before ``stats_method``.
+
+A capture copies each batch's rows into a chunk buffer, checksums them with a running CRC and
+summarises them sample by sample. A store written with ``stats_method`` absent (what every store
+before it holds, made here by unsetting ``saeno.store.layout.STATS_METHOD``) keeps its statistics of
+whole chunks (``RunningStats.from_array``), also when it is resumed. Both kinds hold the same arrays
+and content checksums, statistics equal to float64 rounding, and checksums that equal the chunks read
+back. Chunks of 5 rows over batches of 4: every chunk spans two batches, the last one is partial.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from faults import files
+from saeno.errors import StoreError
+from saeno.hooking import HookedOperator
+from saeno.store import ActivationStore, RunningStats, capture, layout, writer
+from saeno.store.layout import hook_path
+from saeno.store.repair import chunk_checksums
+
+HOOKS = ["lifting.hook_out", "blocks.1.hook_out"]
+N, BATCH, CHUNK = 13, 4, 5
+
+
+@pytest.fixture(scope="module")
+def hooked():
+    from neuralop.models import FNO
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=6, n_layers=2).eval()
+    return HookedOperator(model)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(N, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+
+
+def _capture(hooked, x, path, **kw):
+    return capture(hooked, x, HOOKS, path, batch_size=BATCH, chunk_size=CHUNK, progress=False, **kw)
+
+
+def _per_chunk(a: np.ndarray, summarise) -> RunningStats:
+    stats = RunningStats.empty(a.shape[1])
+    for lo in range(0, len(a), CHUNK):
+        stats = stats.merge(summarise(a[lo : lo + CHUNK]))
+    return stats
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_new_and_old_statistics_methods_store_the_same_data(hooked, x, tmp_path, monkeypatch, dtype):
+    new = _capture(hooked, x, tmp_path / "new", dtype=dtype)
+    monkeypatch.setattr(layout, "STATS_METHOD", None)
+    old = _capture(hooked, x, tmp_path / "old", dtype=dtype)
+    assert new.attrs["stats_method"] == "sample" and old.attrs.get("stats_method") is None
+    assert new.attrs["chunk_crc"] == old.attrs["chunk_crc"]
+    for store in (new, old):
+        # the running checksums equal the CRC-32 of every chunk read back from its file
+        names = list(store.attrs["array_shapes"])
+        assert chunk_checksums(store.group, names, N, store.url) == store.attrs["chunk_crc"]
+    for h in HOOKS:
+        a = new.read(h)
+        assert a.dtype == np.dtype(dtype) and np.array_equal(a, old.read(h))
+        # each store's statistics are its own method's, bit for bit (the old: whole chunks)
+        for store, summarise in ((new, RunningStats.from_samples), (old, RunningStats.from_array)):
+            want, got = _per_chunk(a, summarise), store.running_stats(h)
+            for field in ("count", "mean", "m2"):
+                np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+        # and the two methods agree to float64 rounding
+        np.testing.assert_allclose(new.stats(h)[0], old.stats(h)[0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(new.stats(h)[1], old.stats(h)[1], rtol=1e-12)
+    for name in ("x", "y_pred", "index"):
+        assert np.array_equal(new.read(name), old.read(name))
+
+
+@pytest.mark.parametrize("mode", ["inline", "thread"])
+def test_an_old_store_resumes_with_its_own_method_bit_for_bit(hooked, x, tmp_path, monkeypatch, caplog, mode):
+    """A store of the old method killed after its first chunk: the resume neither repairs it (its
+    statistics verify as they are) nor mixes methods; it ends equal to an uninterrupted old capture."""
+    monkeypatch.setattr(writer, "WRITER_MODE", mode)
+    monkeypatch.setattr(layout, "STATS_METHOD", None)
+    _capture(hooked, x, tmp_path / "clean")
+    flush = writer.ChunkSink._flush
+    calls = []
+
+    def failing_flush(self):
+        calls.append(self.rows_written)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        flush(self)
+
+    monkeypatch.setattr(writer.ChunkSink, "_flush", failing_flush)
+    path = tmp_path / "killed"
+    with pytest.raises(StoreError, match="full"):
+        _capture(hooked, x, path)
+    monkeypatch.setattr(writer.ChunkSink, "_flush", flush)
+    monkeypatch.setattr(layout, "STATS_METHOD", "sample")  # the current version resumes it
+    assert ActivationStore.open(path).n_rows == CHUNK
+    with caplog.at_level(logging.WARNING, logger="saeno.store.repair"):
+        done = _capture(hooked, x, path, resume=True)
+    assert not [r for r in caplog.records if r.name == "saeno.store.repair"]
+    assert done.complete and files(path) == files(tmp_path / "clean")
+
+
+def test_a_store_of_an_unknown_statistics_method_is_not_resumed(hooked, x, tmp_path):
+    import zarr
+
+    bad = x.clone()
+    bad[7, 0, 0, 0] = float("nan")  # stops the capture after its first chunk
+    with pytest.raises(writer.NonFiniteActivationError):
+        _capture(hooked, bad, tmp_path / "s")
+    zarr.open_group(tmp_path / "s", mode="r+").update_attributes({"stats_method": "moments-v9"})
+    with pytest.raises(StoreError, match="stats_method='moments-v9'.*saeno version that wrote it"):
+        _capture(hooked, x, tmp_path / "s", resume=True)
+
+
+def test_a_nonfinite_value_in_a_later_piece_of_a_chunk_names_its_row(hooked, x, tmp_path):
+    """Row 6 lies in the second batch piece of chunk 1 (rows 5..9): the error names it and the
+    pieces already summarised are dropped with the chunk."""
+    from saeno.store.writer import NonFiniteActivationError
+
+    bad = x.clone()
+    bad[9, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteActivationError, match="at row 9 .* the 5 rows before its chunk"):
+        _capture(hooked, bad, tmp_path / "s")
+    partial = ActivationStore.open(tmp_path / "s")
+    assert partial.n_rows == CHUNK
+    assert (
+        partial.attrs["chunk_crc"][hook_path(HOOKS[0])]
+        == _capture(hooked, x, tmp_path / "ok").attrs["chunk_crc"][hook_path(HOOKS[0])][:1]
+    )
