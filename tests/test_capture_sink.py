@@ -135,3 +135,87 @@ def test_a_nonfinite_value_in_a_later_piece_of_a_chunk_names_its_row(hooked, x, 
         partial.attrs["chunk_crc"][hook_path(HOOKS[0])]
         == _capture(hooked, x, tmp_path / "ok").attrs["chunk_crc"][hook_path(HOOKS[0])][:1]
     )
+
+
+def _kill_at_write(monkeypatch, k: int) -> dict:
+    """Make the k-th write of a local store raise and write nothing more: the store's files are left
+    as a kill at that write leaves them (the capture's attempt to commit on the error is disabled)."""
+    from faults import InjectedKill
+    from zarr.storage import LocalStore
+
+    from saeno.store import capturing
+
+    original = LocalStore._set
+    seen = {"n": 0, "keys": []}
+
+    async def _set(self, key, value, *args, **kwargs):
+        seen["n"] += 1
+        if seen["n"] >= k:
+            raise InjectedKill(key)
+        seen["keys"].append(key)
+        return await original(self, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "_set", _set)
+    monkeypatch.setattr(capturing, "_commit_written", lambda sink: None)
+    return seen
+
+
+def test_a_kill_loses_at_most_the_chunks_written_since_the_last_commit(hooked, x, tmp_path, monkeypatch):
+    """Commits every two chunks (COMMIT_BYTES of two chunks of every array): a kill at every write
+    leaves the rows of the last commit readable, at most two chunks behind the chunks on disk, and
+    a resume then gives the uninterrupted store's files."""
+    import json
+
+    from faults import InjectedKill
+
+    monkeypatch.setattr(writer, "WRITER_MODE", "inline")
+    per_row = sum(int(np.prod(s)) * 4 for s in [(6, 12, 12)] * 2 + [(1, 12, 12)] * 2) + 8
+    monkeypatch.setattr(writer, "COMMIT_BYTES", 2 * CHUNK * per_row)
+    monkeypatch.setattr(writer, "COMMIT_SECONDS", None)
+    clean = tmp_path / "clean"
+    _capture(hooked, x, clean)
+    n_writes = sum(1 for p in clean.rglob("*") if p.is_file())  # at least one write per file
+    commits_seen = set()
+    for k in range(1, n_writes + 12):
+        path = tmp_path / f"k{k}"
+        with monkeypatch.context() as m:
+            seen = _kill_at_write(m, k)
+            try:
+                _capture(hooked, x, path)
+            except InjectedKill:
+                pass
+            else:
+                break  # k is past the last write
+        chunks_on_disk = {key.split("/c/")[1].split("/")[0] for key in seen["keys"] if "hook_out/c/" in key}
+        written = CHUNK * len(chunks_on_disk)
+        try:
+            rows = json.loads((path / "zarr.json").read_text())["attributes"].get("rows_written", 0)
+        except (FileNotFoundError, KeyError):
+            rows = 0
+        assert rows % CHUNK == 0 or rows == N
+        assert written - rows <= 2 * CHUNK + CHUNK, (k, rows, written)  # two chunks, one half-written
+        commits_seen.add(rows)
+        _capture(hooked, x, path, resume=True)
+        assert files(path) == files(clean), k
+    # one intermediate commit, after two chunks (a commit after every chunk would also show 5)
+    assert commits_seen == {0, 2 * CHUNK}
+
+
+def test_an_error_commits_the_chunks_written_since_the_last_commit(hooked, x, tmp_path, monkeypatch):
+    """With commits far apart, a capture stopped by an error (not a kill) still commits every chunk
+    it wrote before: here the model fails at its fourth batch, after chunks 0 and 1."""
+    monkeypatch.setattr(writer, "COMMIT_BYTES", 2**40)
+    monkeypatch.setattr(writer, "COMMIT_SECONDS", None)
+    calls = []
+    original = hooked.run_with_cache
+
+    def failing(xb, **kw):
+        calls.append(len(xb))
+        if len(calls) == 4:
+            raise RuntimeError("the model failed")
+        return original(xb, **kw)
+
+    monkeypatch.setattr(hooked, "run_with_cache", failing)
+    with pytest.raises(RuntimeError, match="the model failed"):
+        _capture(hooked, x, tmp_path / "s")
+    assert ActivationStore.open(tmp_path / "s").n_rows == 2 * CHUNK

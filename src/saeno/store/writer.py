@@ -4,11 +4,14 @@
 blocks only while the queue is full (so memory stays bounded), and any exception raised in the
 thread is re-raised in the caller at its next ``submit`` or at ``close``.
 
-:class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks and,
-for each chunk, in this order: computes the hooks' statistics (stopping at non-finite values),
-writes the chunk of every array, then commits the merged statistics, ``rows_written`` and the
-chunks' content checksums in one write of the root attributes (see :mod:`saeno.store.commit`). A kill at any moment therefore leaves a store whose first
-``rows_written`` rows are complete and whose statistics describe exactly those rows.
+:class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks. Each
+batch's rows are copied into the chunk's buffer, checksummed and summarised as they arrive
+(stopping at non-finite values); a full chunk is written (every array), and after every few chunks
+(:data:`COMMIT_BYTES`, :data:`COMMIT_SECONDS`) the merged statistics, ``rows_written`` and the
+chunks' content checksums are committed in one write of the root attributes (see
+:mod:`saeno.store.commit`). A kill at any moment therefore leaves a store whose first
+``rows_written`` rows are complete and whose statistics describe exactly those rows; it loses the
+chunks written after the last commit, which a resume writes again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +46,15 @@ WRITER_NICE = 0
 #: on every core, see :func:`saeno.store.capture_model.openmp_spins`; a thread otherwise). The
 #: stored bytes do not depend on it
 WRITER_MODE = "auto"
+#: a capture commits at the end of the first chunk that brings the chunks written since its last
+#: commit to at least this many uncompressed bytes, or that ends :data:`COMMIT_SECONDS` or more
+#: after it (and at its end, or when it stops on an error). A kill loses the chunks written since
+#: the last commit: under this many bytes, or that many seconds of capture, plus one chunk, plus
+#: the rows gathered for the next chunk. 0 commits after every chunk
+COMMIT_BYTES = 32 * 2**20
+#: the most seconds between two commits, to the end of a chunk (see :data:`COMMIT_BYTES`); a
+#: capture whose chunks take longer commits after every chunk
+COMMIT_SECONDS = 1.0
 
 
 def _lower_own_priority(step: int) -> None:
@@ -244,6 +257,10 @@ class ChunkSink:
         Called as ``on_commit(rows_written, uncompressed_bytes)`` after each commit.
     chunk_crc
         Array name -> content checksums of the chunks already committed (extended in place).
+    commit_bytes, commit_seconds
+        Commit once the chunks written since the last commit hold at least ``commit_bytes``
+        (uncompressed) or ``commit_seconds`` have passed since it (default 0 and None: after every
+        chunk). :meth:`commit_written` commits them at any other time.
     stats_by_sample
         Summarise each chunk sample by sample (:meth:`RunningStats.from_samples`, the store
         attribute ``stats_method = "sample"``); False keeps the statistics of stores written before
@@ -264,6 +281,8 @@ class ChunkSink:
         on_commit: Callable[[int, int], None] | None = None,
         chunk_crc: dict[str, list[int]] | None = None,
         stats_by_sample: bool = True,
+        commit_bytes: int = 0,
+        commit_seconds: float | None = None,
     ) -> None:
         if start_row % chunk_size:
             raise ValueError(f"start_row {start_row} is not a multiple of chunk_size {chunk_size}")
@@ -277,6 +296,11 @@ class ChunkSink:
         self.allow_nonfinite = allow_nonfinite
         self.on_commit = on_commit
         self.stats_by_sample = stats_by_sample
+        self.commit_bytes = commit_bytes
+        self.commit_seconds = commit_seconds
+        self.rows_committed = start_row
+        self._uncommitted_bytes = 0
+        self._last_commit = time.monotonic()
         self.bytes_written = 0
         self.chunk_crc = {name: list((chunk_crc or {}).get(name, [])) for name in arrays}
         self._hook_of = {name: hook for hook, name in hooks.items()}
@@ -358,10 +382,21 @@ class ChunkSink:
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
         self.rows_written = stop
-        self.bytes_written += sum(v.nbytes for v in data.values())
+        chunk_bytes = sum(v.nbytes for v in data.values())
+        self.bytes_written += chunk_bytes
+        self._uncommitted_bytes += chunk_bytes
         self._crc = dict.fromkeys(self.arrays, 0)
         self._n_pending = 0
-        self._commit(complete=False)
+        if self._uncommitted_bytes >= self.commit_bytes or (
+            self.commit_seconds is not None and time.monotonic() - self._last_commit >= self.commit_seconds
+        ):
+            self._commit(complete=False)
+
+    def commit_written(self) -> None:
+        """Commit the chunks written since the last commit, if any (a capture that stops on an error
+        keeps them; the rows gathered for the next chunk are dropped)."""
+        if self.rows_written > self.rows_committed:
+            self._commit(complete=False)
 
     async def _write_all(self, data: dict[str, np.ndarray], start: int, stop: int) -> None:
         # all arrays of a chunk at once: their compression runs in parallel in zarr's threads
@@ -376,6 +411,9 @@ class ChunkSink:
         # statistics that skipped non-finite values are marked so (validation then allows lower counts)
         extra = {"allow_nonfinite": True} if self.allow_nonfinite else None
         write_commit(self.group, self.rows_written, complete, self.stats, self.chunk_crc, extra=extra)
+        self.rows_committed = self.rows_written
+        self._uncommitted_bytes = 0
+        self._last_commit = time.monotonic()
         if self.on_commit is not None:
             self.on_commit(self.rows_written, self.bytes_written)
 
