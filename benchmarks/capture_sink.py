@@ -66,7 +66,7 @@ def measure(n: int) -> dict:
         cpu, wall = time.process_time() - c, time.perf_counter() - w
     # the copies that stand in for the forward, timed alone
     c = time.process_time()
-    for i in range(n // 8):
+    for _ in range(n // 8):
         cached(None)
     copies = time.process_time() - c
     return {"cpu": cpu - copies, "wall": wall, "n": n}
@@ -106,7 +106,9 @@ def main() -> None:
         print(f"| {label} | {statistics.median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
     if args.baseline:
         ratios = [t / b for t, b in zip(runs["this"], runs["baseline"])]
-        print(f"| this / baseline | {statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |")
+        print(
+            f"| this / baseline | {statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |"
+        )
 
 
 if __name__ == "__main__":

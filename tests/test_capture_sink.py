@@ -140,9 +140,9 @@ def test_a_nonfinite_value_in_a_later_piece_of_a_chunk_names_its_row(hooked, x, 
 def _kill_at_write(monkeypatch, k: int) -> dict:
     """Make the k-th write of a local store raise and write nothing more: the store's files are left
     as a kill at that write leaves them (the capture's attempt to commit on the error is disabled)."""
-    from faults import InjectedKill
     from zarr.storage import LocalStore
 
+    from faults import InjectedKill
     from saeno.store import capturing
 
     original = LocalStore._set
