@@ -7,9 +7,9 @@ its output), so what is timed is what the capture adds to a forward: rows, the s
 checksums, statistics, chunk writes, commits) and the store's creation. Process CPU time counts
 every thread (Zarr's pool included). The writer runs inline (as under OpenMP's default policy).
 
-``--baseline SRC`` runs the same measurement in a subprocess with ``PYTHONPATH=SRC`` (another
-checkout's ``src``), alternating with this checkout, ``--rounds`` times each; the table gives both
-and their ratio. CPU time is far steadier than wall time on a shared machine, but still varies
+``--baseline SRC [SRC ...]`` runs the same measurement in a subprocess with ``PYTHONPATH=SRC``
+(other checkouts' ``src``), alternating with this checkout, ``--rounds`` times each; the table
+gives each and the ratios. CPU time is far steadier than wall time on a shared machine, but still varies
 with the load (cache and memory bandwidth), hence the alternation.
 
 Run: ``python benchmarks/capture_sink.py --n 2400 --rounds 5 --baseline /path/to/main/src``.
@@ -76,14 +76,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2400)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--baseline", default=None, help="another checkout's src folder to compare with")
+    p.add_argument("--baseline", nargs="*", default=[], help="other checkouts' src folders to compare with")
     p.add_argument("--once", action="store_true", help="one measurement, printed as JSON (internal)")
     args = p.parse_args()
     if args.once:
         print(json.dumps(measure(args.n)))
         return
     here = str(Path(__file__).resolve().parents[1] / "src")  # this checkout, not an installed saeno
-    trees = {"baseline": args.baseline, "this": here} if args.baseline else {"this": here}
+    trees = {f"baseline {i + 1}": src for i, src in enumerate(args.baseline)}
+    trees["this"] = here
     runs: dict[str, list[float]] = {k: [] for k in trees}
     loads = [os.getloadavg()[0]]
     for _ in range(args.rounds):

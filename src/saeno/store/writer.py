@@ -55,6 +55,8 @@ COMMIT_BYTES = 32 * 2**20
 #: the most seconds between two commits, to the end of a chunk (see :data:`COMMIT_BYTES`); a
 #: capture whose chunks take longer commits after every chunk
 COMMIT_SECONDS = 1.0
+#: rows of a chunk summarised at once: about this many bytes, so that their float64 copy stays in cache
+_BLOCK_BYTES = 2**19
 
 
 def _lower_own_priority(step: int) -> None:
@@ -307,7 +309,7 @@ class ChunkSink:
         # allocated at the first batch (its shapes), reused for every chunk
         self._buffers: dict[str, np.ndarray] = {}
         self._moments: dict[str, SampleMoments] = {}
-        self._crc = dict.fromkeys(arrays, 0)
+        self._pending: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
         self._n_pending = 0
 
     def _allocate(self, batch: dict[str, np.ndarray]) -> None:
@@ -334,35 +336,41 @@ class ChunkSink:
         while offset < rows:
             take = min(rows - offset, self.chunk_size - self._n_pending)
             for name, value in batch.items():
-                self._add(name, value[offset : offset + take])
+                self._pending[name].append(value[offset : offset + take])
             self._n_pending += take
             offset += take
             if self._n_pending == self.chunk_size:
                 self._flush()
-
-    def _add(self, name: str, raw: np.ndarray) -> None:
-        """Copy one piece of rows into the chunk buffer; checksum and summarise it there."""
-        lo = self._n_pending
-        piece = self._buffers[name][lo : lo + len(raw)]
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
-            np.copyto(piece, raw, casting="unsafe")
-        self._crc[name] = content_crc(piece, self._crc[name])
-        hook = self._hook_of.get(name)
-        if hook is None:
-            return
-        part = sample_moments(piece, skip_nonfinite=self.allow_nonfinite)
-        if not self.allow_nonfinite and not (np.isfinite(part.total).all() and np.isfinite(part.m2).all()):
-            _raise_nonfinite(hook, raw, piece, self.rows_written, lo)
-        store = self._moments[name]
-        store.count[lo : lo + len(raw)] = part.count
-        store.total[lo : lo + len(raw)] = part.total
-        store.m2[lo : lo + len(raw)] = part.m2
 
     def finish(self, complete: bool = True) -> None:
         """Write the last (partial) chunk and commit; ``complete`` marks the capture finished."""
         if self._n_pending:
             self._flush()
         self._commit(complete=complete)
+
+    def _prepare(self, name: str, n: int) -> int:
+        """Gather one array's rows into its chunk buffer (cast to the stored dtype); return their
+        checksum and, for a hook, fill its per-sample moments, block by block while in cache."""
+        parts, values = self._pending[name], self._buffers[name][:n]
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by name
+            if len(parts) == 1:
+                np.copyto(values, parts[0], casting="unsafe")
+            else:
+                np.concatenate(parts, out=values, casting="unsafe")
+        crc = content_crc(values)
+        if name in self._moments:
+            m = self._moments[name]
+            step = max(1, _BLOCK_BYTES // max(1, values[:1].nbytes))
+            for lo in range(0, n, step):
+                hi = min(n, lo + step)
+                part = sample_moments(values[lo:hi], skip_nonfinite=self.allow_nonfinite)
+                m.count[lo:hi], m.total[lo:hi], m.m2[lo:hi] = part.count, part.total, part.m2
+        return crc
+
+    async def _prepare_all(self, n: int) -> dict[str, int]:
+        names = list(self.arrays)
+        done = await asyncio.gather(*(asyncio.to_thread(self._prepare, name, n) for name in names))
+        return dict(zip(names, done))
 
     def _chunk_stats(self, name: str, n: int) -> RunningStats:
         if not self.stats_by_sample:
@@ -374,18 +382,26 @@ class ChunkSink:
         start = self.rows_written
         n = self._n_pending
         stop = start + n
+        # gathering, checksums and statistics of every array at once, in zarr's threads (numpy's
+        # copies and reductions and zlib's CRC release the GIL), then the writes, also at once
+        crcs = sync(self._prepare_all(n))
         data = {name: buffer[:n] for name, buffer in self._buffers.items()}
+        if not self.allow_nonfinite:
+            for name, hook in self._hook_of.items():
+                m = self._moments[name]
+                if not (np.isfinite(m.total[:n]).all() and np.isfinite(m.m2[:n]).all()):
+                    _raise_nonfinite(hook, np.concatenate(self._pending[name]), data[name], start)
         chunk_stats = {hook: self._chunk_stats(name, n) for name, hook in self._hook_of.items()}
         sync(self._write_all(data, start, stop))
         for name in self.arrays:
-            self.chunk_crc[name].append(self._crc[name])
+            self.chunk_crc[name].append(crcs[name])
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
         self.rows_written = stop
         chunk_bytes = sum(v.nbytes for v in data.values())
         self.bytes_written += chunk_bytes
         self._uncommitted_bytes += chunk_bytes
-        self._crc = dict.fromkeys(self.arrays, 0)
+        self._pending = {name: [] for name in self.arrays}
         self._n_pending = 0
         if self._uncommitted_bytes >= self.commit_bytes or (
             self.commit_seconds is not None and time.monotonic() - self._last_commit >= self.commit_seconds
@@ -418,12 +434,11 @@ class ChunkSink:
             self.on_commit(self.rows_written, self.bytes_written)
 
 
-def _raise_nonfinite(hook: str, raw: np.ndarray, values: np.ndarray, start: int, lo: int = 0) -> None:
-    """Raise NonFiniteActivationError naming the first row of ``values`` (rows ``lo``... of a chunk
-    starting at row ``start``) that holds NaN or infinity (an overflow of the cast when ``raw`` was
-    finite)."""
+def _raise_nonfinite(hook: str, raw: np.ndarray, values: np.ndarray, start: int) -> None:
+    """Raise NonFiniteActivationError naming the first row of ``values`` (a chunk starting at row
+    ``start``) that holds NaN or infinity (an overflow of the cast when ``raw`` was finite)."""
     bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
-    row = start + lo + int(np.argmax(bad))
+    row = start + int(np.argmax(bad))
     _raise_if_overflow(hook, raw, values, row, start)
     raise NonFiniteActivationError(
         f"hook {hook!r} produced NaN or infinite values at row {row} (sample "
