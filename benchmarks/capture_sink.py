@@ -105,11 +105,12 @@ def main() -> None:
     for name, values in runs.items():
         label = f"{name} ({trees[name]})"
         print(f"| {label} | {statistics.median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
-    if args.baseline:
-        ratios = [t / b for t, b in zip(runs["this"], runs["baseline"])]
-        print(
-            f"| this / baseline | {statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |"
-        )
+    for name in runs:
+        if name != "this":
+            ratios = [t / b for t, b in zip(runs["this"], runs[name])]
+            print(
+                f"| this / {name} | {statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |"
+            )
 
 
 if __name__ == "__main__":
