@@ -14,8 +14,8 @@ Complex arrays give a complex mean and ``var = E|a - mean|^2``.
 A capture summarises each chunk sample by sample (:func:`sample_moments`: per sample and channel
 the count, the sum and the sum of squared deviations from that sample's own mean, two passes in
 float64) and combines the samples of a chunk at once (:meth:`RunningStats.from_moments`). Each
-sample's moments depend on that sample alone, so a capture computes them batch by batch while the
-activations are in cache, and a repair recomputes the same bits from the whole chunk read back.
+sample's moments depend on that sample alone, so a capture computes them in blocks of rows small
+enough to stay in cache, and a repair recomputes the same bits from the whole chunk read back.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@
 blocks only while the queue is full (so memory stays bounded), and any exception raised in the
 thread is re-raised in the caller at its next ``submit`` or at ``close``.
 
-:class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks. Each
-batch's rows are copied into the chunk's buffer, checksummed and summarised as they arrive
-(stopping at non-finite values); a full chunk is written (every array), and after every few chunks
+:class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks. A
+full chunk is gathered into a reused buffer, checksummed and summarised per sample (stopping at
+non-finite values) and written, every array at once; after every few chunks
 (:data:`COMMIT_BYTES`, :data:`COMMIT_SECONDS`) the merged statistics, ``rows_written`` and the
 chunks' content checksums are committed in one write of the root attributes (see
 :mod:`saeno.store.commit`). A kill at any moment therefore leaves a store whose first
@@ -232,10 +232,11 @@ def make_writer(
 class ChunkSink:
     """Gather rows into whole chunks and commit them (the consumer of :class:`BackgroundWriter`).
 
-    Each batch's rows are handled as they arrive, while they are still in cache: copied (and cast)
-    into a chunk buffer allocated once, checksummed (a running CRC-32 of the chunk's bytes), and,
-    for a hook, summarised sample by sample (:func:`~saeno.store.running_stats.sample_moments`,
-    which also finds non-finite values). A full chunk is then only written and committed.
+    A batch's rows are kept as views until their chunk is full. The chunk is then, for every array
+    at once in Zarr's thread pool: gathered (and cast) into a buffer allocated once per capture,
+    checksummed (``chunk_crc``) and, for a hook, summarised sample by sample in blocks of rows small
+    enough to stay in cache (:func:`~saeno.store.running_stats.sample_moments`, which also finds
+    non-finite values); then every array's chunk is written, and every few chunks committed.
 
     Parameters
     ----------
