@@ -219,3 +219,28 @@ def test_an_error_commits_the_chunks_written_since_the_last_commit(hooked, x, tm
     with pytest.raises(RuntimeError, match="the model failed"):
         _capture(hooked, x, tmp_path / "s")
     assert ActivationStore.open(tmp_path / "s").n_rows == 2 * CHUNK
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_chunks_encoded_by_the_sink_are_the_files_zarr_writes(hooked, x, tmp_path, monkeypatch, dtype):
+    """The sink encodes whole chunks itself (saeno.store.chunk_encoding); every file equals the
+    store written through zarr.Array.__setitem__, and the encoder is really used."""
+    from saeno.store import chunk_encoding
+
+    used = []
+    encode = chunk_encoding.ChunkEncoder.encode
+
+    def counting(self, values, chunk):
+        used.append(chunk)
+        return encode(self, values, chunk)
+
+    monkeypatch.setattr(chunk_encoding.ChunkEncoder, "encode", counting)
+    _capture(hooked, x, tmp_path / "direct", dtype=dtype)
+    assert sorted(set(used)) == [0, 1]  # the two whole chunks; the partial third goes through zarr
+    monkeypatch.setattr(writer, "ENCODE_CHUNKS", False)
+    _capture(hooked, x, tmp_path / "zarr", dtype=dtype)
+    direct, plain = files(tmp_path / "direct"), files(tmp_path / "zarr")
+    assert sorted(direct) == sorted(plain)
+    assert len([k for k in direct if "/c/" in k and not k.startswith("grid_")]) == 3 * 5  # 5 arrays
+    for key, content in plain.items():
+        assert direct[key] == content, key

@@ -29,6 +29,7 @@ import zarr
 from zarr.core.sync import sync
 
 from saeno.errors import SaenoError
+from saeno.store.chunk_encoding import chunk_encoder
 from saeno.store.commit import write_commit
 from saeno.store.integrity import content_crc
 from saeno.store.running_stats import RunningStats, SampleMoments, sample_moments
@@ -55,8 +56,22 @@ COMMIT_BYTES = 32 * 2**20
 #: the most seconds between two commits, to the end of a chunk (see :data:`COMMIT_BYTES`); a
 #: capture whose chunks take longer commits after every chunk
 COMMIT_SECONDS = 1.0
+#: encode whole chunks with the arrays' codecs in the sink's own threads and store the bytes
+#: (:mod:`saeno.store.chunk_encoding`); False writes every chunk through ``zarr.Array.__setitem__``.
+#: The chunk files are the same bytes either way
+ENCODE_CHUNKS = True
 #: rows of a chunk summarised at once: about this many bytes, so that their float64 copy stays in cache
 _BLOCK_BYTES = 2**19
+
+
+async def gather_all(*aws: Any) -> list[Any]:
+    """``asyncio.gather`` that waits for every awaitable before raising the first error (in argument
+    order): when a write fails, none of its siblings is still writing after the caller moves on."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _lower_own_priority(step: int) -> None:
@@ -312,6 +327,9 @@ class ChunkSink:
         self._moments: dict[str, SampleMoments] = {}
         self._pending: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
         self._n_pending = 0
+        self._encoders = {
+            name: chunk_encoder(array) if ENCODE_CHUNKS else None for name, array in arrays.items()
+        }
 
     def _allocate(self, batch: dict[str, np.ndarray]) -> None:
         cs = self.chunk_size
@@ -349,9 +367,10 @@ class ChunkSink:
             self._flush()
         self._commit(complete=complete)
 
-    def _prepare(self, name: str, n: int) -> int:
+    def _prepare(self, name: str, n: int, chunk: int) -> tuple[int, Any]:
         """Gather one array's rows into its chunk buffer (cast to the stored dtype); return their
-        checksum and, for a hook, fill its per-sample moments, block by block while in cache."""
+        checksum and, for a whole chunk, its encoded bytes with their store path (None when Zarr
+        writes it); for a hook, fill its per-sample moments, block by block while in cache."""
         parts, values = self._pending[name], self._buffers[name][:n]
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by name
             if len(parts) == 1:
@@ -366,11 +385,14 @@ class ChunkSink:
                 hi = min(n, lo + step)
                 part = sample_moments(values[lo:hi], skip_nonfinite=self.allow_nonfinite)
                 m.count[lo:hi], m.total[lo:hi], m.m2[lo:hi] = part.count, part.total, part.m2
-        return crc
+        encoder = self._encoders[name]
+        if encoder is None or values.shape != encoder.chunk_shape:
+            return crc, None
+        return crc, encoder.encode(values, chunk)
 
-    async def _prepare_all(self, n: int) -> dict[str, int]:
+    async def _prepare_all(self, n: int, chunk: int) -> dict[str, tuple[int, Any]]:
         names = list(self.arrays)
-        done = await asyncio.gather(*(asyncio.to_thread(self._prepare, name, n) for name in names))
+        done = await gather_all(*(asyncio.to_thread(self._prepare, name, n, chunk) for name in names))
         return dict(zip(names, done))
 
     def _chunk_stats(self, name: str, n: int) -> RunningStats:
@@ -385,7 +407,7 @@ class ChunkSink:
         stop = start + n
         # gathering, checksums and statistics of every array at once, in zarr's threads (numpy's
         # copies and reductions and zlib's CRC release the GIL), then the writes, also at once
-        crcs = sync(self._prepare_all(n))
+        prepared = sync(self._prepare_all(n, start // self.chunk_size))
         data = {name: buffer[:n] for name, buffer in self._buffers.items()}
         if not self.allow_nonfinite:
             for name, hook in self._hook_of.items():
@@ -393,9 +415,9 @@ class ChunkSink:
                 if not (np.isfinite(m.total[:n]).all() and np.isfinite(m.m2[:n]).all()):
                     _raise_nonfinite(hook, np.concatenate(self._pending[name]), data[name], start)
         chunk_stats = {hook: self._chunk_stats(name, n) for name, hook in self._hook_of.items()}
-        sync(self._write_all(data, start, stop))
+        sync(self._write_all(data, {name: enc for name, (_, enc) in prepared.items()}, start, stop))
         for name in self.arrays:
-            self.chunk_crc[name].append(crcs[name])
+            self.chunk_crc[name].append(prepared[name][0])
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
         self.rows_written = stop
@@ -415,11 +437,16 @@ class ChunkSink:
         if self.rows_written > self.rows_committed:
             self._commit(complete=False)
 
-    async def _write_all(self, data: dict[str, np.ndarray], start: int, stop: int) -> None:
-        # all arrays of a chunk at once: their compression runs in parallel in zarr's threads
-        await asyncio.gather(
+    async def _write_all(
+        self, data: dict[str, np.ndarray], encoded: dict[str, Any], start: int, stop: int
+    ) -> None:
+        # all arrays of a chunk at once: chunks encoded in _prepare are stored as they are, the
+        # others (a last partial chunk) go through zarr, whose compression runs in its threads
+        await gather_all(
             *(
-                self.arrays[name].async_array.setitem(slice(start, stop), value)
+                encoded[name][0].set(encoded[name][1])
+                if encoded.get(name) is not None
+                else self.arrays[name].async_array.setitem(slice(start, stop), value)
                 for name, value in data.items()
             )
         )
