@@ -26,7 +26,7 @@ class ChunkEncoder:
         from zarr.core.buffer import default_buffer_prototype
 
         inner = array.async_array
-        pipeline = inner.codec_pipeline
+        pipeline: Any = inner.codec_pipeline  # BatchedCodecPipeline (checked below)
         self._array_array = tuple(pipeline.array_array_codecs)
         self._array_bytes = pipeline.array_bytes_codec
         self._bytes_bytes = tuple(pipeline.bytes_bytes_codecs)
