@@ -2,7 +2,8 @@
 
 The reference is computed here without the store: the forward passes a capture makes (batches from
 row 0, the last one padded to the batch size with copies of its last sample), then the statistics as
-their definition says (per chunk of rows, merged in row order). Chunks of 5 rows over batches of 4
+their definition says (each chunk of rows summarised from its samples' moments, the chunks merged in
+row order), which the capture computes batch piece by batch piece. Chunks of 5 rows over batches of 4
 make every chunk span two batches and leave a final partial chunk of 3 rows.
 """
 
@@ -52,7 +53,7 @@ def setup():
 def reference_stats(a: np.ndarray) -> RunningStats:
     stats = RunningStats.empty(a.shape[1])
     for lo in range(0, len(a), CHUNK):
-        stats = stats.merge(RunningStats.from_array(a[lo : lo + CHUNK]))
+        stats = stats.merge(RunningStats.from_samples(a[lo : lo + CHUNK]))
     return stats
 
 

@@ -103,6 +103,7 @@ class _RegionSink(ChunkSink):
         allow_nonfinite: bool,
         rank: int,
         on_commit: Any = None,
+        stats_by_sample: bool = True,
     ) -> None:
         self._complex = {h: hook_info[h]["complex"] is not None for h in names}
         self._channels = {h: int(hook_info[h]["shape"][0]) for h in names}
@@ -116,6 +117,7 @@ class _RegionSink(ChunkSink):
             dtypes=dtypes,
             allow_nonfinite=allow_nonfinite,
             on_commit=on_commit,
+            stats_by_sample=stats_by_sample,
         )
         self.region_start = region_start
         self._recorded = start_row
@@ -432,7 +434,8 @@ def _capture_region(
             desc=f"capture (rank 0 of {info.world_size})",
         )
     sink = _RegionSink(
-        group, arrays, names, attrs["hook_info"], cs, start, lo, dtypes, allow_nonfinite, info.rank
+        group, arrays, names, attrs["hook_info"], cs, start, lo, dtypes, allow_nonfinite, info.rank,
+        stats_by_sample=layout.stats_by_sample(attrs),
     )
     writer = BackgroundWriter(sink.consume, sink.finish, maxsize=QUEUE_BATCHES)
     try:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import shutil
@@ -26,7 +25,7 @@ from saeno.store.activation_store import format_bytes, open_group
 from saeno.store.lock import WriterLock
 from saeno.store.running_stats import RunningStats
 from saeno.store.sources import Batch
-from saeno.store.writer import ChunkSink
+from saeno.store.writer import ChunkSink, gather_all
 from saeno.store.xarray_dims import dimension_names, grid_coords
 
 #: blosc settings of every array: lz4 with bit shuffling compressed FNO activations (64x64, hidden 32)
@@ -241,8 +240,8 @@ async def _create_arrays(
 ) -> None:
     """Create every array of the store and the grid coordinates at once (concurrent metadata writes)."""
     parents = sorted({name.rsplit("/", 1)[0] for name in specs if "/" in name})
-    await asyncio.gather(*(group._async_group.require_group(p) for p in parents))
-    await asyncio.gather(
+    await gather_all(*(group._async_group.require_group(p) for p in parents))
+    await gather_all(
         *(
             group._async_group.create_array(
                 name,
@@ -326,6 +325,7 @@ def create_store(
         "batch_size": batch_size,
         "n_planned": total,
         "allow_nonfinite": bool(allow_nonfinite),
+        "stats_method": layout.STATS_METHOD,
         "state": "ready",
         **commit.commit_attrs(0, False, stats, {name: [] for name in specs}),
         "params": sorted(k.split("/", 1)[1] for k in specs if k.startswith(layout.PARAMS_GROUP + "/")),

@@ -272,8 +272,12 @@ def _capture_into(
         if sink.rows_written < total:  # the data held fewer samples than its length said
             shrink(group, sink)
     except BaseException:
-        if writer is not None and not writer.failed:
-            writer.close(finish=False)  # commit the full chunks already queued, then stop
+        if writer is not None:
+            try:
+                if not writer.failed:
+                    writer.close(finish=False)  # write the full chunks already queued, then stop
+            finally:
+                _commit_written(sink)
         raise
     finally:
         if bar is not None:
@@ -282,6 +286,17 @@ def _capture_into(
     written = open_group(url, mode="r")
     assert written is not None  # missing_ok=False: a missing store raises
     return ActivationStore(written, url, check_chunks=False)
+
+
+def _commit_written(sink: ChunkSink | None) -> None:
+    """Commit the chunks written since the sink's last commit, when the capture stops on an error
+    (best effort: the error that stopped it is the one raised)."""
+    if sink is None:
+        return
+    try:
+        sink.commit_written()
+    except Exception:  # noqa: BLE001 - e.g. the disk is full: the earlier commit stands
+        pass
 
 
 def _start_writer(
@@ -308,6 +323,9 @@ def _start_writer(
         dtypes={name: d for name, (_, d) in specs.items()},
         allow_nonfinite=allow_nonfinite,
         chunk_crc={name: list(crc.get(name, [])) for name in specs},
+        stats_by_sample=layout.stats_by_sample(attrs),
+        commit_bytes=writer_mod.COMMIT_BYTES,
+        commit_seconds=writer_mod.COMMIT_SECONDS,
     )
     mode = writer_mod.WRITER_MODE
     if mode not in ("auto", "thread", "inline"):

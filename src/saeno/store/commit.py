@@ -1,6 +1,7 @@
 """The commit record of an activation store, and the validation of its metadata.
 
-A capture commits after every chunk: the statistics, ``rows_written``, ``complete`` and the content
+A capture commits every few chunks (``saeno.store.writer.COMMIT_BYTES`` and ``COMMIT_SECONDS``), at
+its end and when it stops on an error: the statistics, ``rows_written``, ``complete`` and the content
 checksum of every chunk written so far (``chunk_crc``: array name -> CRC-32 of each chunk's
 uncompressed bytes, in row order) go into the root ``zarr.json`` in **one** write (zarr's
 ``LocalStore`` writes a temporary file and renames it, so a kill leaves the old or the new document,

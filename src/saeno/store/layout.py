@@ -37,6 +37,12 @@ Root attributes (keys of :data:`ATTR_KEYS`):
 ``stats``
     Per hook ``{"count": [..], "mean": [..], "m2": [..]}`` (per channel; see
     :class:`saeno.store.running_stats.RunningStats`) over the first ``rows_written`` rows.
+``stats_method``
+    How each chunk's statistics were computed: ``"sample"`` (:data:`STATS_METHOD`: per-sample
+    moments combined per chunk, :meth:`saeno.store.running_stats.RunningStats.from_samples`).
+    Absent in stores written by saeno 0.x before it, whose chunks were summarised whole
+    (``RunningStats.from_array``); both give the same statistics to float64 rounding, and a resume
+    or repair recomputes a chunk with the store's own method, bit for bit.
 ``params``, ``labels``
     Names of the per-sample parameter arrays and the dataset's categorical labels.
 """
@@ -45,8 +51,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from saeno.errors import StoreError
+
 FORMAT_NAME = "saeno.activation_store"
 FORMAT_VERSION = 1
+#: the ``stats_method`` of new stores (see the module docstring)
+STATS_METHOD = "sample"
 
 ACTS_GROUP = "acts"
 PARAMS_GROUP = "params"
@@ -79,6 +89,7 @@ ATTR_KEYS = (
     "rows_written",
     "complete",
     "stats",
+    "stats_method",
     "params",
     "labels",
 )
@@ -111,6 +122,20 @@ def default_chunk_size(per_sample_bytes: int) -> int:
     if per_sample_bytes <= 0:
         return MAX_CHUNK_SAMPLES
     return int(max(1, min(MAX_CHUNK_SAMPLES, TARGET_CHUNK_BYTES // per_sample_bytes)))
+
+
+def stats_by_sample(attrs: dict[str, Any], url: str = "the store") -> bool:
+    """Whether a store's chunk statistics are per-sample moments (True) or whole-chunk ones (an older
+    store without ``stats_method``); StoreError for a method this version does not know."""
+    method = attrs.get("stats_method")
+    if method is None:
+        return False
+    if method != STATS_METHOD:
+        raise StoreError(
+            f"{url} records stats_method={method!r}, which this saeno version does not know: resume "
+            "or repair it with the saeno version that wrote it, or capture again (--overwrite)"
+        )
+    return True
 
 
 def is_store_attrs(attrs: dict[str, Any]) -> bool:

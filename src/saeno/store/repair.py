@@ -2,10 +2,11 @@
 
 A resume reads every committed chunk of every array (decoding checks the ``crc32c`` codec), stops
 at the first chunk that is missing or damaged, recomputes the statistics and content checksums of
-the intact prefix in chunk order (the order the capture merged them, so the result is bit-identical
-to what an uninterrupted capture commits), and writes a new commit when anything differed: a store
-whose metadata ran ahead of its statistics, or whose chunk was damaged, is rolled back to its last
-intact chunk and the resume recaptures from there.
+the intact prefix in chunk order (the order the capture merged them, and with the store's own
+``stats_method``, so the result is bit-identical to what an uninterrupted capture commits), and
+writes a new commit when anything differed: a store whose metadata ran ahead of its statistics, or
+whose chunk was damaged, is rolled back to its last intact chunk and the resume recaptures from
+there.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def verify_and_repair(group: zarr.Group, attrs: dict[str, Any], url: str) -> dic
     claimed = _rows_claimed(attrs)
     trusted_crc = (attrs.get("chunk_crc") or {}) if _digest_ok(attrs) else {}
     nonfinite = bool(attrs.get("allow_nonfinite", False))
+    summarise = RunningStats.from_samples if layout.stats_by_sample(attrs, url) else RunningStats.from_array
     stats = {
         h: RunningStats.empty(
             int(attrs["hook_info"][h]["shape"][0]), attrs["hook_info"][h].get("complex") is not None
@@ -78,7 +80,7 @@ def verify_and_repair(group: zarr.Group, attrs: dict[str, Any], url: str) -> dic
             reason = str(exc)
             break
         for h in hooks:
-            part = RunningStats.from_array(blocks[layout.hook_path(h)], skip_nonfinite=nonfinite)
+            part = summarise(blocks[layout.hook_path(h)], skip_nonfinite=nonfinite)
             stats[h] = stats[h].merge(part)
         for name in names:
             crcs[name].append(content_crc(blocks[name]))

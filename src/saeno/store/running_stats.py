@@ -10,6 +10,12 @@ summaries merge exactly (up to float64 rounding) with::
 so the result does not depend on how the rows were split, only (to rounding) on the merge order.
 Statistics are taken over samples and grid points: channel axis 1 of a ``(B, C, *grid)`` array.
 Complex arrays give a complex mean and ``var = E|a - mean|^2``.
+
+A capture summarises each chunk sample by sample (:func:`sample_moments`: per sample and channel
+the count, the sum and the sum of squared deviations from that sample's own mean, two passes in
+float64) and combines the samples of a chunk at once (:meth:`RunningStats.from_moments`). Each
+sample's moments depend on that sample alone, so a capture computes them in blocks of rows small
+enough to stay in cache, and a repair recomputes the same bits from the whole chunk read back.
 """
 
 from __future__ import annotations
@@ -27,6 +33,67 @@ def _to_json_floats(values: np.ndarray) -> list[float | None]:
 
 def _from_json_floats(values: list[float | None]) -> np.ndarray:
     return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+@dataclass
+class SampleMoments:
+    """Per-sample, per-channel moments of a ``(B, C, *grid)`` array (see :func:`sample_moments`).
+
+    Parameters
+    ----------
+    count
+        Values per sample and channel, ``(B, C)`` float64.
+    total
+        Their sum, ``(B, C)`` float64 (complex128 for complex values).
+    m2
+        Sum of squared (absolute) deviations from the sample's own channel mean, ``(B, C)`` float64.
+    """
+
+    count: np.ndarray
+    total: np.ndarray
+    m2: np.ndarray
+
+
+def sample_moments(a: np.ndarray, skip_nonfinite: bool = False) -> SampleMoments:
+    """Moments of every sample and channel of a ``(B, C, *grid)`` array, in float64.
+
+    Row ``b`` of each result depends only on ``a[b]`` (the same bits whether the sample is summarised
+    alone, in a batch or in a chunk): the sums are numpy's pairwise sums along the grid of a
+    contiguous float64 copy, and the squared deviations are summed the same way (not with
+    ``einsum``, whose blocking depends on the array's shape).
+
+    Parameters
+    ----------
+    a
+        The values; channel axis 1.
+    skip_nonfinite
+        Leave NaN and infinite values out (counts then differ). Without it, a non-finite value
+        makes its sample's sum and ``m2`` non-finite.
+    """
+    if a.ndim < 2:
+        raise ValueError(f"expected a (B, C, *grid) array, got shape {a.shape}")
+    rows, channels = a.shape[0], a.shape[1]
+    acc = np.complex128 if np.iscomplexobj(a) else np.float64
+    x = np.array(a.reshape(rows, channels, -1), dtype=acc, order="C")  # the one float64 copy
+    points = x.shape[2]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if skip_nonfinite:
+            finite = np.isfinite(x)
+            count = finite.sum(axis=2).astype(np.float64)
+            x[~finite] = 0
+            total = x.sum(axis=2)
+            x -= (total / np.where(count > 0, count, 1))[..., None]
+            x[~finite] = 0
+        else:
+            count = np.full((rows, channels), float(points))
+            total = x.sum(axis=2)
+            x -= (total / max(points, 1))[..., None]
+        if acc is np.complex128:
+            m2 = np.square(x.real).sum(axis=2) + np.square(x.imag).sum(axis=2)
+        else:
+            np.square(x, out=x)
+            m2 = x.sum(axis=2)
+    return SampleMoments(count, total, m2)
 
 
 @dataclass
@@ -87,6 +154,34 @@ class RunningStats:
             m2 = np.einsum("bcg,bcg->c", dev, dev.conj() if is_complex else dev).real
         mean = np.where(count > 0, mean, 0)
         return cls(count, mean, np.asarray(m2, dtype=np.float64))
+
+    @classmethod
+    def from_moments(cls, moments: SampleMoments) -> RunningStats:
+        """The statistics of all the samples whose :func:`sample_moments` are given, combined at once.
+
+        With ``n_b``, ``s_b`` and ``m2_b`` each sample's count, sum and squared deviations::
+
+            count = sum n_b,  mean = sum s_b / count,
+            m2 = sum m2_b + sum n_b * |s_b / n_b - mean|^2
+
+        (the exact pooled sum of squares). The result depends only on the moments and their order.
+        """
+        n_b, s_b, m2_b = moments.count, moments.total, moments.m2
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            count = n_b.sum(axis=0)
+            mean = s_b.sum(axis=0) / np.where(count > 0, count, 1)
+            mean_b = s_b / np.where(n_b > 0, n_b, 1)
+            d = mean_b - mean
+            d2 = d.real**2 + d.imag**2 if np.iscomplexobj(d) else d * d
+            m2 = m2_b.sum(axis=0) + (n_b * np.where(n_b > 0, d2, 0)).sum(axis=0)
+        mean = np.where(count > 0, mean, 0)
+        return cls(count, mean, np.asarray(m2, dtype=np.float64))
+
+    @classmethod
+    def from_samples(cls, a: np.ndarray, skip_nonfinite: bool = False) -> RunningStats:
+        """Statistics of one chunk ``(B, C, *grid)`` as a capture computes them: the
+        :func:`sample_moments` of its samples combined by :meth:`from_moments`."""
+        return cls.from_moments(sample_moments(a, skip_nonfinite=skip_nonfinite))
 
     def merge(self, other: RunningStats) -> RunningStats:
         """The statistics of the union of both parts (Chan et al.'s pairwise update)."""

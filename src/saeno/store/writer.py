@@ -4,11 +4,14 @@
 blocks only while the queue is full (so memory stays bounded), and any exception raised in the
 thread is re-raised in the caller at its next ``submit`` or at ``close``.
 
-:class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks and,
-for each chunk, in this order: computes the hooks' statistics (stopping at non-finite values),
-writes the chunk of every array, then commits the merged statistics, ``rows_written`` and the
-chunks' content checksums in one write of the root attributes (see :mod:`saeno.store.commit`). A kill at any moment therefore leaves a store whose first
-``rows_written`` rows are complete and whose statistics describe exactly those rows.
+:class:`ChunkSink` (the consumer used by :func:`saeno.capture`) gathers rows into whole chunks. A
+full chunk is gathered into a reused buffer, checksummed and summarised per sample (stopping at
+non-finite values) and written, every array at once; after every few chunks
+(:data:`COMMIT_BYTES`, :data:`COMMIT_SECONDS`) the merged statistics, ``rows_written`` and the
+chunks' content checksums are committed in one write of the root attributes (see
+:mod:`saeno.store.commit`). A kill at any moment therefore leaves a store whose first
+``rows_written`` rows are complete and whose statistics describe exactly those rows; it loses the
+chunks written after the last commit, which a resume writes again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +29,10 @@ import zarr
 from zarr.core.sync import sync
 
 from saeno.errors import SaenoError
+from saeno.store.chunk_encoding import chunk_encoder
 from saeno.store.commit import write_commit
 from saeno.store.integrity import content_crc
-from saeno.store.running_stats import RunningStats
+from saeno.store.running_stats import RunningStats, SampleMoments, sample_moments
 
 _STOP = object()
 
@@ -42,6 +47,31 @@ WRITER_NICE = 0
 #: on every core, see :func:`saeno.store.capture_model.openmp_spins`; a thread otherwise). The
 #: stored bytes do not depend on it
 WRITER_MODE = "auto"
+#: a capture commits at the end of the first chunk that brings the chunks written since its last
+#: commit to at least this many uncompressed bytes, or that ends :data:`COMMIT_SECONDS` or more
+#: after it (and at its end, or when it stops on an error). A kill loses the chunks written since
+#: the last commit: under this many bytes, or that many seconds of capture, plus one chunk, plus
+#: the rows gathered for the next chunk. 0 commits after every chunk
+COMMIT_BYTES = 32 * 2**20
+#: the most seconds between two commits, to the end of a chunk (see :data:`COMMIT_BYTES`); a
+#: capture whose chunks take longer commits after every chunk
+COMMIT_SECONDS = 1.0
+#: encode whole chunks with the arrays' codecs in the sink's own threads and store the bytes
+#: (:mod:`saeno.store.chunk_encoding`); False writes every chunk through ``zarr.Array.__setitem__``.
+#: The chunk files are the same bytes either way
+ENCODE_CHUNKS = True
+#: rows of a chunk summarised at once: about this many bytes, so that their float64 copy stays in cache
+_BLOCK_BYTES = 2**19
+
+
+async def gather_all(*aws: Any) -> list[Any]:
+    """``asyncio.gather`` that waits for every awaitable before raising the first error (in argument
+    order): when a write fails, none of its siblings is still writing after the caller moves on."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _lower_own_priority(step: int) -> None:
@@ -217,6 +247,12 @@ def make_writer(
 class ChunkSink:
     """Gather rows into whole chunks and commit them (the consumer of :class:`BackgroundWriter`).
 
+    A batch's rows are kept as views until their chunk is full. The chunk is then, for every array
+    at once in Zarr's thread pool: gathered (and cast) into a buffer allocated once per capture,
+    checksummed (``chunk_crc``) and, for a hook, summarised sample by sample in blocks of rows small
+    enough to stay in cache (:func:`~saeno.store.running_stats.sample_moments`, which also finds
+    non-finite values); then every array's chunk is written, and every few chunks committed.
+
     Parameters
     ----------
     group
@@ -239,6 +275,15 @@ class ChunkSink:
         Called as ``on_commit(rows_written, uncompressed_bytes)`` after each commit.
     chunk_crc
         Array name -> content checksums of the chunks already committed (extended in place).
+    commit_bytes, commit_seconds
+        Commit once the chunks written since the last commit hold at least ``commit_bytes``
+        (uncompressed) or ``commit_seconds`` have passed since it (default 0 and None: after every
+        chunk). :meth:`commit_written` commits them at any other time.
+    stats_by_sample
+        Summarise each chunk sample by sample (:meth:`RunningStats.from_samples`, the store
+        attribute ``stats_method = "sample"``); False keeps the statistics of stores written before
+        it (:meth:`RunningStats.from_array` over each whole chunk), so that resuming such a store
+        gives the bits an uninterrupted capture gave.
     """
 
     def __init__(
@@ -253,6 +298,9 @@ class ChunkSink:
         allow_nonfinite: bool = False,
         on_commit: Callable[[int, int], None] | None = None,
         chunk_crc: dict[str, list[int]] | None = None,
+        stats_by_sample: bool = True,
+        commit_bytes: int = 0,
+        commit_seconds: float | None = None,
     ) -> None:
         if start_row % chunk_size:
             raise ValueError(f"start_row {start_row} is not a multiple of chunk_size {chunk_size}")
@@ -265,16 +313,43 @@ class ChunkSink:
         self.dtypes = dtypes
         self.allow_nonfinite = allow_nonfinite
         self.on_commit = on_commit
+        self.stats_by_sample = stats_by_sample
+        self.commit_bytes = commit_bytes
+        self.commit_seconds = commit_seconds
+        self.rows_committed = start_row
+        self._uncommitted_bytes = 0
+        self._last_commit = time.monotonic()
         self.bytes_written = 0
         self.chunk_crc = {name: list((chunk_crc or {}).get(name, [])) for name in arrays}
+        self._hook_of = {name: hook for hook, name in hooks.items()}
+        # allocated at the first batch (its shapes), reused for every chunk
+        self._buffers: dict[str, np.ndarray] = {}
+        self._moments: dict[str, SampleMoments] = {}
         self._pending: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
         self._n_pending = 0
+        self._encoders = {
+            name: chunk_encoder(array) if ENCODE_CHUNKS else None for name, array in arrays.items()
+        }
+
+    def _allocate(self, batch: dict[str, np.ndarray]) -> None:
+        cs = self.chunk_size
+        for name, value in batch.items():
+            dtype = np.dtype(self.dtypes.get(name, value.dtype))
+            self._buffers[name] = np.empty((cs, *value.shape[1:]), dtype=dtype)
+            if name in self._hook_of:
+                channels = value.shape[1]
+                acc = np.complex128 if dtype.kind == "c" else np.float64
+                self._moments[name] = SampleMoments(
+                    np.zeros((cs, channels)), np.zeros((cs, channels), dtype=acc), np.zeros((cs, channels))
+                )
 
     def consume(self, batch: dict[str, np.ndarray]) -> None:
         """Add the rows of one batch (array name -> ``(B, ...)``), committing full chunks."""
         n = {len(v) for v in batch.values()}
         if len(n) != 1 or set(batch) != set(self.arrays):
             raise ValueError("a batch must hold the same number of rows for every array")
+        if not self._buffers:
+            self._allocate(batch)
         rows = n.pop()
         offset = 0
         while offset < rows:
@@ -292,57 +367,86 @@ class ChunkSink:
             self._flush()
         self._commit(complete=complete)
 
+    def _prepare(self, name: str, n: int, chunk: int) -> tuple[int, Any]:
+        """Gather one array's rows into its chunk buffer (cast to the stored dtype); return their
+        checksum and, for a whole chunk, its encoded bytes with their store path (None when Zarr
+        writes it); for a hook, fill its per-sample moments, block by block while in cache."""
+        parts, values = self._pending[name], self._buffers[name][:n]
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by name
+            if len(parts) == 1:
+                np.copyto(values, parts[0], casting="unsafe")
+            else:
+                np.concatenate(parts, out=values, casting="unsafe")
+        crc = content_crc(values)
+        if name in self._moments:
+            m = self._moments[name]
+            step = max(1, _BLOCK_BYTES // max(1, values[:1].nbytes))
+            for lo in range(0, n, step):
+                hi = min(n, lo + step)
+                part = sample_moments(values[lo:hi], skip_nonfinite=self.allow_nonfinite)
+                m.count[lo:hi], m.total[lo:hi], m.m2[lo:hi] = part.count, part.total, part.m2
+        encoder = self._encoders[name]
+        if encoder is None or values.shape != encoder.chunk_shape:
+            return crc, None
+        return crc, encoder.encode(values, chunk)
+
+    async def _prepare_all(self, n: int, chunk: int) -> dict[str, tuple[int, Any]]:
+        names = list(self.arrays)
+        done = await gather_all(*(asyncio.to_thread(self._prepare, name, n, chunk) for name in names))
+        return dict(zip(names, done))
+
+    def _chunk_stats(self, name: str, n: int) -> RunningStats:
+        if not self.stats_by_sample:
+            return RunningStats.from_array(self._buffers[name][:n], skip_nonfinite=self.allow_nonfinite)
+        m = self._moments[name]
+        return RunningStats.from_moments(SampleMoments(m.count[:n], m.total[:n], m.m2[:n]))
+
     def _flush(self) -> None:
         start = self.rows_written
-        stop = start + self._n_pending
-        data, raw = {}, {}
-        for name, parts in self._pending.items():
-            value = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            raw[name] = value
-            with np.errstate(over="ignore"):  # an overflow is reported below, by name
-                data[name] = np.asarray(value, dtype=self.dtypes.get(name, value.dtype))
-        # statistics and checksums of every array at once, in zarr's threads (numpy's reductions and
-        # zlib's CRC release the GIL), then the writes, also at once
-        hook_of = {name: hook for hook, name in self.hooks.items()}
-        prepared = sync(self._prepare_all(data, hook_of))
-        chunk_stats = {hook_of[name]: part for name, (_, part) in prepared.items() if part is not None}
+        n = self._n_pending
+        stop = start + n
+        # gathering, checksums and statistics of every array at once, in zarr's threads (numpy's
+        # copies and reductions and zlib's CRC release the GIL), then the writes, also at once
+        prepared = sync(self._prepare_all(n, start // self.chunk_size))
+        data = {name: buffer[:n] for name, buffer in self._buffers.items()}
         if not self.allow_nonfinite:
-            for hook, part in chunk_stats.items():
-                if not (np.isfinite(part.mean).all() and np.isfinite(part.m2).all()):
-                    name = self.hooks[hook]
-                    _raise_nonfinite(hook, raw[name], data[name], start)
-        sync(self._write_all(data, start, stop))
-        for name, (crc, _) in prepared.items():
-            self.chunk_crc[name].append(crc)
+            for name, hook in self._hook_of.items():
+                m = self._moments[name]
+                if not (np.isfinite(m.total[:n]).all() and np.isfinite(m.m2[:n]).all()):
+                    _raise_nonfinite(hook, np.concatenate(self._pending[name]), data[name], start)
+        chunk_stats = {hook: self._chunk_stats(name, n) for name, hook in self._hook_of.items()}
+        sync(self._write_all(data, {name: enc for name, (_, enc) in prepared.items()}, start, stop))
+        for name in self.arrays:
+            self.chunk_crc[name].append(prepared[name][0])
         for hook, part in chunk_stats.items():
             self.stats[hook] = self.stats[hook].merge(part)
         self.rows_written = stop
-        self.bytes_written += sum(v.nbytes for v in data.values())
+        chunk_bytes = sum(v.nbytes for v in data.values())
+        self.bytes_written += chunk_bytes
+        self._uncommitted_bytes += chunk_bytes
         self._pending = {name: [] for name in self.arrays}
         self._n_pending = 0
-        self._commit(complete=False)
+        if self._uncommitted_bytes >= self.commit_bytes or (
+            self.commit_seconds is not None and time.monotonic() - self._last_commit >= self.commit_seconds
+        ):
+            self._commit(complete=False)
 
-    def _prepare(self, value: np.ndarray, hook: str | None) -> tuple[int, RunningStats | None]:
-        """Content checksum of one array's chunk and, for a hook, its statistics."""
-        crc = content_crc(value)
-        if hook is None:
-            return crc, None
-        return crc, RunningStats.from_array(value, skip_nonfinite=self.allow_nonfinite)
+    def commit_written(self) -> None:
+        """Commit the chunks written since the last commit, if any (a capture that stops on an error
+        keeps them; the rows gathered for the next chunk are dropped)."""
+        if self.rows_written > self.rows_committed:
+            self._commit(complete=False)
 
-    async def _prepare_all(
-        self, data: dict[str, np.ndarray], hook_of: dict[str, str]
-    ) -> dict[str, tuple[int, RunningStats | None]]:
-        names = list(data)
-        done = await asyncio.gather(
-            *(asyncio.to_thread(self._prepare, data[name], hook_of.get(name)) for name in names)
-        )
-        return dict(zip(names, done))
-
-    async def _write_all(self, data: dict[str, np.ndarray], start: int, stop: int) -> None:
-        # all arrays of a chunk at once: their compression runs in parallel in zarr's threads
-        await asyncio.gather(
+    async def _write_all(
+        self, data: dict[str, np.ndarray], encoded: dict[str, Any], start: int, stop: int
+    ) -> None:
+        # all arrays of a chunk at once: chunks encoded in _prepare are stored as they are, the
+        # others (a last partial chunk) go through zarr, whose compression runs in its threads
+        await gather_all(
             *(
-                self.arrays[name].async_array.setitem(slice(start, stop), value)
+                encoded[name][0].set(encoded[name][1])
+                if encoded.get(name) is not None
+                else self.arrays[name].async_array.setitem(slice(start, stop), value)
                 for name, value in data.items()
             )
         )
@@ -351,6 +455,9 @@ class ChunkSink:
         # statistics that skipped non-finite values are marked so (validation then allows lower counts)
         extra = {"allow_nonfinite": True} if self.allow_nonfinite else None
         write_commit(self.group, self.rows_written, complete, self.stats, self.chunk_crc, extra=extra)
+        self.rows_committed = self.rows_written
+        self._uncommitted_bytes = 0
+        self._last_commit = time.monotonic()
         if self.on_commit is not None:
             self.on_commit(self.rows_written, self.bytes_written)
 
