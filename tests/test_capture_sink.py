@@ -244,3 +244,25 @@ def test_chunks_encoded_by_the_sink_are_the_files_zarr_writes(hooked, x, tmp_pat
     assert len([k for k in direct if "/c/" in k and not k.startswith("grid_")]) == 3 * 5  # 5 arrays
     for key, content in plain.items():
         assert direct[key] == content, key
+
+
+def test_an_untested_zarr_release_writes_through_zarr(hooked, x, tmp_path, monkeypatch):
+    """The sink's own encoder uses Zarr's internals: with a release it was not tested against the
+    sink writes every chunk through zarr.Array.__setitem__, and the store is the same."""
+    import zarr
+
+    from saeno.store import chunk_encoding
+
+    assert chunk_encoding.zarr_release_tested("3.1.6") and not chunk_encoding.zarr_release_tested("4.0.0")
+    assert not chunk_encoding.zarr_release_tested("dev")
+    _capture(hooked, x, tmp_path / "tested")
+    used = []
+    monkeypatch.setattr(chunk_encoding.ChunkEncoder, "encode", lambda *a: used.append(a))
+    monkeypatch.setattr(zarr, "__version__", "9.0.0")
+    _capture(hooked, x, tmp_path / "untested")
+    assert used == []
+    tested, untested = files(tmp_path / "tested"), files(tmp_path / "untested")
+    assert sorted(tested) == sorted(untested)
+    for key, content in tested.items():
+        if "/c/" in key:
+            assert untested[key] == content, key

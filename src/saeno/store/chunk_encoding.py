@@ -6,9 +6,10 @@ capture of a small model about as much CPU time as the compression. A capture wr
 aligned chunks (the last partial one aside), so :class:`ChunkEncoder` runs the same codecs
 synchronously (``_encode_sync`` of each, in pipeline order) in the thread that already holds the
 chunk, and the sink then stores the bytes under the chunk's key with the store's own ``set``. The
-chunk files are the bytes ``__setitem__`` writes (tested). Where the array's Zarr objects lack
-what this needs (another Zarr version, a sharded or non-regular array), :func:`chunk_encoder`
-returns None and the sink writes through ``__setitem__`` as before.
+chunk files are the bytes ``__setitem__`` writes (tested). These are Zarr's internals, so the
+encoder is used only with the Zarr releases it was tested against (:data:`TESTED_ZARR`); with any
+other release, or where the array's Zarr objects lack what this needs (a sharded or non-regular
+array), :func:`chunk_encoder` returns None and the sink writes through ``__setitem__`` as before.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ from typing import Any
 
 import numpy as np
 import zarr
+
+#: Zarr releases (major, minor) whose codec internals the encoder's byte-identity test passed on
+TESTED_ZARR = ((3, 0), (3, 1))
+
+
+def zarr_release_tested(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed Zarr's) is one of :data:`TESTED_ZARR`."""
+    parts = (version or zarr.__version__).split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) in TESTED_ZARR
+    except (ValueError, IndexError):
+        return False
 
 
 class ChunkEncoder:
@@ -57,7 +70,10 @@ class ChunkEncoder:
 
 
 def chunk_encoder(array: zarr.Array) -> ChunkEncoder | None:
-    """A :class:`ChunkEncoder` for ``array``, or None when this Zarr cannot encode it that way."""
+    """A :class:`ChunkEncoder` for ``array``, or None when this Zarr cannot encode it that way (or
+    is not a release it was tested against)."""
+    if not zarr_release_tested():
+        return None
     try:
         from zarr.core.chunk_grids import RegularChunkGrid
 
