@@ -9,10 +9,11 @@ both resolutions
 (``summary.json``, ``summary.md``).
 
 The pointwise SAE's training and both SAEs' evaluations (:func:`pointwise_and_evaluations`, one
-intra-op thread) run after the SAE-FNO's training, or with ``DemoConfig(side_process=True)`` in a
-second process beside it and the report; the numbers are the same either way. The second process
-is off by default: on idle cores it slowed the SAE-FNO's two-thread training more than it saved.
-The SAE-FNO trains with torch's deterministic algorithms (reproducible run to run).
+intra-op thread) run once the SAE-FNO has trained: on CPU with at least two cores in a second
+process, beside the report's computation and figures in this one (``DemoConfig.side_process``),
+else in this process before the report. The numbers are the same either way. The SAE-FNO trains
+with torch's deterministic algorithms (reproducible run to run), on all cores, with nothing beside it.
+The demo's process keeps freed memory for reuse (:func:`saeno.memory.keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class DemoConfig:
     n_export: int = 12
     fast_zoo: bool = False
     seed: int = 0
-    side_process: bool = False  # the pointwise SAE and the evaluations in a second process (CPU)
+    # the pointwise SAE and the evaluations in a second process beside the report (None: on CPU
+    # with at least two usable cores)
+    side_process: bool | None = None
     two_grids: bool = True  # train both SAEs on the training inputs at the FNO's grid and at twice it
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -203,6 +206,9 @@ def side_job_main(job: str) -> None:
     """Entry point of :class:`SideJob`'s process."""
     import pickle
 
+    from saeno.memory import keep_freed_memory
+
+    keep_freed_memory()
     with open(job, "rb") as fh:
         args, kwargs, result_path = pickle.load(fh)
     out = pointwise_and_evaluations(*args, **kwargs)
@@ -212,7 +218,13 @@ def side_job_main(job: str) -> None:
 
 
 def _use_side_process(cfg: DemoConfig, device: str) -> bool:
-    return bool(cfg.side_process) and torch.device(device).type == "cpu"
+    if torch.device(device).type != "cpu":
+        return False
+    if cfg.side_process is None:
+        from saeno.zoo.training import usable_cores
+
+        return usable_cores() >= 2
+    return bool(cfg.side_process)
 
 
 def _step(msg: str) -> float:
@@ -256,8 +268,10 @@ def run_demo(
     from saeno.evaluation import format_table, summary_rows
     from saeno.export.compute import compute_concepts
     from saeno.export.evaluation_block import evaluation_block
-    from saeno.export.writing import write_export
+    from saeno.export.writing import write_document, write_static
+    from saeno.memory import keep_freed_memory
 
+    keep_freed_memory()  # the FNO's and SAEs' steps reuse freed blocks instead of faulting in new pages
     cfg = config or (DemoConfig.fast() if fast else DemoConfig())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -363,12 +377,6 @@ def run_demo(
     sae_fno_dir = out / "sae" / "sae-fno"
     (sae_fno_dir / READY).unlink(missing_ok=True)
     side_job = None
-    if _use_side_process(cfg, device):
-        print(
-            "\n== in a second process, beside the sae-fno: train and evaluate sae, then evaluate sae-fno",
-            flush=True,
-        )
-        side_job = SideJob(out / "sae" / "sae", side_args, side)
     try:
         name = "sae-fno"
         t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook} at {grids_text}")
@@ -390,10 +398,13 @@ def run_demo(
         (sae_fno_dir / READY).write_text("")
         print(f"   {result.samples_per_s:,.0f} samples/s")
         _done(t0)
-        if side_job is None:
-            t0 = _step(
-                f"train sae: {cfg.concepts} concepts on {hook} at {grids_text}; evaluate both at {res} and {2 * res}"
-            )
+        work = f"train sae: {cfg.concepts} concepts on {hook} at {grids_text}; evaluate both at {res} and {2 * res}"
+        if _use_side_process(cfg, device):
+            # one intra-op thread there, beside the report here: the two cores both busy
+            print(f"\n== in a second process, beside the report: {work}", flush=True)
+            side_job = SideJob(out / "sae" / "sae", side_args, side)
+        else:
+            t0 = _step(work)
             side_out = pointwise_and_evaluations(*side_args, **side, model=hooked, progress=progress)
             _done(t0)
 
@@ -406,9 +417,10 @@ def run_demo(
             max_concepts=cfg.n_export,
             progress=progress,
             device=device,
-            evaluation=False,  # attached below, from the evaluation run beside it
+            evaluation=False,  # attached below, from the evaluations of the pointwise step
             model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
         )
+        static = write_static(data, out / "report", progress=progress)  # all but what holds the evaluation
         if side_job is not None:
             t1 = time.perf_counter()
             side_out = side_job.result()
@@ -417,7 +429,7 @@ def run_demo(
         (sae_fno_dir / READY).unlink(missing_ok=True)
         reports: dict[str, Any] = side_out["reports"]
         data.evaluation = evaluation_block(reports["sae-fno"], saes["sae-fno"], None, hook, None, 0, 0, False)
-        report_html = write_export(data, out / "report", progress=progress)
+        report_html = write_document(data, out / "report", static)
         _done(t0)
     finally:
         if side_job is not None:
