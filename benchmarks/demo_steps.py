@@ -6,8 +6,9 @@
     SAENO_HOME=<the demo's home> python benchmarks/demo_steps.py eval --run <demo out folder>
 
 ``solve``: Darcy solves of the dataset's first training samples at the solve resolution, by the
-sparse LU of :func:`saeno.pde.darcy.darcy_matrix` (the old solver) and by the banded Cholesky of
-:func:`saeno.pde.darcy.solve_darcy` (one BLAS thread each), with the largest difference.
+sparse LU of :func:`saeno.pde.darcy.darcy_matrix` (the old solver), by the banded Cholesky of
+:func:`saeno.pde.darcy.solve_darcy` (one BLAS thread each), with the largest difference, and by
+:func:`saeno.pde.darcy.solve_darcy_many` on two threads (compared bit for bit).
 ``fit``: the darcy-fno recipe's fit with the fast forward and half-batch steps in parallel
 (``halves``, the default), the fast forward in one pass per step (``fast``) and the plain forward
 (``plain``), same data and seed; wall and process CPU time per step (all threads; the CPU time is the steadier figure
@@ -54,11 +55,17 @@ def bench_solve(samples: int) -> None:
         t1 = time.perf_counter()
         new = [darcy.solve_darcy(a, 1.0)[1:, 1:].ravel() for a in coeffs]
         t2 = time.perf_counter()
+        c2 = time.process_time()
+        many = darcy.solve_darcy_many(np.stack(coeffs), 1.0, threads=2)
+        t3, c3 = time.perf_counter(), time.process_time()
     diff = max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(old, new))
+    same = all(np.array_equal(u[1:, 1:].ravel(), b) for u, b in zip(many, new))
     print(
         f"{samples} darcy solves at {n}x{n}: sparse LU {1e3 * (t1 - t0) / samples:.1f} ms/sample, "
         f"banded Cholesky {1e3 * (t2 - t1) / samples:.1f} ms/sample ({(t1 - t0) / (t2 - t1):.2f}x), "
-        f"max relative difference {diff:.1e}"
+        f"max relative difference {diff:.1e}; banded Cholesky on 2 threads "
+        f"{1e3 * (t3 - t2) / samples:.1f} ms/sample wall, {1e3 * (c3 - c2) / samples:.1f} ms/sample CPU "
+        f"({(t2 - t1) / (t3 - t2):.2f}x), bit-identical to one thread: {same}"
     )
 
 
