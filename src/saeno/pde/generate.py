@@ -209,8 +209,12 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 def _worker_init() -> None:
-    """A worker process solves its chunk's samples one after the other: the processes share the cores."""
+    """A worker process solves its chunk's samples one after the other (the processes share the
+    cores), reusing freed memory (:func:`saeno.memory.keep_freed_memory`)."""
+    from saeno.memory import keep_freed_memory
+
     darcy.SOLVE_THREADS = 1
+    keep_freed_memory()
 
 
 def _solve_all(
