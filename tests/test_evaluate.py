@@ -232,3 +232,37 @@ def test_shared_reference_passes_give_the_same_metrics_with_one_fno_pass_per_bat
         handle.remove()
     assert shared == alone  # every metric, bit for bit
     assert alone[0]["results"][0]["output_change"] < 1e-5 < alone[1]["results"][0]["output_change"]
+
+
+def test_reference_passes_travel_to_a_copy_of_the_fno(setup):
+    # the passes of one evaluation, exported with state() and pickled, serve a copy of the same FNO
+    # (as the demo's second process loads it): one FNO pass per batch, every metric bit for bit
+    import copy
+    import pickle
+
+    from saeno.evaluation import ReferencePasses
+
+    model, hooked, store, store32 = setup
+    torch.manual_seed(4)
+    first, second = (
+        saeno.SAE(6, 12, ndim=2, sparsity={"type": "topk", "k": k, "group": "point"}) for k in (2, 3)
+    )
+    for sae in (first, second):
+        mean, var = store.stats(HOOK)
+        sae.set_normalization(mean, np.sqrt(var))
+    kw = dict(other_stores=[store32], batch_size=5, progress=False)
+    alone = evaluate(second, store, HOOK, hooked=hooked, **kw)
+    reference = ReferencePasses()
+    evaluate(first, store, HOOK, hooked=hooked, **kw, reference=reference)
+    state = pickle.loads(pickle.dumps(reference.state()))
+    twin = saeno.HookedOperator(copy.deepcopy(model))
+    calls = []
+    handle = twin.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        moved = evaluate(
+            second, store, HOOK, hooked=twin, **kw, reference=ReferencePasses.from_state(state, twin)
+        )
+    finally:
+        handle.remove()
+    assert len(calls) == 3 + 2  # the splice only: batches of 5, 3 at 16x16 and 2 at 32x32
+    assert moved == alone

@@ -82,3 +82,33 @@ def test_banded_solve_equals_the_sparse_lu_solve(n):
         np.testing.assert_allclose(u, ref, rtol=1e-10, atol=1e-14 * np.abs(ref).max())
         residual = darcy_matrix(a) @ u[1:, 1:].ravel() - rhs
         assert np.abs(residual).max() < 1e-9 * np.abs(rhs).max()
+
+
+def test_solve_many_is_bit_identical_to_scipy_for_any_thread_count():
+    # the threaded solve calls the same LAPACK routine without the GIL: same bits as solve_darcy
+    from threadpoolctl import threadpool_limits
+
+    from saeno.pde import banded_lapack
+    from saeno.pde.darcy import solve_darcy_many
+
+    assert banded_lapack.available()
+    coeffs = sample_coefficients(6, 32, np.random.default_rng(11))
+    forcing = np.random.default_rng(12).standard_normal((32, 32))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for f in (1.0, forcing):
+            want = np.stack([solve_darcy(a, f) for a in coeffs])
+            for threads in (1, 2, 3):
+                got = solve_darcy_many(coeffs, f, threads=threads)
+                assert got.shape == want.shape
+                assert np.array_equal(got, want), threads
+
+
+def test_solve_many_refuses_a_matrix_that_is_not_positive_definite():
+    from numpy.linalg import LinAlgError
+
+    from saeno.pde.banded_lapack import solve_banded_many
+
+    ab = darcy_banded(np.ones((8, 8)))
+    ab[-1, 3] = -1.0  # a negative diagonal entry
+    with pytest.raises(LinAlgError, match="not positive definite"):
+        solve_banded_many([(ab, np.ones(ab.shape[1]))] * 2, threads=2)

@@ -74,13 +74,27 @@ def test_demo_fast_end_to_end(tmp_path, monkeypatch):
         sae = saeno.load_sae(out / "sae" / name)
         np.testing.assert_allclose(sae.norm_mean.double().numpy().ravel(), pooled, rtol=1e-4, atol=1e-6)
 
-    # the pointwise SAE and both evaluations in a second process give the same table
-    from saeno.demo import DemoConfig, run_demo
+    # the pointwise SAE and both evaluations in a second process beside the report (the default on
+    # two or more cores) and in this process before it give the same table and the same report
+    from saeno.demo import DemoConfig, _use_side_process, run_demo
+    from saeno.zoo.training import usable_cores
 
-    assert "in a second process" not in proc.stdout
+    side_default = usable_cores() >= 2
+    assert ("in a second process" in proc.stdout) == side_default
+    assert (out / "sae" / "sae" / "side.log").is_file() == side_default
     monkeypatch.setenv("SAENO_HOME", _env(tmp_path)["SAENO_HOME"])  # the FNO the CLI run trained
     cfg = DemoConfig.fast()
-    cfg.side_process = True
-    side = run_demo(tmp_path / "side", config=cfg, progress=False)
-    assert json.dumps(side["results"], default=float) == json.dumps(summary["results"])
-    assert (tmp_path / "side" / "sae" / "sae" / "side.log").is_file()
+    cfg.side_process = not side_default
+    assert _use_side_process(cfg, "cpu") == (not side_default)
+    other = run_demo(tmp_path / "other", config=cfg, progress=False)
+    assert json.dumps(other["results"], default=float) == json.dumps(summary["results"])
+    assert (tmp_path / "other" / "sae" / "sae" / "side.log").is_file() == (not side_default)
+
+    def report(folder):
+        doc = json.loads((folder / "report" / "concepts.json").read_text())
+        doc.pop("created")
+        doc["sae"].pop("path")
+        doc["store"].pop("path")
+        return doc
+
+    assert report(tmp_path / "other") == report(out)

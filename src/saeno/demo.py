@@ -9,14 +9,16 @@ both resolutions
 (``summary.json``, ``summary.md``).
 
 The pointwise SAE's training and both SAEs' evaluations (:func:`pointwise_and_evaluations`, one
-intra-op thread) run after the SAE-FNO's training, or with ``DemoConfig(side_process=True)`` in a
-second process beside it and the report; the numbers are the same either way. The second process
-is off by default: on idle cores it slowed the SAE-FNO's two-thread training more than it saved.
-The SAE-FNO trains with torch's deterministic algorithms (reproducible run to run).
+intra-op thread) run once the SAE-FNO has trained: on CPU with at least two cores in a second
+process, beside the report's computation and figures in this one (``DemoConfig.side_process``),
+else in this process before the report. The numbers are the same either way. The SAE-FNO trains
+with torch's deterministic algorithms (reproducible run to run), on all cores, with nothing beside it.
+The demo's process keeps freed memory for reuse (:func:`saeno.memory.keep_freed_memory`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 
 from saeno.errors import SaenoError
-from saeno.threads import deterministic
+from saeno.threads import deterministic, single_thread
 
 
 @dataclass
@@ -48,7 +50,9 @@ class DemoConfig:
     n_export: int = 12
     fast_zoo: bool = False
     seed: int = 0
-    side_process: bool = False  # the pointwise SAE and the evaluations in a second process (CPU)
+    # the pointwise SAE and the evaluations in a second process beside the report (None: on CPU
+    # with at least two usable cores)
+    side_process: bool | None = None
     two_grids: bool = True  # train both SAEs on the training inputs at the FNO's grid and at twice it
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +78,19 @@ class DemoConfig:
 READY = "ready"  # written into the SAE-FNO's folder once its weights are saved
 
 
+REFERENCE = "reference.pkl"  # the SAE-FNO evaluation's FNO passes, written for the pointwise SAE's
+
+
+def _wait_for(path: Path, parent: int) -> None:
+    """Wait until ``path`` exists (written by the demo's main process ``parent``)."""
+    import os
+
+    while not path.is_file():
+        if os.getppid() != parent:  # pragma: no cover - the demo's process died
+            raise SaenoError(f"the demo's main process ended before it wrote {path.name}")
+        time.sleep(0.05)
+
+
 def pointwise_and_evaluations(
     sae: Any,
     train_store: str | list[str],
@@ -89,17 +106,22 @@ def pointwise_and_evaluations(
     device: str = "cpu",
     progress: bool = False,
     threads: int | None = None,
+    sae_fno: bool = True,
+    reference_from: str | None = None,
 ) -> dict[str, Any]:
-    """The demo's work beside the SAE-FNO's training: train the pointwise SAE ``sae`` on
-    ``train_store`` (one store, or one per training grid), evaluate it at each test store's resolution, then evaluate the SAE-FNO saved in
-    ``out/sae/sae-fno`` (waiting for its :data:`READY` file) on the same stores.
+    """The demo's pointwise work: train the pointwise SAE ``sae`` on ``train_store`` (one store, or
+    one per training grid), evaluate it at each test store's resolution, then (``sae_fno``) evaluate
+    the SAE-FNO saved in ``out/sae/sae-fno`` (waiting for its :data:`READY` file) on the same stores.
 
-    The two evaluations share the FNO's SAE-independent passes (:class:`saeno.evaluation.ReferencePasses`).
+    The evaluations share the FNO's SAE-independent passes (:class:`saeno.evaluation.ReferencePasses`);
+    with ``reference_from`` (a second process) the pointwise SAE's evaluation waits for that file,
+    the passes of the main process's SAE-FNO evaluation (:func:`sae_fno_evaluation`), and reuses them.
     ``model`` is the hooked FNO (None: the zoo's ``darcy-fno``, loaded from its cache, as a second
     process does). With ``threads`` the work runs on that many intra-op threads (restored after).
-    Returns both reports, the pointwise SAE's training throughput and each step's wall time.
+    Returns the reports, the pointwise SAE's training throughput and each step's wall time.
     """
     import os
+    import pickle
 
     import saeno
     from saeno.evaluation import ReferencePasses, evaluate
@@ -107,13 +129,13 @@ def pointwise_and_evaluations(
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    parent = os.getppid()
     try:
         if model is None:
             model = saeno.HookedOperator(saeno.zoo.load("darcy-fno", fast=fast_zoo, progress=False).eval())
         stores = {r: saeno.ActivationStore.open(path) for r, path in test_stores.items()}
         res = min(stores)
         others = [stores[r] for r in sorted(stores) if r != res]
-        reference = ReferencePasses()
         t0 = time.perf_counter()
         train = (
             [saeno.ActivationStore.open(p) for p in train_store]
@@ -133,27 +155,69 @@ def pointwise_and_evaluations(
         )
         saeno.save_sae(result.sae, Path(out) / "sae" / "sae")
         t1 = time.perf_counter()
+        if reference_from is None:
+            reference = ReferencePasses()
+        else:
+            _wait_for(Path(reference_from), parent)
+            with open(reference_from, "rb") as fh:
+                reference = ReferencePasses.from_state(pickle.load(fh), model)
+        t_ref = time.perf_counter()
         kw = dict(hooked=model, other_stores=others, progress=progress, reference=reference)
-        report = evaluate(result.sae, stores[res], hook, **kw)
+        reports = {"sae": evaluate(result.sae, stores[res], hook, **kw)}
         t2 = time.perf_counter()
-        sae_fno_dir = Path(out) / "sae" / "sae-fno"
-        parent = os.getppid()
-        while not (sae_fno_dir / READY).is_file():
-            if os.getppid() != parent:  # pragma: no cover - the demo's process died
-                raise SaenoError("the demo's main process ended before its SAE-FNO was trained")
-            time.sleep(0.1)
-        t3 = time.perf_counter()
-        report_fno = evaluate(saeno.load_sae(sae_fno_dir), stores[res], hook, **kw)
-        t4 = time.perf_counter()
+        t3 = t4 = t2
+        if sae_fno:
+            sae_fno_dir = Path(out) / "sae" / "sae-fno"
+            _wait_for(sae_fno_dir / READY, parent)
+            t3 = time.perf_counter()
+            reports["sae-fno"] = evaluate(saeno.load_sae(sae_fno_dir), stores[res], hook, **kw)
+            t4 = time.perf_counter()
     finally:
         torch.set_num_threads(old_threads)
     return {
-        "reports": {"sae-fno": report_fno, "sae": report},
+        "reports": reports,
         "samples_per_s": result.samples_per_s,
         "train_s": t1 - t0,
-        "eval_s": t2 - t1,
+        "eval_s": t2 - t_ref,
         "eval_fno_s": t4 - t3,
     }
+
+
+def sae_fno_evaluation(
+    sae_fno_dir: Path,
+    test_stores: dict[int, Any],
+    *,
+    hooked: Any,
+    hook: str,
+    reference_to: Path,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the SAE-FNO saved in ``sae_fno_dir`` at each test store's resolution, as
+    :func:`pointwise_and_evaluations` does (one intra-op thread), and write the FNO passes it made
+    to ``reference_to`` for the pointwise SAE's evaluation in the second process."""
+    import pickle
+
+    import saeno
+    from saeno.evaluation import ReferencePasses, evaluate
+
+    res = min(test_stores)
+    others = [test_stores[r] for r in sorted(test_stores) if r != res]
+    reference = ReferencePasses()
+    with single_thread():
+        report = evaluate(
+            saeno.load_sae(sae_fno_dir),
+            test_stores[res],
+            hook,
+            hooked=hooked,
+            other_stores=others,
+            progress=progress,
+            reference=reference,
+        )
+    tmp = reference_to.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(reference.state(), fh)
+    tmp.replace(reference_to)
+    return report
 
 
 class SideJob:
@@ -203,6 +267,9 @@ def side_job_main(job: str) -> None:
     """Entry point of :class:`SideJob`'s process."""
     import pickle
 
+    from saeno.memory import keep_freed_memory
+
+    keep_freed_memory()
     with open(job, "rb") as fh:
         args, kwargs, result_path = pickle.load(fh)
     out = pointwise_and_evaluations(*args, **kwargs)
@@ -212,7 +279,13 @@ def side_job_main(job: str) -> None:
 
 
 def _use_side_process(cfg: DemoConfig, device: str) -> bool:
-    return bool(cfg.side_process) and torch.device(device).type == "cpu"
+    if torch.device(device).type != "cpu":
+        return False
+    if cfg.side_process is None:
+        from saeno.zoo.training import usable_cores
+
+        return usable_cores() >= 2
+    return bool(cfg.side_process)
 
 
 def _step(msg: str) -> float:
@@ -256,8 +329,10 @@ def run_demo(
     from saeno.evaluation import format_table, summary_rows
     from saeno.export.compute import compute_concepts
     from saeno.export.evaluation_block import evaluation_block
-    from saeno.export.writing import write_export
+    from saeno.export.writing import write_document, write_static
+    from saeno.memory import keep_freed_memory
 
+    keep_freed_memory()  # the FNO's and SAEs' steps reuse freed blocks instead of faulting in new pages
     cfg = config or (DemoConfig.fast() if fast else DemoConfig())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -363,12 +438,6 @@ def run_demo(
     sae_fno_dir = out / "sae" / "sae-fno"
     (sae_fno_dir / READY).unlink(missing_ok=True)
     side_job = None
-    if _use_side_process(cfg, device):
-        print(
-            "\n== in a second process, beside the sae-fno: train and evaluate sae, then evaluate sae-fno",
-            flush=True,
-        )
-        side_job = SideJob(out / "sae" / "sae", side_args, side)
     try:
         name = "sae-fno"
         t0 = _step(f"train {name}: {cfg.concepts} concepts on {hook} at {grids_text}")
@@ -390,34 +459,61 @@ def run_demo(
         (sae_fno_dir / READY).write_text("")
         print(f"   {result.samples_per_s:,.0f} samples/s")
         _done(t0)
-        if side_job is None:
-            t0 = _step(
-                f"train sae: {cfg.concepts} concepts on {hook} at {grids_text}; evaluate both at {res} and {2 * res}"
+        work = f"train sae: {cfg.concepts} concepts on {hook} at {grids_text}; evaluate it at {res} and {2 * res}"
+        if _use_side_process(cfg, device):
+            # there on one intra-op thread, beside the SAE-FNO's evaluation and the report here on one
+            reference_file = out / "sae" / "sae" / REFERENCE
+            reference_file.unlink(missing_ok=True)
+            print(f"\n== in a second process: {work}", flush=True)
+            side_job = SideJob(
+                out / "sae" / "sae",
+                side_args,
+                {**side, "sae_fno": False, "reference_from": str(reference_file)},
             )
+            t0 = _step(f"evaluate sae-fno at {res} and {2 * res}")
+            report_fno = sae_fno_evaluation(
+                sae_fno_dir,
+                test_stores,
+                hooked=hooked,
+                hook=hook,
+                reference_to=reference_file,
+                progress=progress,
+            )
+            eval_fno_s = time.perf_counter() - t0
+            _done(t0)
+        else:
+            t0 = _step(f"{work}; evaluate sae-fno at {res} and {2 * res}")
             side_out = pointwise_and_evaluations(*side_args, **side, model=hooked, progress=progress)
             _done(t0)
 
         t0 = _step("export the SAE-FNO's concepts (maps, spectra, top examples, ablations)")
-        data = compute_concepts(
-            saes["sae-fno"],
-            test_stores[res],
-            hook=hook,
-            model=hooked,
-            max_concepts=cfg.n_export,
-            progress=progress,
-            device=device,
-            evaluation=False,  # attached below, from the evaluation run beside it
-            model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
-        )
+        # one intra-op thread beside the second process (the report's numbers are the same on any count)
+        with single_thread() if side_job is not None else contextlib.nullcontext():
+            data = compute_concepts(
+                saes["sae-fno"],
+                test_stores[res],
+                hook=hook,
+                model=hooked,
+                max_concepts=cfg.n_export,
+                progress=progress,
+                device=device,
+                evaluation=False,  # attached below, from the evaluation of the SAE-FNO
+                model_name="darcy-fno" + (" (fast)" if cfg.fast_zoo else ""),
+            )
+            static = write_static(data, out / "report", progress=progress)  # all but the evaluation's part
         if side_job is not None:
             t1 = time.perf_counter()
             side_out = side_job.result()
             side_job = None
+            side_out["reports"]["sae-fno"] = report_fno
+            side_out["eval_fno_s"] = eval_fno_s
             print(f"   waited {time.perf_counter() - t1:.1f} s for the second process")
         (sae_fno_dir / READY).unlink(missing_ok=True)
-        reports: dict[str, Any] = side_out["reports"]
+        reports: dict[str, Any] = {
+            name: side_out["reports"][name] for name in ("sae-fno", "sae")
+        }  # table order
         data.evaluation = evaluation_block(reports["sae-fno"], saes["sae-fno"], None, hook, None, 0, 0, False)
-        report_html = write_export(data, out / "report", progress=progress)
+        report_html = write_document(data, out / "report", static)
         _done(t0)
     finally:
         if side_job is not None:

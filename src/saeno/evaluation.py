@@ -61,6 +61,26 @@ class ReferencePasses:
         self.batches: dict[tuple[Any, ...], tuple[torch.Tensor, float, float]] = {}
         self._models: dict[int, Any] = {}  # held, so that no other model can take their ids
 
+    def state(self) -> dict[str, dict[tuple[Any, ...], Any]]:
+        """The entries without the FNO's identity (one FNO), for :meth:`from_state` in another process."""
+        if len(self._models) > 1:
+            raise SaenoError("ReferencePasses.state() holds the passes of one FNO; this object has several")
+        return {
+            "mean_fields": {k[1:]: v.cpu() for k, v in self.mean_fields.items()},
+            "batches": {k[1:]: (v[0].cpu(), v[1], v[2]) for k, v in self.batches.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, dict[tuple[Any, ...], Any]], hooked: Any) -> ReferencePasses:
+        """The passes of :meth:`state` for ``hooked``: the same FNO (same weights) loaded again, the
+        stores named by the same URLs."""
+        ref = cls()
+        model = getattr(hooked, "model", hooked)
+        ref._models[id(model)] = model
+        ref.mean_fields = {(id(model), *k): v for k, v in state["mean_fields"].items()}
+        ref.batches = {(id(model), *k): v for k, v in state["batches"].items()}
+        return ref
+
     def key(self, hooked: Any, store: Any, hook: str, rows: np.ndarray | None) -> tuple[Any, ...]:
         """The key of one store's entries (``rows``: a batch's rows, or None for the mean field)."""
         model = getattr(hooked, "model", hooked)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ from saeno.export.inputs import (
 from saeno.export.schema import SCHEMA_NAME, SCHEMA_VERSION, validate_concepts
 
 
+@dataclass
+class StaticParts:
+    """What :func:`write_static` wrote: each chosen concept's figure paths (relative to the export
+    folder) and captions, and the density overview's path."""
+
+    figures: dict[int, dict[str, str | None]] = field(default_factory=dict)
+    notes: dict[int, dict[str, str]] = field(default_factory=dict)
+    overview: str = ""
+
+
 def write_export(
     data: ConceptExport,
     out: str | Path,
@@ -42,7 +53,20 @@ def write_export(
     progress: bool = True,
 ) -> Path:
     """The writing half of :func:`export_concepts`: figures, ``arrays.zarr``, ``concepts.json`` and
-    ``report.html`` in ``out`` (earlier figures and pages there are replaced); returns the report."""
+    ``report.html`` in ``out`` (earlier figures and pages there are replaced); returns the report.
+
+    The same as :func:`write_static` followed by :func:`write_document`; only the second reads
+    ``data.evaluation``, so a caller may attach the evaluation between the two.
+    """
+    parts = write_static(data, out, dpi=dpi, progress=progress)
+    return write_document(data, out, parts, explanations=explanations, inline=inline)
+
+
+def write_static(
+    data: ConceptExport, out: str | Path, *, dpi: int = F.DEFAULT_DPI, progress: bool = True
+) -> StaticParts:
+    """The figures and ``arrays.zarr`` of an export in ``out`` (earlier figures there are replaced):
+    everything but ``concepts.json`` and ``report.html`` (:func:`write_document`)."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -51,8 +75,7 @@ def write_export(
         if folder.exists():
             shutil.rmtree(folder)
     sae, st, split = data.sae, data.st, data.split
-    fig_paths: dict[int, dict[str, str | None]] = {}
-    fig_notes: dict[int, dict[str, str]] = {}
+    parts = StaticParts()
     for i, k in enumerate(tqdm(data.chosen, desc="figures", disable=not progress, unit="concept")):
         rows = [int(r) for r in data.top_rows[i] if r >= 0]
         stem = out / f"figures/concept_{k:05d}"
@@ -73,17 +96,18 @@ def write_export(
             title=figure_title(sae, k),
             centre=data.centre,
             point=None if split is None else (split[1][i], split[2]),
-            notes=fig_notes.setdefault(k, {}),
+            notes=parts.notes.setdefault(k, {}),
         )
         figs["effect"] = None
         if k in data.effects:
             figs["effect"] = effect_figure(stem, k, rows, data.effects[k], dpi, figure_title(sae, k))
-        fig_paths[k] = {
+        parts.figures[k] = {
             key: None if v is None else Path(v).relative_to(out).as_posix() for key, v in figs.items()
         }
     overview = F.plot_density_overview(
         st.sample_density, out / "figures/density_overview.png", title="all concepts", dpi=dpi
     )
+    parts.overview = overview.relative_to(out).as_posix()
     write_arrays(
         out / "arrays.zarr",
         acts=data.acts,
@@ -100,6 +124,21 @@ def write_export(
         grid=data.grid,
         pointwise=None if split is None else split[1],
     )
+    return parts
+
+
+def write_document(
+    data: ConceptExport,
+    out: str | Path,
+    parts: StaticParts,
+    *,
+    explanations: Any = None,
+    inline: bool = False,
+) -> Path:
+    """``concepts.json`` and ``report.html`` in ``out``, naming the figures :func:`write_static` wrote
+    there (``parts``) and holding ``data.evaluation``; returns the report's path."""
+    out = Path(out)
+    sae, st = data.sae, data.st
     p = data.acts.shape[1]
     concepts_json = [
         concept_entry(
@@ -112,14 +151,14 @@ def write_export(
             effect=data.effects.get(k),
             params=data.params,
             labels=data.labels,
-            figures=fig_paths.get(k),
+            figures=parts.figures.get(k),
             flat=data.flat,
         )
         for k in range(p)
     ]
     for entry in concepts_json:
-        entry["figure_notes"] = fig_notes.get(entry["index"], {})
-    doc = _document(data, concepts_json, overview.relative_to(out).as_posix())
+        entry["figure_notes"] = parts.notes.get(entry["index"], {})
+    doc = _document(data, concepts_json, parts.overview)
     if explanations is not None:
         attach_explanations(doc, load_for_export(explanations, p, data.hook))
     validate_concepts(doc)
@@ -171,4 +210,4 @@ def _document(data: ConceptExport, concepts_json: list[dict], overview: str) -> 
     }
 
 
-__all__ = ["write_export"]
+__all__ = ["StaticParts", "write_document", "write_export", "write_static"]

@@ -11,6 +11,9 @@ the arithmetic mean of the two vertices, second-order accurate for smooth ``a``.
 positive definite with bandwidth ``n - 1`` in the C-order numbering of the interior vertices, so each
 sample is one banded Cholesky solve (LAPACK through ``scipy.linalg.solveh_banded``), a direct solve whose
 result equals a sparse LU solve of :func:`darcy_matrix` to rounding and takes about half its time.
+:func:`solve_darcy_many` solves several samples on several threads (the same LAPACK routine, called
+without holding the GIL: :mod:`saeno.pde.banded_lapack`), each solution bit-identical to
+:func:`solve_darcy`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solveh_banded
 
+from saeno.pde.banded_lapack import solve_banded_many
 from saeno.pde.grf import sample_grf
+
+#: threads of :func:`solve_darcy_many` when none are given (None: the usable cores, at most 4); the
+#: dataset generator's worker processes set it to 1
+SOLVE_THREADS: int | None = None
 
 
 def _face_coefficients(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -103,21 +111,69 @@ def solve_darcy(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
     numpy.ndarray
         ``u`` of shape ``(n, n)`` with zeros in row 0 and column 0.
     """
+    a = _checked(a)
+    n = a.shape[0]
+    if n < 2:
+        return np.zeros((n, n))
+    interior = solveh_banded(darcy_banded(a), _scaled_rhs(f, n), check_finite=False)
+    return _embed(interior, n)
+
+
+def _checked(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"expected a square coefficient (n, n), got shape {a.shape}")
-    n = a.shape[0]
+    return a
+
+
+def _scaled_rhs(f: float | np.ndarray, n: int) -> np.ndarray:
+    """The interior right-hand side of :func:`solve_darcy`, times ``h^2``."""
     h = 1.0 / n
     if np.isscalar(f) or np.ndim(f) == 0:
         rhs = np.full((n - 1) * (n - 1), float(f))
     else:
         rhs = np.asarray(f, dtype=np.float64)[1:, 1:].ravel()
-    if n < 2:
-        return np.zeros((n, n))
-    interior = solveh_banded(darcy_banded(a), rhs * h * h, check_finite=False)
+    return rhs * h * h
+
+
+def _embed(interior: np.ndarray, n: int) -> np.ndarray:
     u = np.zeros((n, n))
     u[1:, 1:] = interior.reshape(n - 1, n - 1)
     return u
+
+
+def solve_darcy_many(
+    coefficients: np.ndarray, f: float | np.ndarray = 1.0, threads: int | None = None
+) -> np.ndarray:
+    """:func:`solve_darcy` for each coefficient ``(S, n, n)``, the solves shared between threads.
+
+    Parameters
+    ----------
+    coefficients : numpy.ndarray
+        ``(S, n, n)`` coefficients (or a sequence of ``(n, n)`` ones).
+    f : float or numpy.ndarray
+        Right-hand side, the same for every sample (see :func:`solve_darcy`).
+    threads : int, optional
+        Threads solving at once (default :data:`SOLVE_THREADS`, else the usable cores up to 4).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(S, n, n)``, each sample bit-identical to ``solve_darcy(coefficients[i], f)`` for any
+        thread count (one LAPACK call per sample, with the same inputs).
+    """
+    fields = [_checked(a) for a in coefficients]
+    if not fields:
+        return np.zeros((0, 0, 0))
+    n = fields[0].shape[0]
+    if any(a.shape != (n, n) for a in fields):
+        raise ValueError("solve_darcy_many needs coefficients of one shape (S, n, n)")
+    if n < 2:
+        return np.zeros((len(fields), n, n))
+    rhs = _scaled_rhs(f, n)
+    threads = SOLVE_THREADS if threads is None else threads
+    interiors = solve_banded_many([(darcy_banded(a), rhs) for a in fields], threads=threads)
+    return np.stack([_embed(x, n) for x in interiors])
 
 
 def sample_coefficients(
