@@ -13,7 +13,6 @@ intra-op thread) run once the SAE-FNO has trained: on CPU with at least two core
 process, beside the report's computation and figures in this one (``DemoConfig.side_process``),
 else in this process before the report. The numbers are the same either way. The SAE-FNO trains
 with torch's deterministic algorithms (reproducible run to run), on all cores, with nothing beside it.
-The demo's process keeps freed memory for reuse (:func:`saeno.memory.keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -267,9 +266,6 @@ def side_job_main(job: str) -> None:
     """Entry point of :class:`SideJob`'s process."""
     import pickle
 
-    from saeno.memory import keep_freed_memory
-
-    keep_freed_memory()
     with open(job, "rb") as fh:
         args, kwargs, result_path = pickle.load(fh)
     out = pointwise_and_evaluations(*args, **kwargs)
@@ -330,9 +326,7 @@ def run_demo(
     from saeno.export.compute import compute_concepts
     from saeno.export.evaluation_block import evaluation_block
     from saeno.export.writing import write_document, write_static
-    from saeno.memory import keep_freed_memory
 
-    keep_freed_memory()  # the FNO's and SAEs' steps reuse freed blocks instead of faulting in new pages
     cfg = config or (DemoConfig.fast() if fast else DemoConfig())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

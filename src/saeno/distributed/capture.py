@@ -434,7 +434,16 @@ def _capture_region(
             desc=f"capture (rank 0 of {info.world_size})",
         )
     sink = _RegionSink(
-        group, arrays, names, attrs["hook_info"], cs, start, lo, dtypes, allow_nonfinite, info.rank,
+        group,
+        arrays,
+        names,
+        attrs["hook_info"],
+        cs,
+        start,
+        lo,
+        dtypes,
+        allow_nonfinite,
+        info.rank,
         stats_by_sample=layout.stats_by_sample(attrs),
     )
     writer = BackgroundWriter(sink.consume, sink.finish, maxsize=QUEUE_BATCHES)
