@@ -38,7 +38,8 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from saeno.hooking import HookedOperator
-    from saeno.store import capture
+    from saeno.store import capture, writer
+    writer.COMMIT_BYTES = 0  # a commit after every chunk, so that the kill leaves a partial store
     hooked = HookedOperator(model)
     hooked.add_hook("hook_out", lambda act, *, hook: time.sleep(0.15))  # slow, so the kill lands mid-run
     capture(hooked, x, HOOKS, sys.argv[1], batch_size=BATCH, chunk_size=CHUNK, progress=False)
