@@ -65,3 +65,17 @@ def fail_at_write(k: int, exc: BaseException | None = None) -> Iterator[dict]:
 
 def enospc(key: str = "chunk") -> OSError:
     return OSError(errno.ENOSPC, "No space left on device", key)
+
+
+def fail_at_batch(monkeypatch, hooked: HookedOperator, k: int) -> None:
+    """Make ``hooked.run_with_cache`` raise ``RuntimeError("the model failed")`` at its ``k``-th call."""
+    calls = []
+    original = hooked.run_with_cache
+
+    def failing(xb, **kw):
+        calls.append(len(xb))
+        if len(calls) == k:
+            raise RuntimeError("the model failed")
+        return original(xb, **kw)
+
+    monkeypatch.setattr(hooked, "run_with_cache", failing)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from faults import fail_at_batch
 from saeno.hooking import HookedOperator
 from saeno.store import ActivationStore, RunningStats, capture, writer
 from saeno.store.layout import hook_path
@@ -131,16 +132,8 @@ def test_an_error_in_the_forward_keeps_the_full_chunks_and_resume_completes(
     the rows 10..11 gathered for chunk 2 are not; resuming gives the reference."""
     hooked, x, ref = setup
     monkeypatch.setattr(writer, "WRITER_MODE", mode)
-    calls = []
     original = hooked.run_with_cache
-
-    def failing(xb, **kw):
-        calls.append(len(xb))
-        if len(calls) == 4:
-            raise RuntimeError("the model failed")
-        return original(xb, **kw)
-
-    monkeypatch.setattr(hooked, "run_with_cache", failing)
+    fail_at_batch(monkeypatch, hooked, 4)
     path = tmp_path / "s.zarr"
     with pytest.raises(RuntimeError, match="the model failed"):
         capture(hooked, x, HOOKS, path, batch_size=BATCH, chunk_size=CHUNK, progress=False)

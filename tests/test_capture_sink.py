@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from faults import files
+from faults import fail_at_batch, files
 from saeno.errors import StoreError
 from saeno.hooking import HookedOperator
 from saeno.store import ActivationStore, RunningStats, capture, layout, writer
@@ -206,16 +206,7 @@ def test_an_error_commits_the_chunks_written_since_the_last_commit(hooked, x, tm
     it wrote before: here the model fails at its fourth batch, after chunks 0 and 1."""
     monkeypatch.setattr(writer, "COMMIT_BYTES", 2**40)
     monkeypatch.setattr(writer, "COMMIT_SECONDS", None)
-    calls = []
-    original = hooked.run_with_cache
-
-    def failing(xb, **kw):
-        calls.append(len(xb))
-        if len(calls) == 4:
-            raise RuntimeError("the model failed")
-        return original(xb, **kw)
-
-    monkeypatch.setattr(hooked, "run_with_cache", failing)
+    fail_at_batch(monkeypatch, hooked, 4)
     with pytest.raises(RuntimeError, match="the model failed"):
         _capture(hooked, x, tmp_path / "s")
     assert ActivationStore.open(tmp_path / "s").n_rows == 2 * CHUNK
