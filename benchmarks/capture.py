@@ -14,7 +14,8 @@
    p->C, MSE, Adam) on batches already in memory; ratio > 1 means the loader keeps up.
 
 5. ``--small N``: only the small-model case (hidden 16, 32x32, batch 8, 2 hooks, N samples) through
-   the Python API, each writer mode against the plain forward (target <= 1.3).
+   the Python API, each writer mode against the plain forward (target <= 1.3): every capture runs
+   between two plain forwards, and is also divided by their mean.
 
 Run: ``python benchmarks/capture.py`` (``--quick`` for a smoke run). Prints a Markdown table.
 """
@@ -118,20 +119,32 @@ def small_model(n: int, reps: int) -> None:
     hooks = ["blocks.1.hook_out", "blocks.3.hook_out"]
     x = torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     runs = {"forward": [], **{m: [] for m in MODES}}
+    neighbours: dict[str, list[float]] = {m: [] for m in MODES}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="saeno-bench-") as tmp:
         time_forward(model, x[:64], 8)  # warm-up
         time_capture(hooked, x[:64], 8, Path(tmp), hooks)
-        for _ in range(reps):  # interleaved: forward, capture in each mode, forward, ...
-            runs["forward"].append(time_forward(model, x, 8))
+        forward = time_forward(model, x, 8)
+        for _ in range(reps):  # forward, capture, forward, capture, ...: each capture between two forwards
             for mode in MODES:
+                runs["forward"].append(forward)
                 runs[mode].append(time_capture(hooked, x, 8, Path(tmp), hooks, mode=mode))
+                after = time_forward(model, x, 8)
+                neighbours[mode].append(0.5 * (forward + after))
+                forward = after
         load.append(os.getloadavg()[0])
     med = {k: statistics.median(v) for k, v in runs.items()}
     print(f"\nsmall model: hidden 16, 32x32, batch 8, 2 hooks, {n} samples, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, {torch.get_num_threads()} torch threads, auto = "
           f"{auto_mode()}, reps {reps} (median), load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
     print_mode_rows(runs, med, "small: capture", 1.3)
+    print("\nEach capture against the mean of the plain forwards just before and just after it (the")
+    print("machine's speed drifts over tens of seconds; the neighbours share the capture's):\n")
+    print("| mode | median of capture / neighbouring forwards | per capture |")
+    print("|---|---|---|")
+    for mode in MODES:
+        ratios = [c / f for c, f in zip(runs[mode], neighbours[mode])]
+        print(f"| {mode} | {statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |")
 
 
 def time_naive(hooked, x: torch.Tensor, batch: int, root: Path) -> float:
