@@ -61,16 +61,19 @@ def main() -> None:
         loss, *_ = sae_loss(sae, x, dead, False, 0, 0.0)
         return torch.autograd.grad(loss * share, params, allow_unused=True)
 
-    def one_pass(threads: int, x: torch.Tensor) -> None:
+    def one_pass(threads: int, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        old = torch.get_num_threads()
         torch.set_num_threads(threads)
-        grads(x, 1.0)
-        torch.set_num_threads(2)
+        try:
+            return grads(x, 1.0)
+        finally:
+            torch.set_num_threads(old)
 
-    def halves(x: torch.Tensor) -> None:
+    def halves(x: torch.Tensor) -> list[torch.Tensor | None]:
         cut = len(x) // 2
         futures = [pool.submit(grads, part, len(part) / len(x)) for part in (x[:cut], x[cut:])]
         a, b = (f.result() for f in futures)
-        [None if g is None else g + h for g, h in zip(a, b)]
+        return [None if g is None else g + h for g, h in zip(a, b)]  # the step's gradient
 
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     print(f"OMP_WAIT_POLICY={policy}, data {'random' if args.stores is None else args.stores}, "

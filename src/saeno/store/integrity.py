@@ -19,13 +19,9 @@ from zarr.core.sync import sync
 from saeno.errors import StoreError
 
 
-def content_crc(values: np.ndarray, crc: int = 0) -> int:
-    """CRC-32 of an array's bytes in C order (what ``chunk_crc`` records per chunk).
-
-    ``crc`` continues a checksum: the CRC of a chunk equals ``content_crc`` of its rows taken piece
-    by piece in row order, each call given the previous result.
-    """
-    return zlib.crc32(memoryview(np.ascontiguousarray(values)).cast("B"), crc)
+def content_crc(values: np.ndarray) -> int:
+    """CRC-32 of an array's bytes in C order (what ``chunk_crc`` records per chunk)."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(values)).cast("B"))
 
 
 def _rows_text(lo: int, hi: int) -> str:

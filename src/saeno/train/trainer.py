@@ -23,8 +23,9 @@ Choices (documented defaults):
   concepts, renormalised after every Adam step; encoder initialised from the decoder transpose (done
   by the model constructors).
 - Learning rate: :func:`saeno.train.schedules.default_lr` (``2e-4 / sqrt(p / 16384)``, capped at 1e-2)
-  times the model's ``default_lr_scale`` (2 for the SAE-FNO), with optional linear warm-up and a linear decay over the last ``lr_decay_frac`` of the steps
-  (``lr_schedule="linear"``), or a cosine decay to 5% over all steps (``"cosine"``).
+  times the model's ``default_lr_scale`` (2 for the SAE-FNO), with optional linear warm-up and a
+  linear decay over the last ``lr_decay_frac`` of the steps (``lr_schedule="linear"``), or a cosine
+  decay to 5% over all steps (``"cosine"``).
 - Batches: a tensor per batch, or a tuple of tensors (activations first) when the data is a tuple, passed
   whole to the model's ``forward_train``; the model's own loss terms arrive as ``SAEOutput.penalty``
   (the sparsity penalty; a supervised SAE's nuisance-label decorrelation), and the model chooses the
