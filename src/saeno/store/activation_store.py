@@ -13,6 +13,7 @@ from zarr.errors import NodeNotFoundError
 
 from saeno.errors import HookNameError, StoreError
 from saeno.store import checks, commit, layout
+from saeno.store.chunk_cache import ChunkCache
 from saeno.store.integrity import check_chunks_present, read_chunk
 from saeno.store.loader import StoreLoader
 from saeno.store.running_stats import RunningStats
@@ -281,6 +282,10 @@ class ActivationStore:
 
         return read
 
+    def cached_reader(self, name: str, cache: ChunkCache) -> Any:
+        """:meth:`chunk_reader` of ``name`` served from ``cache`` (keyed by this store and its rows)."""
+        return cache.reader((str(self.url), name, self.n_rows), self.chunk_reader(name))
+
     def _gather(self, name: str, array: zarr.Array, sel: np.ndarray) -> np.ndarray:
         cs = int(array.chunks[0])
         read = self.chunk_reader(name)
@@ -337,6 +342,7 @@ class ActivationStore:
         drop_last: bool = False,
         return_index: bool = False,
         prefetch: int = 4,
+        cache: ChunkCache | None = None,
     ) -> StoreLoader:
         """Stream torch batches of one array chunk by chunk (see :class:`StoreLoader`).
 
@@ -363,6 +369,9 @@ class ActivationStore:
             Also yield each sample's store row (and, for points, its flat grid position).
         prefetch
             Batches prepared ahead in the prefetch thread.
+        cache
+            Keep the decoded chunks in this :class:`~saeno.store.chunk_cache.ChunkCache` for later
+            loaders (the next epochs); the batches are the same with or without it.
         """
         mean = scale = None
         if normalize:
@@ -387,7 +396,7 @@ class ActivationStore:
             drop_last=drop_last,
             return_index=return_index,
             prefetch=prefetch,
-            read_chunk=self.chunk_reader(hook),
+            read_chunk=self.chunk_reader(hook) if cache is None else self.cached_reader(hook, cache),
         )
 
     # -- summaries ---------------------------------------------------------------------------

@@ -165,7 +165,7 @@ class StoreLoader:
                     return
                 if isinstance(item, _Failure):
                     raise item.exc
-                tensors = tuple(torch.from_numpy(a) for a in item)
+                tensors = tuple(_tensor(a) for a in item)
                 yield tensors if self.return_index else tensors[0]
         finally:
             stop.set()
@@ -232,6 +232,12 @@ class StoreLoader:
                 if lo + bs > pool_n and self.drop_last:
                     break
                 yield _slice(merged, lo, min(lo + bs, pool_n))
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a tensor; a copy when ``a`` is read-only (a view of a cached chunk, which later
+    epochs share: the consumer may write into its batch)."""
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def _out_dtype(a: np.ndarray) -> np.dtype:

@@ -73,6 +73,10 @@ class TrainConfig:
     shuffle_buffer: int | None = None
     """Rows (points or fields) the store loader mixes at a time (default: 16 batches or 65536
     points; 8 batches or 256 fields)."""
+    cache_mib: int | None = None
+    """MiB of decoded store chunks kept in memory for the epochs after the first (default: a
+    quarter of the memory available, at most 4096; 0 reads every epoch from the store). Runs of
+    one epoch or less, and torchrun runs, read the store each time."""
     checkpoint_dir: str | None = None
     """Folder of the step_* checkpoints (the CLI uses OUT/checkpoints)."""
     checkpoint_every: int | None = None
@@ -115,6 +119,8 @@ class TrainConfig:
             raise TrainConfigError(f"normalize={self.normalize!r} is unknown: use one of {NORMALIZE_MODES}")
         if self.steps is not None and self.epochs is not None:
             raise TrainConfigError("give steps or epochs, not both")
+        if self.cache_mib is not None and self.cache_mib < 0:
+            raise TrainConfigError(f"cache_mib must be 0 (no cache) or more, got {self.cache_mib}")
         for name in ("steps", "epochs", "batch_size", "log_every", "dead_window"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -16,6 +16,7 @@ resumed run sees exactly the batches the uninterrupted run would have seen:
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import os
@@ -169,6 +170,8 @@ class StoreSource:
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
         self.fingerprint = getattr(store, "fingerprint", None)
         self.n_batches = self._count()
+        #: decoded chunks kept for later epochs (:func:`attach_chunk_cache`); None reads the store
+        self.cache: Any = None
 
     def _count(self) -> int | None:
         try:
@@ -187,7 +190,19 @@ class StoreSource:
             shuffle_buffer=self.shuffle_buffer,
             normalize=False,
             seed=self.seed + epoch,
+            **({"cache": self.cache} if self.cache is not None else {}),
         )
+
+    def decoded_bytes(self) -> int | None:
+        """Bytes of the hook's committed rows once decoded, or None when the store cannot keep
+        decoded chunks (a store object whose ``loader`` takes no ``cache``)."""
+        if "cache" not in inspect.signature(self.store.loader).parameters:
+            return None
+        try:
+            array = self.store[self.hook]
+            return int(self.store.n_rows) * math.prod(array.shape[1:]) * np.dtype(array.dtype).itemsize
+        except (AttributeError, KeyError, TypeError):
+            return None
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""
@@ -229,6 +244,30 @@ class IterableSource:
         return channel_moments(self.data, max_batches=64)
 
     fingerprint = None
+
+
+def attach_chunk_cache(source: Any, budget_mib: int | None, total_steps: int | None) -> Any:
+    """Give the store sources of ``source`` one :class:`~saeno.store.chunk_cache.ChunkCache` when
+    the run reads them more than once.
+
+    ``budget_mib`` caps the decoded bytes held (None: a quarter of the memory available, at most 4 GiB;
+    0: no cache). The store sources take part when ``total_steps`` spans more than one epoch of
+    ``source`` (every epoch of several grids starts each grid's loader again). Returns the cache, or
+    None when no source takes part. The batches are the same either way.
+    """
+    from saeno.store.chunk_cache import ChunkCache, default_budget
+
+    n_batches = getattr(source, "n_batches", None)
+    if budget_mib == 0 or total_steps is None or n_batches is None or total_steps <= n_batches:
+        return None
+    parts = list(getattr(source, "sources", [source]))
+    chosen = [s for s in parts if isinstance(s, StoreSource) and s.decoded_bytes() is not None]
+    if not chosen:
+        return None
+    cache = ChunkCache(default_budget() if budget_mib is None else int(budget_mib) * 2**20)
+    for s in chosen:
+        s.cache = cache
+    return cache
 
 
 def open_store(data: Any) -> Any:

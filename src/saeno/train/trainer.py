@@ -66,7 +66,7 @@ from saeno.train.convergence import (
     convergence_warnings,
     decay_start,
 )
-from saeno.train.data import Batch, activations_of, batch_len, batch_to
+from saeno.train.data import Batch, activations_of, attach_chunk_cache, batch_len, batch_to
 from saeno.train.guards import FiniteLossGuard, check_resume, check_train_args
 from saeno.train.logging import TrainLogger
 from saeno.train.result import TrainResult, log_row, summary_lines
@@ -194,7 +194,7 @@ def train_sae(
         Fields of :class:`~saeno.train.config.TrainConfig` replacing those of ``config``:
         ``hook``, ``steps``, ``epochs``, ``lr``, ``batch_size``, ``device``, ``normalize``, ``aux_k``,
         ``aux_coef``, ``dead_window``, ``resample_every``, ``lr_warmup_steps``, ``lr_decay_frac``,
-        ``shuffle_buffer``, ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``,
+        ``shuffle_buffer``, ``cache_mib``, ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``,
         ``resume``, ``log_csv``, ``log_every``, ``tensorboard``, ``wandb``, ``progress``, ``seed``,
         ``store_fingerprint``. Without ``steps`` or ``epochs`` the run takes at least
         :data:`~saeno.train.config.DEFAULT_MIN_STEPS` steps and one epoch.
@@ -240,6 +240,7 @@ def train_sae(
         total = epochs * source.n_batches if source.n_batches is not None else None
     else:
         total = default_steps(source.n_batches)
+    attach_chunk_cache(source, cfg.cache_mib, total)
     base_lr = float(cfg.lr) if cfg.lr is not None else default_lr(sae.n_concepts) * sae.default_lr_scale
     aux_k = cfg.aux_k if cfg.aux_k is not None else sae.default_aux_k()
     resample_every = cfg.resample_every
