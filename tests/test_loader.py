@@ -122,3 +122,18 @@ def test_abandoning_an_epoch_stops_the_prefetch_thread(store) -> None:
 def test_bad_view_is_refused(store) -> None:
     with pytest.raises(StoreError, match="view"):
         store.loader(HOOK, view="pixels")
+
+
+def test_shuffled_pool_equals_concatenating_then_taking() -> None:
+    from saeno.store.loader import _shuffled
+
+    rng = np.random.default_rng(0)
+    parts = [(rng.normal(size=(n, 3, 2)).astype(np.float32), rng.integers(0, 99, n)) for n in (5, 1, 7, 4)]
+    order = rng.permutation(17)
+    got = _shuffled(parts, order)
+    for col, expect in zip(
+        got, (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    ):
+        assert col.dtype == expect.dtype and np.array_equal(col, expect[order])
+    first = rng.permutation(5)
+    assert np.array_equal(_shuffled(parts[:1], first)[0], parts[0][0][first])

@@ -216,18 +216,14 @@ class StoreLoader:
             pool_n += len(part[0])
             if shuffle and pool_n < self.shuffle_buffer:
                 continue
-            merged = _concat(pool)
-            if shuffle:
-                merged = _take(merged, rng.permutation(pool_n))
+            merged = _shuffled(pool, rng.permutation(pool_n)) if shuffle else _concat(pool)
             emit = ((pool_n - (keep if shuffle else 0)) // bs) * bs
             for lo in range(0, emit, bs):
                 yield _slice(merged, lo, lo + bs)
             pool = [_slice(merged, emit, pool_n)] if emit < pool_n else []
             pool_n -= emit
         if pool_n:
-            merged = _concat(pool)
-            if shuffle:
-                merged = _take(merged, rng.permutation(pool_n))
+            merged = _shuffled(pool, rng.permutation(pool_n)) if shuffle else _concat(pool)
             for lo in range(0, pool_n, bs):
                 if lo + bs > pool_n and self.drop_last:
                     break
@@ -250,8 +246,22 @@ def _concat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(cols) for cols in zip(*parts))
 
 
-def _take(arrays: tuple[np.ndarray, ...], order: np.ndarray) -> tuple[np.ndarray, ...]:
-    return tuple(a[order] for a in arrays)
+def _shuffled(parts: list[tuple[np.ndarray, ...]], order: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``_concat(parts)`` taken in ``order``, each row copied once: every part is scattered straight
+    to its rows' places in the result instead of concatenated first."""
+    if len(parts) == 1:
+        return tuple(a[order] for a in parts[0])
+    place = np.empty_like(order)
+    place[order] = np.arange(order.size)
+    out = []
+    for cols in zip(*parts):
+        dst = np.empty((order.size, *cols[0].shape[1:]), dtype=np.result_type(*cols))
+        lo = 0
+        for col in cols:
+            dst[place[lo : lo + len(col)]] = col
+            lo += len(col)
+        out.append(dst)
+    return tuple(out)
 
 
 def _slice(arrays: tuple[np.ndarray, ...], lo: int, hi: int) -> tuple[np.ndarray, ...]:
