@@ -162,3 +162,12 @@ def test_runs_of_one_epoch_and_other_sources_get_no_cache(store) -> None:
     assert attach_chunk_cache(other, None, 10 * other.n_batches) is None
     with pytest.raises(TrainConfigError, match="cache_mib"):
         saeno.TrainConfig(cache_mib=-1)
+
+
+def test_the_cli_refuses_a_negative_budget_naming_its_flag(store, tmp_path, capsys) -> None:
+    from saeno.cli.main import main
+
+    args = ["train", "--store", str(store.url), "--hook", HOOK, "--concepts", "16", "--out", str(tmp_path)]
+    assert main([*args, "--cache-mib", "-5"]) == 2
+    assert "--cache-mib must be an integer >= 0, got -5" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -42,7 +42,7 @@ POSITIVE_INTS = (
     "block_size",
 )
 #: options that must be integers >= 0 when given
-NONNEGATIVE_INTS = ("aux_k", "hidden", "nuisance_size", "seed")
+NONNEGATIVE_INTS = ("aux_k", "hidden", "nuisance_size", "seed", "cache_mib")
 #: options that must be finite numbers > 0 / >= 0 when given
 POSITIVE_FLOATS = ("lr",)
 NONNEGATIVE_FLOATS = ("l1", "l0", "domain_l1", "decorrelate")
