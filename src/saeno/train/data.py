@@ -193,16 +193,9 @@ class StoreSource:
             **({"cache": self.cache} if self.cache is not None else {}),
         )
 
-    def decoded_bytes(self) -> int | None:
-        """Bytes of the hook's committed rows once decoded, or None when the store cannot keep
-        decoded chunks (a store object whose ``loader`` takes no ``cache``)."""
-        if "cache" not in inspect.signature(self.store.loader).parameters:
-            return None
-        try:
-            array = self.store[self.hook]
-            return int(self.store.n_rows) * math.prod(array.shape[1:]) * np.dtype(array.dtype).itemsize
-        except (AttributeError, KeyError, TypeError):
-            return None
+    def takes_cache(self) -> bool:
+        """Whether the store's ``loader`` takes a ``cache`` (a user's store object may not)."""
+        return "cache" in inspect.signature(self.store.loader).parameters
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tensor]:
         """Batches of epoch ``epoch`` from batch ``skip`` on."""
@@ -261,7 +254,7 @@ def attach_chunk_cache(source: Any, budget_mib: int | None, total_steps: int | N
     if budget_mib == 0 or total_steps is None or n_batches is None or total_steps <= n_batches:
         return None
     parts = list(getattr(source, "sources", [source]))
-    chosen = [s for s in parts if isinstance(s, StoreSource) and s.decoded_bytes() is not None]
+    chosen = [s for s in parts if isinstance(s, StoreSource) and s.takes_cache()]
     if not chosen:
         return None
     cache = ChunkCache(default_budget() if budget_mib is None else int(budget_mib) * 2**20)
